@@ -1,0 +1,249 @@
+"""Exact mode: expected outcomes, payments and costs by absorbing-Markov-chain algebra.
+
+Exact when every client's path is an independent Markov chain: the holistic policy, capacity
+that never binds, a cap that cannot be reached and a provider that cannot fail. ``check_exact``
+says which of these a scenario breaks; ``expected`` refuses such scenarios.
+
+First-entry payments use the chain augmented with a 'visited' flag; sustainment payments the
+chain augmented with a payment counter (0..max_months). Forced exit at the programme limit and the
+end of the contract are applied exactly as in the engine (docs/model.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .contract import Rule
+from .engine import Model, compile_model
+from .pathway import FULL, MINIMAL
+from .referrals import expected_counts
+from .scenario import Scenario
+
+
+class ExactNotApplicable(ValueError):
+    """The scenario has behaviour that the Markov-chain algebra cannot represent exactly."""
+
+
+def _max_active(model: Model, counts: np.ndarray) -> int:
+    """Most clients that can be in service in one month with deterministic referrals."""
+    per_month = counts.sum(axis=1)
+    M = model.pathway.max_months or model.months
+    return int(max(per_month[max(0, t - M + 1): t + 1].sum() for t in range(model.months)))
+
+
+def check_exact(model: Model) -> list[str]:
+    """Reasons exact mode does not apply (empty when it does)."""
+    sc, org, c = model.scenario, model.provider, model.contract
+    reasons = []
+    fixed = sc.referrals.distribution == "fixed"
+    counts = expected_counts(sc)
+    if org.policy != "holistic":
+        reasons.append(f"provider.policy is {org.policy!r}: only the holistic policy is a fixed Markov chain")
+    max_active = _max_active(model, counts) if fixed else None
+    if org.capacity is not None and (not fixed or max_active > org.capacity):
+        reasons.append(
+            "provider.capacity could bind (set it to null, or use fixed referrals that never exceed it)"
+        )
+    if c.cap is not None:
+        if not fixed:
+            reasons.append("contract.cap could be reached with Poisson referrals (remove the cap or use fixed referrals)")
+        else:
+            n = counts.sum(axis=0)
+            most = int(c.fee_due.sum()) + sum(
+                int((n * r.tariff).sum()) * (r.max_months if r.is_sustainment else 1) for r in c.rules
+            )
+            if most > c.cap:
+                reasons.append("contract.cap could be reached (the most payable exceeds it)")
+    if org.credit_limit is not None or org.monthly_interest > 0:
+        worst = None
+        if fixed:
+            worst_cost = org.overhead * model.months + max(org.cost_full, org.cost_minimal) * max_active * model.months
+            worst = org.opening_cash - worst_cost
+        limit_ok = org.credit_limit is None or (worst is not None and worst >= -org.credit_limit)
+        interest_ok = org.monthly_interest == 0 or (worst is not None and worst >= 0)
+        if not limit_ok:
+            reasons.append("the provider could become insolvent (set provider.credit.limit to null for unlimited credit)")
+        if not interest_ok:
+            reasons.append("overdraft interest depends on the cash path (set provider.credit.monthly_interest to 0)")
+    return reasons
+
+
+@dataclass
+class ExactResult:
+    model: Model
+    segments: pd.DataFrame  # expected referrals, outcomes, milestones and rates by segment
+    payments: pd.DataFrame  # expected commissioner payments by month, kind, item and segment (pounds)
+    costs: pd.DataFrame  # expected provider costs by month (pounds)
+    caseload: pd.DataFrame  # expected clients by month and state at month end
+
+    @property
+    def paid_by_kind(self) -> pd.Series:
+        return self.payments.groupby("kind", observed=True)["amount"].sum()
+
+    def summary(self) -> dict:
+        tot = self.segments.set_index("segment")
+        paid = float(self.payments["amount"].sum())
+        outcomes = float(tot.loc["all", "outcomes"]) if "outcomes" in tot else None
+        return {
+            "scenario": self.model.scenario.name,
+            "method": "exact",
+            "segments": self.segments.to_dict(orient="records"),
+            "commissioner": {
+                "paid_by_kind": {k: float(v) for k, v in self.paid_by_kind.items()},
+                "paid_total": paid,
+                "cost_per_outcome": paid / outcomes if outcomes else None,
+            },
+            "provider": {
+                "costs_total": float(self.costs[["delivery", "overhead"]].sum().sum()),
+            },
+        }
+
+
+def _effective_matrix(model: Model, g: int) -> np.ndarray:
+    """Each state's row under holistic, non-binding capacity: full in service states, minimal elsewhere."""
+    pw = model.pathway
+    return np.where(pw.service[:, None], pw.P[g, FULL], pw.P[g, MINIMAL])
+
+
+def _step_matrix(model: Model, M: np.ndarray, k: int) -> np.ndarray:
+    """Transition k of a client's stay (k = 1, 2, ...), with forced exit folded in at the programme limit."""
+    pw = model.pathway
+    if pw.max_months is None or k != pw.max_months:
+        return M
+    Mk = M.copy()
+    transient = ~pw.absorbing
+    rows = np.flatnonzero(transient)
+    Mk[np.ix_(rows, [pw.exit_state])] += M[np.ix_(rows, np.flatnonzero(transient))].sum(axis=1, keepdims=True)
+    Mk[np.ix_(rows, np.flatnonzero(transient))] = 0.0
+    return Mk
+
+
+def _trigger_probabilities(model: Model, M: np.ndarray, rule: Rule, K: int) -> np.ndarray:
+    """P(rule triggers at age k) for k = 0..K, for one client of one segment (age 0 = referral month)."""
+    pw = model.pathway
+    S = pw.n_states
+    transient = ~pw.absorbing
+    out = np.zeros(K + 1)
+    if not rule.is_sustainment:
+        target = rule.state
+        if target == pw.initial:
+            out[0] = 1.0
+            return out
+        x = np.zeros((S, 2))  # [state, visited]
+        x[pw.initial, 0] = 1.0
+        for k in range(1, K + 1):
+            Mk = _step_matrix(model, M, k)
+            moving = x * transient[:, None]
+            staying = x * ~transient[:, None]
+            y = Mk.T @ moving  # [S, 2]
+            not_self = moving[:, 0].copy()
+            not_self[target] = 0.0
+            out[k] = not_self @ Mk[:, target]
+            y_target_from_self = moving[target, 0] * Mk[target, target]
+            newly = y[target, 0] - y_target_from_self
+            y[target, 1] += newly
+            y[target, 0] = y_target_from_self
+            x = y + staying
+        return out
+    N = rule.max_months
+    x = np.zeros((S, N + 1))  # [state, payments so far]
+    x[pw.initial, 0] = 1.0
+    A = rule.in_states
+    for k in range(1, K + 1):
+        Mk = _step_matrix(model, M, k)
+        moving = x * transient[:, None]
+        staying = x * ~transient[:, None]
+        y = Mk.T @ moving
+        pay = y[A, :N]  # clients that moved (or stayed) into a paid state with payments left
+        out[k] = pay.sum()
+        shifted = np.zeros_like(y[A])
+        shifted[:, 1:] = pay
+        shifted[:, N] += y[A, N]
+        y[A] = shifted
+        x = y + staying
+    return out
+
+
+def _occupancy(model: Model, M: np.ndarray, K: int) -> np.ndarray:
+    """Distribution over states at ages 0..K (after k transitions), with forced exit."""
+    pw = model.pathway
+    pi = np.zeros((K + 1, pw.n_states))
+    pi[0, pw.initial] = 1.0
+    for k in range(1, K + 1):
+        pi[k] = pi[k - 1] @ _step_matrix(model, M, k)
+    return pi
+
+
+def expected(scenario: Scenario | Model) -> ExactResult:
+    """Expected values of a scenario by Markov-chain algebra; raises ExactNotApplicable when not exact."""
+    model = scenario if isinstance(scenario, Model) else compile_model(scenario)
+    reasons = check_exact(model)
+    if reasons:
+        raise ExactNotApplicable("exact mode does not apply to this scenario: " + "; ".join(reasons))
+    pw, c, org = model.pathway, model.contract, model.provider
+    T, H = model.months, model.horizon
+    counts = expected_counts(model.scenario)  # [T, G]
+    G, S = len(pw.segments), pw.n_states
+    seg_rows, pay_rows = [], []
+    delivery = np.zeros(H)
+    caseload = np.zeros((H, S))
+    service_transient = pw.service & ~pw.absorbing
+    cost_by_state = np.where(service_transient, org.cost_full, 0.0)
+    for g, seg in enumerate(pw.segments):
+        M = _effective_matrix(model, g)
+        n_r = counts[:, g]
+        pi = _occupancy(model, M, T)
+        # costs at age k fall in month r + k while the client is in a service state (months < T)
+        for r in range(T):
+            if n_r[r] == 0:
+                continue
+            ages = np.arange(0, T - r)
+            delivery[r + ages] += n_r[r] * (pi[ages] @ cost_by_state)
+            caseload[r + ages] += n_r[r] * pi[ages + 1]
+            caseload[T:, :] += n_r[r] * pi[T - r]  # states freeze at the contract end
+        entered = {}
+        for rule in c.rules:
+            p = _trigger_probabilities(model, M, rule, T)
+            # trigger at age k happens in month r + k - 1 (k >= 1) or r (k = 0)
+            trig = np.zeros(T)
+            for r in range(T):
+                if n_r[r] == 0:
+                    continue
+                k = np.arange(0, T - r + 1)
+                months = np.where(k == 0, r, r + k - 1)
+                np.add.at(trig, months[months < T], n_r[r] * p[k][months < T])
+            amount = trig * (1 - rule.rejection) * rule.tariff[g] / 100.0
+            for t in np.flatnonzero(amount):
+                pay_rows.append((t + rule.lag, rule.kind, rule.name, seg, amount[t]))
+            entered[rule.name] = trig.sum()
+        row = {"segment": seg, "referrals": n_r.sum()}
+        for label, state in (("outcomes", c.primary_outcome), ("milestones", c.milestone)):
+            if state >= 0:
+                first = _trigger_probabilities(model, M, _first_entry_rule(state, G), T)
+                row[label] = sum(n_r[r] * first[: T - r + 1].sum() for r in range(T))
+        seg_rows.append(row)
+    for t in np.flatnonzero(c.fee_due):
+        pay_rows.append((t + c.fee_lag, "service_fee", "service_fee", None, c.fee_due[t] / 100.0))
+    segments = pd.DataFrame(seg_rows)
+    total = segments.drop(columns="segment").sum()
+    segments = pd.concat([segments, pd.DataFrame([{"segment": "all", **total.to_dict()}])], ignore_index=True)
+    for label, rate in (("outcomes", "outcome_rate"), ("milestones", "milestone_rate")):
+        if label in segments:
+            segments[rate] = segments[label] / segments["referrals"]
+    payments = pd.DataFrame(pay_rows, columns=["month", "kind", "item", "segment", "amount"])
+    payments = payments.groupby(["month", "kind", "item", "segment"], dropna=False, as_index=False)["amount"].sum()
+    overhead = np.zeros(H)
+    overhead[:T] = org.overhead / 100.0
+    costs = pd.DataFrame({"month": np.arange(H), "delivery": delivery / 100.0, "overhead": overhead})
+    cl = pd.DataFrame(caseload, columns=[f"n_{s}" for s in pw.states])
+    cl.insert(0, "month", np.arange(H))
+    return ExactResult(model=model, segments=segments, payments=payments, costs=costs, caseload=cl)
+
+
+def _first_entry_rule(state: int, G: int) -> Rule:
+    """A zero-tariff first-entry rule, to reuse the trigger algebra for outcome and milestone counts."""
+    return Rule(index=-1, name="", kind="outcome", state=state, in_states=np.zeros(0, dtype=bool),
+                max_months=0, tariff=np.zeros(G, dtype=np.int64), lag=0, rejection=0.0)

@@ -1,0 +1,155 @@
+"""Metrics: per-replication figures from the tidy tables, then summaries with 95% intervals.
+
+Replications are independent, so every interval is across replications: a mean with its standard
+error, a ratio estimator (e.g. outcome rate = outcomes / referrals) with a delta-method standard
+error, a Wilson interval for a share of replications, or empirical quantiles.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+Z95 = 1.959963984540054
+PAYMENT_KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment")
+
+
+def mean_ci(x) -> dict:
+    x = np.asarray(x, dtype=float)
+    n = len(x)
+    m = float(x.mean()) if n else float("nan")
+    if n < 2:
+        return {"mean": m, "lo": None, "hi": None}
+    se = float(x.std(ddof=1) / math.sqrt(n))
+    return {"mean": m, "lo": m - Z95 * se, "hi": m + Z95 * se}
+
+
+def ratio_ci(num, den) -> dict:
+    """Pooled ratio sum(num)/sum(den) with a delta-method interval over replications."""
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    n = len(num)
+    if n == 0 or den.sum() == 0:
+        return {"mean": None, "lo": None, "hi": None}
+    r = num.sum() / den.sum()
+    if n < 2:
+        return {"mean": float(r), "lo": None, "hi": None}
+    d = num - r * den
+    se = math.sqrt((d**2).sum() / (n * (n - 1))) / den.mean()
+    return {"mean": float(r), "lo": float(r - Z95 * se), "hi": float(r + Z95 * se)}
+
+
+def wilson(k: int, n: int) -> dict:
+    """Share k/n with a Wilson 95% interval (sound near 0 and 1, where failure shares often sit)."""
+    if n == 0:
+        return {"mean": None, "lo": None, "hi": None}
+    p = k / n
+    denom = 1 + Z95**2 / n
+    centre = (p + Z95**2 / (2 * n)) / denom
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n**2)) / denom
+    return {"mean": p, "lo": max(0.0, centre - half), "hi": min(1.0, centre + half)}
+
+
+def quantiles(x, qs=(0.05, 0.5)) -> dict:
+    x = np.asarray(x, dtype=float)
+    return {f"p{int(q * 100)}": float(np.quantile(x, q)) for q in qs}
+
+
+def per_replication(model, clients: pd.DataFrame, ledger: pd.DataFrame, monthly: pd.DataFrame,
+                    settlements: pd.DataFrame, failures: pd.DataFrame, replications: int) -> pd.DataFrame:
+    """One row per replication with every figure the summary needs (money in pounds)."""
+    pw, c = model.pathway, model.contract
+    reps = pd.Index(np.arange(replications), name="replication")
+    out = pd.DataFrame(index=reps)
+    segs = list(pw.segments)
+    primary = pw.states[c.primary_outcome] if c.primary_outcome >= 0 else None
+    milestone = pw.states[c.milestone] if c.milestone >= 0 else None
+    cl = clients
+    for g in segs:
+        sel = cl[cl.segment == g]
+        out[f"referrals[{g}]"] = sel.groupby("replication").size().reindex(reps, fill_value=0)
+        if primary:
+            out[f"outcomes[{g}]"] = sel[f"first_{primary}"].notna().groupby(sel.replication).sum().reindex(reps, fill_value=0)
+        if milestone:
+            out[f"milestones[{g}]"] = sel[f"first_{milestone}"].notna().groupby(sel.replication).sum().reindex(reps, fill_value=0)
+    out["referrals"] = out[[f"referrals[{g}]" for g in segs]].sum(axis=1)
+    if primary:
+        out["outcomes"] = out[[f"outcomes[{g}]" for g in segs]].sum(axis=1)
+    if milestone:
+        out["milestones"] = out[[f"milestones[{g}]" for g in segs]].sum(axis=1)
+
+    comm = ledger[ledger.payer == c.commissioner]
+    for kind in PAYMENT_KINDS:
+        out[f"paid[{kind}]"] = comm[comm.kind == kind].groupby("replication").amount.sum().reindex(reps, fill_value=0) / 100
+    out["paid_total"] = comm.groupby("replication").amount.sum().reindex(reps, fill_value=0) / 100
+    out["capped_total"] = settlements.groupby("replication").amount_capped.sum().reindex(reps, fill_value=0) / 100 if len(settlements) else 0.0
+    out["cap_reached"] = (out["capped_total"] > 0).astype(int)
+
+    org = model.provider.name
+    m = monthly[monthly.organisation == org]
+    g = m.groupby("replication")
+    income_cols = [f"income_{k}" for k in PAYMENT_KINDS]
+    cost_cols = ["cost_delivery", "cost_overhead", "cost_interest"]
+    out["income"] = g[income_cols].sum().sum(axis=1).reindex(reps) / 100
+    out["costs"] = g[cost_cols].sum().sum(axis=1).reindex(reps) / 100
+    out["interest"] = g["cost_interest"].sum().reindex(reps) / 100
+    out["lowest_cash"] = np.minimum(g["cash"].min().reindex(reps), model.provider.opening_cash) / 100
+    idx = m.loc[g["cash"].idxmin().reindex(reps)]
+    out["trough_month"] = idx["month"].to_numpy()
+    out["months_below_zero"] = (m.cash < 0).groupby(m.replication).sum().reindex(reps)
+    out["final_cash"] = g["cash"].last().reindex(reps) / 100
+    out["margin"] = out["final_cash"] - model.provider.opening_cash / 100
+    fail = failures.set_index("replication")["failure_month"].reindex(reps, fill_value=-1) if len(failures) else pd.Series(-1, index=reps)
+    out["failed"] = (fail >= 0).astype(int)
+    out["failure_month"] = fail.where(fail >= 0)
+    return out
+
+
+def summarise(model, per_rep: pd.DataFrame, seed: int) -> dict:
+    """Summary figures with 95% intervals, as a JSON-ready dict."""
+    pw = model.pathway
+    R = len(per_rep)
+    has_outcome = "outcomes" in per_rep
+    has_milestone = "milestones" in per_rep
+    segments = []
+    for g in list(pw.segments) + ["all"]:
+        key = "" if g == "all" else f"[{g}]"
+        row = {"segment": g, "referrals": mean_ci(per_rep[f"referrals{key}"])}
+        if has_outcome:
+            row["outcomes"] = mean_ci(per_rep[f"outcomes{key}"])
+            row["outcome_rate"] = ratio_ci(per_rep[f"outcomes{key}"], per_rep[f"referrals{key}"])
+        if has_milestone:
+            row["milestone_rate"] = ratio_ci(per_rep[f"milestones{key}"], per_rep[f"referrals{key}"])
+        segments.append(row)
+    commissioner = {
+        "paid_by_kind": {k: mean_ci(per_rep[f"paid[{k}]"]) for k in PAYMENT_KINDS},
+        "paid_total": mean_ci(per_rep["paid_total"]),
+        "capped_total": mean_ci(per_rep["capped_total"]),
+        "cap_reached": wilson(int(per_rep["cap_reached"].sum()), R),
+        "cost_per_outcome": ratio_ci(per_rep["paid_total"], per_rep["outcomes"]) if has_outcome else None,
+    }
+    fails = int(per_rep["failed"].sum())
+    org = {
+        "organisation": model.provider.name,
+        "income": mean_ci(per_rep["income"]),
+        "costs": mean_ci(per_rep["costs"]),
+        "margin": {**mean_ci(per_rep["margin"]), **quantiles(per_rep["margin"])},
+        "lowest_cash": {**mean_ci(per_rep["lowest_cash"]), **quantiles(per_rep["lowest_cash"])},
+        "trough_month": {"median": float(np.median(per_rep["trough_month"]))},
+        "months_below_zero": mean_ci(per_rep["months_below_zero"]),
+        "ran_out_of_cash": wilson(fails, R),
+        "failure_month": {"median": float(per_rep["failure_month"].median()) if fails else None},
+    }
+    return {
+        "scenario": model.scenario.name,
+        "seed": seed,
+        "replications": R,
+        "months": model.months,
+        "horizon": model.horizon,
+        "currency": model.scenario.currency,
+        "primary_outcome": pw.states[model.contract.primary_outcome] if model.contract.primary_outcome >= 0 else None,
+        "segments": segments,
+        "commissioner": commissioner,
+        "organisations": [org],
+    }

@@ -1,0 +1,129 @@
+"""Tidy tables from replications: columns gathered as numpy arrays, turned into DataFrames once.
+
+Codes (segments, states, parties, items) become pandas categories; month columns use -1 for
+'never' inside the engine and null in the tables.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .engine import Model, Replication
+from .ledger import KINDS, flows
+from .pathway import FULL, MINIMAL
+
+PAYMENT_KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment")
+COST_KINDS = ("delivery", "overhead", "interest")
+TABLES = ("clients", "ledger", "monthly", "claims", "settlements")
+
+
+def replication_columns(model: Model, r: Replication) -> dict[str, dict[str, np.ndarray]]:
+    """Every table's columns for one replication, as plain arrays of codes and integers."""
+    pw, H = model.pathway, model.horizon
+    n = len(r.segment)
+    rep = np.int32(r.replication)
+    clients = {
+        "replication": np.full(n, rep, dtype=np.int32),
+        "client": np.arange(n, dtype=np.int64),
+        "segment": r.segment.astype(np.int16),
+        "referral_month": r.ref_month.astype(np.int16),
+    }
+    for s, name in enumerate(pw.states):
+        clients[f"first_{name}"] = r.first_month[:, s]
+    clients["months_full"] = r.months_full
+    clients["months_minimal"] = r.months_minimal
+    clients["final_state"] = r.state.astype(np.int16)
+    clients["end_month"] = r.end_month
+
+    led = r.ledger.arrays()
+    ledger = {"replication": np.full(len(led["month"]), rep, dtype=np.int32), **led}
+
+    org = model.vocab.party(model.provider.name)
+    monthly = {
+        "replication": np.full(H, rep, dtype=np.int32),
+        "organisation": np.full(H, org, dtype=np.int16),
+        "month": np.arange(H, dtype=np.int32),
+    }
+    for kind in PAYMENT_KINDS:
+        monthly[f"income_{kind}"] = flows(led, org, H, KINDS.index(kind), incoming=True)
+    for kind in COST_KINDS:
+        monthly[f"cost_{kind}"] = flows(led, org, H, KINDS.index(kind), incoming=False)
+    monthly["cash"] = r.cash
+    monthly["referrals"] = r.referred
+    for s, name in enumerate(pw.states):
+        monthly[f"n_{name}"] = r.caseload[:, s]
+    monthly["n_full"] = r.level_counts[:, FULL]
+    monthly["n_minimal"] = r.level_counts[:, MINIMAL]
+
+    def rows(data: list, names: list[str]) -> dict[str, np.ndarray]:
+        a = np.array(data, dtype=np.int64).reshape(-1, len(names))
+        out = {"replication": np.full(len(a), rep, dtype=np.int32)}
+        out.update({c: a[:, i] for i, c in enumerate(names)})
+        return out
+
+    claims = rows(r.claims, ["month", "item", "segment", "claims", "rejected", "amount_claimed", "amount_rejected"])
+    settlements = rows(r.settlements, ["month", "item", "segment", "amount_due", "amount_paid", "amount_capped"])
+    return {"clients": clients, "ledger": ledger, "monthly": monthly, "claims": claims, "settlements": settlements}
+
+
+def concat_columns(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _cat(codes: np.ndarray, categories, none_code: int | None = None) -> pd.Categorical:
+    codes = np.asarray(codes, dtype=np.int64)
+    if none_code is not None:
+        codes = np.where(codes == none_code, -1, codes)
+    return pd.Categorical.from_codes(codes, categories=list(categories))
+
+
+def _months(col: np.ndarray) -> pd.arrays.IntegerArray:
+    return pd.arrays.IntegerArray(col.astype(np.int16), col < 0)
+
+
+def to_frame(model: Model, table: str, cols: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Apply names to codes and nulls to 'never' months."""
+    pw, v = model.pathway, model.vocab
+    no_seg = len(pw.segments)
+    d = dict(cols)
+    item_kind = _item_kinds(model)
+    if table == "clients":
+        d["segment"] = _cat(d["segment"], pw.segments)
+        for name in pw.states:
+            d[f"first_{name}"] = _months(d[f"first_{name}"])
+        d["final_state"] = _cat(d["final_state"], pw.states)
+        d["end_month"] = _months(d["end_month"])
+    elif table == "ledger":
+        d["month"] = d["month"].astype(np.int32)
+        d["payer"] = _cat(d["payer"], v.parties)
+        d["payee"] = _cat(d["payee"], v.parties)
+        d["kind"] = _cat(d["kind"], KINDS)
+        d["item"] = _cat(d["item"], v.items)
+        d["segment"] = _cat(d["segment"], pw.segments, no_seg)
+    elif table == "monthly":
+        d["organisation"] = _cat(d["organisation"], v.parties)
+    elif table in ("claims", "settlements"):
+        d["month"] = d["month"].astype(np.int32)
+        kinds = item_kind[d["item"]]
+        d["item"] = _cat(d["item"], v.items)
+        d = {**{k: d[k] for k in ("replication", "month", "item")}, "kind": _cat(kinds, KINDS),
+             **{k: val for k, val in d.items() if k not in ("replication", "month", "item")}}
+        d["segment"] = _cat(d["segment"], pw.segments, no_seg)
+    return pd.DataFrame(d)
+
+
+def _item_kinds(model: Model) -> np.ndarray:
+    """Kind code of each ledger item (service fee, each payment rule, costs)."""
+    kinds = []
+    rules = {r.name: r.kind for r in model.contract.rules}
+    for item in model.vocab.items:
+        if item in rules:
+            kinds.append(KINDS.index(rules[item]))
+        elif item == "service_fee":
+            kinds.append(KINDS.index("service_fee"))
+        elif item.startswith("delivery"):
+            kinds.append(KINDS.index("delivery"))
+        else:
+            kinds.append(KINDS.index(item))
+    return np.array(kinds, dtype=np.int64)

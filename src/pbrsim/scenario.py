@@ -1,0 +1,425 @@
+"""Scenario files: the pydantic schema, safe YAML loading and the cross-field rules.
+
+A scenario is data: referrals, segments, the outcome pathway, the contract and the
+provider's finances. Nothing here imports the engine. Every error names the file, the
+dotted field path and the rule broken (see ``ScenarioError``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ROW_TOLERANCE = 1e-9
+SHARE_TOLERANCE = 1e-6
+PAYMENT_KINDS = ("attachment", "milestone", "outcome", "sustainment")
+SERVICE_LEVELS = ("full", "minimal")
+DROPPED_STATE = "dropped_provider_failure"
+
+
+class ScenarioError(Exception):
+    """A scenario broke a rule; ``problems`` is a list of (field path, rule) pairs."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {path}: {rule}" if path else f"{source}: {rule}" for path, rule in problems]
+        super().__init__("\n".join(lines))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Money = float  # pounds in files; the engine converts to integer pence
+
+
+class ReferralProfile(_Model):
+    """Expected referrals per month: a list of monthly totals, or a constant rate between two months."""
+
+    monthly: list[float] | None = Field(None, description="Expected referrals in each month, from month 0.")
+    rate: float | None = Field(None, ge=0, description="Constant expected referrals per month.")
+    start: int = Field(0, ge=0, description="First month with referrals (with `rate`).")
+    end: int | None = Field(None, ge=0, description="Month after the last month with referrals (with `rate`); default the contract end.")
+    distribution: Literal["poisson", "fixed"] = Field(
+        "poisson", description="`poisson`: each month's count is Poisson with the expected value; `fixed`: counts are the expected values rounded cumulatively."
+    )
+
+    @field_validator("monthly")
+    @classmethod
+    def _non_negative(cls, v):
+        if v is not None and any(x < 0 for x in v):
+            raise ValueError("monthly referrals must not be negative")
+        return v
+
+
+class Segment(_Model):
+    share: float = Field(..., ge=0, le=1, description="Share of referrals in this segment; shares sum to 1.")
+    complexity: int | None = Field(None, description="Rank of need (higher = more complex); default the listing order.")
+    source: str | None = Field(None, description="Where the share comes from.")
+
+
+TransitionRows = dict[str, dict[str, float]]
+
+
+class SegmentTransitions(_Model):
+    full: TransitionRows = Field(..., description="Rows `from: {to: probability}` under full service.")
+    minimal: TransitionRows = Field(..., description="Rows under minimal service.")
+
+
+class Pathway(_Model):
+    states: list[str] = Field(..., min_length=2, description="Named pathway states.")
+    initial_state: str = Field(..., description="State a client is in when referred.")
+    absorbing: list[str] = Field(default_factory=list, description="States a client never leaves; their rows may be omitted.")
+    exit_state: str | None = Field(None, description="Absorbing state for forced exit after `max_months_on_programme`.")
+    max_months_on_programme: int | None = Field(None, ge=1, description="Transitions allowed before forced exit.")
+    service_states: list[str] | None = Field(
+        None, description="States in which the provider delivers service (default: every non-absorbing state)."
+    )
+    transitions: dict[str, SegmentTransitions] = Field(..., description="Per segment, the monthly transition rows.")
+
+
+Tariff = Union[float, dict[str, float]]
+
+
+class PaymentRule(_Model):
+    name: str = Field(..., description="Label of this payment line, unique within the contract.")
+    kind: Literal["attachment", "milestone", "outcome", "sustainment"]
+    state: str | None = Field(None, description="State whose first entry triggers the payment (not sustainment).")
+    states: list[str] | None = Field(None, description="Sustainment: states in which each month is paid.")
+    max_months: int | None = Field(None, ge=1, description="Sustainment: most monthly payments per client.")
+    tariff: Tariff = Field(..., description="Amount per trigger, one number or per segment (with optional `default`).")
+    lag: int = Field(0, ge=0, description="Months between the triggering event and the money arriving.")
+    rejection: float = Field(0.0, ge=0, le=1, description="Probability that a claim is rejected and never paid.")
+    source: str | None = None
+
+    @field_validator("tariff")
+    @classmethod
+    def _tariff_non_negative(cls, v):
+        values = v.values() if isinstance(v, dict) else [v]
+        if any(x < 0 for x in values):
+            raise ValueError("tariff must not be negative")
+        return v
+
+
+class ServiceFee(_Model):
+    """Upfront / service share: fixed amounts by month, or a share of contract value on a schedule."""
+
+    share_of_value: float | None = Field(None, ge=0, le=1, description="Share of `contract.value` paid as service fee.")
+    total: Money | None = Field(None, ge=0, description="Total service fee (instead of a share).")
+    amounts: list[Money] | None = Field(None, description="Explicit amount due in each month, from month 0.")
+    schedule: Literal["monthly", "quarterly", "upfront"] | list[int] = Field(
+        "monthly", description="When a total or share is paid: equal monthly or quarterly instalments over the contract, all at month 0, or equal parts in the listed months."
+    )
+    lag: int = Field(0, ge=0, description="Months between an instalment falling due and being paid (arrears).")
+
+    @field_validator("amounts")
+    @classmethod
+    def _amounts_non_negative(cls, v):
+        if v is not None and any(x < 0 for x in v):
+            raise ValueError("amounts must not be negative")
+        return v
+
+
+class Contract(_Model):
+    value: Money | None = Field(None, ge=0, description="Contract value; base for `service_fee.share_of_value`.")
+    cap: Money | None = Field(None, ge=0, description="Most the commissioner pays in all; payments beyond it are capped.")
+    service_fee: ServiceFee | None = None
+    payments: list[PaymentRule] = Field(default_factory=list)
+    primary_outcome: str | None = Field(None, description="State counted as 'the outcome' in rates and cost per outcome; default the first outcome payment's state.")
+    commissioner: str = Field("commissioner", description="Name of the paying party.")
+
+
+class Credit(_Model):
+    limit: Money | None = Field(0.0, ge=0, description="Overdraft limit; null means unlimited.")
+    monthly_interest: float = Field(0.0, ge=0, description="Interest per month on the overdrawn balance.")
+
+
+class ServiceCosts(_Model):
+    full: Money = Field(..., ge=0)
+    minimal: Money = Field(..., ge=0)
+
+
+class Provider(_Model):
+    name: str = "provider"
+    opening_cash: Money = Field(0.0, ge=0)
+    overhead_per_month: Money = Field(0.0, ge=0)
+    cost_per_client_month: ServiceCosts
+    capacity: int | None = Field(None, ge=0, description="Full-service places per month; null means unlimited.")
+    credit: Credit = Field(default_factory=Credit)
+    policy: Literal["holistic"] = "holistic"
+
+
+class Scenario(_Model):
+    name: str
+    description: str | None = None
+    months: int = Field(..., ge=1, le=600, description="Contract length T in months.")
+    currency: str = "GBP"
+    referrals: ReferralProfile
+    segments: dict[str, Segment] = Field(..., min_length=1)
+    pathway: Pathway
+    contract: Contract
+    provider: Provider
+
+    # --- derived views used by the engine -------------------------------------------------
+    @property
+    def segment_names(self) -> list[str]:
+        return list(self.segments)
+
+    @property
+    def all_states(self) -> list[str]:
+        """Pathway states plus the engine's own terminal state for provider failure."""
+        return list(self.pathway.states) + [DROPPED_STATE]
+
+    @property
+    def primary_outcome_state(self) -> str | None:
+        if self.contract.primary_outcome:
+            return self.contract.primary_outcome
+        for rule in self.contract.payments:
+            if rule.kind == "outcome" and rule.state:
+                return rule.state
+        return None
+
+    @property
+    def milestone_state(self) -> str | None:
+        for rule in self.contract.payments:
+            if rule.kind == "milestone" and rule.state:
+                return rule.state
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe loader that refuses duplicate mapping keys (a silent overwrite is a bug in a file)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
+    loader.flatten_mapping(node)
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark
+            )
+        seen[key] = key_node.start_mark.line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping safely; errors become ScenarioError naming the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(str(path), [("", f"cannot read file: {exc.strerror}")]) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        raise ScenarioError(str(path), [("", f"not valid YAML: {exc}")]) from None
+    if not isinstance(data, dict):
+        raise ScenarioError(str(path), [("", "the file must hold a mapping of fields at the top level")])
+    return data
+
+
+def _loc_to_path(loc: tuple) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            # pydantic adds union member tags like 'float' / 'dict[str,float]'; keep real field names
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def _is_type_tag(part) -> bool:
+    """pydantic puts union member names ('float', 'dict[str,float]', 'literal[...]') in error locations."""
+    return isinstance(part, str) and (part in ("float", "int", "str", "bool") or "[" in part or "(" in part)
+
+
+def pydantic_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(part for part in err["loc"] if not _is_type_tag(part))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; see docs/scenarios.md for the fields allowed here)"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        problems.append((_loc_to_path(loc), msg))
+    # de-duplicate union noise while keeping order
+    seen, unique = set(), []
+    for p in problems:
+        if p not in seen:
+            seen.add(p)
+            unique.append(p)
+    return unique
+
+
+def scenario_from_dict(data: dict, source: str = "<scenario>") -> Scenario:
+    """Validate a mapping into a Scenario, applying the schema and the cross-field rules."""
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(source, pydantic_problems(exc)) from None
+    problems = check_rules(scenario)
+    if problems:
+        raise ScenarioError(source, problems)
+    return scenario
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Load and validate a scenario file."""
+    return scenario_from_dict(read_yaml(path), str(path))
+
+
+def file_hash(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-field rules
+
+
+def _check_rows(prefix: str, rows: TransitionRows, states: list[str], absorbing: set[str]) -> list[tuple[str, str]]:
+    problems = []
+    known = set(states)
+    for frm, row in rows.items():
+        path = f"{prefix}.{frm}"
+        if frm not in known:
+            problems.append((path, f"unknown state {frm!r}; states are {states}"))
+            continue
+        for to, p in row.items():
+            if to not in known:
+                problems.append((f"{path}.{to}", f"unknown state {to!r}; states are {states}"))
+            if not (0 <= p <= 1):
+                problems.append((f"{path}.{to}", f"probability {p} must be between 0 and 1"))
+        total = sum(row.values())
+        if abs(total - 1) > ROW_TOLERANCE:
+            problems.append((path, f"row must sum to 1 (it sums to {total:.10g})"))
+        if frm in absorbing and abs(row.get(frm, 0) - 1) > ROW_TOLERANCE:
+            problems.append((path, f"{frm!r} is absorbing, so its row must be {{{frm}: 1}} or omitted"))
+    for s in states:
+        if s not in absorbing and s not in rows:
+            problems.append((prefix, f"no row for non-absorbing state {s!r}"))
+    return problems
+
+
+def check_rules(sc: Scenario) -> list[tuple[str, str]]:
+    """Rules that span fields; each problem is (dotted path, rule)."""
+    p: list[tuple[str, str]] = []
+    states = sc.pathway.states
+    known = set(states)
+    if len(known) != len(states):
+        p.append(("pathway.states", "state names must be unique"))
+    if DROPPED_STATE in known:
+        p.append(("pathway.states", f"{DROPPED_STATE!r} is reserved for clients of a failed provider"))
+    if sc.pathway.initial_state not in known:
+        p.append(("pathway.initial_state", f"unknown state {sc.pathway.initial_state!r}; states are {states}"))
+    absorbing = set(sc.pathway.absorbing)
+    for i, s in enumerate(sc.pathway.absorbing):
+        if s not in known:
+            p.append((f"pathway.absorbing[{i}]", f"unknown state {s!r}; states are {states}"))
+    if sc.pathway.initial_state in absorbing:
+        p.append(("pathway.initial_state", "the initial state must not be absorbing"))
+    pw = sc.pathway
+    if pw.max_months_on_programme is not None and pw.exit_state is None:
+        p.append(("pathway.exit_state", "required when max_months_on_programme is set"))
+    if pw.exit_state is not None:
+        if pw.exit_state not in known:
+            p.append(("pathway.exit_state", f"unknown state {pw.exit_state!r}; states are {states}"))
+        elif pw.exit_state not in absorbing:
+            p.append(("pathway.exit_state", f"{pw.exit_state!r} must be listed in pathway.absorbing"))
+    for i, s in enumerate(pw.service_states or []):
+        if s not in known:
+            p.append((f"pathway.service_states[{i}]", f"unknown state {s!r}; states are {states}"))
+        elif s in absorbing:
+            p.append((f"pathway.service_states[{i}]", f"{s!r} is absorbing; service is only delivered in active states"))
+
+    # segments
+    total = sum(seg.share for seg in sc.segments.values())
+    if abs(total - 1) > SHARE_TOLERANCE:
+        p.append(("segments", f"segment shares must sum to 1 (they sum to {total:.6g})"))
+    for name in sc.segments:
+        if name not in pw.transitions:
+            p.append(("pathway.transitions", f"no transitions for segment {name!r}"))
+    for name, seg_t in pw.transitions.items():
+        if name not in sc.segments:
+            p.append((f"pathway.transitions.{name}", f"unknown segment {name!r}; segments are {list(sc.segments)}"))
+            continue
+        for level in SERVICE_LEVELS:
+            p += _check_rows(f"pathway.transitions.{name}.{level}", getattr(seg_t, level), states, absorbing)
+
+    # referrals
+    r = sc.referrals
+    if (r.monthly is None) == (r.rate is None):
+        p.append(("referrals", "give exactly one of `monthly` (a list) or `rate` (a constant)"))
+    if r.monthly is not None and len(r.monthly) > sc.months:
+        p.append(("referrals.monthly", f"{len(r.monthly)} months given but the contract lasts {sc.months}"))
+    if r.rate is not None and r.end is not None and r.end > sc.months:
+        p.append(("referrals.end", f"end month {r.end} is after the contract end {sc.months}"))
+    if r.rate is not None and r.end is not None and r.end < r.start:
+        p.append(("referrals.end", "end must not be before start"))
+
+    # contract
+    c = sc.contract
+    names = [rule.name for rule in c.payments]
+    for i, rule in enumerate(c.payments):
+        path = f"contract.payments[{i}]"
+        if names.count(rule.name) > 1:
+            p.append((f"{path}.name", f"payment name {rule.name!r} is used more than once"))
+        if rule.kind == "sustainment":
+            if not rule.states:
+                p.append((f"{path}.states", "sustainment payments need `states` (the states whose months are paid)"))
+            if rule.max_months is None:
+                p.append((f"{path}.max_months", "sustainment payments need `max_months`"))
+            if rule.state is not None:
+                p.append((f"{path}.state", "sustainment payments use `states`, not `state`"))
+            for j, s in enumerate(rule.states or []):
+                if s not in known:
+                    p.append((f"{path}.states[{j}]", f"unknown state {s!r}; states are {states}"))
+        else:
+            if rule.state is None:
+                p.append((f"{path}.state", f"{rule.kind} payments need `state` (the state whose first entry is paid)"))
+            elif rule.state not in known:
+                p.append((f"{path}.state", f"unknown state {rule.state!r}; states are {states}"))
+            if rule.states is not None or rule.max_months is not None:
+                p.append((path, f"`states`/`max_months` only apply to sustainment payments, not {rule.kind}"))
+        if isinstance(rule.tariff, dict):
+            for seg in rule.tariff:
+                if seg != "default" and seg not in sc.segments:
+                    p.append((f"{path}.tariff.{seg}", f"unknown segment {seg!r}; segments are {list(sc.segments)}"))
+            missing = [s for s in sc.segments if s not in rule.tariff]
+            if missing and "default" not in rule.tariff:
+                p.append((f"{path}.tariff", f"no tariff for segments {missing}; list them or give `default`"))
+    if c.primary_outcome is not None and c.primary_outcome not in known:
+        p.append(("contract.primary_outcome", f"unknown state {c.primary_outcome!r}; states are {states}"))
+    fee = c.service_fee
+    if fee is not None:
+        given = [k for k in ("share_of_value", "total", "amounts") if getattr(fee, k) is not None]
+        if len(given) != 1:
+            p.append(("contract.service_fee", "give exactly one of `share_of_value`, `total` or `amounts`"))
+        if fee.share_of_value is not None and c.value is None:
+            p.append(("contract.value", "required when service_fee.share_of_value is used"))
+        if fee.amounts is not None and len(fee.amounts) > sc.months:
+            p.append(("contract.service_fee.amounts", f"{len(fee.amounts)} months given but the contract lasts {sc.months}"))
+        if isinstance(fee.schedule, list):
+            for j, m in enumerate(fee.schedule):
+                if not (0 <= m < sc.months):
+                    p.append((f"contract.service_fee.schedule[{j}]", f"month {m} is outside the contract (0 to {sc.months - 1})"))
+    return p
+
+
+def json_schema() -> dict:
+    return Scenario.model_json_schema()

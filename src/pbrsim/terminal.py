@@ -1,0 +1,107 @@
+"""Readable terminal summaries of a run (rich tables)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+
+def money(x, currency: str = "GBP") -> str:
+    if x is None:
+        return "–"
+    sign = "-" if x < 0 else ""
+    symbol = "£" if currency == "GBP" else ""
+    return f"{sign}{symbol}{abs(x):,.0f}"
+
+
+def pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def interval(ci: dict | None, fmt=pct) -> str:
+    """'mean (lo–hi)', with the unit shown once: 31.3% (30.8–31.9), £4,186 (4,145–4,227)."""
+    if not ci or ci.get("mean") is None:
+        return "–"
+    if ci.get("lo") is None:
+        return fmt(ci["mean"])
+    bare = lambda x: fmt(x).replace("£", "").replace("%", "")  # noqa: E731
+    return f"{fmt(ci['mean'])} ({bare(ci['lo'])}–{bare(ci['hi'])})"
+
+
+def print_summary(summary: dict, console: Console | None = None, out_dir: str | None = None):
+    console = console or Console()
+    cur = summary.get("currency", "GBP")
+    m = lambda x: money(x, cur)  # noqa: E731
+    console.print(
+        f"[bold]{summary['scenario']}[/bold]: {summary['replications']} replications, seed {summary['seed']}, "
+        f"{summary['months']}-month contract; outcome = first entry into [italic]{summary.get('primary_outcome')}[/italic]. "
+        "Figures are means over replications with 95% intervals."
+    )
+    t = Table(title="Clients by segment", title_justify="left")
+    for col in ("segment", "referrals", "outcomes", "outcome rate", "milestone rate"):
+        t.add_column(col, justify="left" if col == "segment" else "right")
+    for row in summary["segments"]:
+        t.add_row(
+            row["segment"],
+            f"{row['referrals']['mean']:.1f}",
+            f"{row['outcomes']['mean']:.1f}" if "outcomes" in row else "–",
+            interval(row.get("outcome_rate")),
+            interval(row.get("milestone_rate")),
+            end_section=row["segment"] != "all" and row is summary["segments"][-2],
+        )
+    console.print(t)
+
+    c = summary["commissioner"]
+    t = Table(title=f"Commissioner pays", title_justify="left")
+    t.add_column("payment type")
+    t.add_column("paid per contract", justify="right")
+    for kind, ci in c["paid_by_kind"].items():
+        if ci["mean"]:
+            t.add_row(kind.replace("_", " "), interval(ci, m))
+    t.add_row("[bold]total[/bold]", interval(c["paid_total"], m), end_section=True)
+    t.add_row("not paid: over the cap", interval(c["capped_total"], m))
+    t.add_row("cap reached (share of runs)", interval(c["cap_reached"]))
+    t.add_row("[bold]cost per outcome[/bold]", interval(c.get("cost_per_outcome"), m))
+    console.print(t)
+
+    orgs = summary["organisations"]
+    t = Table(title="Provider finances (per contract, over replications)", title_justify="left")
+    t.add_column("")
+    for o in orgs:
+        t.add_column(o["organisation"], justify="right")
+    rows = [
+        ("income", lambda o: interval(o["income"], m)),
+        ("costs", lambda o: interval(o["costs"], m)),
+        ("margin: median (5th percentile)", lambda o: f"{m(o['margin']['p50'])} ({m(o['margin']['p5'])})"),
+        ("lowest cash: median (5th percentile)", lambda o: f"{m(o['lowest_cash']['p50'])} ({m(o['lowest_cash']['p5'])})"),
+        ("month of the trough (median)", lambda o: f"{o['trough_month']['median']:.0f}"),
+        ("months below zero (mean)", lambda o: f"{o['months_below_zero']['mean']:.1f}"),
+        ("ran out of cash (share of runs)", lambda o: interval(o["ran_out_of_cash"])),
+    ]
+    for label, cell in rows:
+        t.add_row(label, *[cell(o) for o in orgs])
+    console.print(t)
+    if out_dir:
+        console.print(f"Results written to [bold]{out_dir}[/bold] (Parquet tables, summary.json, manifest.json).")
+
+
+def print_exact(ex, console: Console | None = None):
+    console = console or Console()
+    s = ex.summary()
+    console.print(f"[bold]{s['scenario']}[/bold]: exact expected values (absorbing Markov chain algebra).")
+    t = Table(title="Expected clients by segment", title_justify="left")
+    for col in ("segment", "referrals", "outcomes", "outcome rate", "milestone rate"):
+        t.add_column(col, justify="left" if col == "segment" else "right")
+    for row in s["segments"]:
+        t.add_row(row["segment"], f"{row['referrals']:.1f}", f"{row.get('outcomes', float('nan')):.2f}",
+                  pct(row.get("outcome_rate")), pct(row.get("milestone_rate")))
+    console.print(t)
+    t = Table(title="Expected commissioner payments", title_justify="left")
+    t.add_column("payment type")
+    t.add_column("expected", justify="right")
+    for kind, v in s["commissioner"]["paid_by_kind"].items():
+        t.add_row(kind.replace("_", " "), money(v))
+    t.add_row("[bold]total[/bold]", money(s["commissioner"]["paid_total"]))
+    t.add_row("[bold]cost per outcome[/bold]", money(s["commissioner"]["cost_per_outcome"]))
+    t.add_row("provider costs (delivery + overhead)", money(s["provider"]["costs_total"]))
+    console.print(t)

@@ -1,0 +1,93 @@
+"""Shared helpers: small scenarios built in code, so each test states what it varies."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from pbrsim.scenario import scenario_from_dict
+
+BASE = {
+    "name": "tiny",
+    "months": 18,
+    "referrals": {"rate": 20, "start": 0, "end": 10, "distribution": "poisson"},
+    "segments": {"easy": {"share": 0.6}, "hard": {"share": 0.4}},
+    "pathway": {
+        "states": ["referred", "engaged", "job", "sustained", "dropout", "exited"],
+        "initial_state": "referred",
+        "absorbing": ["sustained", "dropout", "exited"],
+        "exit_state": "exited",
+        "max_months_on_programme": 12,
+        "transitions": {
+            "easy": {
+                "full": {
+                    "referred": {"engaged": 0.8, "referred": 0.1, "dropout": 0.1},
+                    "engaged": {"job": 0.3, "engaged": 0.6, "dropout": 0.1},
+                    "job": {"sustained": 0.4, "job": 0.5, "engaged": 0.1},
+                },
+                "minimal": {
+                    "referred": {"engaged": 0.5, "referred": 0.3, "dropout": 0.2},
+                    "engaged": {"job": 0.1, "engaged": 0.7, "dropout": 0.2},
+                    "job": {"sustained": 0.3, "job": 0.5, "engaged": 0.2},
+                },
+            },
+            "hard": {
+                "full": {
+                    "referred": {"engaged": 0.6, "referred": 0.2, "dropout": 0.2},
+                    "engaged": {"job": 0.1, "engaged": 0.8, "dropout": 0.1},
+                    "job": {"sustained": 0.3, "job": 0.5, "engaged": 0.2},
+                },
+                "minimal": {
+                    "referred": {"engaged": 0.3, "referred": 0.4, "dropout": 0.3},
+                    "engaged": {"job": 0.03, "engaged": 0.77, "dropout": 0.2},
+                    "job": {"sustained": 0.2, "job": 0.5, "engaged": 0.3},
+                },
+            },
+        },
+    },
+    "contract": {
+        "value": 100000,
+        "service_fee": {"share_of_value": 0.2, "schedule": "monthly", "lag": 1},
+        "primary_outcome": "sustained",
+        "payments": [
+            {"name": "attach", "kind": "attachment", "state": "engaged", "tariff": 100, "lag": 0},
+            {"name": "job_start", "kind": "milestone", "state": "job", "tariff": {"easy": 200, "hard": 400}, "lag": 2, "rejection": 0.1},
+            {"name": "in_work", "kind": "sustainment", "states": ["job"], "max_months": 3, "tariff": 50, "lag": 1},
+            {"name": "sustained", "kind": "outcome", "state": "sustained", "tariff": {"default": 1000, "hard": 2000}, "lag": 3, "rejection": 0.05},
+        ],
+    },
+    "provider": {
+        "name": "charity",
+        "opening_cash": 20000,
+        "overhead_per_month": 500,
+        "cost_per_client_month": {"full": 60, "minimal": 15},
+        "capacity": None,
+        "credit": {"limit": None, "monthly_interest": 0.0},
+    },
+}
+
+
+def make(**changes) -> dict:
+    """A deep copy of BASE with dotted-path overrides, e.g. make(**{"provider.capacity": 5})."""
+    d = copy.deepcopy(BASE)
+    for path, value in changes.items():
+        node = d
+        keys = path.split(".")
+        for k in keys[:-1]:
+            node = node[int(k)] if isinstance(node, list) else node[k]
+        last = keys[-1]
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+    return d
+
+
+def scenario(**changes):
+    return scenario_from_dict(make(**changes), "<test>")
+
+
+@pytest.fixture
+def base_dict():
+    return make()
