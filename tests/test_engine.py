@@ -209,7 +209,7 @@ def test_invariant_check_catches_a_ledger_that_does_not_match_the_cash():
     run.run()
     month, payer, payee, kind, item, seg, amount = run.ledger.rows[0]
     run.ledger.rows[0] = (month, payer, payee, kind, item, seg, amount + 1)  # a penny appears from nowhere
-    with pytest.raises(InvariantError, match="cash from the ledger"):
+    with pytest.raises(InvariantError, match="cash of charity from the ledger"):
         run._check_invariants()
 
 

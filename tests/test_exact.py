@@ -28,6 +28,10 @@ def _close(mc_values: np.ndarray, exact_value: float, label: str, k: float = 4.0
         assert abs(diff) <= k * se, f"{label}: MC {mc_values.mean():.4f} vs exact {exact_value:.4f}, {diff / se:.1f} SE"
 
 
+def summary_org(ex, name):
+    return next(o for o in ex.summary()["organisations"] if o["organisation"] == name)
+
+
 def _compare(sc, seed=11, reps=R):
     ex = expected(sc)
     res = simulate(sc, seed=seed, replications=reps)
@@ -43,17 +47,23 @@ def _compare(sc, seed=11, reps=R):
     for kind in ("service_fee", "attachment", "milestone", "outcome", "sustainment"):
         _close(pr[f"paid[{kind}]"], float(paid.get(kind, 0.0)), f"paid {kind}")
     # payments by month (all kinds), which checks lags and the run-off after the contract end
-    led = res.ledger[res.ledger.payer == res.model.contract.commissioner]
+    led = res.ledger[res.ledger.payer == res.model.contract.commissioner]  # commissioner -> prime
     by_month = led.groupby(["replication", "month"]).amount.sum().unstack(fill_value=0).reindex(
         index=range(reps), columns=range(res.model.horizon), fill_value=0) / 100
-    ex_month = ex.payments.groupby("month").amount.sum().reindex(range(res.model.horizon), fill_value=0.0)
+    ex_month = ex.commissioner_payments.groupby("month").amount.sum().reindex(range(res.model.horizon), fill_value=0.0)
     for t in range(res.model.horizon):
         _close(by_month[t], ex_month[t], f"payments in month {t}")
     # provider costs: delivery by month
-    mon = res.monthly.pivot(index="replication", columns="month", values="cost_delivery") / 100
-    for t in range(res.model.horizon):
-        _close(mon[t], ex.costs.delivery[t], f"delivery cost in month {t}")
-    _close(pr["costs"], ex.costs[["delivery", "overhead"]].sum().sum(), "provider costs")
+    for org in res.model.organisations:
+        mon = res.monthly[res.monthly.organisation == org.name].pivot(index="replication", columns="month", values="cost_delivery") / 100
+        exc = ex.costs[ex.costs.organisation == org.name].set_index("month")
+        for t in range(res.model.horizon):
+            _close(mon[t], exc.delivery[t], f"delivery cost of {org.name} in month {t}")
+        # income includes pass-through, truncated to the penny per settlement in the engine: allow 1p per row
+        slack = len(res.ledger[res.ledger.payee == org.name]) / reps / 100
+        _close(pr[f"income[{org.name}]"], ex.income(org.name), f"income of {org.name}", k=4.0 + slack)
+        s = summary_org(ex, org.name)
+        _close(pr[f"costs[{org.name}]"], s["costs"], f"costs of {org.name}", k=4.0 + slack)
     return ex, res
 
 

@@ -18,7 +18,7 @@ err_console = Console(stderr=True)
 
 
 def fail_input(message: str):
-    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, markup=True)
+    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
     sys.exit(EXIT_INPUT)
 
 
@@ -29,7 +29,7 @@ def load_or_exit(path: str):
         n = len(exc.problems)
         err_console.print(f"[bold red]{path}: {n} problem{'s' if n != 1 else ''}[/bold red]", highlight=False)
         for p, rule in exc.problems:
-            err_console.print(f"  {path}: {p + ': ' if p else ''}{rule}", highlight=False, markup=False)
+            err_console.print(f"  {path}: {p + ': ' if p else ''}{rule}", highlight=False, markup=False, soft_wrap=True)
         err_console.print("Nothing was run or written. Fix the file and try again (fields are described in docs/scenarios.md).")
         sys.exit(EXIT_INPUT)
 
@@ -124,6 +124,9 @@ def validate(files):
 def schema():
     """Print the JSON Schema of scenario files."""
     click.echo(json.dumps(json_schema(), indent=2))
+
+
+from . import cli_experiments  # noqa: E402,F401  (registers compare/batch/summarise)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,10 @@ import pandas as pd
 import simpy
 
 from . import rng
-from .behaviour import Review, get_policy
+from .behaviour import Review, make_policy
 from .contract import Contract, Rule, compile_contract
 from .ledger import KINDS, LENDER, STAFF_AND_SUPPLIERS, Ledger, Vocabulary, cash_curve, flows
-from .organisation import Organisation, compile_provider
+from .organisation import Allocation, Organisation, compile_allocation, compile_organisations
 from .pathway import FULL, MINIMAL, Pathway, compile_pathway, step
 from .referrals import draw_counts
 from .scenario import Scenario
@@ -29,9 +29,10 @@ from .scenario import Scenario
 SETTLE_PHASE = 0.5
 COST_PHASE = 0.6
 MONTH_END_PHASE = 0.9
-PAYMENT_KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment")
+PAYMENT_KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment", "fee_for_service")
 COST_KINDS = ("delivery", "overhead", "interest")
 DELIVERY_ITEMS = ("delivery_full", "delivery_minimal")
+FFS_ITEMS = ("ffs_start", "ffs_month")
 K = {k: i for i, k in enumerate(KINDS)}
 
 
@@ -46,8 +47,14 @@ class Model:
     scenario: Scenario
     pathway: Pathway
     contract: Contract
-    provider: Organisation
+    organisations: tuple[Organisation, ...]  # the prime first
+    allocation: Allocation
     vocab: Vocabulary
+
+    @property
+    def provider(self) -> Organisation:
+        """The contract holder (the only organisation in a single-provider scenario)."""
+        return self.organisations[0]
 
     @property
     def months(self) -> int:
@@ -55,47 +62,57 @@ class Model:
 
     @property
     def horizon(self) -> int:
-        """Months recorded: the contract plus the longest payment lag (late settlements)."""
-        return self.months + self.contract.max_lag
+        """Months recorded: the contract plus the longest payment lag and pass-through lag (late settlements)."""
+        return self.months + self.contract.max_lag + max(o.extra_lag for o in self.organisations)
 
 
 def compile_model(sc: Scenario) -> Model:
     pw = compile_pathway(sc)
     contract = compile_contract(sc, pw)
-    provider = compile_provider(sc)
+    orgs = compile_organisations(sc)
     vocab = Vocabulary(
-        parties=(contract.commissioner, provider.name, STAFF_AND_SUPPLIERS, LENDER),
-        items=("service_fee",) + tuple(r.name for r in contract.rules) + DELIVERY_ITEMS + ("overhead", "interest"),
+        parties=(contract.commissioner,) + tuple(o.name for o in orgs) + (STAFF_AND_SUPPLIERS, LENDER),
+        items=("service_fee",) + tuple(r.name for r in contract.rules) + DELIVERY_ITEMS + ("overhead", "interest") + FFS_ITEMS,
         segments=pw.segments,
     )
-    return Model(scenario=sc, pathway=pw, contract=contract, provider=provider, vocab=vocab)
+    return Model(scenario=sc, pathway=pw, contract=contract, organisations=orgs,
+                 allocation=compile_allocation(sc, orgs), vocab=vocab)
 
 
 @dataclass
 class Replication:
-    """Raw arrays and rows from one replication; ``to_frames`` turns them into tidy tables."""
+    """Raw arrays and rows from one replication; ``records`` turns them into tidy tables."""
 
     replication: int
     segment: np.ndarray
     ref_month: np.ndarray
+    org: np.ndarray  # organisation serving each client at the end
+    first_org: np.ndarray  # organisation each client was referred to
     state: np.ndarray
     first_month: np.ndarray
     months_full: np.ndarray
     months_minimal: np.ndarray
+    months_no_service: np.ndarray
     end_month: np.ndarray
     ledger: Ledger
-    cash: np.ndarray  # month-end cash of the provider [H]
-    caseload: np.ndarray  # clients by state at month end [H, S]
-    level_counts: np.ndarray  # client-months at full / minimal [H, 2]
-    referred: np.ndarray  # clients admitted per month [H]
+    cash: np.ndarray  # month-end cash [H, O]
+    caseload: np.ndarray  # clients by organisation and state at month end [H, O, S]
+    level_counts: np.ndarray  # client-months at full / minimal [H, O, 2]
+    referred: np.ndarray  # clients referred per month [H, O]
     claims: list = field(default_factory=list)
     settlements: list = field(default_factory=list)
-    failure_month: int = -1
+    failures: list = field(default_factory=list)  # (organisation, month, clients affected, action)
+    failure_months: np.ndarray | None = None  # [O], -1 when the organisation did not fail
     client_months: int = 0
+
+    @property
+    def failure_month(self) -> int:
+        """Month the prime (the contract holder) failed, or -1."""
+        return int(self.failure_months[0])
 
 
 class _Run:
-    """State and SimPy processes for one replication of one organisation's contract."""
+    """State and SimPy processes for one replication of a contract and its supply chain."""
 
     def __init__(self, model: Model, seed: int, replication: int):
         self.m = model
@@ -103,10 +120,10 @@ class _Run:
         self.rep = replication
         self.pw = model.pathway
         self.c = model.contract
-        self.org = model.provider
-        self.policy = get_policy(self.org.policy)
+        self.orgs = model.organisations
+        self.policies = [make_policy(o.policy, model, o) for o in self.orgs]
         T, H, S = model.months, model.horizon, self.pw.n_states
-        G = len(self.pw.segments)
+        G, O = len(self.pw.segments), len(self.orgs)
         counts = draw_counts(model.scenario, seed, replication)  # [T, G]
         per_month = counts.sum(axis=1)
         n = int(per_month.sum())
@@ -119,31 +136,44 @@ class _Run:
                 seg[lo:hi] = order_rng.permutation(np.repeat(np.arange(G, dtype=np.int16), counts[t]))
         self.seg = seg
         self.ref_month = np.repeat(np.arange(T, dtype=np.int16), per_month)
+        self.org = np.zeros(n, dtype=np.int16)
+        self.first_org = np.zeros(n, dtype=np.int16)
+        self.paused_until = np.full(n, -1, dtype=np.int16)
         self.state = np.full(n, -1, dtype=np.int16)
         self.first_month = np.full((n, S), -1, dtype=np.int16)
         self.months_full = np.zeros(n, dtype=np.int16)
         self.months_minimal = np.zeros(n, dtype=np.int16)
+        self.months_no_service = np.zeros(n, dtype=np.int16)
         self.end_month = np.full(n, -1, dtype=np.int16)
         self.sust_rules = self.c.sustainment_rules
         self.sust_count = np.zeros((n, len(self.sust_rules)), dtype=np.int16)
         self.admitted = 0  # clients 0..admitted-1 are on the caseload
         v = model.vocab
-        self.P_COMM, self.P_ORG = v.party(self.c.commissioner), v.party(self.org.name)
+        self.P_COMM = v.party(self.c.commissioner)
+        self.P_ORG = [v.party(o.name) for o in self.orgs]
         self.P_STAFF, self.P_LENDER = v.party(STAFF_AND_SUPPLIERS), v.party(LENDER)
         self.I_FEE, self.I_FULL, self.I_MIN = v.item("service_fee"), v.item("delivery_full"), v.item("delivery_minimal")
         self.I_OVER, self.I_INT = v.item("overhead"), v.item("interest")
+        self.I_FFS_START, self.I_FFS_MONTH = v.item("ffs_start"), v.item("ffs_month")
         self.rule_item = [v.item(r.name) for r in self.c.rules]
-        self.ledger = Ledger(v, {self.P_ORG: self.org.opening_cash})
-        self.cash = np.zeros(H, dtype=np.int64)
-        self.caseload = np.zeros((H, S), dtype=np.int64)
-        self.level_counts = np.zeros((H, 2), dtype=np.int64)
-        self.referred = np.zeros(H, dtype=np.int64)
-        self.month_levels = np.zeros((G, 2), dtype=np.int64)  # this month's client-months by segment × level
+        self.ledger = Ledger(v, {self.P_ORG[o.index]: o.opening_cash for o in self.orgs})
+        self.shares = model.allocation.shares.copy()
+        self.cash = np.zeros((H, O), dtype=np.int64)
+        self.caseload = np.zeros((H, O, S), dtype=np.int64)
+        self.level_counts = np.zeros((H, O, 2), dtype=np.int64)
+        self.referred = np.zeros((H, O), dtype=np.int64)
+        self.month_levels = np.zeros((O, G, 2), dtype=np.int64)  # this month's client-months
         self.paid_total = 0
-        self.failure_month = -1
+        self.failed = np.full(O, -1, dtype=np.int64)
+        self.contract_over = False  # the prime failed
         self.claims: list[tuple] = []
         self.settlements: list[tuple] = []
+        self.failures: list[tuple] = []
+        self.scheduled_transfers = 0  # pence the prime has committed to pass on or pay as fees
         self.client_months = 0
+
+    def alive(self, o: int) -> bool:
+        return self.failed[o] < 0
 
     # -- SimPy processes -----------------------------------------------------------------------
     def run(self) -> Replication:
@@ -155,15 +185,19 @@ class _Run:
         env.process(self._month_end())
         env.run(until=self.m.horizon)
         self._check_invariants()
+        a = self.admitted
         return Replication(
             replication=self.rep,
-            segment=self.seg[: self.admitted],
-            ref_month=self.ref_month[: self.admitted],
-            state=self.state[: self.admitted],
-            first_month=self.first_month[: self.admitted],
-            months_full=self.months_full[: self.admitted],
-            months_minimal=self.months_minimal[: self.admitted],
-            end_month=self.end_month[: self.admitted],
+            segment=self.seg[:a],
+            ref_month=self.ref_month[:a],
+            org=self.org[:a],
+            first_org=self.first_org[:a],
+            state=self.state[:a],
+            first_month=self.first_month[:a],
+            months_full=self.months_full[:a],
+            months_minimal=self.months_minimal[:a],
+            months_no_service=self.months_no_service[:a],
+            end_month=self.end_month[:a],
             ledger=self.ledger,
             cash=self.cash,
             caseload=self.caseload,
@@ -171,94 +205,184 @@ class _Run:
             referred=self.referred,
             claims=self.claims,
             settlements=self.settlements,
-            failure_month=self.failure_month,
+            failures=self.failures,
+            failure_months=self.failed.copy(),
             client_months=self.client_months,
         )
 
     def _monthly_cycle(self):
         for t in range(self.m.months):
-            if self.failure_month < 0:
+            if not self.contract_over:
                 self._refer(t)
                 active = np.flatnonzero(~self.pw.absorbing[self.state[: self.admitted]])
                 level = self._review(t, active)
                 self._transition(t, active, level)
             yield self.env.timeout(COST_PHASE)
-            if self.failure_month < 0:
+            if not self.contract_over:
                 self._costs(t)
             yield self.env.timeout(1 - COST_PHASE)
 
     def _month_end(self):
         yield self.env.timeout(MONTH_END_PHASE)
+        S = self.pw.n_states
         for t in range(self.m.horizon):
-            self._interest(t)
-            if self.failure_month < 0 and self._insolvent():
-                self._fail(t)
+            for o in range(len(self.orgs)):
+                self._interest(t, o)
+            for o in range(len(self.orgs)):
+                if self.alive(o) and self._insolvent(o):
+                    self._fail(t, o)
             self.cash[t] = self.ledger.balance[self.P_ORG]
-            if self.admitted:
-                self.caseload[t] = np.bincount(self.state[: self.admitted], minlength=self.pw.n_states)
+            a = self.admitted
+            if a:
+                flat = np.bincount(self.org[:a].astype(np.int64) * S + self.state[:a], minlength=len(self.orgs) * S)
+                self.caseload[t] = flat.reshape(len(self.orgs), S)
             yield self.env.timeout(1)
 
+    def _later(self, month: int, payer: int, payee: int, kind: int, item: int, segment: int | None, amount: int):
+        """Pay ``amount`` at ``month`` (its settlement phase, or now if that has passed)."""
+        yield self.env.timeout(max(0.0, month + SETTLE_PHASE - self.env.now))
+        self.ledger.post(month, payer, payee, kind, amount, item, segment)
+
+    def _transfer(self, month: int, sub: int, kind: int, item: int, segment: int | None, amount: int):
+        """The prime pays a subcontractor (pass-through or fee for service) at ``month``."""
+        if amount <= 0:
+            return
+        self.scheduled_transfers += amount
+        self.env.process(self._later(month, self.P_ORG[0], self.P_ORG[sub], kind, item, segment, amount))
+
     def _settle(self, due: int, rule: Rule, amounts: np.ndarray):
+        """Commissioner settles accepted claims (amounts[org, segment]) with the prime, who passes on the subs' share."""
         yield self.env.timeout(due + SETTLE_PHASE - self.env.now)
-        for g in np.flatnonzero(amounts):
-            self._pay(due, K[rule.kind], self.rule_item[rule.index], int(g), int(amounts[g]))
+        for o, g in zip(*np.nonzero(amounts)):
+            paid = self._pay(due, K[rule.kind], self.rule_item[rule.index], int(g), int(amounts[o, g]), int(o))
+            if o > 0:
+                sub = self.orgs[o]
+                self._transfer(due + sub.extra_lag, int(o), K[rule.kind], self.rule_item[rule.index], int(g), sub.passed(rule.kind, paid))
 
     def _fee_instalment(self, t: int):
         due = t + self.c.fee_lag
         yield self.env.timeout(due + SETTLE_PHASE)
-        if self.failure_month >= 0 and t > self.failure_month:
-            return  # contract terminated: no fee for months after the provider failed
-        self._pay(due, K["service_fee"], self.I_FEE, None, int(self.c.fee_due[t]))
+        if not self.alive(0) and t > self.failed[0]:
+            return  # contract terminated: no fee for months after the prime failed
+        paid = self._pay(due, K["service_fee"], self.I_FEE, None, int(self.c.fee_due[t]), 0)
+        for sub in self.orgs[1:]:
+            if self.alive(sub.index) or t <= self.failed[sub.index]:
+                self._transfer(due + sub.extra_lag, sub.index, K["service_fee"], self.I_FEE, None, sub.passed("service_fee", paid))
 
     # -- steps ----------------------------------------------------------------------------------
-    def _pay(self, month: int, kind: int, item: int, segment: int | None, amount: int):
-        """Commissioner pays a settled claim, up to what is left under the cap."""
+    def _pay(self, month: int, kind: int, item: int, segment: int | None, amount: int, org: int) -> int:
+        """Commissioner pays the prime a settled claim, up to what is left under the cap."""
         paid = amount
         if self.c.cap is not None:
             paid = max(0, min(amount, self.c.cap - self.paid_total))
         self.paid_total += paid
-        self.ledger.post(month, self.P_COMM, self.P_ORG, kind, paid, item, segment)
+        self.ledger.post(month, self.P_COMM, self.P_ORG[0], kind, paid, item, segment)
         seg_code = len(self.pw.segments) if segment is None else segment
-        self.settlements.append((month, item, seg_code, amount, paid, amount - paid))
+        self.settlements.append((month, item, seg_code, org, amount, paid, amount - paid))
+        return paid
+
+    def _current_shares(self) -> np.ndarray:
+        """Allocation shares with failed organisations' shares moved to where their clients go."""
+        shares = self.shares.copy()
+        for o in range(len(self.orgs) - 1, 0, -1):
+            if not self.alive(o):
+                target = self.orgs[o].transfer_to if self.orgs[o].on_failure == "transfer" else 0
+                if not self.alive(target):
+                    target = 0
+                shares[:, target] += shares[:, o]
+                shares[:, o] = 0.0
+        return shares
 
     def _refer(self, t: int):
         lo, hi = int(self.month_start[t]), int(self.month_start[t + 1])
         self.admitted = hi
-        self.referred[t] = hi - lo
         if hi == lo:
             return
+        idx = np.arange(lo, hi)
+        O = len(self.orgs)
+        if O > 1:
+            if self.m.allocation.performance and t > 0 and t % self.m.allocation.review_every == 0:
+                self._shift_shares()
+            cum = np.cumsum(self._current_shares(), axis=1)
+            cum[:, -1] = 1.0
+            u = rng.uniforms_at(self.seed, self.rep, rng.ALLOCATION, t, idx)
+            assigned = (cum[self.seg[idx]] <= u[:, None]).sum(axis=1).astype(np.int16)
+            self._guarantee(assigned)
+            self.org[lo:hi] = assigned
+            self.first_org[lo:hi] = assigned
+        self.referred[t] = np.bincount(self.org[lo:hi], minlength=O)
+        for sub in self.orgs[1:]:
+            if sub.ffs_start and self.referred[t, sub.index]:
+                self._transfer(t + sub.extra_lag, sub.index, K["fee_for_service"], self.I_FFS_START, None,
+                               int(self.referred[t, sub.index]) * sub.ffs_start)
         init = self.pw.initial
         self.state[lo:hi] = init
         self.first_month[lo:hi, init] = t
         for rule in self.c.rules:
             if not rule.is_sustainment and rule.state == init:
-                self._claim(t, rule, np.arange(lo, hi), phase=0)
+                self._claim(t, rule, idx, phase=0)
+
+    def _guarantee(self, assigned: np.ndarray):
+        """Top up subcontractors with a guaranteed minimum from the prime's share of this month's referrals."""
+        for sub in self.orgs[1:]:
+            if not sub.guaranteed or not self.alive(sub.index):
+                continue
+            short = sub.guaranteed - int((assigned == sub.index).sum())
+            if short > 0:
+                from_prime = np.flatnonzero(assigned == 0)[::-1][:short]  # the prime's latest referrals
+                assigned[from_prime] = sub.index
+
+    def _shift_shares(self):
+        """Quarterly (or as set) performance review: shares move towards organisations with better outcome rates."""
+        a = self.admitted
+        target_state = self.c.primary_outcome if self.c.primary_outcome >= 0 else self.c.milestone
+        if target_state < 0 or a == 0:
+            return
+        O = len(self.orgs)
+        n = np.bincount(self.first_org[:a], minlength=O).astype(float)
+        hits = np.bincount(self.first_org[:a], weights=(self.first_month[:a, target_state] >= 0), minlength=O)
+        alive = self.failed < 0
+        rate = np.where((n > 0) & alive, hits / np.maximum(n, 1), 0.0)
+        if rate.sum() == 0:
+            return
+        target = rate / rate.sum()
+        step = self.m.allocation.step
+        self.shares = (1 - step) * self.shares + step * target[None, :]
 
     def _review(self, t: int, active: np.ndarray) -> np.ndarray:
-        """Service level of each active client this month, from the allocation policy."""
+        """Service level of each active client this month, from each organisation's allocation policy."""
         level = np.full(len(active), MINIMAL, dtype=np.int8)
-        in_service = self.pw.service[self.state[active]]
-        cand = active[in_service]
-        review = Review(
-            month=t,
-            candidates=cand,
-            segment=self.seg[cand],
-            state=self.state[cand],
-            ref_month=self.ref_month[cand],
-            capacity=self.org.capacity,
-            cash=int(self.ledger.balance[self.P_ORG]),
-        )
-        full = np.asarray(self.policy(review), dtype=bool)
-        if self.org.capacity is not None and full.sum() > self.org.capacity:
-            raise InvariantError(f"policy {self.org.policy!r} gave {full.sum()} full places, capacity {self.org.capacity}")
-        svc_level = np.where(full, FULL, MINIMAL).astype(np.int8)
-        level[in_service] = svc_level
-        self.months_full[cand[full]] += 1
-        self.months_minimal[cand[~full]] += 1
         G = len(self.pw.segments)
-        self.month_levels[:, FULL] = np.bincount(self.seg[cand[full]], minlength=G)
-        self.month_levels[:, MINIMAL] = np.bincount(self.seg[cand[~full]], minlength=G)
-        self.level_counts[t] = self.month_levels.sum(axis=0)
+        st = self.state[active]
+        in_service = self.pw.service[st]
+        paused = in_service & (self.paused_until[active] >= t)
+        self.months_no_service[active[paused]] += 1
+        in_service &= ~paused
+        org_of = self.org[active]
+        self.month_levels[:] = 0
+        for o, org in enumerate(self.orgs):
+            sel = in_service & (org_of == o) if len(self.orgs) > 1 else in_service
+            if not sel.any():
+                continue
+            cand = active[sel]
+            review = Review(
+                month=t,
+                candidates=cand,
+                segment=self.seg[cand],
+                state=self.state[cand],
+                ref_month=self.ref_month[cand],
+                capacity=org.capacity,
+                cash=int(self.ledger.balance[self.P_ORG[o]]),
+            )
+            full = np.asarray(self.policies[o](review), dtype=bool)
+            if org.capacity is not None and full.sum() > org.capacity:
+                raise InvariantError(f"policy {org.policy.name!r} gave {full.sum()} full places, capacity {org.capacity}")
+            level[np.flatnonzero(sel)[full]] = FULL
+            self.months_full[cand[full]] += 1
+            self.months_minimal[cand[~full]] += 1
+            self.month_levels[o, :, FULL] = np.bincount(self.seg[cand[full]], minlength=G)
+            self.month_levels[o, :, MINIMAL] = np.bincount(self.seg[cand[~full]], minlength=G)
+        self.level_counts[t] = self.month_levels.sum(axis=1)
         self.client_months += len(active)
         return level
 
@@ -274,8 +398,11 @@ class _Run:
             forced = (age >= self.pw.max_months) & ~self.pw.absorbing[new]
             new[forced] = self.pw.exit_state
         entered = new != old
-        first = entered & (self.first_month[active, new] < 0)
-        self.first_month[active[first], new[first]] = t
+        S = self.pw.n_states
+        flat_first = self.first_month.reshape(-1)
+        pos = active.astype(np.int64) * S + new
+        first = entered & (flat_first[pos] < 0)
+        flat_first[pos[first]] = t
         absorbed = entered & self.pw.absorbing[new]
         self.end_month[active[absorbed]] = t
         self.state[active] = new
@@ -294,58 +421,83 @@ class _Run:
 
     def _claim(self, t: int, rule: Rule, idx: np.ndarray, phase: int):
         """Claims for clients ``idx`` under ``rule``; accepted ones settle ``rule.lag`` months later."""
-        G = len(self.pw.segments)
-        seg = self.seg[idx]
+        G, O = len(self.pw.segments), len(self.orgs)
+        cell = self.org[idx].astype(np.int64) * G + self.seg[idx]
         if rule.rejection > 0:
             u = rng.uniforms_at(self.seed, self.rep, rng.REJECTIONS, t, idx, rule.index, phase)
             rejected = u < rule.rejection
         else:
             rejected = np.zeros(len(idx), dtype=bool)
-        n_claimed = np.bincount(seg, minlength=G)
-        n_rejected = np.bincount(seg[rejected], minlength=G)
-        accepted = (n_claimed - n_rejected).astype(np.int64) * rule.tariff
-        for g in np.flatnonzero(n_claimed):
+        n_claimed = np.bincount(cell, minlength=O * G).reshape(O, G)
+        n_rejected = np.bincount(cell[rejected], minlength=O * G).reshape(O, G)
+        accepted = (n_claimed - n_rejected).astype(np.int64) * rule.tariff[None, :]
+        for o, g in zip(*np.nonzero(n_claimed)):
             self.claims.append(
-                (t, self.rule_item[rule.index], int(g), int(n_claimed[g]), int(n_rejected[g]),
-                 int(n_claimed[g] * rule.tariff[g]), int(n_rejected[g] * rule.tariff[g]))
+                (t, self.rule_item[rule.index], int(g), int(o), int(n_claimed[o, g]), int(n_rejected[o, g]),
+                 int(n_claimed[o, g] * rule.tariff[g]), int(n_rejected[o, g] * rule.tariff[g]))
             )
         if accepted.any():
             self.env.process(self._settle(t + rule.lag, rule, accepted))
 
     def _costs(self, t: int):
-        org, post = self.org, self.ledger.post
-        for g in range(len(self.pw.segments)):
-            post(t, self.P_ORG, self.P_STAFF, K["delivery"], int(self.month_levels[g, FULL]) * org.cost_full, self.I_FULL, g)
-            post(t, self.P_ORG, self.P_STAFF, K["delivery"], int(self.month_levels[g, MINIMAL]) * org.cost_minimal, self.I_MIN, g)
+        post = self.ledger.post
+        for o, org in enumerate(self.orgs):
+            if not self.alive(o):
+                continue
+            P = self.P_ORG[o]
+            for g in range(len(self.pw.segments)):
+                post(t, P, self.P_STAFF, K["delivery"], int(self.month_levels[o, g, FULL]) * org.cost_full, self.I_FULL, g)
+                post(t, P, self.P_STAFF, K["delivery"], int(self.month_levels[o, g, MINIMAL]) * org.cost_minimal, self.I_MIN, g)
+            post(t, P, self.P_STAFF, K["overhead"], org.overhead, self.I_OVER)
+            if o > 0 and org.ffs_month:
+                months = int(self.month_levels[o].sum())
+                self._transfer(t + org.extra_lag, o, K["fee_for_service"], self.I_FFS_MONTH, None, months * org.ffs_month)
         self.month_levels[:] = 0
-        post(t, self.P_ORG, self.P_STAFF, K["overhead"], org.overhead, self.I_OVER)
 
-    def _interest(self, t: int):
-        bal = int(self.ledger.balance[self.P_ORG])
-        if bal < 0 and self.org.monthly_interest > 0:
-            self.ledger.post(t, self.P_ORG, self.P_LENDER, K["interest"], int(round(-bal * self.org.monthly_interest)), self.I_INT)
+    def _interest(self, t: int, o: int):
+        bal = int(self.ledger.balance[self.P_ORG[o]])
+        rate = self.orgs[o].monthly_interest
+        if bal < 0 and rate > 0:
+            self.ledger.post(t, self.P_ORG[o], self.P_LENDER, K["interest"], int(round(-bal * rate)), self.I_INT)
 
-    def _insolvent(self) -> bool:
-        if self.org.credit_limit is None:
-            return False
-        return self.ledger.balance[self.P_ORG] < -self.org.credit_limit
+    def _insolvent(self, o: int) -> bool:
+        limit = self.orgs[o].credit_limit
+        return limit is not None and self.ledger.balance[self.P_ORG[o]] < -limit
 
-    def _fail(self, t: int):
-        """Insolvency: the provider stops taking referrals and its active clients leave as dropped."""
-        self.failure_month = t
-        active = np.flatnonzero(~self.pw.absorbing[self.state[: self.admitted]])
-        dropped = self.pw.dropped
-        self.state[active] = dropped
-        self.first_month[active, dropped] = t
-        self.end_month[active] = t
+    def _fail(self, t: int, o: int):
+        """Insolvency of organisation ``o`` at month end ``t``: the prime ends the contract; a sub's clients move or drop."""
+        self.failed[o] = t
+        a = self.admitted
+        active = np.flatnonzero(~self.pw.absorbing[self.state[:a]])
+        org = self.orgs[o]
+        if o == 0:
+            self.contract_over = True
+            mine, action = active, "contract_ended"
+        else:
+            mine = active[self.org[active] == o]
+            target = org.transfer_to if org.transfer_to != o else 0
+            action = org.on_failure if self.alive(target) else "drop"
+        if action == "transfer":
+            self.org[mine] = target
+            self.paused_until[mine] = t + org.gap_months
+            if org.restart_state is not None:
+                self.state[mine] = self.pw.index(org.restart_state)
+            action = f"transfer to {self.orgs[target].name}"
+        else:
+            dropped = self.pw.dropped
+            self.state[mine] = dropped
+            self.first_month[mine, dropped] = t
+            self.end_month[mine] = t
+        self.failures.append((o, t, len(mine), action))
 
     # -- invariants -------------------------------------------------------------------------------
     def _check_invariants(self):
         led = self.ledger.arrays()
-        derived = cash_curve(led, self.P_ORG, self.org.opening_cash, self.m.horizon)
-        if not np.array_equal(derived, self.cash):
-            bad = int(np.flatnonzero(derived != self.cash)[0])
-            raise InvariantError(f"replication {self.rep}: cash from the ledger differs from the engine's at month {bad}")
+        for o, org in enumerate(self.orgs):
+            derived = cash_curve(led, self.P_ORG[o], org.opening_cash, self.m.horizon)
+            if not np.array_equal(derived, self.cash[:, o]):
+                bad = int(np.flatnonzero(derived != self.cash[:, o])[0])
+                raise InvariantError(f"replication {self.rep}: cash of {org.name} from the ledger differs from the engine's at month {bad}")
         if self.ledger.balance.sum() != self.ledger.opening.sum():
             raise InvariantError(f"replication {self.rep}: ledger balances do not net to the opening balances")
         n = self.admitted
@@ -357,17 +509,25 @@ class _Run:
         ended = self.end_month[:n] >= 0
         if not np.array_equal(ended, self.pw.absorbing[st]):
             raise InvariantError(f"replication {self.rep}: end months disagree with final states")
-        claimed = sum(c[5] - c[6] for c in self.claims) + int(self.c.fee_due[: self._fee_months()].sum())
-        settled = sum(s[3] for s in self.settlements)
+        claimed = sum(c[6] - c[7] for c in self.claims) + int(self.c.fee_due[: self._fee_months()].sum())
+        settled = sum(s[4] for s in self.settlements)
         if claimed != settled:
             raise InvariantError(f"replication {self.rep}: accepted claims {claimed} != settled {settled}")
-        paid = sum(s[4] for s in self.settlements)
+        paid = sum(s[5] for s in self.settlements)
         from_commissioner = int(led["amount"][led["payer"] == self.P_COMM].sum())
         if paid != from_commissioner or (self.c.cap is not None and paid > self.c.cap):
             raise InvariantError(f"replication {self.rep}: commissioner paid {from_commissioner}, settlements say {paid}")
+        # the chain: what the commissioner pays is what the prime keeps plus what it passed down
+        prime = self.P_ORG[0]
+        to_subs = int(led["amount"][(led["payer"] == prime) & np.isin(led["payee"], self.P_ORG[1:])].sum())
+        if to_subs != self.scheduled_transfers:
+            raise InvariantError(f"replication {self.rep}: prime owed subcontractors {self.scheduled_transfers}, paid {to_subs}")
+        into_prime = int(led["amount"][(led["payee"] == prime) & (led["payer"] == self.P_COMM)].sum())
+        if into_prime != from_commissioner:
+            raise InvariantError(f"replication {self.rep}: commissioner payments did not all reach the prime")
 
     def _fee_months(self) -> int:
-        return self.m.months if self.failure_month < 0 else self.failure_month + 1
+        return self.m.months if self.alive(0) else int(self.failed[0]) + 1
 
 
 def run_replication(model: Model, seed: int, replication: int) -> Replication:

@@ -36,17 +36,30 @@ def _max_active(model: Model, counts: np.ndarray) -> int:
 
 def check_exact(model: Model) -> list[str]:
     """Reasons exact mode does not apply (empty when it does)."""
-    sc, org, c = model.scenario, model.provider, model.contract
+    sc, c = model.scenario, model.contract
     reasons = []
     fixed = sc.referrals.distribution == "fixed"
     counts = expected_counts(sc)
-    if org.policy != "holistic":
-        reasons.append(f"provider.policy is {org.policy!r}: only the holistic policy is a fixed Markov chain")
     max_active = _max_active(model, counts) if fixed else None
-    if org.capacity is not None and (not fixed or max_active > org.capacity):
-        reasons.append(
-            "provider.capacity could bind (set it to null, or use fixed referrals that never exceed it)"
-        )
+    if model.allocation.performance:
+        reasons.append("supply_chain.allocation is performance-based: shares depend on results so far")
+    for o in model.organisations:
+        where = "provider" if sc.provider is not None else f"organisation {o.name!r}"
+        if o.policy.name != "holistic":
+            reasons.append(f"{where}: policy {o.policy.name!r} is not a fixed Markov chain (only holistic is)")
+        if o.guaranteed:
+            reasons.append(f"{where}: guaranteed referrals make allocation depend on other clients")
+        if o.capacity is not None and (not fixed or max_active > o.capacity):
+            reasons.append(f"{where}: capacity could bind (set it to null, or use fixed referrals that never exceed it)")
+        if o.credit_limit is not None or o.monthly_interest > 0:
+            worst = None
+            if fixed:
+                worst_cost = o.overhead * model.months + max(o.cost_full, o.cost_minimal) * max_active * model.months
+                worst = o.opening_cash - worst_cost
+            if not (o.credit_limit is None or (worst is not None and worst >= -o.credit_limit)):
+                reasons.append(f"{where}: could become insolvent (set credit.limit to null for unlimited credit)")
+            if not (o.monthly_interest == 0 or (worst is not None and worst >= 0)):
+                reasons.append(f"{where}: overdraft interest depends on the cash path (set credit.monthly_interest to 0)")
     if c.cap is not None:
         if not fixed:
             reasons.append("contract.cap could be reached with Poisson referrals (remove the cap or use fixed referrals)")
@@ -57,17 +70,6 @@ def check_exact(model: Model) -> list[str]:
             )
             if most > c.cap:
                 reasons.append("contract.cap could be reached (the most payable exceeds it)")
-    if org.credit_limit is not None or org.monthly_interest > 0:
-        worst = None
-        if fixed:
-            worst_cost = org.overhead * model.months + max(org.cost_full, org.cost_minimal) * max_active * model.months
-            worst = org.opening_cash - worst_cost
-        limit_ok = org.credit_limit is None or (worst is not None and worst >= -org.credit_limit)
-        interest_ok = org.monthly_interest == 0 or (worst is not None and worst >= 0)
-        if not limit_ok:
-            reasons.append("the provider could become insolvent (set provider.credit.limit to null for unlimited credit)")
-        if not interest_ok:
-            reasons.append("overdraft interest depends on the cash path (set provider.credit.monthly_interest to 0)")
     return reasons
 
 
@@ -75,18 +77,31 @@ def check_exact(model: Model) -> list[str]:
 class ExactResult:
     model: Model
     segments: pd.DataFrame  # expected referrals, outcomes, milestones and rates by segment
-    payments: pd.DataFrame  # expected commissioner payments by month, kind, item and segment (pounds)
-    costs: pd.DataFrame  # expected provider costs by month (pounds)
+    payments: pd.DataFrame  # expected ledger of payments: month, payer, payee, kind, item, segment, amount (pounds)
+    costs: pd.DataFrame  # expected costs by month and organisation (pounds)
     caseload: pd.DataFrame  # expected clients by month and state at month end
 
     @property
+    def commissioner_payments(self) -> pd.DataFrame:
+        return self.payments[self.payments.payer == self.model.contract.commissioner]
+
+    @property
     def paid_by_kind(self) -> pd.Series:
-        return self.payments.groupby("kind", observed=True)["amount"].sum()
+        return self.commissioner_payments.groupby("kind")["amount"].sum()
+
+    def income(self, organisation: str) -> float:
+        return float(self.payments.loc[self.payments.payee == organisation, "amount"].sum())
 
     def summary(self) -> dict:
         tot = self.segments.set_index("segment")
-        paid = float(self.payments["amount"].sum())
+        paid = float(self.commissioner_payments["amount"].sum())
         outcomes = float(tot.loc["all", "outcomes"]) if "outcomes" in tot else None
+        orgs = []
+        for o in self.model.organisations:
+            c = self.costs[self.costs.organisation == o.name]
+            out_to_orgs = float(self.payments.loc[self.payments.payer == o.name, "amount"].sum())
+            orgs.append({"organisation": o.name, "role": o.role, "income": self.income(o.name),
+                         "costs": float(c[["delivery", "overhead"]].sum().sum()) + out_to_orgs})
         return {
             "scenario": self.model.scenario.name,
             "method": "exact",
@@ -96,9 +111,7 @@ class ExactResult:
                 "paid_total": paid,
                 "cost_per_outcome": paid / outcomes if outcomes else None,
             },
-            "provider": {
-                "costs_total": float(self.costs[["delivery", "overhead"]].sum().sum()),
-            },
+            "organisations": orgs,
         }
 
 
@@ -183,31 +196,41 @@ def expected(scenario: Scenario | Model) -> ExactResult:
     reasons = check_exact(model)
     if reasons:
         raise ExactNotApplicable("exact mode does not apply to this scenario: " + "; ".join(reasons))
-    pw, c, org = model.pathway, model.contract, model.provider
+    pw, c, orgs = model.pathway, model.contract, model.organisations
     T, H = model.months, model.horizon
     counts = expected_counts(model.scenario)  # [T, G]
-    G, S = len(pw.segments), pw.n_states
+    alloc = model.allocation.shares  # [G, O]: each client's organisation, independent of everything else
+    S = pw.n_states
+    comm, prime = c.commissioner, orgs[0].name
     seg_rows, pay_rows = [], []
-    delivery = np.zeros(H)
+    service_months = np.zeros((H, len(orgs)))  # expected client-months in service
+    starts = np.zeros((H, len(orgs)))
     caseload = np.zeros((H, S))
-    service_transient = pw.service & ~pw.absorbing
-    cost_by_state = np.where(service_transient, org.cost_full, 0.0)
+    in_service = (pw.service & ~pw.absorbing).astype(float)
+
+    def pay(month, kind, item, seg, amount, g_alloc):
+        """Commissioner pays the prime; each subcontractor gets its pass-through share after its extra lag."""
+        pay_rows.append((month, comm, prime, kind, item, seg, amount))
+        for o in orgs[1:]:
+            share = o.income_share.get(kind, 0.0) * g_alloc[o.index]
+            if share:
+                pay_rows.append((month + o.extra_lag, prime, o.name, kind, item, seg, amount * share))
+
     for g, seg in enumerate(pw.segments):
         M = _effective_matrix(model, g)
         n_r = counts[:, g]
         pi = _occupancy(model, M, T)
-        # costs at age k fall in month r + k while the client is in a service state (months < T)
         for r in range(T):
             if n_r[r] == 0:
                 continue
             ages = np.arange(0, T - r)
-            delivery[r + ages] += n_r[r] * (pi[ages] @ cost_by_state)
+            service_months[r + ages] += n_r[r] * (pi[ages] @ in_service)[:, None] * alloc[g][None, :]
+            starts[r] += n_r[r] * alloc[g]
             caseload[r + ages] += n_r[r] * pi[ages + 1]
             caseload[T:, :] += n_r[r] * pi[T - r]  # states freeze at the contract end
-        entered = {}
         for rule in c.rules:
             p = _trigger_probabilities(model, M, rule, T)
-            # trigger at age k happens in month r + k - 1 (k >= 1) or r (k = 0)
+            # a trigger at age k happens in month r + k - 1 (k >= 1), or r at referral (k = 0)
             trig = np.zeros(T)
             for r in range(T):
                 if n_r[r] == 0:
@@ -217,30 +240,37 @@ def expected(scenario: Scenario | Model) -> ExactResult:
                 np.add.at(trig, months[months < T], n_r[r] * p[k][months < T])
             amount = trig * (1 - rule.rejection) * rule.tariff[g] / 100.0
             for t in np.flatnonzero(amount):
-                pay_rows.append((t + rule.lag, rule.kind, rule.name, seg, amount[t]))
-            entered[rule.name] = trig.sum()
+                pay(t + rule.lag, rule.kind, rule.name, seg, amount[t], alloc[g])
         row = {"segment": seg, "referrals": n_r.sum()}
         for label, state in (("outcomes", c.primary_outcome), ("milestones", c.milestone)):
             if state >= 0:
-                first = _trigger_probabilities(model, M, _first_entry_rule(state, G), T)
+                first = _trigger_probabilities(model, M, _first_entry_rule(state, len(pw.segments)), T)
                 row[label] = sum(n_r[r] * first[: T - r + 1].sum() for r in range(T))
         seg_rows.append(row)
+    whole = np.ones(len(orgs))
     for t in np.flatnonzero(c.fee_due):
-        pay_rows.append((t + c.fee_lag, "service_fee", "service_fee", None, c.fee_due[t] / 100.0))
+        pay(t + c.fee_lag, "service_fee", "service_fee", None, c.fee_due[t] / 100.0, whole)
+    cost_rows = []
+    for o in orgs:
+        delivery = service_months[:, o.index] * o.cost_full / 100.0
+        overhead = np.where(np.arange(H) < T, o.overhead / 100.0, 0.0)
+        cost_rows.append(pd.DataFrame({"month": np.arange(H), "organisation": o.name, "delivery": delivery, "overhead": overhead}))
+        for t in range(T):
+            fee = starts[t, o.index] * o.ffs_start + service_months[t, o.index] * o.ffs_month
+            if o.index and fee:
+                pay_rows.append((t + o.extra_lag, prime, o.name, "fee_for_service", "fee_for_service", None, fee / 100.0))
     segments = pd.DataFrame(seg_rows)
     total = segments.drop(columns="segment").sum()
     segments = pd.concat([segments, pd.DataFrame([{"segment": "all", **total.to_dict()}])], ignore_index=True)
     for label, rate in (("outcomes", "outcome_rate"), ("milestones", "milestone_rate")):
         if label in segments:
             segments[rate] = segments[label] / segments["referrals"]
-    payments = pd.DataFrame(pay_rows, columns=["month", "kind", "item", "segment", "amount"])
-    payments = payments.groupby(["month", "kind", "item", "segment"], dropna=False, as_index=False)["amount"].sum()
-    overhead = np.zeros(H)
-    overhead[:T] = org.overhead / 100.0
-    costs = pd.DataFrame({"month": np.arange(H), "delivery": delivery / 100.0, "overhead": overhead})
+    cols = ["month", "payer", "payee", "kind", "item", "segment", "amount"]
+    payments = pd.DataFrame(pay_rows, columns=cols)
+    payments = payments.groupby(cols[:-1], dropna=False, as_index=False)["amount"].sum()
     cl = pd.DataFrame(caseload, columns=[f"n_{s}" for s in pw.states])
     cl.insert(0, "month", np.arange(H))
-    return ExactResult(model=model, segments=segments, payments=payments, costs=costs, caseload=cl)
+    return ExactResult(model=model, segments=segments, payments=payments, costs=pd.concat(cost_rows, ignore_index=True), caseload=cl)
 
 
 def _first_entry_rule(state: int, G: int) -> Rule:

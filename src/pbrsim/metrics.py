@@ -57,10 +57,10 @@ def quantiles(x, qs=(0.05, 0.5)) -> dict:
 
 
 def per_replication(model, clients: pd.DataFrame, ledger: pd.DataFrame, monthly: pd.DataFrame,
-                    settlements: pd.DataFrame, failures: pd.DataFrame, replications: int) -> pd.DataFrame:
-    """One row per replication with every figure the summary needs (money in pounds)."""
+                    settlements: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame:
+    """One row per replication (those present in ``monthly``) with every figure the summary needs (pounds)."""
     pw, c = model.pathway, model.contract
-    reps = pd.Index(np.arange(replications), name="replication")
+    reps = pd.Index(np.sort(monthly["replication"].unique()), name="replication")
     out = pd.DataFrame(index=reps)
     segs = list(pw.segments)
     primary = pw.states[c.primary_outcome] if c.primary_outcome >= 0 else None
@@ -86,23 +86,30 @@ def per_replication(model, clients: pd.DataFrame, ledger: pd.DataFrame, monthly:
     out["capped_total"] = settlements.groupby("replication").amount_capped.sum().reindex(reps, fill_value=0) / 100 if len(settlements) else 0.0
     out["cap_reached"] = (out["capped_total"] > 0).astype(int)
 
-    org = model.provider.name
-    m = monthly[monthly.organisation == org]
-    g = m.groupby("replication")
-    income_cols = [f"income_{k}" for k in PAYMENT_KINDS]
-    cost_cols = ["cost_delivery", "cost_overhead", "cost_interest"]
-    out["income"] = g[income_cols].sum().sum(axis=1).reindex(reps) / 100
-    out["costs"] = g[cost_cols].sum().sum(axis=1).reindex(reps) / 100
-    out["interest"] = g["cost_interest"].sum().reindex(reps) / 100
-    out["lowest_cash"] = np.minimum(g["cash"].min().reindex(reps), model.provider.opening_cash) / 100
-    idx = m.loc[g["cash"].idxmin().reindex(reps)]
-    out["trough_month"] = idx["month"].to_numpy()
-    out["months_below_zero"] = (m.cash < 0).groupby(m.replication).sum().reindex(reps)
-    out["final_cash"] = g["cash"].last().reindex(reps) / 100
-    out["margin"] = out["final_cash"] - model.provider.opening_cash / 100
-    fail = failures.set_index("replication")["failure_month"].reindex(reps, fill_value=-1) if len(failures) else pd.Series(-1, index=reps)
-    out["failed"] = (fail >= 0).astype(int)
-    out["failure_month"] = fail.where(fail >= 0)
+    income_cols = [f"income_{k}" for k in PAYMENT_KINDS + ("fee_for_service",)]
+    cost_cols = ["cost_delivery", "cost_overhead", "cost_interest", "paid_to_subcontractors"]
+    fail_rows = failures if len(failures) else pd.DataFrame(columns=["replication", "organisation", "failure_month"])
+    for org in model.organisations:
+        name = org.name
+        m = monthly[monthly.organisation == name]
+        g = m.groupby("replication")
+        out[f"income[{name}]"] = g[income_cols].sum().sum(axis=1).reindex(reps) / 100
+        out[f"costs[{name}]"] = g[cost_cols].sum().sum(axis=1).reindex(reps) / 100
+        out[f"interest[{name}]"] = g["cost_interest"].sum().reindex(reps) / 100
+        out[f"lowest_cash[{name}]"] = np.minimum(g["cash"].min().reindex(reps), org.opening_cash) / 100
+        out[f"trough_month[{name}]"] = m.loc[g["cash"].idxmin().reindex(reps), "month"].to_numpy()
+        out[f"months_below_zero[{name}]"] = (m.cash < 0).groupby(m.replication).sum().reindex(reps)
+        out[f"final_cash[{name}]"] = g["cash"].last().reindex(reps) / 100
+        out[f"margin[{name}]"] = out[f"final_cash[{name}]"] - org.opening_cash / 100
+        f = fail_rows[fail_rows.organisation == name].set_index("replication")["failure_month"]
+        f = f.reindex(reps)
+        out[f"failed[{name}]"] = f.notna().astype(int)
+        out[f"failure_month[{name}]"] = f.astype(float)
+    names = [o.name for o in model.organisations]
+    out["failed_any"] = out[[f"failed[{n}]" for n in names]].max(axis=1)
+    if len(names) > 1:
+        out["paid_to_subcontractors"] = sum(out[f"income[{n}]"] for n in names[1:])
+        out["prime_kept"] = out["paid_total"] - out["paid_to_subcontractors"]
     return out
 
 
@@ -129,18 +136,22 @@ def summarise(model, per_rep: pd.DataFrame, seed: int) -> dict:
         "cap_reached": wilson(int(per_rep["cap_reached"].sum()), R),
         "cost_per_outcome": ratio_ci(per_rep["paid_total"], per_rep["outcomes"]) if has_outcome else None,
     }
-    fails = int(per_rep["failed"].sum())
-    org = {
-        "organisation": model.provider.name,
-        "income": mean_ci(per_rep["income"]),
-        "costs": mean_ci(per_rep["costs"]),
-        "margin": {**mean_ci(per_rep["margin"]), **quantiles(per_rep["margin"])},
-        "lowest_cash": {**mean_ci(per_rep["lowest_cash"]), **quantiles(per_rep["lowest_cash"])},
-        "trough_month": {"median": float(np.median(per_rep["trough_month"]))},
-        "months_below_zero": mean_ci(per_rep["months_below_zero"]),
-        "ran_out_of_cash": wilson(fails, R),
-        "failure_month": {"median": float(per_rep["failure_month"].median()) if fails else None},
-    }
+    orgs = []
+    for o in model.organisations:
+        n = o.name
+        fails = int(per_rep[f"failed[{n}]"].sum())
+        orgs.append({
+            "organisation": n,
+            "role": o.role,
+            "income": mean_ci(per_rep[f"income[{n}]"]),
+            "costs": mean_ci(per_rep[f"costs[{n}]"]),
+            "margin": {**mean_ci(per_rep[f"margin[{n}]"]), **quantiles(per_rep[f"margin[{n}]"])},
+            "lowest_cash": {**mean_ci(per_rep[f"lowest_cash[{n}]"]), **quantiles(per_rep[f"lowest_cash[{n}]"])},
+            "trough_month": {"median": float(np.median(per_rep[f"trough_month[{n}]"]))},
+            "months_below_zero": mean_ci(per_rep[f"months_below_zero[{n}]"]),
+            "ran_out_of_cash": wilson(fails, R),
+            "failure_month": {"median": float(per_rep[f"failure_month[{n}]"].median()) if fails else None},
+        })
     return {
         "scenario": model.scenario.name,
         "seed": seed,
@@ -151,5 +162,5 @@ def summarise(model, per_rep: pd.DataFrame, seed: int) -> dict:
         "primary_outcome": pw.states[model.contract.primary_outcome] if model.contract.primary_outcome >= 0 else None,
         "segments": segments,
         "commissioner": commissioner,
-        "organisations": [org],
+        "organisations": orgs,
     }

@@ -13,9 +13,9 @@ from .engine import Model, Replication
 from .ledger import KINDS, flows
 from .pathway import FULL, MINIMAL
 
-PAYMENT_KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment")
+PAYMENT_KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment", "fee_for_service")
 COST_KINDS = ("delivery", "overhead", "interest")
-TABLES = ("clients", "ledger", "monthly", "claims", "settlements")
+TABLES = ("clients", "ledger", "monthly", "claims", "settlements", "failures")
 
 
 def replication_columns(model: Model, r: Replication) -> dict[str, dict[str, np.ndarray]]:
@@ -23,48 +23,71 @@ def replication_columns(model: Model, r: Replication) -> dict[str, dict[str, np.
     pw, H = model.pathway, model.horizon
     n = len(r.segment)
     rep = np.int32(r.replication)
+    org_party = np.array([model.vocab.party(o.name) for o in model.organisations], dtype=np.int16)
     clients = {
         "replication": np.full(n, rep, dtype=np.int32),
         "client": np.arange(n, dtype=np.int64),
         "segment": r.segment.astype(np.int16),
         "referral_month": r.ref_month.astype(np.int16),
+        "referred_to": org_party[r.first_org],
+        "organisation": org_party[r.org],
     }
     for s, name in enumerate(pw.states):
         clients[f"first_{name}"] = r.first_month[:, s]
     clients["months_full"] = r.months_full
     clients["months_minimal"] = r.months_minimal
+    clients["months_no_service"] = r.months_no_service
     clients["final_state"] = r.state.astype(np.int16)
     clients["end_month"] = r.end_month
 
     led = r.ledger.arrays()
     ledger = {"replication": np.full(len(led["month"]), rep, dtype=np.int32), **led}
 
-    org = model.vocab.party(model.provider.name)
-    monthly = {
-        "replication": np.full(H, rep, dtype=np.int32),
-        "organisation": np.full(H, org, dtype=np.int16),
-        "month": np.arange(H, dtype=np.int32),
-    }
-    for kind in PAYMENT_KINDS:
-        monthly[f"income_{kind}"] = flows(led, org, H, KINDS.index(kind), incoming=True)
-    for kind in COST_KINDS:
-        monthly[f"cost_{kind}"] = flows(led, org, H, KINDS.index(kind), incoming=False)
-    monthly["cash"] = r.cash
-    monthly["referrals"] = r.referred
-    for s, name in enumerate(pw.states):
-        monthly[f"n_{name}"] = r.caseload[:, s]
-    monthly["n_full"] = r.level_counts[:, FULL]
-    monthly["n_minimal"] = r.level_counts[:, MINIMAL]
+    O = len(model.organisations)
+    parts = []
+    for o in range(O):
+        party = int(org_party[o])
+        m = {
+            "replication": np.full(H, rep, dtype=np.int32),
+            "organisation": np.full(H, party, dtype=np.int16),
+            "month": np.arange(H, dtype=np.int32),
+        }
+        for kind in PAYMENT_KINDS:
+            m[f"income_{kind}"] = flows(led, party, H, KINDS.index(kind), incoming=True)
+        for kind in COST_KINDS:
+            m[f"cost_{kind}"] = flows(led, party, H, KINDS.index(kind), incoming=False)
+        to_orgs = led["payer"] == party
+        to_orgs &= np.isin(led["payee"], org_party)
+        paid_down = np.zeros(H, dtype=np.int64)
+        np.add.at(paid_down, led["month"][to_orgs], led["amount"][to_orgs])
+        m["paid_to_subcontractors"] = paid_down
+        m["cash"] = r.cash[:, o]
+        m["referrals"] = r.referred[:, o]
+        for s, name in enumerate(pw.states):
+            m[f"n_{name}"] = r.caseload[:, o, s]
+        m["n_full"] = r.level_counts[:, o, FULL]
+        m["n_minimal"] = r.level_counts[:, o, MINIMAL]
+        parts.append(m)
+    monthly = concat_columns(parts)
 
     def rows(data: list, names: list[str]) -> dict[str, np.ndarray]:
         a = np.array(data, dtype=np.int64).reshape(-1, len(names))
         out = {"replication": np.full(len(a), rep, dtype=np.int32)}
         out.update({c: a[:, i] for i, c in enumerate(names)})
+        if "organisation" in out:
+            out["organisation"] = org_party[out["organisation"]]
         return out
 
-    claims = rows(r.claims, ["month", "item", "segment", "claims", "rejected", "amount_claimed", "amount_rejected"])
-    settlements = rows(r.settlements, ["month", "item", "segment", "amount_due", "amount_paid", "amount_capped"])
-    return {"clients": clients, "ledger": ledger, "monthly": monthly, "claims": claims, "settlements": settlements}
+    claims = rows(r.claims, ["month", "item", "segment", "organisation", "claims", "rejected", "amount_claimed", "amount_rejected"])
+    settlements = rows(r.settlements, ["month", "item", "segment", "organisation", "amount_due", "amount_paid", "amount_capped"])
+    failures = {
+        "replication": np.full(len(r.failures), rep, dtype=np.int32),
+        "organisation": org_party[np.array([f[0] for f in r.failures], dtype=np.int64)],
+        "failure_month": np.array([f[1] for f in r.failures], dtype=np.int32),
+        "clients_affected": np.array([f[2] for f in r.failures], dtype=np.int64),
+        "clients_to": np.array([f[3] for f in r.failures], dtype=object),
+    }
+    return {"clients": clients, "ledger": ledger, "monthly": monthly, "claims": claims, "settlements": settlements, "failures": failures}
 
 
 def concat_columns(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -93,6 +116,8 @@ def to_frame(model: Model, table: str, cols: dict[str, np.ndarray]) -> pd.DataFr
         for name in pw.states:
             d[f"first_{name}"] = _months(d[f"first_{name}"])
         d["final_state"] = _cat(d["final_state"], pw.states)
+        d["referred_to"] = _cat(d["referred_to"], v.parties)
+        d["organisation"] = _cat(d["organisation"], v.parties)
         d["end_month"] = _months(d["end_month"])
     elif table == "ledger":
         d["month"] = d["month"].astype(np.int32)
@@ -101,7 +126,7 @@ def to_frame(model: Model, table: str, cols: dict[str, np.ndarray]) -> pd.DataFr
         d["kind"] = _cat(d["kind"], KINDS)
         d["item"] = _cat(d["item"], v.items)
         d["segment"] = _cat(d["segment"], pw.segments, no_seg)
-    elif table == "monthly":
+    elif table in ("monthly", "failures"):
         d["organisation"] = _cat(d["organisation"], v.parties)
     elif table in ("claims", "settlements"):
         d["month"] = d["month"].astype(np.int32)
@@ -110,6 +135,7 @@ def to_frame(model: Model, table: str, cols: dict[str, np.ndarray]) -> pd.DataFr
         d = {**{k: d[k] for k in ("replication", "month", "item")}, "kind": _cat(kinds, KINDS),
              **{k: val for k, val in d.items() if k not in ("replication", "month", "item")}}
         d["segment"] = _cat(d["segment"], pw.segments, no_seg)
+        d["organisation"] = _cat(d["organisation"], v.parties)
     return pd.DataFrame(d)
 
 
@@ -124,6 +150,8 @@ def _item_kinds(model: Model) -> np.ndarray:
             kinds.append(KINDS.index("service_fee"))
         elif item.startswith("delivery"):
             kinds.append(KINDS.index("delivery"))
+        elif item.startswith("ffs_"):
+            kinds.append(KINDS.index("fee_for_service"))
         else:
             kinds.append(KINDS.index(item))
     return np.array(kinds, dtype=np.int64)

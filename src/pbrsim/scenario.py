@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -32,7 +32,8 @@ class ScenarioError(Exception):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: YAML's `yes`/`no` and quoted numbers are not numbers; no NaN or infinite money
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 Money = float  # pounds in files; the engine converts to integer pence
@@ -100,10 +101,9 @@ class PaymentRule(_Model):
     @field_validator("tariff")
     @classmethod
     def _tariff_non_negative(cls, v):
-        values = v.values() if isinstance(v, dict) else [v]
-        if any(x < 0 for x in values):
+        if not isinstance(v, dict) and v < 0:
             raise ValueError("tariff must not be negative")
-        return v
+        return v  # per-segment entries are checked in check_rules, which can name the segment
 
 
 class ServiceFee(_Model):
@@ -144,6 +144,39 @@ class ServiceCosts(_Model):
     minimal: Money = Field(..., ge=0)
 
 
+class HolisticPolicy(_Model):
+    """Full service for every client in a service state while capacity lasts, first come first served."""
+
+    name: Literal["holistic"] = "holistic"
+
+
+class NeedsFirstPolicy(_Model):
+    """When capacity is short, the most complex segments get full service first."""
+
+    name: Literal["needs_first"]
+
+
+class ReturnMaximisingPolicy(_Model):
+    """Serve clients in order of the expected net value of full over minimal service; park negative ones."""
+
+    name: Literal["return_maximising"]
+    monthly_discount_rate: float = Field(0.0, ge=0, le=1, description="Discount per month applied to future payments and costs.")
+
+
+class CashStressedPolicy(_Model):
+    """Holistic while cash is above `comfortable_cash`, return-maximising at or below `stressed_cash`, a blend between."""
+
+    name: Literal["cash_stressed"]
+    comfortable_cash: Money = Field(..., description="Cash at or above which the provider behaves holistically.")
+    stressed_cash: Money = Field(..., description="Cash at or below which it behaves as return-maximising.")
+    monthly_discount_rate: float = Field(0.0, ge=0, le=1)
+
+
+PolicySpec = Annotated[
+    Union[HolisticPolicy, NeedsFirstPolicy, ReturnMaximisingPolicy, CashStressedPolicy], Field(discriminator="name")
+]
+
+
 class Provider(_Model):
     name: str = "provider"
     opening_cash: Money = Field(0.0, ge=0)
@@ -151,7 +184,76 @@ class Provider(_Model):
     cost_per_client_month: ServiceCosts
     capacity: int | None = Field(None, ge=0, description="Full-service places per month; null means unlimited.")
     credit: Credit = Field(default_factory=Credit)
-    policy: Literal["holistic"] = "holistic"
+    policy: PolicySpec = Field(default_factory=HolisticPolicy, description="Allocation policy: a name or a mapping with `name` and its parameters.")
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _policy_by_name(cls, v):
+        return {"name": v} if isinstance(v, str) else v
+
+
+PASS_THROUGH_KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment")
+
+
+class FeeForService(_Model):
+    per_start: Money = Field(0.0, ge=0, description="Paid by the prime for each client referred to the subcontractor.")
+    per_client_month: Money = Field(0.0, ge=0, description="Paid by the prime for each month a client of the subcontractor is in service.")
+
+
+class Terms(_Model):
+    """What a subcontractor gets from the prime; the parts combine."""
+
+    pass_through: dict[str, float] = Field(
+        default_factory=dict,
+        description="Share of each commissioner payment kind the prime passes on for the subcontractor's clients (service_fee: share of each instalment). Kinds not listed: 0.",
+    )
+    management_fee: float = Field(0.0, ge=0, le=1, description="Share of passed-through money the prime keeps.")
+    fee_for_service: FeeForService | None = None
+    extra_lag: int = Field(0, ge=0, description="Months between the prime receiving money (or the service month) and paying the subcontractor.")
+    guaranteed_referrals: int | None = Field(None, ge=0, description="Minimum referrals per month the prime sends (when it has them).")
+
+    @field_validator("pass_through")
+    @classmethod
+    def _shares(cls, v):
+        for kind, share in v.items():
+            if kind not in PASS_THROUGH_KINDS:
+                raise ValueError(f"unknown payment kind {kind!r}; kinds are {list(PASS_THROUGH_KINDS)}")
+            if not 0 <= share <= 1:
+                raise ValueError(f"pass-through share for {kind} must be between 0 and 1")
+        return v
+
+
+class OnFailure(_Model):
+    action: Literal["drop", "transfer"] = Field("drop", description="What happens to the clients of an organisation that becomes insolvent.")
+    to: str | None = Field(None, description="Organisation receiving transferred clients (default: the prime).")
+    gap_months: int = Field(0, ge=0, description="Months transferred clients go without service.")
+    restart_state: str | None = Field(None, description="State transferred clients restart in (progress lost); default: they keep their state.")
+
+
+class OrganisationSpec(Provider):
+    name: str
+    role: Literal["prime", "subcontractor"] = "subcontractor"
+    terms: Terms | None = Field(None, description="Subcontractors only: terms with the prime.")
+    on_failure: OnFailure = Field(default_factory=OnFailure)
+
+
+class Allocation(_Model):
+    method: Literal["fixed_shares", "by_segment", "performance"] = "fixed_shares"
+    shares: dict[str, float] | None = Field(None, description="Share of referrals per organisation (fixed_shares; starting shares for performance).")
+    by_segment: dict[str, dict[str, float]] | None = Field(None, description="Per segment, share of its referrals per organisation.")
+    review_every: int = Field(3, ge=1, description="performance: months between share reviews.")
+    step: float = Field(0.25, ge=0, le=1, description="performance: weight moved towards outcome-rate shares at each review.")
+
+
+class SupplyChain(_Model):
+    allocation: Allocation = Field(default_factory=Allocation)
+
+
+class Reporting(_Model):
+    dropped_full_service_share: float = Field(
+        0.25, ge=0, le=1,
+        description="A client who leaves without an outcome is 'dropped' if they had full service in less than this share of their months in service.",
+    )
 
 
 class Scenario(_Model):
@@ -163,7 +265,17 @@ class Scenario(_Model):
     segments: dict[str, Segment] = Field(..., min_length=1)
     pathway: Pathway
     contract: Contract
-    provider: Provider
+    provider: Provider | None = Field(None, description="A single delivery organisation (use `organisations` for a supply chain).")
+    organisations: list[OrganisationSpec] | None = Field(None, description="A prime and its subcontractors.")
+    supply_chain: SupplyChain | None = None
+    reporting: Reporting = Field(default_factory=Reporting)
+
+    @property
+    def organisation_specs(self) -> list[OrganisationSpec]:
+        """Organisations with the prime first; a single provider is a prime with no subcontractors."""
+        if self.organisations is None:
+            return [OrganisationSpec(**self.provider.model_dump(), role="prime")]
+        return sorted(self.organisations, key=lambda o: o.role != "prime")
 
     # --- derived views used by the engine -------------------------------------------------
     @property
@@ -226,7 +338,10 @@ def read_yaml(path: str | Path) -> dict:
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
-        raise ScenarioError(str(path), [("", f"not valid YAML: {exc}")]) from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = " ".join(str(x) for x in (getattr(exc, "context", None), getattr(exc, "problem", None)) if x) or str(exc)
+        raise ScenarioError(str(path), [("", f"not valid YAML{where}: {what}")]) from None
     if not isinstance(data, dict):
         raise ScenarioError(str(path), [("", "the file must hold a mapping of fields at the top level")])
     return data
@@ -279,9 +394,36 @@ def scenario_from_dict(data: dict, source: str = "<scenario>") -> Scenario:
     return scenario
 
 
+def _deep_merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``: mappings merge key by key, anything else (lists included) replaces."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def resolve_extends(data: dict, path: Path, seen: tuple = ()) -> dict:
+    """A file with ``extends: other.yaml`` is that file (path relative to this one) with this file's fields on top."""
+    if "extends" not in data:
+        return data
+    parent = (path.parent / str(data["extends"])).resolve()
+    if parent in seen:
+        raise ScenarioError(str(path), [("extends", f"circular: {parent} extends itself through {len(seen)} file(s)")])
+    if not parent.exists():
+        raise ScenarioError(str(path), [("extends", f"file {data['extends']!r} not found (relative to {path.parent})")])
+    base = resolve_extends(read_yaml(parent), parent, seen + (parent,))
+    return _deep_merge(base, {k: v for k, v in data.items() if k != "extends"})
+
+
+def load_raw(path: str | Path) -> dict:
+    """The scenario mapping of a file, with any ``extends`` chain resolved (not yet validated)."""
+    path = Path(path)
+    return resolve_extends(read_yaml(path), path)
+
+
 def load_scenario(path: str | Path) -> Scenario:
     """Load and validate a scenario file."""
-    return scenario_from_dict(read_yaml(path), str(path))
+    return scenario_from_dict(load_raw(path), str(path))
 
 
 def file_hash(path: str | Path) -> str:
@@ -369,8 +511,12 @@ def check_rules(sc: Scenario) -> list[tuple[str, str]]:
         p.append(("referrals.monthly", f"{len(r.monthly)} months given but the contract lasts {sc.months}"))
     if r.rate is not None and r.end is not None and r.end > sc.months:
         p.append(("referrals.end", f"end month {r.end} is after the contract end {sc.months}"))
+    if r.rate is not None and r.start >= sc.months:
+        p.append(("referrals.start", f"start month {r.start} is not before the contract end ({sc.months} months)"))
     if r.rate is not None and r.end is not None and r.end < r.start:
         p.append(("referrals.end", "end must not be before start"))
+
+    p += _check_organisations(sc)
 
     # contract
     c = sc.contract
@@ -397,7 +543,9 @@ def check_rules(sc: Scenario) -> list[tuple[str, str]]:
             if rule.states is not None or rule.max_months is not None:
                 p.append((path, f"`states`/`max_months` only apply to sustainment payments, not {rule.kind}"))
         if isinstance(rule.tariff, dict):
-            for seg in rule.tariff:
+            for seg, amount in rule.tariff.items():
+                if amount < 0:
+                    p.append((f"{path}.tariff.{seg}", "tariff must not be negative"))
                 if seg != "default" and seg not in sc.segments:
                     p.append((f"{path}.tariff.{seg}", f"unknown segment {seg!r}; segments are {list(sc.segments)}"))
             missing = [s for s in sc.segments if s not in rule.tariff]
@@ -418,6 +566,77 @@ def check_rules(sc: Scenario) -> list[tuple[str, str]]:
             for j, m in enumerate(fee.schedule):
                 if not (0 <= m < sc.months):
                     p.append((f"contract.service_fee.schedule[{j}]", f"month {m} is outside the contract (0 to {sc.months - 1})"))
+    return p
+
+
+def _check_organisations(sc: Scenario) -> list[tuple[str, str]]:
+    p: list[tuple[str, str]] = []
+    if (sc.provider is None) == (sc.organisations is None):
+        return [("provider", "give exactly one of `provider` (one organisation) or `organisations` (a supply chain)")]
+    if sc.provider is not None:
+        if sc.supply_chain is not None:
+            p.append(("supply_chain", "only applies with `organisations`"))
+        return p
+    orgs = sc.organisations
+    names = [o.name for o in orgs]
+    reserved = {sc.contract.commissioner, "staff_and_suppliers", "lender"}
+    for i, o in enumerate(orgs):
+        if names.count(o.name) > 1:
+            p.append((f"organisations[{i}].name", f"organisation name {o.name!r} is used more than once"))
+        if o.name in reserved:
+            p.append((f"organisations[{i}].name", f"{o.name!r} is reserved for another party"))
+        if o.role == "prime" and o.terms is not None:
+            p.append((f"organisations[{i}].terms", "the prime has no terms with itself; terms belong to subcontractors"))
+        if o.role == "subcontractor" and o.terms is None:
+            p.append((f"organisations[{i}].terms", "a subcontractor needs `terms` with the prime"))
+        f = o.on_failure
+        if f.to is not None and f.to not in names:
+            p.append((f"organisations[{i}].on_failure.to", f"unknown organisation {f.to!r}; organisations are {names}"))
+        if f.to == o.name:
+            p.append((f"organisations[{i}].on_failure.to", "clients cannot be transferred to the failed organisation itself"))
+        if f.action == "drop" and (f.to or f.gap_months or f.restart_state):
+            p.append((f"organisations[{i}].on_failure", "`to`, `gap_months` and `restart_state` only apply to action: transfer"))
+        if f.restart_state is not None:
+            if f.restart_state not in sc.pathway.states:
+                p.append((f"organisations[{i}].on_failure.restart_state", f"unknown state {f.restart_state!r}; states are {sc.pathway.states}"))
+            elif f.restart_state in sc.pathway.absorbing:
+                p.append((f"organisations[{i}].on_failure.restart_state", "must not be absorbing"))
+    primes = [o.name for o in orgs if o.role == "prime"]
+    if len(primes) != 1:
+        p.append(("organisations", f"exactly one organisation must have role: prime (found {len(primes)})"))
+    alloc = (sc.supply_chain or SupplyChain()).allocation
+    base = "supply_chain.allocation"
+    if alloc.method in ("fixed_shares", "performance"):
+        if alloc.shares is None:
+            if len(orgs) > 1:
+                p.append((f"{base}.shares", f"required for method {alloc.method}"))
+        else:
+            p += _check_share_map(f"{base}.shares", alloc.shares, names)
+    else:
+        if alloc.by_segment is None:
+            p.append((f"{base}.by_segment", "required for method by_segment"))
+        else:
+            for seg in sc.segments:
+                if seg not in alloc.by_segment:
+                    p.append((f"{base}.by_segment", f"no allocation for segment {seg!r}"))
+            for seg, shares in alloc.by_segment.items():
+                if seg not in sc.segments:
+                    p.append((f"{base}.by_segment.{seg}", f"unknown segment {seg!r}; segments are {list(sc.segments)}"))
+                else:
+                    p += _check_share_map(f"{base}.by_segment.{seg}", shares, names)
+    return p
+
+
+def _check_share_map(path: str, shares: dict[str, float], names: list[str]) -> list[tuple[str, str]]:
+    p = []
+    for org, share in shares.items():
+        if org not in names:
+            p.append((f"{path}.{org}", f"unknown organisation {org!r}; organisations are {names}"))
+        if not 0 <= share <= 1:
+            p.append((f"{path}.{org}", "share must be between 0 and 1"))
+    total = sum(shares.values())
+    if abs(total - 1) > SHARE_TOLERANCE:
+        p.append((path, f"shares must sum to 1 (they sum to {total:.6g})"))
     return p
 
 

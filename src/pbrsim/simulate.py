@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 import pandas as pd
 
@@ -11,8 +11,6 @@ from .engine import Model, compile_model, run_replication
 from .metrics import per_replication, summarise
 from .records import TABLES, concat_columns, replication_columns, to_frame
 from .scenario import Scenario
-
-FAILURE_COLUMNS = ["replication", "organisation", "failure_month", "clients_affected"]
 
 
 @dataclass
@@ -48,6 +46,24 @@ class SimulationResult:
         }
 
 
+def run_tables(model: Model, seed: int, replications: Iterable[int], progress: Callable[[int], None] | None = None) -> dict[str, pd.DataFrame]:
+    """Tables (clients, ledger, monthly, claims, settlements, failures) for the given replication indices."""
+    parts: dict[str, list] = {t: [] for t in TABLES}
+    for rep in replications:
+        r = run_replication(model, seed, rep)
+        for table, cols in replication_columns(model, r).items():
+            parts[table].append(cols)
+        if progress:
+            progress(1)
+    return {t: to_frame(model, t, concat_columns(parts[t])) for t in TABLES}
+
+
+def summarise_tables(model: Model, tables: dict[str, pd.DataFrame], seed: int) -> tuple[pd.DataFrame, dict]:
+    """Per-replication figures and the summary, from tables of any set of replications."""
+    per_rep = per_replication(model, tables["clients"], tables["ledger"], tables["monthly"], tables["settlements"], tables["failures"])
+    return per_rep, summarise(model, per_rep, seed)
+
+
 def simulate(
     scenario: Scenario,
     seed: int = 0,
@@ -58,19 +74,6 @@ def simulate(
     if replications < 1:
         raise ValueError("replications must be at least 1")
     model = compile_model(scenario)
-    parts: dict[str, list] = {t: [] for t in TABLES}
-    failures = []
-    for rep in range(replications):
-        r = run_replication(model, seed, rep)
-        for table, cols in replication_columns(model, r).items():
-            parts[table].append(cols)
-        if r.failure_month >= 0:
-            failures.append((rep, model.provider.name, r.failure_month, int((r.state == model.pathway.dropped).sum())))
-        if progress:
-            progress(1)
-    frames = {t: to_frame(model, t, concat_columns(parts[t])) for t in TABLES}
-    fail_df = pd.DataFrame(failures, columns=FAILURE_COLUMNS)
-    per_rep = per_replication(model, frames["clients"], frames["ledger"], frames["monthly"], frames["settlements"], fail_df, replications)
-    result = SimulationResult(model=model, seed=seed, replications=replications, failures=fail_df, per_replication=per_rep, **frames)
-    result.summary = summarise(model, per_rep, seed)
-    return result
+    frames = run_tables(model, seed, range(replications), progress)
+    per_rep, summary = summarise_tables(model, frames, seed)
+    return SimulationResult(model=model, seed=seed, replications=replications, per_replication=per_rep, summary=summary, **frames)

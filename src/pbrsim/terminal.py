@@ -103,5 +103,10 @@ def print_exact(ex, console: Console | None = None):
         t.add_row(kind.replace("_", " "), money(v))
     t.add_row("[bold]total[/bold]", money(s["commissioner"]["paid_total"]))
     t.add_row("[bold]cost per outcome[/bold]", money(s["commissioner"]["cost_per_outcome"]))
-    t.add_row("provider costs (delivery + overhead)", money(s["provider"]["costs_total"]))
+    console.print(t)
+    t = Table(title="Expected income and costs by organisation", title_justify="left")
+    for col in ("organisation", "role", "income", "costs"):
+        t.add_column(col, justify="left" if col in ("organisation", "role") else "right")
+    for o in s["organisations"]:
+        t.add_row(o["organisation"], o["role"], money(o["income"]), money(o["costs"]))
     console.print(t)

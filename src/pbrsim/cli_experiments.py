@@ -1,0 +1,149 @@
+"""Commands for experiments: ``pbrsim compare``, ``pbrsim batch`` and ``pbrsim summarise``."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from .cli import EXIT_INPUT, err_console, main, progress_bar
+from .scenario import ScenarioError
+
+EXIT_INTERRUPTED = 130
+
+
+def fail_input(message: str):
+    err_console.print("[bold red]error:[/bold red] ", end="", highlight=False)
+    err_console.print(message, highlight=False, markup=False, soft_wrap=True)
+    sys.exit(EXIT_INPUT)
+
+
+def _load_experiment_or_exit(path: str):
+    from .experiment import load_experiment
+
+    try:
+        return load_experiment(path)
+    except ScenarioError as exc:
+        n = len(exc.problems)
+        err_console.print(f"[bold red]{path}: {n} problem{'s' if n != 1 else ''}[/bold red]", highlight=False)
+        for p, rule in exc.problems:
+            err_console.print(f"  {path}: {p + ': ' if p else ''}{rule}", highlight=False, markup=False, soft_wrap=True)
+        err_console.print("Nothing was run or written. Fix the file and try again (the format is described in docs/experiments.md).")
+        sys.exit(EXIT_INPUT)
+
+
+def _execution_options(f):
+    f = click.option("--quiet", is_flag=True, help="No progress bar or tables.")(f)
+    f = click.option("--force", is_flag=True,
+                     help="Accept a changed experiment file: keep the runs that are still valid, rerun the rest.")(f)
+    f = click.option("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler address (with --executor dask); "
+                     "default: start a LocalCluster.")(f)
+    f = click.option("--workers", "-j", type=click.IntRange(min=1), help="Worker processes [default: all cores].")(f)
+    f = click.option("--executor", type=click.Choice(["process", "serial", "dask"]), default="process", show_default=True,
+                     help="Local process pool, this process only, or a dask.distributed cluster (pip install 'pbrsim[dask]').")(f)
+    return f
+
+
+def _execute(exp, out: Path, *, executor, workers, scheduler, force, quiet, tables=None, label="running"):
+    """Run the batch with a progress bar; exit 2 for input problems, 130 when interrupted."""
+    from .batch import BatchInterrupted, run_batch
+    from .dataset import DatasetError
+    from .executors import ExecutorUnavailable
+
+    if scheduler and executor != "dask":
+        fail_input("--scheduler needs --executor dask")
+    console = Console(stderr=True)
+    bar = progress_bar(console, disable=quiet)
+    state = {}
+
+    def on_start(todo, done):
+        state["task"] = bar.add_task(f"{label} {exp.name}" + (f" ({done} runs already done)" if done else ""),
+                                     total=todo, rate="")
+        state["t0"] = time.perf_counter()
+
+    def on_run(_result):
+        bar.advance(state["task"])
+        n = bar.tasks[0].completed
+        bar.update(state["task"], rate=f"{n / max(time.perf_counter() - state['t0'], 1e-9):.1f} runs/s")
+
+    try:
+        with bar:
+            return run_batch(exp, out, executor=executor, workers=workers, scheduler=scheduler, force=force, tables=tables,
+                             on_start=on_start, on_run=on_run)
+    except (DatasetError, ExecutorUnavailable) as exc:
+        fail_input(str(exc))
+    except BatchInterrupted as exc:
+        err_console.print(f"Interrupted: {exc.done} of {exc.total} runs are saved in {exc.out}. "
+                          "Run the same command again to finish the rest.", highlight=False)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _print(summary, manifest, console: Console):
+    from .compare import print_comparison
+
+    currency = "GBP"
+    print_comparison(summary, console, title=manifest["experiment"]["name"], currency=currency,
+                     replications=manifest["replications"], seed=manifest["seed"])
+
+
+@main.command()
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Also keep the per-replication figures and summary here (a dataset `pbrsim summarise` can read).")
+@_execution_options
+def compare(experiment, out, executor, workers, scheduler, force, quiet):
+    """Run every design of EXPERIMENT and print them side by side, with paired differences from the baseline."""
+    from .batch import resummarise
+
+    exp = _load_experiment_or_exit(experiment)
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="pbrsim-compare-") as tmp:
+        target = Path(out) if out else Path(tmp) / exp.name
+        _execute(exp, target, executor=executor, workers=workers, scheduler=scheduler, force=force, quiet=quiet,
+                 tables=("replications",), label="comparing")
+        summary, manifest = resummarise(target)
+        if not quiet:
+            _print(summary, manifest, console)
+            if out:
+                console.print(f"Per-replication figures and summary written to [bold]{out}[/bold].")
+
+
+@main.command()
+@click.argument("experiment", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Dataset folder [default: results/<experiment name>].")
+@_execution_options
+def batch(experiment, out, executor, workers, scheduler, force, quiet):
+    """Run every design x replication of EXPERIMENT into a Parquet dataset; rerun to resume after an interruption."""
+    exp = _load_experiment_or_exit(experiment)
+    out = Path(out) if out else Path("results") / exp.name
+    manifest = _execute(exp, out, executor=executor, workers=workers, scheduler=scheduler, force=force, quiet=quiet)
+    if not quiet:
+        s = manifest["sessions"][-1]
+        click.echo(f"{exp.name}: {manifest['runs']['done']} runs ({len(exp.designs)} designs x {exp.replications} replications; "
+                   f"{s['runs_run']} run now, {s['runs_skipped']} already done) in {out}")
+        click.echo(f"  tables:  pandas.read_parquet('{out}/runs/<table>')  (clients, ledger, monthly, ..., replications)")
+        click.echo(f"  summary: {out}/summary.csv, {out}/summary.parquet; `pbrsim summarise {out}` prints the comparison")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.option("--quiet", is_flag=True, help="Write the summary files without printing the tables.")
+def summarise(directory, quiet):
+    """Recompute summary.parquet and summary.csv of the dataset in DIRECTORY and print the comparison."""
+    from .batch import resummarise
+    from .dataset import DatasetError
+
+    try:
+        summary, manifest = resummarise(directory)
+    except DatasetError as exc:
+        fail_input(str(exc))
+    if manifest.get("status") != "complete":
+        err_console.print(f"[yellow]note:[/yellow] the batch is not complete ({manifest.get('status')}); the summary uses the "
+                          "runs finished so far. Rerun the same command to finish it.", highlight=False)
+    if not quiet:
+        _print(summary, manifest, Console())
+        click.echo(f"Summary written to {Path(directory) / 'summary.csv'} and summary.parquet.")

@@ -1,0 +1,273 @@
+"""Comparing designs: summaries with 95% intervals and paired differences against the baseline.
+
+Input: for each design, its per-replication figures (``metrics.per_replication`` rows, indexed by
+replication). The metrics compared come from an ordered list of column families (``FAMILIES``); a family
+is used wherever its columns exist, so new per-replication columns named like ``parking_rate[<segment>]``
+or ``lowest_cash[<organisation>]`` appear without code changes, and missing ones are skipped.
+
+Estimators (over replications, which are independent; normal 95% intervals as in ``pbrsim.metrics``):
+
+- ``ratio`` (outcome rates, cost per outcome): pooled ratio sum(num)/sum(den) with a delta-method
+  interval (``metrics.ratio_ci``). The paired difference R_design - R_baseline uses the **paired delta
+  method**: per replication r, z_r = (num_d,r - R_d den_d,r)/mean(den_d) - (num_b,r - R_b den_b,r)/mean(den_b),
+  and se = sqrt(sum z_r^2 / (n (n-1))). Its point estimate is exactly the difference of the two pooled ratios.
+- ``mean`` (spend, counts, rates already per replication such as ``parking_rate``): mean with a normal
+  interval; the paired difference is the mean of the per-replication differences d_r = x_d,r - x_b,r.
+- ``share`` (failure): share of replications with a Wilson interval; the paired difference is the mean of
+  d_r in {-1, 0, 1} with a normal interval (zero width when every replication agrees).
+- ``distribution`` (lowest cash): mean with interval plus the median and 5th percentile; the paired
+  difference is the mean per-replication difference.
+
+Pairs use the replications present for both designs. ``diff_se_unpaired`` is the standard error the same
+difference would have if the designs had been run on independent random numbers (sqrt(se_d^2 + se_b^2)):
+common random numbers make ``diff_se`` smaller whenever the designs' results move together.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from .metrics import Z95, wilson
+from .terminal import money
+
+SUMMARY_COLUMNS = ["design", "baseline", "metric", "label", "unit", "estimator", "in_table", "replications", "mean", "lo", "hi",
+                   "p5", "p50", "diff", "diff_lo", "diff_hi", "diff_se", "diff_se_unpaired", "pairs"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # name in the summary, e.g. outcome_rate[complex]
+    label: str
+    estimator: str  # ratio | mean | share | distribution
+    unit: str  # pct | money | count | months
+    column: str  # the per-replication column (numerator of a ratio)
+    den: str | None = None
+    in_table: bool = True  # shown by `pbrsim compare` (every metric is in summary.parquet)
+
+
+def _bracketed(columns, base: str) -> list[str]:
+    """Keys k of columns named ``base[k]``, in column order."""
+    return [c[len(base) + 1:-1] for c in columns if c.startswith(base + "[") and c.endswith("]")]
+
+
+def _family(columns, base, label, estimator, unit, in_table=True, plain=True) -> list[Metric]:
+    """``base`` itself (when ``plain``) and every ``base[key]`` column."""
+    out = [Metric(base, label, estimator, unit, base, None, in_table)] if plain and base in columns else []
+    out += [Metric(f"{base}[{k}]", f"{label}: {k}", estimator, unit, f"{base}[{k}]", None, in_table) for k in _bracketed(columns, base)]
+    return out
+
+
+def metric_list(columns) -> list[Metric]:
+    """The metrics these per-replication columns support, in the order of the comparison table."""
+    cols = list(columns)
+    have = set(cols)
+    m: list[Metric] = []
+    segments = _bracketed(cols, "referrals")
+    # commissioner: outcomes
+    for g in segments:
+        if f"outcomes[{g}]" in have:
+            m.append(Metric(f"outcome_rate[{g}]", f"outcome rate: {g}", "ratio", "pct", f"outcomes[{g}]", f"referrals[{g}]"))
+    if {"outcomes", "referrals"} <= have:
+        m.append(Metric("outcome_rate", "outcome rate: all", "ratio", "pct", "outcomes", "referrals"))
+    for g in segments:
+        if f"milestones[{g}]" in have:
+            m.append(Metric(f"milestone_rate[{g}]", f"milestone rate: {g}", "ratio", "pct", f"milestones[{g}]", f"referrals[{g}]", False))
+    if {"milestones", "referrals"} <= have:
+        m.append(Metric("milestone_rate", "milestone rate: all", "ratio", "pct", "milestones", "referrals"))
+    m += _family(cols, "outcomes", "outcomes", "mean", "count", in_table=False)
+    m += _family(cols, "referrals", "referrals", "mean", "count", in_table=False)
+    # commissioner: money
+    if "paid_total" in have:
+        m.append(Metric("paid_total", "commissioner spend", "mean", "money", "paid_total"))
+    if {"paid_total", "outcomes"} <= have:
+        m.append(Metric("cost_per_outcome", "cost per outcome", "ratio", "money", "paid_total", "outcomes"))
+    m += _family(cols, "paid", "paid", "mean", "money", in_table=False, plain=False)
+    m += _family(cols, "capped_total", "not paid: over the cap", "mean", "money", in_table=False)
+    m += _family(cols, "cap_reached", "cap reached", "share", "pct", in_table=False)
+    # clients: parking, dropping, equity
+    m += _family(cols, "parking_rate", "parking rate", "mean", "pct")
+    m += _family(cols, "dropped", "dropped clients", "mean", "count")
+    m += _family(cols, "dropped_rate", "dropped rate", "mean", "pct")
+    m += _family(cols, "equity_gap", "equity gap", "mean", "pct")
+    # organisations
+    m += _family(cols, "lowest_cash", "lowest cash", "distribution", "money")
+    fails = _family(cols, "failed", "ran out of cash", "share", "pct")
+    m += fails
+    if "failed_any" in have:
+        m.append(Metric("failed_any", "any organisation ran out of cash", "share", "pct", "failed_any", None, len(fails) > 1))
+    m += _family(cols, "margin", "margin", "distribution", "money")
+    m += _family(cols, "income", "income", "mean", "money", in_table=False)
+    m += _family(cols, "costs", "costs", "mean", "money", in_table=False)
+    m += _family(cols, "months_below_zero", "months below zero", "mean", "months", in_table=False)
+    m += _family(cols, "paid_to_subcontractors", "paid to subcontractors", "mean", "money", in_table=False)
+    m += _family(cols, "prime_kept", "kept by the prime", "mean", "money", in_table=False)
+    return m
+
+
+# ---------------------------------------------------------------------------------------------
+# Estimates
+
+
+def _se_mean(x: np.ndarray) -> float:
+    return float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else float("nan")
+
+
+def _ratio_parts(num: np.ndarray, den: np.ndarray):
+    """Pooled ratio, its linearised per-replication influence values, and its standard error."""
+    if len(num) == 0 or den.sum() == 0:
+        return float("nan"), None, float("nan")
+    r = num.sum() / den.sum()
+    z = (num - r * den) / den.mean()
+    n = len(num)
+    se = math.sqrt((z**2).sum() / (n * (n - 1))) if n > 1 else float("nan")
+    return float(r), z, se
+
+
+def _estimate(metric: Metric, df: pd.DataFrame) -> dict:
+    x = df[metric.column].to_numpy(dtype=float)
+    n = len(x)
+    row = {"replications": n, "mean": float("nan"), "lo": float("nan"), "hi": float("nan"), "p5": float("nan"), "p50": float("nan")}
+    if n == 0:
+        return row
+    if metric.estimator == "ratio":
+        r, _, se = _ratio_parts(x, df[metric.den].to_numpy(dtype=float))
+        row.update(mean=r, lo=r - Z95 * se, hi=r + Z95 * se)
+        return row
+    if metric.estimator == "share":
+        w = wilson(int(np.nansum(x)), n)
+        row.update(mean=w["mean"], lo=w["lo"], hi=w["hi"])
+        return row
+    m, se = float(np.mean(x)), _se_mean(x)
+    row.update(mean=m, lo=m - Z95 * se, hi=m + Z95 * se, p5=float(np.quantile(x, 0.05)), p50=float(np.quantile(x, 0.5)))
+    return row
+
+
+def _difference(metric: Metric, d: pd.DataFrame, b: pd.DataFrame) -> dict:
+    """Paired difference design - baseline over the replications both have, and the unpaired standard error."""
+    common = d.index.intersection(b.index)
+    d, b = d.loc[common], b.loc[common]
+    n = len(common)
+    nan = float("nan")
+    out = {"diff": nan, "diff_lo": nan, "diff_hi": nan, "diff_se": nan, "diff_se_unpaired": nan, "pairs": n}
+    if n == 0:
+        return out
+    xd, xb = d[metric.column].to_numpy(dtype=float), b[metric.column].to_numpy(dtype=float)
+    if metric.estimator == "ratio":
+        rd, zd, sed = _ratio_parts(xd, d[metric.den].to_numpy(dtype=float))
+        rb, zb, seb = _ratio_parts(xb, b[metric.den].to_numpy(dtype=float))
+        if zd is None or zb is None:
+            return out
+        diff = rd - rb
+        z = zd - zb
+        se = math.sqrt((z**2).sum() / (n * (n - 1))) if n > 1 else nan
+        unpaired = math.sqrt(sed**2 + seb**2)
+    else:
+        delta = xd - xb
+        diff = float(delta.mean())
+        se = _se_mean(delta)
+        unpaired = math.sqrt(_se_mean(xd) ** 2 + _se_mean(xb) ** 2)
+    out.update(diff=diff, diff_lo=diff - Z95 * se, diff_hi=diff + Z95 * se, diff_se=se, diff_se_unpaired=unpaired)
+    return out
+
+
+def summary_table(per_rep: dict[str, pd.DataFrame], designs: list[str], baseline: str) -> pd.DataFrame:
+    """One row per design x metric (designs in the given order, metrics in table order).
+
+    ``per_rep[design]`` is that design's per-replication frame indexed by replication. A metric whose
+    columns a design lacks (say milestone rates in a design without milestones) has no row for it.
+    """
+    order: dict[str, Metric] = {}
+    for name in designs:
+        for metric in metric_list(per_rep[name].columns):
+            order.setdefault(metric.name, metric)
+    base = per_rep.get(baseline)
+    rows = []
+    for metric in order.values():
+        for name in designs:
+            df = per_rep[name]
+            if metric.column not in df or (metric.den and metric.den not in df):
+                continue
+            row = {"design": name, "baseline": name == baseline, "metric": metric.name, "label": metric.label, "unit": metric.unit,
+                   "estimator": metric.estimator, "in_table": metric.in_table, **_estimate(metric, df)}
+            if name != baseline and base is not None and metric.column in base and (not metric.den or metric.den in base):
+                row.update(_difference(metric, df, base))
+            rows.append(row)
+    table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    table["pairs"] = table["pairs"].astype("Int64")
+    return table
+
+
+# ---------------------------------------------------------------------------------------------
+# Printing
+
+
+def _fmt(x: float, unit: str, currency: str = "GBP", signed: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    sign = "+" if signed and x > 0 else ""
+    if unit == "pct":
+        return f"{sign}{100 * x:.1f}" + (" pp" if signed else "%")
+    if unit == "money":
+        return ("+" if signed and x > 0 else "") + money(x, currency)
+    return f"{sign}{x:,.1f}"
+
+
+def _bare(x: float, unit: str, currency: str) -> str:
+    return _fmt(x, unit, currency).replace("%", "")
+
+
+def _cell(row: pd.Series, currency: str) -> str:
+    unit = row["unit"]
+    if row["estimator"] == "distribution":
+        text = f"median {_fmt(row['p50'], unit, currency)}\np5 {_fmt(row['p5'], unit, currency)}"
+    elif pd.isna(row["lo"]):
+        text = _fmt(row["mean"], unit, currency)
+    else:
+        text = f"{_fmt(row['mean'], unit, currency)} ({_bare(row['lo'], unit, currency)}–{_bare(row['hi'], unit, currency)})"
+    if not row["baseline"] and not pd.isna(row["diff"]):
+        lead = "Δ mean " if row["estimator"] == "distribution" else "Δ "
+        if pd.isna(row["diff_lo"]):
+            text += f"\n{lead}{_fmt(row['diff'], unit, currency, True)}"
+        else:
+            text += (f"\n{lead}{_fmt(row['diff'], unit, currency, True)} "
+                     f"({_fmt(row['diff_lo'], unit, currency, True)} to {_fmt(row['diff_hi'], unit, currency, True)})")
+    return text
+
+
+def print_comparison(summary: pd.DataFrame, console: Console | None = None, *, title: str = "", currency: str = "GBP",
+                     replications: int | None = None, seed: int | None = None, per_table: int = 3) -> None:
+    """Side-by-side tables: metrics as rows, the baseline and up to ``per_table`` other designs as columns."""
+    console = console or Console()
+    shown = summary[summary["in_table"]]
+    designs = list(dict.fromkeys(summary["design"]))
+    baseline = next((d for d in designs if summary.loc[summary.design == d, "baseline"].any()), designs[0])
+    others = [d for d in designs if d != baseline]
+    metrics = list(dict.fromkeys(shown["metric"]))
+    labels = dict(zip(shown["metric"], shown["label"]))
+    cells = {(r.design, r.metric): _cell(pd.Series(r._asdict()), currency) for r in shown.itertuples(index=False)}
+    head = f"[bold]{title}[/bold]: " if title else ""
+    reps = f"{replications} replications of each design" if replications else "replications"
+    console.print(f"{head}{len(designs)} designs, {reps}{f', seed {seed}' if seed is not None else ''}; baseline "
+                  f"[bold]{baseline}[/bold]. Means over replications with 95% intervals.")
+    groups = [others[i:i + per_table] for i in range(0, len(others), per_table)] or [[]]
+    for group in groups:
+        t = Table(show_lines=True)
+        t.add_column("")
+        t.add_column(f"{baseline}\n(baseline)", justify="right")
+        for d in group:
+            t.add_column(d, justify="right")
+        for metric in metrics:
+            t.add_row(labels[metric], *[cells.get((d, metric), "–") for d in [baseline] + group])
+        console.print(t)
+    console.print(
+        "Δ = paired difference from the baseline: the same replications (common random numbers), mean and 95% interval. "
+        "Rates and cost per outcome are pooled ratios (Δ by the paired delta method); pp = percentage points. "
+        "Lowest cash and margin: median and 5th percentile over replications; their Δ is the mean paired difference.",
+        style="dim",
+    )
