@@ -34,13 +34,31 @@ def big_scenario(clients: int) -> dict:
     return d
 
 
-def measure(clients: int, replications: int = 1) -> dict:
+def chain_scenario(clients: int, subs: int = 5) -> dict:
+    """The same contract delivered by a prime and ``subs`` subcontractors on blended pass-through terms."""
+    d = big_scenario(clients)
+    prov = d.pop("provider")
+    orgs = [{**prov, "name": "prime", "role": "prime"}]
+    for i in range(subs):
+        orgs.append({**prov, "name": f"sub_{i}", "opening_cash": prov["opening_cash"] / 10,
+                     "terms": {"pass_through": {"outcome": 1.0, "milestone": 0.5}, "management_fee": 0.1,
+                               "fee_for_service": {"per_client_month": 20}, "extra_lag": 1}})
+    share = 1 / (subs + 1)
+    shares = {o["name"]: share for o in orgs}
+    shares["prime"] = 1 - share * subs
+    d["organisations"] = orgs
+    d["supply_chain"] = {"allocation": {"method": "fixed_shares", "shares": shares}}
+    return d
+
+
+def measure(clients: int, replications: int = 1, variant: str = "single") -> dict:
     from pbrsim.engine import compile_model, run_replication
     from pbrsim.records import replication_columns
     from pbrsim.scenario import scenario_from_dict
 
     run_replication(compile_model(scenario_from_dict(big_scenario(2_000), "<warm-up>")), seed=0, replication=0)
-    model = compile_model(scenario_from_dict(big_scenario(clients), "<bench>"))
+    build = chain_scenario if variant == "chain" else big_scenario
+    model = compile_model(scenario_from_dict(build(clients), "<bench>"))
     t0 = time.perf_counter()
     months = 0
     for rep in range(replications):
@@ -62,17 +80,20 @@ def measure(clients: int, replications: int = 1) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--clients", type=int, nargs="*", default=[100_000, 1_000_000])
+    ap.add_argument("--variants", nargs="*", default=["single", "chain"], help="single provider; chain = prime + 5 subcontractors")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--variant", default="single", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one)))
+        print(json.dumps(measure(args.one, variant=args.variant)))
         return
-    print(f"{'clients':>10} {'client-months':>14} {'engine s':>9} {'+tables s':>10} {'M client-months/s':>18} {'peak MiB':>9}")
-    for n in args.clients:
-        out = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True, text=True, check=True)
-        m = json.loads(out.stdout)
-        print(f"{m['clients']:>10,} {m['client_months']:>14,} {m['engine_seconds']:>9.2f} {m['with_tables_seconds']:>10.2f} "
-              f"{m['client_months_per_second'] / 1e6:>18.2f} {m['peak_memory_mib']:>9.0f}")
+    print(f"{'variant':>8} {'clients':>10} {'client-months':>14} {'engine s':>9} {'+tables s':>10} {'M client-months/s':>18} {'peak MiB':>9}")
+    for variant in args.variants:
+        for n in args.clients:
+            out = subprocess.run([sys.executable, __file__, "--one", str(n), "--variant", variant], capture_output=True, text=True, check=True)
+            m = json.loads(out.stdout)
+            print(f"{variant:>8} {m['clients']:>10,} {m['client_months']:>14,} {m['engine_seconds']:>9.2f} {m['with_tables_seconds']:>10.2f} "
+                  f"{m['client_months_per_second'] / 1e6:>18.2f} {m['peak_memory_mib']:>9.0f}")
 
 
 if __name__ == "__main__":

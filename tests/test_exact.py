@@ -111,3 +111,19 @@ def test_exact_accepts_a_capacity_that_fixed_referrals_never_reach():
     sc = scenario(**{"referrals": {"rate": 5, "end": 10, "distribution": "fixed"}, "provider.capacity": 60})
     assert check_exact(compile_model(sc)) == []
     _compare(sc, reps=50)
+
+
+def test_supply_chain_split_of_expected_payments_per_organisation():
+    """Exact mode splits expected payments across the chain: pass-through shares, extra lags, fees for service."""
+    from .test_supply_chain import chain, sc_from
+
+    d = chain()
+    d["supply_chain"] = {"allocation": {"method": "by_segment", "by_segment": {
+        "easy": {"prime": 0.7, "sub_a": 0.3}, "hard": {"sub_a": 0.4, "sub_b": 0.6}}}}
+    sc = sc_from(d)
+    ex, res = _compare(sc, reps=300)
+    # the prime keeps what the commissioner pays less what it passes down, in expectation too
+    paid = ex.commissioner_payments.amount.sum()
+    down = ex.payments[ex.payments.payer == "prime"].amount.sum()
+    assert ex.income("sub_a") + ex.income("sub_b") == pytest.approx(down)
+    _close(res.per_replication["prime_kept"], paid - down, "prime keeps", k=4.5)

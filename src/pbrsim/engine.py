@@ -358,13 +358,22 @@ class _Run:
         paused = in_service & (self.paused_until[active] >= t)
         self.months_no_service[active[paused]] += 1
         in_service &= ~paused
-        org_of = self.org[active]
+        pos = np.flatnonzero(in_service)  # positions in `active` of clients in service this month
+        cand_all = active[pos]
+        O = len(self.orgs)
+        if O == 1:
+            groups = [np.arange(len(cand_all))]
+        else:  # stable sort keeps first-come-first-served order within each organisation
+            org_c = self.org[cand_all]
+            order = np.argsort(org_c, kind="stable")
+            bounds = np.searchsorted(org_c[order], np.arange(O + 1))
+            groups = [order[bounds[o]:bounds[o + 1]] for o in range(O)]
         self.month_levels[:] = 0
         for o, org in enumerate(self.orgs):
-            sel = in_service & (org_of == o) if len(self.orgs) > 1 else in_service
-            if not sel.any():
+            sel = groups[o]
+            if len(sel) == 0:
                 continue
-            cand = active[sel]
+            cand = cand_all[sel]
             review = Review(
                 month=t,
                 candidates=cand,
@@ -377,7 +386,7 @@ class _Run:
             full = np.asarray(self.policies[o](review), dtype=bool)
             if org.capacity is not None and full.sum() > org.capacity:
                 raise InvariantError(f"policy {org.policy.name!r} gave {full.sum()} full places, capacity {org.capacity}")
-            level[np.flatnonzero(sel)[full]] = FULL
+            level[pos[sel[full]]] = FULL
             self.months_full[cand[full]] += 1
             self.months_minimal[cand[~full]] += 1
             self.month_levels[o, :, FULL] = np.bincount(self.seg[cand[full]], minlength=G)

@@ -101,8 +101,9 @@ def per_replication(model, clients: pd.DataFrame, ledger: pd.DataFrame, monthly:
         out[f"months_below_zero[{name}]"] = (m.cash < 0).groupby(m.replication).sum().reindex(reps)
         out[f"final_cash[{name}]"] = g["cash"].last().reindex(reps) / 100
         out[f"margin[{name}]"] = out[f"final_cash[{name}]"] - org.opening_cash / 100
-        f = fail_rows[fail_rows.organisation == name].set_index("replication")["failure_month"]
-        f = f.reindex(reps)
+        rows = fail_rows[fail_rows.organisation == name].set_index("replication")
+        f = rows["failure_month"].reindex(reps)
+        out[f"clients_affected[{name}]"] = rows["clients_affected"].reindex(reps).astype(float) if len(rows) else np.nan
         out[f"failed[{name}]"] = f.notna().astype(int)
         out[f"failure_month[{name}]"] = f.astype(float)
     names = [o.name for o in model.organisations]
@@ -136,6 +137,9 @@ def summarise(model, per_rep: pd.DataFrame, seed: int) -> dict:
         "cap_reached": wilson(int(per_rep["cap_reached"].sum()), R),
         "cost_per_outcome": ratio_ci(per_rep["paid_total"], per_rep["outcomes"]) if has_outcome else None,
     }
+    if "prime_kept" in per_rep:
+        commissioner["prime_kept"] = mean_ci(per_rep["prime_kept"])
+        commissioner["paid_to_subcontractors"] = mean_ci(per_rep["paid_to_subcontractors"])
     orgs = []
     for o in model.organisations:
         n = o.name
@@ -151,6 +155,7 @@ def summarise(model, per_rep: pd.DataFrame, seed: int) -> dict:
             "months_below_zero": mean_ci(per_rep[f"months_below_zero[{n}]"]),
             "ran_out_of_cash": wilson(fails, R),
             "failure_month": {"median": float(per_rep[f"failure_month[{n}]"].median()) if fails else None},
+            "clients_affected": {"mean": float(per_rep[f"clients_affected[{n}]"].mean()) if fails else None},
         })
     return {
         "scenario": model.scenario.name,

@@ -59,13 +59,17 @@ def print_summary(summary: dict, console: Console | None = None, out_dir: str | 
         if ci["mean"]:
             t.add_row(kind.replace("_", " "), interval(ci, m))
     t.add_row("[bold]total[/bold]", interval(c["paid_total"], m), end_section=True)
+    if "prime_kept" in c:
+        t.add_row("  of which the prime keeps", interval(c["prime_kept"], m))
+        t.add_row("  of which passed to subcontractors", interval(c["paid_to_subcontractors"], m), end_section=True)
     t.add_row("not paid: over the cap", interval(c["capped_total"], m))
     t.add_row("cap reached (share of runs)", interval(c["cap_reached"]))
     t.add_row("[bold]cost per outcome[/bold]", interval(c.get("cost_per_outcome"), m))
     console.print(t)
 
     orgs = summary["organisations"]
-    t = Table(title="Provider finances (per contract, over replications)", title_justify="left")
+    title = "Provider finances" if len(orgs) == 1 else "Finances of each organisation in the supply chain"
+    t = Table(title=f"{title} (per contract, over replications)", title_justify="left")
     t.add_column("")
     for o in orgs:
         t.add_column(o["organisation"], justify="right")
@@ -77,6 +81,8 @@ def print_summary(summary: dict, console: Console | None = None, out_dir: str | 
         ("month of the trough (median)", lambda o: f"{o['trough_month']['median']:.0f}"),
         ("months below zero (mean)", lambda o: f"{o['months_below_zero']['mean']:.1f}"),
         ("ran out of cash (share of runs)", lambda o: interval(o["ran_out_of_cash"])),
+        ("when it failed: month (median)", lambda o: "–" if o["failure_month"]["median"] is None else f"{o['failure_month']['median']:.0f}"),
+        ("when it failed: clients affected (mean)", lambda o: "–" if o["clients_affected"]["mean"] is None else f"{o['clients_affected']['mean']:.0f}"),
     ]
     for label, cell in rows:
         t.add_row(label, *[cell(o) for o in orgs])
