@@ -12,7 +12,7 @@ from pbrsim import behaviour
 from pbrsim.behaviour import Review, blended_scores, cash_weight, make_policy
 from pbrsim.engine import compile_model
 from pbrsim.parking import per_replication_columns, ratio_of_ratios_ci, summary
-from pbrsim.scenario import ReturnMaximisingPolicy, load_scenario, scenario_from_dict
+from pbrsim.scenario import ReturnMaximisingPolicy, load_raw, load_scenario, scenario_from_dict
 from pbrsim.simulate import simulate
 
 from .conftest import scenario
@@ -99,9 +99,9 @@ def _differences(a, b, path=""):
     ("upfront_share", "cash_stressed", {"name", "description", "contract.service_fee", "contract.payments"}),
 ])
 def test_lever_files_change_only_their_lever(lever, base, allowed):
-    a = yaml.safe_load((PARKING / f"{base}.yaml").read_text())
-    b = yaml.safe_load((PARKING / f"{lever}.yaml").read_text())
+    a, b = load_raw(PARKING / f"{base}.yaml"), load_raw(PARKING / f"{lever}.yaml")
     assert set(_differences(a, b)) <= allowed
+    assert yaml.safe_load((PARKING / f"{lever}.yaml").read_text())["extends"] == f"{base}.yaml"
 
 
 # -- needs_first ----------------------------------------------------------------------------------
@@ -216,7 +216,7 @@ def test_cash_stressed_is_monotone_in_cash():
 
 
 def test_less_cash_means_more_parking_in_a_run():
-    d = yaml.safe_load((PARKING / "cash_stressed.yaml").read_text())
+    d = load_raw(PARKING / "cash_stressed.yaml")
     d["provider"]["opening_cash"] = 200000
     _, _, rich = parking(scenario_from_dict(d), reps=10)
     _, _, poor = parking(load_scenario(PARKING / "cash_stressed.yaml"), reps=10)
@@ -224,9 +224,12 @@ def test_less_cash_means_more_parking_in_a_run():
 
 
 def test_cash_stressed_rejects_inverted_thresholds():
-    m = compile_model(scenario(**{"provider.policy": {"name": "cash_stressed", "comfortable_cash": 0, "stressed_cash": 10}}))
-    with pytest.raises(ValueError, match="comfortable_cash"):
-        make_policy(m.provider.policy, m, m.provider)
+    from pbrsim.scenario import ScenarioError
+
+    with pytest.raises(ScenarioError) as err:
+        scenario(**{"provider.policy": {"name": "cash_stressed", "comfortable_cash": 0, "stressed_cash": 10}})
+    assert any(path == "provider.policy.cash_stressed" or path.startswith("provider.policy") for path, _ in err.value.problems)
+    assert "comfortable_cash must be at least stressed_cash" in str(err.value)
 
 
 # -- parking metrics --------------------------------------------------------------------------------
@@ -268,3 +271,25 @@ def test_equity_gap_undefined_with_one_complexity_level():
     per_rep = per_replication_columns(r.model, r.clients, r.monthly, r.ledger)
     assert per_rep["equity_gap"].isna().all()
     assert summary(per_rep)["equity_gap"]["mean"] is None
+
+
+def test_policies_accept_an_empty_review():
+    for spec in ("needs_first", {"name": "return_maximising"},
+                 {"name": "cash_stressed", "comfortable_cash": 10, "stressed_cash": 0}):
+        m = compile_model(scenario(**{"provider.policy": spec, "provider.capacity": 3}))
+        pol = make_policy(m.provider.policy, m, m.provider)
+        empty = np.array([], dtype=np.int16)
+        assert len(pol(Review(month=2, candidates=empty, segment=empty, state=empty, ref_month=empty, capacity=3, cash=0))) == 0
+
+
+def test_parking_by_organisation_in_a_supply_chain():
+    """Subcontractors value clients with their pass-through share and lag; parking adds up across the chain."""
+    d = load_raw(PARKING.parent / "supply_chain" / "outcome_pass_through.yaml")
+    for o in d["organisations"]:
+        o["policy"] = {"name": "return_maximising"}
+    r = simulate(scenario_from_dict(d), seed=SEED, replications=2)
+    per_rep = per_replication_columns(r.model, r.clients, r.monthly, r.ledger)
+    names = [o.name for o in r.model.organisations]
+    assert (per_rep[[f"org_minimal_months[{n}]" for n in names]].sum(axis=1) == per_rep["minimal_months"]).all()
+    assert (per_rep[[f"org_service_months[{n}]" for n in names]].sum(axis=1) == per_rep["service_months"]).all()
+    assert per_rep["parking_rate"].gt(0).all()

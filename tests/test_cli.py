@@ -27,7 +27,8 @@ def run_dir(tmp_path_factory):
 def test_run_prints_the_summary_tables(run_dir):
     _, output = run_dir
     for phrase in ("Clients by segment", "complex", "outcome rate", "Commissioner pays", "cost per outcome",
-                   "Provider finances", "lowest cash", "ran out of cash", "month of the trough"):
+                   "Provider finances", "lowest cash", "ran out of cash", "month of the trough",
+                   "Who gets served", "parking rate", "dropped rate", "Equity gap"):
         assert phrase in output
 
 

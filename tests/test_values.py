@@ -107,7 +107,7 @@ def test_values_match_brute_force(seg, state, n, last, continuation):
         m.provider, extra_lag=1,
         income_share={"service_fee": 1.0, "attachment": 1.0, "milestone": 1.0, "outcome": 0.8, "sustainment": 1.0},
     )
-    vt = value_tables(m, org, monthly_discount_rate=0.01, continuation=continuation)
+    vt = value_tables(m, org, monthly_discount_rate=0.01, continuation=continuation, keep_all=True)
     s = m.pathway.index(state)
     for level in (FULL, MINIMAL):
         mean, se = brute_force(m, org, vt, seg, s, n, last, level, seed=level)

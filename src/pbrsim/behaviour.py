@@ -59,22 +59,34 @@ def serve_by_score(score: np.ndarray, capacity: int | None) -> np.ndarray:
     """Full service for clients with score >= 0, highest first up to ``capacity``; ties first come first served."""
     full = score >= -TIE_TOLERANCE
     if capacity is not None and int(full.sum()) > capacity:
-        order = np.argsort(-score, kind="stable")  # stable: equal scores keep first-come order
-        full = np.zeros(len(score), dtype=bool)
-        full[order[:capacity]] = True
+        if capacity == 0:
+            return np.zeros(len(score), dtype=bool)
+        # the capacity-th highest score, then everyone above it and the earliest of those equal to it:
+        # the same as a stable sort, in linear time
+        cut = -np.partition(-score, capacity - 1)[capacity - 1]
+        full = score > cut
+        tied = np.flatnonzero(score == cut)
+        full[tied[: capacity - int(full.sum())]] = True
     return full
 
 
 def _needs_first(spec, model, org):
     rank = complexity(model)
+    levels = np.unique(rank)[::-1]  # most complex first
+    level_of = np.searchsorted(-levels, -rank).astype(np.int16)  # segment -> 0 for the most complex, ...
 
     def needs_first(review: Review) -> np.ndarray:
         n, cap = len(review.candidates), review.capacity
         if cap is None or cap >= n:
             return np.ones(n, dtype=bool)
-        order = np.argsort(-rank[review.segment], kind="stable")  # most complex first, then first come
         full = np.zeros(n, dtype=bool)
-        full[order[:cap]] = True
+        level = level_of[review.segment]
+        for lv in range(len(levels)):  # fill places level by level, first come first served within one
+            if cap <= 0:
+                break
+            take = np.flatnonzero(level == lv)[:cap]
+            full[take] = True
+            cap -= len(take)
         return full
 
     return needs_first

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ROW_TOLERANCE = 1e-9
 SHARE_TOLERANCE = 1e-6
@@ -170,6 +170,12 @@ class CashStressedPolicy(_Model):
     comfortable_cash: Money = Field(..., description="Cash at or above which the provider behaves holistically.")
     stressed_cash: Money = Field(..., description="Cash at or below which it behaves as return-maximising.")
     monthly_discount_rate: float = Field(0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.comfortable_cash < self.stressed_cash:
+            raise ValueError("comfortable_cash must be at least stressed_cash")
+        return self
 
 
 PolicySpec = Annotated[

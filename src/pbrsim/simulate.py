@@ -8,6 +8,7 @@ from typing import Callable, Iterable
 import pandas as pd
 
 from .engine import Model, compile_model, run_replication
+from . import parking
 from .metrics import per_replication, summarise
 from .records import TABLES, concat_columns, replication_columns, to_frame
 from .scenario import Scenario
@@ -61,7 +62,11 @@ def run_tables(model: Model, seed: int, replications: Iterable[int], progress: C
 def summarise_tables(model: Model, tables: dict[str, pd.DataFrame], seed: int) -> tuple[pd.DataFrame, dict]:
     """Per-replication figures and the summary, from tables of any set of replications."""
     per_rep = per_replication(model, tables["clients"], tables["ledger"], tables["monthly"], tables["settlements"], tables["failures"])
-    return per_rep, summarise(model, per_rep, seed)
+    cols = parking.per_replication_columns(model, tables["clients"], tables["monthly"], tables["ledger"])
+    per_rep = per_rep.join(cols.loc[:, ~cols.columns.isin(per_rep.columns)])
+    summary = summarise(model, per_rep, seed)
+    summary["parking"] = parking.summary(per_rep, model)
+    return per_rep, summary
 
 
 def simulate(

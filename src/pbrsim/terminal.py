@@ -51,6 +51,26 @@ def print_summary(summary: dict, console: Console | None = None, out_dir: str | 
         )
     console.print(t)
 
+    park = summary.get("parking")
+    if park:
+        t = Table(title="Who gets served: parking and dropped clients", title_justify="left")
+        for col in ("segment", "parking rate", "dropped clients", "dropped rate"):
+            t.add_column(col, justify="left" if col == "segment" else "right")
+        for row in park["segments"]:
+            t.add_row(row["segment"], interval(row["parking_rate"]), interval(row["dropped"], lambda x: f"{x:.1f}"),
+                      interval(row["dropped_rate"]), end_section=row is park["segments"][-2])
+        console.print(t)
+        share = park.get("dropped_full_service_share", 0.25)
+        gap = park.get("equity_gap")
+        most, least = ", ".join(park.get("most_complex") or []), ", ".join(park.get("least_complex") or [])
+        console.print(
+            f"Parking = share of in-service client-months at minimal service. Dropped = left without an outcome after "
+            f"full service in under {share:.0%} of their months in service."
+        )
+        if gap and gap.get("mean") is not None:
+            console.print(f"Equity gap (outcome rate of {most} ÷ of {least}): [bold]{interval(gap, lambda x: f'{x:.2f}')}[/bold]; "
+                          f"cost to the commissioner per {most} outcome: {interval(park.get('cost_per_complex_outcome'), m)}")
+
     c = summary["commissioner"]
     t = Table(title=f"Commissioner pays", title_justify="left")
     t.add_column("payment type")
@@ -68,6 +88,7 @@ def print_summary(summary: dict, console: Console | None = None, out_dir: str | 
     console.print(t)
 
     orgs = summary["organisations"]
+    parking_of = {p["organisation"]: p["parking_rate"] for p in (park or {}).get("organisations", [])}
     title = "Provider finances" if len(orgs) == 1 else "Finances of each organisation in the supply chain"
     t = Table(title=f"{title} (per contract, over replications)", title_justify="left")
     t.add_column("")
@@ -80,6 +101,7 @@ def print_summary(summary: dict, console: Console | None = None, out_dir: str | 
         ("lowest cash: median (5th percentile)", lambda o: f"{m(o['lowest_cash']['p50'])} ({m(o['lowest_cash']['p5'])})"),
         ("month of the trough (median)", lambda o: f"{o['trough_month']['median']:.0f}"),
         ("months below zero (mean)", lambda o: f"{o['months_below_zero']['mean']:.1f}"),
+        ("parking rate", lambda o: interval(parking_of.get(o["organisation"]))),
         ("ran out of cash (share of runs)", lambda o: interval(o["ran_out_of_cash"])),
         ("when it failed: month (median)", lambda o: "–" if o["failure_month"]["median"] is None else f"{o['failure_month']['median']:.0f}"),
         ("when it failed: clients affected (mean)", lambda o: "–" if o["clients_affected"]["mean"] is None else f"{o['clients_affected']['mean']:.0f}"),

@@ -97,8 +97,8 @@ class ValueTables:
 
     gain: np.ndarray  # float64 [2, G, S, N + 1]: Q_full − Q_minimal (pence) at the inferred auxiliary state
     q: np.ndarray  # float64 [2, 2, G, S, N + 1]: [last, level, ...] Q values at the inferred auxiliary state
-    serve: np.ndarray  # bool [2, G, S, X, N + 1]: the continuation's choice (full?) in every auxiliary state
-    q_all: np.ndarray | None  # float64 [2, 2, G, S, X, N + 1] when kept (tests), else None
+    serve: np.ndarray | None  # bool [2, G, S, X, N + 1] with keep_all: the continuation's choice (full?) in every auxiliary state
+    q_all: np.ndarray | None  # float64 [2, 2, G, S, X, N + 1] with keep_all: Q in every auxiliary state
     aux: Aux
     aux0: np.ndarray  # int64 [S]: inferred auxiliary index for a client now in each state
     months: int  # contract length T
@@ -189,8 +189,12 @@ def dominators(pw) -> np.ndarray:
 
 
 def value_tables(model, org, monthly_discount_rate: float = 0.0, continuation: str = "optimal",
-                 keep_q: bool = False, max_aux: int = MAX_AUX) -> ValueTables:
-    """Backward induction for ``org`` (an ``Organisation``) under ``model``'s pathway and contract."""
+                 keep_all: bool = False, max_aux: int = MAX_AUX) -> ValueTables:
+    """Backward induction for ``org`` (an ``Organisation``) under ``model``'s pathway and contract.
+
+    ``keep_all`` also keeps Q values and the continuation's choices for every auxiliary state (tests,
+    analysis); the policies need only the values at the inferred auxiliary state.
+    """
     if continuation not in CONTINUATIONS:
         raise ValueError(f"continuation must be one of {CONTINUATIONS}, not {continuation!r}")
     pw, contract = model.pathway, model.contract
@@ -224,6 +228,8 @@ def value_tables(model, org, monthly_discount_rate: float = 0.0, continuation: s
         aux = Aux((), (), ())
     if flag_states:
         approximations.append("a client's visited paid states are inferred from the current state (dominators)")
+    if any(cyc[contract.rules[i].in_states].any() for i in aux.sust_rules):
+        approximations.append("a client's sustainment payments so far are inferred from the current state")
     X = aux.size
     digits = aux.digits()  # [X, D]
     F = len(aux.flag_states)
@@ -272,7 +278,7 @@ def value_tables(model, org, monthly_discount_rate: float = 0.0, continuation: s
     idx = np.arange(S)
     off[..., idx, idx] = 0.0
     # expected first-entry payments of this month's move, by (last, g, level, s, x)
-    EP = np.einsum("lgast,gtx->lgasx", off, entry_pay)
+    EP = off @ entry_pay[None, :, None]  # [2, G, 2, S, X]
 
     cost = np.array([org.cost_full, org.cost_minimal], dtype=float)
     ffs = float(getattr(org, "ffs_month", 0)) * delta ** extra_lag
@@ -282,8 +288,8 @@ def value_tables(model, org, monthly_discount_rate: float = 0.0, continuation: s
     V = np.zeros((2, G, S, X))  # value with n − 1 transitions left
     gain = np.zeros((2, G, S, N + 1))
     q_inf = np.zeros((2, 2, G, S, N + 1))
-    serve = np.zeros((2, G, S, X, N + 1), dtype=bool)
-    q_all = np.zeros((2, 2, G, S, X, N + 1)) if keep_q else None
+    serve = np.zeros((2, G, S, X, N + 1), dtype=bool) if keep_all else None
+    q_all = np.zeros((2, 2, G, S, X, N + 1)) if keep_all else None
 
     aux0 = _inferred_aux(pw, aux, contract)
     rows = np.arange(S)
@@ -295,7 +301,7 @@ def value_tables(model, org, monthly_discount_rate: float = 0.0, continuation: s
         for last in (0, 1):
             Pl = Pboth[last] if n == 1 else Pboth[0]
             EPl = EP[last] if n == 1 else EP[0]
-            E[last] = np.einsum("gast,gtx->gasx", Pl, base[last]) + EPl
+            E[last] = Pl @ base[last][:, None] + EPl
         Q = E.copy()  # [last, g, level, s, x]
         Q[:, :, FULL] += (-cost[FULL] + ffs) * service[:, None]
         Q[:, :, MINIMAL] += (-cost[MINIMAL] + ffs) * service[:, None]
@@ -307,12 +313,12 @@ def value_tables(model, org, monthly_discount_rate: float = 0.0, continuation: s
         Vn[:, :, absorbing, :] = 0.0
         if continuation == "holistic":
             choose_full = np.ones_like(choose_full)
-        serve[..., n] = choose_full & service[None, None, :, None]
+        if keep_all:
+            serve[..., n] = choose_full & service[None, None, :, None]
+            q_all[..., n] = np.moveaxis(Q, 2, 1)
         at0 = Q[:, :, :, rows, aux0]  # [last, g, level, S]
         q_inf[..., n] = np.moveaxis(at0, 2, 1)
         gain[..., n] = at0[:, :, FULL] - at0[:, :, MINIMAL]
-        if keep_q:
-            q_all[..., n] = np.moveaxis(Q, 2, 1)
         V = Vn
     gain[:, :, ~service, :] = 0.0
     return ValueTables(
