@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,12 @@ class Rule:
     tariff: np.ndarray  # int64 pence [G]
     lag: int
     rejection: float
+
+    @property
+    def key(self) -> int:
+        """Random-stream key of this payment line: from its name, so adding or removing other lines
+        (another design) does not change whose claims are rejected."""
+        return zlib.crc32(self.name.encode())
 
     @property
     def is_sustainment(self) -> bool:

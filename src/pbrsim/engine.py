@@ -302,7 +302,7 @@ class _Run:
         O = len(self.orgs)
         if O > 1:
             if self.m.allocation.performance and t > 0 and t % self.m.allocation.review_every == 0:
-                self._shift_shares()
+                self._shift_shares(lo)
             cum = np.cumsum(self._current_shares(), axis=1)
             cum[:, -1] = 1.0
             u = rng.uniforms_at(self.seed, self.rep, rng.ALLOCATION, t, idx)
@@ -332,9 +332,9 @@ class _Run:
                 from_prime = np.flatnonzero(assigned == 0)[::-1][:short]  # the prime's latest referrals
                 assigned[from_prime] = sub.index
 
-    def _shift_shares(self):
-        """Quarterly (or as set) performance review: shares move towards organisations with better outcome rates."""
-        a = self.admitted
+    def _shift_shares(self, a: int):
+        """Quarterly (or as set) performance review: shares move towards organisations with better outcome
+        rates among the clients referred before this month (clients 0..a-1)."""
         target_state = self.c.primary_outcome if self.c.primary_outcome >= 0 else self.c.milestone
         if target_state < 0 or a == 0:
             return
@@ -433,7 +433,7 @@ class _Run:
         G, O = len(self.pw.segments), len(self.orgs)
         cell = self.org[idx].astype(np.int64) * G + self.seg[idx]
         if rule.rejection > 0:
-            u = rng.uniforms_at(self.seed, self.rep, rng.REJECTIONS, t, idx, rule.index, phase)
+            u = rng.uniforms_at(self.seed, self.rep, rng.REJECTIONS, t, idx, rule.key, phase)
             rejected = u < rule.rejection
         else:
             rejected = np.zeros(len(idx), dtype=bool)
@@ -479,6 +479,9 @@ class _Run:
         a = self.admitted
         active = np.flatnonzero(~self.pw.absorbing[self.state[:a]])
         org = self.orgs[o]
+        if t >= self.m.months:  # in the run-off after the contract end: recorded, but no client is served any more
+            self.failures.append((o, t, 0, "after the contract end"))
+            return
         if o == 0:
             self.contract_over = True
             mine, action = active, "contract_ended"

@@ -256,9 +256,9 @@ def expected(scenario: Scenario | Model) -> ExactResult:
         overhead = np.where(np.arange(H) < T, o.overhead / 100.0, 0.0)
         cost_rows.append(pd.DataFrame({"month": np.arange(H), "organisation": o.name, "delivery": delivery, "overhead": overhead}))
         for t in range(T):
-            fee = starts[t, o.index] * o.ffs_start + service_months[t, o.index] * o.ffs_month
-            if o.index and fee:
-                pay_rows.append((t + o.extra_lag, prime, o.name, "fee_for_service", "fee_for_service", None, fee / 100.0))
+            for item, fee in (("ffs_start", starts[t, o.index] * o.ffs_start), ("ffs_month", service_months[t, o.index] * o.ffs_month)):
+                if o.index and fee:
+                    pay_rows.append((t + o.extra_lag, prime, o.name, "fee_for_service", item, None, fee / 100.0))
     segments = pd.DataFrame(seg_rows)
     total = segments.drop(columns="segment").sum()
     segments = pd.concat([segments, pd.DataFrame([{"segment": "all", **total.to_dict()}])], ignore_index=True)

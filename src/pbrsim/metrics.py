@@ -84,7 +84,8 @@ def per_replication(model, clients: pd.DataFrame, ledger: pd.DataFrame, monthly:
         out[f"paid[{kind}]"] = comm[comm.kind == kind].groupby("replication").amount.sum().reindex(reps, fill_value=0) / 100
     out["paid_total"] = comm.groupby("replication").amount.sum().reindex(reps, fill_value=0) / 100
     out["capped_total"] = settlements.groupby("replication").amount_capped.sum().reindex(reps, fill_value=0) / 100 if len(settlements) else 0.0
-    out["cap_reached"] = (out["capped_total"] > 0).astype(int)
+    cap = model.contract.cap
+    out["cap_reached"] = ((out["capped_total"] > 0) | ((out["paid_total"] * 100).round() >= cap if cap is not None else False)).astype(int)
 
     income_cols = [f"income_{k}" for k in PAYMENT_KINDS + ("fee_for_service",)]
     cost_cols = ["cost_delivery", "cost_overhead", "cost_interest", "paid_to_subcontractors"]

@@ -64,7 +64,10 @@ def compile_pathway(sc: Scenario) -> Pathway:
                 for to, p in row.items():
                     P[g, level, idx[frm], idx[to]] = p
     cum = np.cumsum(P, axis=-1)
-    cum[..., -1] = 1.0  # guard against rounding: a uniform in [0, 1) always lands in some column
+    # guard against rounding (rows may sum to 1 within 1e-9): from each row's last positive column on,
+    # the cumulative value is exactly 1, so a uniform in [0, 1) never lands in an impossible state
+    last = S - 1 - np.argmax(P[..., ::-1] > 0, axis=-1)
+    cum[np.arange(S)[None, None, None, :] >= last[..., None]] = 1.0
     exit_state = idx[sc.pathway.exit_state] if sc.pathway.exit_state else -1
     return Pathway(
         states=states,

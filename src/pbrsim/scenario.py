@@ -524,9 +524,18 @@ def check_rules(sc: Scenario) -> list[tuple[str, str]]:
 
     p += _check_organisations(sc)
 
+    if r.monthly is not None and ({"start", "end"} & r.model_fields_set):
+        p.append(("referrals", "`start` and `end` only apply to `rate`; a `monthly` list gives every month itself"))
+
     # contract
     c = sc.contract
     names = [rule.name for rule in c.payments]
+    reserved_items = {"service_fee", "overhead", "interest", "delivery_full", "delivery_minimal", "ffs_start", "ffs_month"}
+    for i, rule in enumerate(c.payments):
+        if rule.name in reserved_items:
+            p.append((f"contract.payments[{i}].name", f"{rule.name!r} is reserved; reserved names are {sorted(reserved_items)}"))
+    if sc.provider is not None and sc.provider.name in {c.commissioner, "staff_and_suppliers", "lender"}:
+        p.append(("provider.name", f"{sc.provider.name!r} is the name of another party (the commissioner, staff_and_suppliers or lender)"))
     for i, rule in enumerate(c.payments):
         path = f"contract.payments[{i}]"
         if names.count(rule.name) > 1:
@@ -569,6 +578,8 @@ def check_rules(sc: Scenario) -> list[tuple[str, str]]:
         if fee.amounts is not None and len(fee.amounts) > sc.months:
             p.append(("contract.service_fee.amounts", f"{len(fee.amounts)} months given but the contract lasts {sc.months}"))
         if isinstance(fee.schedule, list):
+            if not fee.schedule:
+                p.append(("contract.service_fee.schedule", "a list of months must name at least one month"))
             for j, m in enumerate(fee.schedule):
                 if not (0 <= m < sc.months):
                     p.append((f"contract.service_fee.schedule[{j}]", f"month {m} is outside the contract (0 to {sc.months - 1})"))
