@@ -15,7 +15,7 @@ from __future__ import annotations
 import shutil
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -38,7 +38,7 @@ from .dataset import (
     write_json,
     write_run,
 )
-from .executors import run_tasks
+from .executors import check_executor, run_tasks
 from .experiment import Experiment
 
 SUMMARY_PARQUET = "summary.parquet"
@@ -174,6 +174,7 @@ def _prepare(exp: Experiment, out: Path, force: bool) -> dict:
         "replications": exp.replications,
         "tables": list(exp.tables) if exp.tables else "all",
         "baseline": exp.baseline.name,
+        "currency": exp.baseline.scenario.currency,
         "designs": [d.manifest_entry() for d in exp.designs],
         "layout": "runs/<table>/design=<design>/rep=<replication, 5 digits>/part-0.parquet",
         "random_numbers": "common: replication r of every design uses the streams of (seed, r, purpose)",
@@ -207,6 +208,7 @@ def run_batch(
     are kept and the same call resumes).
     """
     out = Path(out)
+    check_executor(executor)
     if tables is not None:
         exp = _with_tables(exp, tables)
     out.mkdir(parents=True, exist_ok=True)
@@ -284,11 +286,13 @@ def summarise_dataset(out: str | Path, manifest: dict | None = None) -> pd.DataF
     out = Path(out)
     manifest = manifest or read_manifest(out)
     names = [d["name"] for d in manifest["designs"]]
-    per_rep = read_table(out, "replications", designs=names)
-    if per_rep.empty:
+    frames = {}
+    for name in names:  # one design at a time: each has its own columns (no milestones without milestone payments)
+        df = read_table(out, "replications", designs=[name])
+        if not df.empty:
+            frames[name] = df.drop(columns="design").set_index("replication").sort_index()
+    if not frames:
         raise DatasetError(f"{out} has no finished runs yet")
-    frames = {name: g.drop(columns="design").set_index("replication").sort_index()
-              for name, g in per_rep.groupby("design", sort=False)}
     return summary_table(frames, [n for n in names if n in frames], manifest["baseline"])
 
 

@@ -127,6 +127,8 @@ def schema():
 
 
 from . import cli_experiments  # noqa: E402,F401  (registers compare/batch/summarise)
+from . import cli_report  # noqa: E402,F401  (registers report)
+from . import cli_stress  # noqa: E402,F401  (registers stress)
 
 
 if __name__ == "__main__":

@@ -85,8 +85,7 @@ def _execute(exp, out: Path, *, executor, workers, scheduler, force, quiet, tabl
 def _print(summary, manifest, console: Console):
     from .compare import print_comparison
 
-    currency = "GBP"
-    print_comparison(summary, console, title=manifest["experiment"]["name"], currency=currency,
+    print_comparison(summary, console, title=manifest["experiment"]["name"], currency=manifest.get("currency", "GBP"),
                      replications=manifest["replications"], seed=manifest["seed"])
 
 

@@ -172,7 +172,10 @@ def _difference(metric: Metric, d: pd.DataFrame, b: pd.DataFrame) -> dict:
         diff = float(delta.mean())
         se = _se_mean(delta)
         unpaired = math.sqrt(_se_mean(xd) ** 2 + _se_mean(xb) ** 2)
-    out.update(diff=diff, diff_lo=diff - Z95 * se, diff_hi=diff + Z95 * se, diff_se=se, diff_se_unpaired=unpaired)
+    lo, hi = diff - Z95 * se, diff + Z95 * se
+    if metric.estimator == "share":  # a difference of two shares lies in [-1, 1]
+        lo, hi = max(lo, -1.0), min(hi, 1.0)
+    out.update(diff=diff, diff_lo=lo, diff_hi=hi, diff_se=se, diff_se_unpaired=unpaired)
     return out
 
 
@@ -207,19 +210,29 @@ def summary_table(per_rep: dict[str, pd.DataFrame], designs: list[str], baseline
 # Printing
 
 
-def _fmt(x: float, unit: str, currency: str = "GBP", signed: bool = False) -> str:
+def _fmt(x: float, unit: str, currency: str = "GBP") -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
-    sign = "+" if signed and x > 0 else ""
     if unit == "pct":
-        return f"{sign}{100 * x:.1f}" + (" pp" if signed else "%")
+        return f"{100 * x:.1f}%"
     if unit == "money":
-        return ("+" if signed and x > 0 else "") + money(x, currency)
-    return f"{sign}{x:,.1f}"
+        return money(x, currency)
+    return f"{x:,.1f}"
 
 
-def _bare(x: float, unit: str, currency: str) -> str:
-    return _fmt(x, unit, currency).replace("%", "")
+def _bare(x: float, unit: str, signed: bool = False) -> str:
+    """A number without its unit (interval bounds), signed for differences."""
+    v = 100 * x if unit == "pct" else x
+    digits = 0 if unit == "money" else 1
+    return f"{v:+,.{digits}f}" if signed else f"{v:,.{digits}f}"
+
+
+def _diff(x: float, unit: str, currency: str) -> str:
+    if unit == "pct":
+        return f"{100 * x:+.1f} pp"
+    if unit == "money":
+        return ("+" if x > 0 else "") + money(x, currency)
+    return f"{x:+,.1f}"
 
 
 def _cell(row: pd.Series, currency: str) -> str:
@@ -229,21 +242,25 @@ def _cell(row: pd.Series, currency: str) -> str:
     elif pd.isna(row["lo"]):
         text = _fmt(row["mean"], unit, currency)
     else:
-        text = f"{_fmt(row['mean'], unit, currency)} ({_bare(row['lo'], unit, currency)}–{_bare(row['hi'], unit, currency)})"
-    if not row["baseline"] and not pd.isna(row["diff"]):
-        lead = "Δ mean " if row["estimator"] == "distribution" else "Δ "
-        if pd.isna(row["diff_lo"]):
-            text += f"\n{lead}{_fmt(row['diff'], unit, currency, True)}"
-        else:
-            text += (f"\n{lead}{_fmt(row['diff'], unit, currency, True)} "
-                     f"({_fmt(row['diff_lo'], unit, currency, True)} to {_fmt(row['diff_hi'], unit, currency, True)})")
-    return text
+        text = f"{_fmt(row['mean'], unit, currency)} ({_bare(row['lo'], unit)}–{_bare(row['hi'], unit)})"
+    if row["baseline"] or pd.isna(row["diff"]):
+        return text
+    lead = "Δ mean " if row["estimator"] == "distribution" else "Δ "
+    if row["diff_se"] == 0:
+        if row["diff"] == 0:
+            return text + "\nΔ 0 in every run"
+        return text + f"\n{lead}{_diff(row['diff'], unit, currency)} in every run"
+    if pd.isna(row["diff_lo"]):
+        return text + f"\n{lead}{_diff(row['diff'], unit, currency)}"
+    return text + (f"\n{lead}{_diff(row['diff'], unit, currency)} "
+                   f"({_bare(row['diff_lo'], unit, True)} to {_bare(row['diff_hi'], unit, True)})")
 
 
 def print_comparison(summary: pd.DataFrame, console: Console | None = None, *, title: str = "", currency: str = "GBP",
-                     replications: int | None = None, seed: int | None = None, per_table: int = 3) -> None:
+                     replications: int | None = None, seed: int | None = None, per_table: int | None = None) -> None:
     """Side-by-side tables: metrics as rows, the baseline and up to ``per_table`` other designs as columns."""
     console = console or Console()
+    per_table = per_table or max(1, min(4, (console.width - 24) // 22 - 1))
     shown = summary[summary["in_table"]]
     designs = list(dict.fromkeys(summary["design"]))
     baseline = next((d for d in designs if summary.loc[summary.design == d, "baseline"].any()), designs[0])
@@ -258,7 +275,7 @@ def print_comparison(summary: pd.DataFrame, console: Console | None = None, *, t
     groups = [others[i:i + per_table] for i in range(0, len(others), per_table)] or [[]]
     for group in groups:
         t = Table(show_lines=True)
-        t.add_column("")
+        t.add_column("", overflow="fold", min_width=12)
         t.add_column(f"{baseline}\n(baseline)", justify="right")
         for d in group:
             t.add_column(d, justify="right")
@@ -267,7 +284,7 @@ def print_comparison(summary: pd.DataFrame, console: Console | None = None, *, t
         console.print(t)
     console.print(
         "Δ = paired difference from the baseline: the same replications (common random numbers), mean and 95% interval. "
-        "Rates and cost per outcome are pooled ratios (Δ by the paired delta method); pp = percentage points. "
+        "Rates and cost per outcome are pooled ratios (their Δ by the paired delta method); pp = percentage points. "
         "Lowest cash and margin: median and 5th percentile over replications; their Δ is the mean paired difference.",
         style="dim",
     )

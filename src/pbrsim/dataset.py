@@ -33,7 +33,6 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 RUNS = "runs"
@@ -128,33 +127,25 @@ def remove_runs(out: Path, keep) -> int:
     return len(removed)
 
 
-def _unified(path: Path) -> ds.Dataset:
-    dataset = ds.dataset(path, format="parquet", partitioning="hive")
-    schemas = [f.physical_schema for f in dataset.get_fragments()]
-    if not schemas:
-        return dataset
-    schema = pa.unify_schemas(schemas + [dataset.schema], promote_options="permissive")
-    return ds.dataset(path, format="parquet", partitioning="hive", schema=schema)
-
-
 def read_table(out: str | Path, table: str, designs: list[str] | None = None, columns: list[str] | None = None) -> pd.DataFrame:
-    """One table of every run (or of ``designs``), with a ``design`` column; columns missing from some
-    designs (e.g. milestones in a design without milestone payments) are null there."""
+    """One table of every run (or of ``designs``) with a ``design`` column, in design and replication order.
+
+    Columns missing from some designs (e.g. milestones in a design without milestone payments) are null
+    there. Files are read one at a time, so memory is the size of the result, not of the dataset's metadata.
+    """
     path = Path(out) / RUNS / table
     if not path.is_dir():
         raise DatasetError(f"{out} has no {table!r} table (looked for {path})")
-    frames = []
+    parts = []
     for design in designs if designs is not None else sorted(d for d, _ in _partitions(path, "design=")):
-        dpath = path / f"design={design}"
-        if not dpath.is_dir():
-            continue
-        df = _unified(dpath).to_table(columns=columns).to_pandas()
-        df = df.drop(columns=["rep"], errors="ignore")
-        df.insert(0, "design", design)
-        frames.append(df)
-    if not frames:
+        files = sorted((rdir / PART for _, rdir in _partitions(path / f"design={design}", "rep=")), key=lambda f: f.parent.name)
+        for f in files:
+            if f.exists():
+                t = pq.read_table(f, columns=columns, use_threads=False)
+                parts.append(t.add_column(0, "design", pa.array([design] * t.num_rows, pa.string())))
+    if not parts:
         return pd.DataFrame()
-    return pd.concat(frames, ignore_index=True)
+    return pa.concat_tables(parts, promote_options="permissive").to_pandas()
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

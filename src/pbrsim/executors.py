@@ -26,6 +26,7 @@ import sys
 from typing import Any, Callable, Iterable, Iterator
 
 EXECUTORS = ("process", "serial", "dask")
+_END = object()
 
 
 class ExecutorUnavailable(RuntimeError):
@@ -87,8 +88,8 @@ def _run_pool(fn, tasks, workers: int, window: int | None) -> Iterator[tuple[Any
     try:
         def fill():
             while len(inflight) < window:
-                task = next(pending, None)
-                if task is None:
+                task = next(pending, _END)
+                if task is _END:
                     return
                 inflight[pool.submit(fn, task)] = task
 
@@ -103,6 +104,14 @@ def _run_pool(fn, tasks, workers: int, window: int | None) -> Iterator[tuple[Any
             fill()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def check_executor(executor: str) -> None:
+    """Raise ValueError / ExecutorUnavailable now, before anything is written, if ``executor`` cannot run."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose from {EXECUTORS}")
+    if executor == "dask":
+        _dask()
 
 
 def _dask():
@@ -127,17 +136,16 @@ def _run_dask(fn, tasks, workers, scheduler, key, window) -> Iterator[tuple[Any,
         cluster = distributed.LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1,
                                            processes=True, dashboard_address=None)
         client = distributed.Client(cluster)
+    inflight: dict[str, tuple[Any, Any]] = {}
     try:
-        nthreads = sum(client.nthreads().values()) or 1
-        window = window or 2 * nthreads
+        window = window or 2 * max(1, sum(client.nthreads().values()))
         pending = iter(tasks)
-        inflight: dict[Any, Any] = {}
         queue = distributed.as_completed()
 
         def fill():
             while len(inflight) < window:
-                task = next(pending, None)
-                if task is None:
+                task = next(pending, _END)
+                if task is _END:
                     return
                 fut = client.submit(fn, task, key=key(task) if key else None, pure=False)
                 inflight[fut.key] = (fut, task)
@@ -153,7 +161,7 @@ def _run_dask(fn, tasks, workers, scheduler, key, window) -> Iterator[tuple[Any,
             yield task, result
             fill()
     finally:
-        for fut, _ in list(locals().get("inflight", {}).values()):
+        for fut, _ in inflight.values():
             fut.cancel()
         if own_client:
             client.close()

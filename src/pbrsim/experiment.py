@@ -253,6 +253,11 @@ def _sweep_rules(i: int, sw: SweepSpec) -> list[tuple[str, str]]:
 # Loading
 
 
+def _action(problem_path: str) -> str:
+    """'remove x' stays as it is; a path that failed to be set becomes 'set x'."""
+    return problem_path if problem_path.startswith("remove ") else f"set {problem_path}"
+
+
 def fingerprint(raw: dict, seed: int, tables: tuple[str, ...] | None) -> str:
     """What makes a design's runs valid: its scenario, the seed, the tables kept, the pbrsim version."""
     payload = {"scenario": raw, "seed": seed, "tables": list(tables) if tables else None, "version": __version__}
@@ -297,14 +302,16 @@ def load_experiment(path: str | Path) -> Experiment:
     if problems:
         raise ExperimentError(src, problems)
 
-    # every design as (name, origin, description, base file, overrides, remove)
-    entries = [(d.name, f"designs[{i}] ({d.name})", d.description, d.base, dict(d.set), tuple(d.remove)) for i, d in enumerate(spec.designs)]
+    # every design as (name, origin, description, base file, overrides, remove, sweep index or None)
+    entries = [(d.name, f"designs[{i}] ({d.name})", d.description, d.base, dict(d.set), tuple(d.remove), None)
+               for i, d in enumerate(spec.designs)]
     for i, sw in enumerate(spec.sweeps):
         points = sweep_points(sw)
         if len(points) > MAX_POINTS:
             raise ExperimentError(src, [(f"sweeps[{i}]", f"the sweep has {len(points)} points; at most {MAX_POINTS}")])
-        for k, (name, values) in enumerate(points):
-            entries.append((name, f"sweeps[{i}] ({sw.name}) point {name}", sw.description, sw.base, {**sw.set, **values}, tuple(sw.remove)))
+        for name, values in points:
+            entries.append((name, f"sweeps[{i}] ({sw.name}) point {name}", sw.description, sw.base,
+                            {**sw.set, **values}, tuple(sw.remove), i))
     seen: dict[str, str] = {}
     for name, origin, *_ in entries:
         if name in seen:
@@ -314,10 +321,10 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ExperimentError(src, problems)
 
     # bases: read and validated once each
-    bases: dict[Path, dict] = {}
+    bases: dict[Path, dict | None] = {}
     base_hashes: dict[str, str] = {}
     base_refs = [("base", spec.base)] + [(f"designs[{i}].base", d.base) for i, d in enumerate(spec.designs) if d.base]
-    base_refs += [(f"sweeps[{i}].base", s.base) for i, s in enumerate(spec.sweeps) if s.base]
+    base_refs += [(f"sweeps[{i}].base", sw.base) for i, sw in enumerate(spec.sweeps) if sw.base]
     for origin, rel in base_refs:
         bpath = (path.parent / rel).resolve()
         if bpath in bases:
@@ -331,28 +338,44 @@ def load_experiment(path: str | Path) -> Experiment:
             continue
         bases[bpath] = raw
         base_hashes[str(bpath)] = file_hash(bpath)
+    # a sweep's own `set` / `remove` must apply to its base; reported once rather than for every point
+    for i, sw in enumerate(spec.sweeps):
+        try:
+            apply_overrides(bases[(path.parent / (sw.base or spec.base)).resolve()] or {}, sw.set, src, remove=sw.remove)
+        except ScenarioError as exc:
+            problems += [(f"sweeps[{i}] ({sw.name}): {_action(p)}", rule) for p, rule in exc.problems]
     if problems:
         raise ExperimentError(src, problems)
 
     tables = tuple(dict.fromkeys(list(spec.tables) + ["replications"])) if spec.tables is not None else None
     designs = []
     base_name = baselines[0] if baselines else entries[0][0]
-    for name, origin, desc, rel, overrides, remove in entries:
+    # problems of sweep points are grouped: the same rule broken by several points is reported once
+    grouped: dict[tuple, list[str]] = {}
+    for name, origin, desc, rel, overrides, remove, sweep in entries:
         bpath = (path.parent / (rel or spec.base)).resolve()
-        where = origin
+        found: list[tuple[str, str]] = []
         try:
             raw = apply_overrides(bases[bpath], overrides, src, remove=remove)
         except ScenarioError as exc:
-            problems += [(f"{where}: {'remove' if p.startswith('remove ') else 'set'} {p.removeprefix('remove ')}", rule)
-                         for p, rule in exc.problems]
+            found = [(_action(p), rule) for p, rule in exc.problems]
+        else:
+            try:
+                sc = scenario_from_dict(raw, src)
+            except ScenarioError as exc:
+                found = [(f"in the scenario it makes, {p}" if p else "in the scenario it makes", rule) for p, rule in exc.problems]
+        if not found:
+            designs.append(Design(name=name, origin=origin, description=desc, base=bpath, overrides=overrides, remove=remove,
+                                  raw=raw, scenario=sc, fingerprint=fingerprint(raw, spec.seed, tables), baseline=name == base_name))
             continue
-        try:
-            sc = scenario_from_dict(raw, src)
-        except ScenarioError as exc:
-            problems += [(f"{where}: in the scenario it makes, {p}" if p else where, rule) for p, rule in exc.problems]
-            continue
-        designs.append(Design(name=name, origin=origin, description=desc, base=bpath, overrides=overrides, remove=remove,
-                              raw=raw, scenario=sc, fingerprint=fingerprint(raw, spec.seed, tables), baseline=name == base_name))
+        for p, rule in found:
+            if sweep is None:
+                problems.append((f"{origin}: {p}", rule))
+            else:
+                grouped.setdefault((sweep, p, rule), []).append(name)
+    for (sweep, p, rule), names in grouped.items():
+        more = f" (and {len(names) - 1} more point{'s' if len(names) > 2 else ''})" if len(names) > 1 else ""
+        problems.append((f"sweeps[{sweep}] ({spec.sweeps[sweep].name}) point {names[0]}{more}: {p}", rule))
     if problems:
         raise ExperimentError(src, problems)
     return Experiment(name=spec.name or path.stem, path=path, sha256=file_hash(path), description=spec.description, seed=spec.seed,

@@ -1,0 +1,29 @@
+"""``pbrsim report DIR``: a self-contained HTML report of a run folder or an experiment dataset."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .cli import EXIT_INPUT, err_console, main
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Folder for report.html and the chart PNG files [default: DIRECTORY/report].")
+@click.option("--quiet", is_flag=True, help="Print nothing on success.")
+def report(directory, out, quiet):
+    """Write an HTML report with charts of DIRECTORY: a run folder (`pbrsim run`) or an experiment dataset
+    (`pbrsim batch`, `pbrsim compare --out`). The HTML file is self-contained: it opens without a network."""
+    from .report import ReportError, build_report
+
+    try:
+        path = build_report(directory, out)
+    except ReportError as exc:
+        err_console.print("[bold red]error:[/bold red] ", end="", highlight=False)
+        err_console.print(str(exc), highlight=False, markup=False, soft_wrap=True)
+        sys.exit(EXIT_INPUT)
+    if not quiet:
+        click.echo(f"Report written to {path} (each chart also as a PNG file in {path.parent}).")

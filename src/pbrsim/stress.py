@@ -1,0 +1,630 @@
+"""Bid stress tests: named shocks to a scenario and what they do to one organisation's cash.
+
+The stresses themselves (built-in and from a user's file) are defined in ``pbrsim.stresses``; this module
+runs them for one organisation and computes its figures.
+
+How the figures are computed (``docs/stress-testing.md`` says it in words):
+
+- Every variant (the base and each stress) is run with the organisation's **credit limit removed**, so it
+  cannot fail and its whole cash path is seen. Until the month its balance first goes below the real limit
+  that run is identical to a run with the limit (the limit enters the engine only in the insolvency
+  check), so "ran out of cash" = the path went below −limit at some month end, exactly.
+- **Working capital needed**: the smallest extra opening reserve that keeps P(run out) at or below the
+  target. Each replication's own requirement e_r is found by replaying its month-by-month cash flows with
+  a reserve added (overdraft interest is the only cash flow that depends on the balance), to the penny;
+  the figure is the order statistic of e_r that allows target × R failures, with a distribution-free
+  95% interval for that quantile. When the organisation's allocation policy depends on its cash
+  (``cash_stressed``) a replay is not exact, and the figure is refined by a bisection over re-runs with
+  the reserve added.
+- Changes against the unstressed base are **paired**: replication r of every variant uses the same random
+  streams (common random numbers), and the change is the mean per-replication difference with a 95%
+  interval.
+
+The reverse stress test lives in ``pbrsim.stress_reverse``; charts in ``pbrsim.stress_report``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+from .metrics import mean_ci, wilson
+from .scenario import scenario_from_dict
+from .stresses import (  # noqa: F401  (re-exported: the stress API in one place)
+    BUILT_IN_NAMES,
+    DIMENSIONS,
+    OrgTerms,
+    StressError,
+    StressesFile,
+    Variant,
+    build_stresses,
+    built_in_stresses,
+    contract_holder,
+    load_stresses_file,
+    parse_combine_option,
+    unlimited,
+)
+
+DEFAULT_TARGET = 0.05
+DEFAULT_CHUNK = 25  # replications per task
+
+
+# ---------------------------------------------------------------------------------------------
+# Running: jobs of (scenario, replications) on the executors, cash paths back
+
+
+def scenario_key(raw: dict) -> str:
+    return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class Job:
+    """Run replications ``reps`` of ``raw`` and return the cash path and interest of ``org``."""
+
+    key: str
+    raw: dict
+    org: str
+    seed: int
+    reps: tuple[int, ...]
+
+
+_MODELS: dict[str, Any] = {}
+
+
+def run_job(job: Job) -> tuple[np.ndarray, np.ndarray]:
+    """Month-end cash and overdraft interest of the organisation, pence, ``[len(reps), horizon]`` each."""
+    from .engine import compile_model, run_replication
+    from .ledger import KINDS, flows
+
+    model = _MODELS.get(job.key)
+    if model is None:
+        if len(_MODELS) > 256:
+            _MODELS.clear()
+        model = _MODELS[job.key] = compile_model(scenario_from_dict(job.raw, "<stress>"))
+    o = next(i for i, org in enumerate(model.organisations) if org.name == job.org)
+    party = model.vocab.party(job.org)
+    H = model.horizon
+    cash = np.empty((len(job.reps), H), dtype=np.int64)
+    interest = np.zeros((len(job.reps), H), dtype=np.int64)
+    k_int = KINDS.index("interest")
+    for i, r in enumerate(job.reps):
+        rep = run_replication(model, job.seed, r)
+        cash[i] = rep.cash[:, o]
+        if model.organisations[o].monthly_interest > 0:
+            interest[i] = flows(rep.ledger.arrays(), party, H, k_int, incoming=False)
+    return cash, interest
+
+
+@dataclass
+class Paths:
+    """Cash paths of one organisation in one variant (pence), rows in replication order."""
+
+    reps: np.ndarray
+    cash: np.ndarray
+    interest: np.ndarray
+
+
+class Runner:
+    """Runs groups of jobs on an executor (``pbrsim.executors``); one call = one pool, all jobs in parallel."""
+
+    def __init__(self, org: str, seed: int, *, executor: str = "process", workers: int | None = None,
+                 chunk: int = DEFAULT_CHUNK, progress: Callable[[int], None] | None = None):
+        self.org, self.seed, self.executor, self.workers, self.chunk = org, seed, executor, workers, chunk
+        self.progress = progress
+        self.replications_run = 0
+
+    def run(self, requests: dict[Any, tuple[dict, Iterable[int]]]) -> dict[Any, Paths]:
+        """``{id: (raw, reps)}`` -> ``{id: Paths}``; raws must be valid scenarios (with the limit removed)."""
+        from .executors import run_tasks
+
+        jobs: list[tuple[Any, Job]] = []
+        for rid, (raw, reps) in requests.items():
+            reps = list(reps)
+            key = scenario_key(raw)
+            for i in range(0, len(reps), self.chunk):
+                jobs.append((rid, Job(key, raw, self.org, self.seed, tuple(reps[i:i + self.chunk]))))
+        parts: dict[Any, list] = {rid: [] for rid in requests}
+        if self.executor == "serial" or len(jobs) == 1:
+            results = ((j, run_job(j)) for _, j in jobs)
+        else:
+            results = run_tasks(run_job, (j for _, j in jobs), executor=self.executor, workers=self.workers)
+        owner = {id(j): rid for rid, j in jobs}  # executors hand back the task objects submitted
+        for job, (cash, interest) in results:
+            parts[owner[id(job)]].append((job.reps, cash, interest))
+            self.replications_run += len(job.reps)
+            if self.progress:
+                self.progress(len(job.reps))
+        out = {}
+        for rid, ps in parts.items():
+            ps.sort(key=lambda p: p[0][0] if p[0] else -1)
+            reps = np.array([r for p in ps for r in p[0]], dtype=np.int64)
+            H = max((p[1].shape[1] for p in ps), default=0)
+            out[rid] = Paths(reps, np.concatenate([p[1] for p in ps]) if ps else np.zeros((0, H), np.int64),
+                             np.concatenate([p[2] for p in ps]) if ps else np.zeros((0, H), np.int64))
+        return out
+
+
+def lockstep(searches: dict[Any, Iterator], runner: Runner) -> dict[Any, Any]:
+    """Drive generator searches together: each yields ``{id: (raw, reps)}`` requests and is sent the Paths;
+    all searches' requests of a round run in one parallel batch. Returns each search's return value."""
+    outputs: dict[Any, Any] = {}
+    pending: dict[Any, dict] = {}
+
+    def advance(key, value=None, first=False):
+        try:
+            pending[key] = next(searches[key]) if first else searches[key].send(value)
+        except StopIteration as stop:
+            outputs[key] = stop.value
+            pending.pop(key, None)
+
+    for key in list(searches):
+        advance(key, first=True)
+    while pending:
+        batch = {(key, rid): req for key, reqs in pending.items() for rid, req in reqs.items()}
+        done = runner.run(batch)
+        for key in list(pending):
+            advance(key, {rid: done[(key, rid)] for rid in pending[key]})
+    return outputs
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-replication figures
+
+
+def replay(paths: Paths, terms: OrgTerms, extra: np.ndarray | int) -> np.ndarray:
+    """Cash paths with ``extra`` pence more opening cash (per replication or one amount), interest recomputed.
+
+    Interest on the overdraft is the only cash flow of an organisation that depends on its own balance
+    (unless its policy reads its cash; then this is not exact and ``refine_reserve`` re-runs instead), so
+    the net of everything else, month by month, is the same with a bigger reserve.
+    """
+    cash, interest = paths.cash, paths.interest
+    flows = np.diff(cash, axis=1, prepend=np.full((len(cash), 1), terms.opening, dtype=np.int64)) + interest
+    c = np.full(len(cash), terms.opening, dtype=np.int64) + np.asarray(extra, dtype=np.int64)
+    out = np.empty_like(cash)
+    for t in range(cash.shape[1]):
+        bal = c + flows[:, t]
+        if terms.rate > 0:
+            bal = bal - np.where(bal < 0, np.rint(-bal.astype(np.float64) * terms.rate).astype(np.int64), 0)
+        out[:, t] = c = bal
+    return out
+
+
+def reserve_needed(paths: Paths, terms: OrgTerms) -> np.ndarray:
+    """Per replication, the smallest extra opening cash (pence) that keeps the balance at or above −limit
+    (0 when no limit: what it needs to stay out of overdraft)."""
+    floor = -(terms.limit or 0)
+    hi = np.maximum(0, floor - paths.cash.min(axis=1, initial=terms.opening))  # enough: interest only helps
+    if terms.rate == 0 or not hi.any():
+        return hi
+    lo = np.zeros_like(hi)  # lo: known not enough (no reserve is not enough where hi > 0); hi: enough
+    need = hi > 0
+    while True:
+        open_ = need & (hi - lo > 1)
+        if not open_.any():
+            return hi
+        mid = (lo + hi) // 2
+        ok = replay(paths, terms, np.where(open_, mid, hi)).min(axis=1) >= floor
+        hi = np.where(open_ & ok, mid, hi)
+        lo = np.where(open_ & ~ok, mid, lo)
+
+
+def break_even(cash: np.ndarray, opening: int) -> np.ndarray:
+    """First month from which cash stays at or above the opening cash (NaN: not by the end of the horizon)."""
+    below = cash < opening
+    H = cash.shape[1]
+    last = np.where(below.any(axis=1), H - 1 - np.argmax(below[:, ::-1], axis=1), -1)
+    out = (last + 1).astype(float)
+    out[last == H - 1] = np.nan
+    return out
+
+
+def figures(paths: Paths, terms: OrgTerms) -> pd.DataFrame:
+    """One row per replication: the organisation's figures in pounds (months as numbers)."""
+    cash = paths.cash
+    low = cash.min(axis=1)
+    floor = -(terms.limit if terms.limit is not None else 0)
+    df = pd.DataFrame({
+        "replication": paths.reps,
+        "failed": (low < floor).astype(int) if terms.limit is not None else np.zeros(len(cash), dtype=int),
+        "lowest_cash": np.minimum(low, terms.opening) / 100,
+        "trough_month": cash.argmin(axis=1),
+        "final_cash": cash[:, -1] / 100,
+        "margin": (cash[:, -1] - terms.opening) / 100,
+        "break_even_month": break_even(cash, terms.opening),
+        "months_below_zero": (cash < 0).sum(axis=1),
+        "interest": paths.interest.sum(axis=1) / 100,
+        "reserve_needed": reserve_needed(paths, terms) / 100,
+        "facility_needed": np.maximum(0, floor - np.minimum(low, terms.opening)) / 100,
+    })
+    return df.set_index("replication")
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics
+
+
+def binomial_cdf(n: int, q: float) -> np.ndarray:
+    """P(B <= j) for j = 0..n, B ~ Binomial(n, q) (log-space recurrence; no scipy)."""
+    if q <= 0:
+        return np.ones(n + 1)
+    if q >= 1:
+        out = np.zeros(n + 1)
+        out[-1] = 1
+        return out
+    j = np.arange(n)
+    logpmf = np.concatenate([[n * math.log1p(-q)], n * math.log1p(-q) + np.cumsum(np.log((n - j) / (j + 1)) + math.log(q / (1 - q)))])
+    pmf = np.exp(logpmf - logpmf.max())
+    return np.cumsum(pmf / pmf.sum())
+
+
+def quantile_ranks(n: int, q: float, conf: float = 0.95) -> tuple[int, int]:
+    """1-based order-statistic ranks (l, u) with P(X_(l) <= xi_q <= X_(u)) >= conf; 0 / n+1 mean unbounded."""
+    F = binomial_cdf(n, q)
+    a = (1 - conf) / 2
+    # B = #{X_r <= xi_q}; X_(l) <= xi_q iff B >= l; P(B <= l - 1) = F[l-1] <= a
+    ls = [j for j in range(1, n + 1) if F[j - 1] <= a]
+    us = [j for j in range(1, n + 1) if F[j - 1] >= 1 - a]
+    return (max(ls) if ls else 0), (min(us) if us else n + 1)
+
+
+def working_capital(needed: np.ndarray, target: float) -> dict:
+    """Smallest reserve E with at most floor(target x R) replications needing more, and a 95% interval
+    (order statistics of the per-replication requirements; ``hi`` None: beyond the replications run)."""
+    x = np.sort(np.asarray(needed, dtype=float))
+    R = len(x)
+    k = int(math.floor(target * R + 1e-9))
+    rank = R - k  # 1-based
+    est = float(x[rank - 1]) if rank >= 1 else 0.0
+    l, u = quantile_ranks(R, 1 - target)
+    return {"estimate": est, "lo": float(x[l - 1]) if l >= 1 else 0.0, "hi": float(x[u - 1]) if u <= R else None,
+            "allowed_failures": k, "replications": R}
+
+
+def failure_curve(needed: np.ndarray, points: int = 60) -> dict:
+    """P(run out) against the extra reserve: the share of replications needing more than each amount."""
+    x = np.asarray(needed, dtype=float)
+    R = len(x)
+    top = float(x.max()) if R else 0.0
+    grid = np.unique(np.concatenate([[0.0], np.linspace(0, top * 1.05, points), np.sort(x)[-points:]])) if top > 0 else np.array([0.0])
+    counts = [(x > g).sum() for g in grid]
+    ws = [wilson(int(c), R) for c in counts]
+    return {"reserve": [float(g) for g in grid], "p": [w["mean"] for w in ws], "lo": [w["lo"] for w in ws], "hi": [w["hi"] for w in ws]}
+
+
+def paired(x: pd.Series, base: pd.Series, share: bool = False) -> dict:
+    """Mean per-replication difference x - base over common replications, with a 95% interval."""
+    common = x.index.intersection(base.index)
+    d = (x.loc[common] - base.loc[common]).to_numpy(dtype=float)
+    d = d[~np.isnan(d)]
+    if len(d) == 0:
+        return {"diff": None, "lo": None, "hi": None, "pairs": 0}
+    ci = mean_ci(d)
+    lo, hi = ci["lo"], ci["hi"]
+    if lo is not None and share:
+        lo, hi = max(lo, -1.0), min(hi, 1.0)
+    return {"diff": ci["mean"], "lo": lo, "hi": hi, "pairs": int(len(d))}
+
+
+def bootstrap_quantile_diff(x: np.ndarray, base: np.ndarray, target: float, seed: int, n_boot: int = 1000) -> dict:
+    """Paired bootstrap (replications resampled together) of the change in working capital needed."""
+    R = len(x)
+    if R < 2:
+        return {"diff": None, "lo": None, "hi": None}
+    gen = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(0x57E55,))))
+    idx = gen.integers(0, R, size=(n_boot, R))
+    k = int(math.floor(target * R + 1e-9))
+    rank = R - k - 1
+    xs, bs = np.sort(x[idx], axis=1), np.sort(base[idx], axis=1)
+    d = (xs[:, rank] - bs[:, rank]) if rank >= 0 else np.zeros(n_boot)
+    point = float(np.sort(x)[rank] - np.sort(base)[rank]) if rank >= 0 else 0.0
+    return {"diff": point, "lo": float(np.quantile(d, 0.025)), "hi": float(np.quantile(d, 0.975))}
+
+
+def _median_months(x: pd.Series) -> float | None:
+    """Median with 'never' (NaN) counted as later than any month; None if the median is 'never'."""
+    v = np.sort(np.where(np.isnan(x.to_numpy(dtype=float)), np.inf, x.to_numpy(dtype=float)))
+    if len(v) == 0:
+        return None
+    m = float(np.median(v))
+    return None if math.isinf(m) or math.isnan(m) else m
+
+
+def summarise_variant(fig: pd.DataFrame, base: pd.DataFrame | None, target: float, seed: int) -> dict:
+    R = len(fig)
+    out = {
+        "replications": R,
+        "ran_out_of_cash": wilson(int(fig["failed"].sum()), R),
+        "lowest_cash": {"p50": float(fig["lowest_cash"].median()), "p5": float(fig["lowest_cash"].quantile(0.05)),
+                        "mean": float(fig["lowest_cash"].mean())},
+        "trough_month": {"median": float(fig["trough_month"].median())},
+        "working_capital": working_capital(fig["reserve_needed"].to_numpy(), target),
+        "facility": working_capital(fig["facility_needed"].to_numpy(), target),
+        "break_even_month": {"median": _median_months(fig["break_even_month"]),
+                             "never_share": float(fig["break_even_month"].isna().mean())},
+        "margin": {"p50": float(fig["margin"].median()), "p5": float(fig["margin"].quantile(0.05)), "mean": float(fig["margin"].mean())},
+        "interest": {"mean": float(fig["interest"].mean())},
+        "reserve_curve": failure_curve(fig["reserve_needed"].to_numpy()),
+    }
+    if base is not None:
+        out["change"] = {
+            "ran_out_of_cash": paired(fig["failed"], base["failed"], share=True),
+            "lowest_cash": paired(fig["lowest_cash"], base["lowest_cash"]),
+            "margin": paired(fig["margin"], base["margin"]),
+            "break_even_month": paired(fig["break_even_month"], base["break_even_month"]),
+            "working_capital": bootstrap_quantile_diff(fig["reserve_needed"].to_numpy(), base["reserve_needed"].to_numpy(), target, seed),
+        }
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Working capital when the policy reads cash: bisection over re-runs
+
+
+def refine_reserve(variant: Variant, org: str, reps: list[int], estimate: float, target: float,
+                   precision: float = 100.0, max_steps: int = 12) -> Iterator:
+    """Generator for ``lockstep``: smallest reserve (pounds, to ``precision`` or 2%) with at most
+    floor(target x R) failures, by re-running with the reserve added. Returns a dict with the bracket."""
+    terms = variant.terms
+    floor = -(terms.limit or 0)
+    R = len(reps)
+    k = int(math.floor(target * R + 1e-9))
+    evals: dict[float, int] = {}
+
+    def count(paths: Paths) -> int:
+        return int((paths.cash.min(axis=1) < floor).sum())
+
+    def request(e: float):
+        return {e: (unlimited(variant.raw, org, e), reps)}
+
+    hi = max(estimate, precision)
+    for _ in range(max_steps):  # find an amount that is enough
+        got = yield request(hi)
+        evals[hi] = count(got[hi])
+        if evals[hi] <= k:
+            break
+        hi *= 2
+    else:
+        return {"estimate": None, "bracket": [hi, None], "evaluations": evals}
+    lo = 0.0
+    if 0.0 not in evals:
+        got = yield request(0.0)
+        evals[0.0] = count(got[0.0])
+    if evals[0.0] <= k:
+        return {"estimate": 0.0, "bracket": [0.0, 0.0], "evaluations": evals}
+    for _ in range(max_steps):
+        if hi - lo <= max(precision, 0.02 * hi):
+            break
+        mid = round((lo + hi) / 2, 2)
+        got = yield request(mid)
+        evals[mid] = count(got[mid])
+        lo, hi = (lo, mid) if evals[mid] <= k else (mid, hi)
+    return {"estimate": hi, "bracket": [lo, hi], "evaluations": evals}
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole stress test
+
+
+@dataclass
+class StressResult:
+    scenario: str
+    source: str
+    organisation: str
+    role: str
+    currency: str
+    seed: int
+    replications: int
+    target: float
+    variants: list[Variant]
+    figures: dict[str, pd.DataFrame]  # variant name -> per-replication figures
+    paths: dict[str, Paths]
+    rows: list[dict]  # per variant: summary dict (JSON-ready)
+    reverse: dict | None = None
+    timing: dict = field(default_factory=dict)
+    extra_reserve: float = 0.0
+
+    def summary(self) -> dict:
+        base = self.variants[0].terms
+        return {
+            "kind": "pbrsim-stress",
+            "scenario": self.scenario,
+            "scenario_file": self.source,
+            "organisation": self.organisation,
+            "role": self.role,
+            "currency": self.currency,
+            "seed": self.seed,
+            "replications": self.replications,
+            "target": self.target,
+            "extra_reserve": self.extra_reserve,
+            "organisation_terms": {"opening_cash": base.opening / 100, "credit_limit": None if base.limit is None else base.limit / 100,
+                                   "monthly_interest": base.rate, "policy_reads_cash": base.cash_dependent},
+            "reserve_method": "re-run bisection (the policy reads cash)" if base.cash_dependent else
+                              "replay of each run's cash flows with the reserve added (exact)",
+            "random_numbers": "common: replication r of every stress uses the streams of (seed, r, purpose)",
+            "stresses": self.rows,
+            "reverse": self.reverse,
+            "timing": self.timing,
+        }
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        rows = []
+        for r in self.rows:
+            flat = {"stress": r["name"], "kind": r["kind"], "label": r["label"], "applicable": r["applicable"], "note": r["note"]}
+            if r.get("replications"):
+                flat.update({
+                    "ran_out": r["ran_out_of_cash"]["mean"], "ran_out_lo": r["ran_out_of_cash"]["lo"], "ran_out_hi": r["ran_out_of_cash"]["hi"],
+                    "lowest_cash_p50": r["lowest_cash"]["p50"], "lowest_cash_p5": r["lowest_cash"]["p5"],
+                    "trough_month_p50": r["trough_month"]["median"],
+                    "working_capital": r["working_capital"]["estimate"], "working_capital_lo": r["working_capital"]["lo"],
+                    "working_capital_hi": r["working_capital"]["hi"],
+                    "facility": r["facility"]["estimate"],
+                    "break_even_month_p50": r["break_even_month"]["median"], "break_even_never": r["break_even_month"]["never_share"],
+                    "margin_p50": r["margin"]["p50"], "margin_p5": r["margin"]["p5"],
+                })
+                for k, v in (r.get("change") or {}).items():
+                    flat.update({f"d_{k}": v["diff"], f"d_{k}_lo": v["lo"], f"d_{k}_hi": v["hi"]})
+            rows.append(flat)
+        reps = []
+        for name, fig in self.figures.items():
+            reps.append(fig.reset_index().assign(stress=name))
+        replications = pd.concat(reps, ignore_index=True)
+        replications = replications[["stress"] + [c for c in replications.columns if c != "stress"]]
+        cash = []
+        for name, p in self.paths.items():
+            n, H = p.cash.shape
+            cash.append(pd.DataFrame({"stress": name, "replication": np.repeat(p.reps, H).astype(np.int32),
+                                      "month": np.tile(np.arange(H, dtype=np.int32), n), "cash": p.cash.reshape(-1)}))
+        out = {"stresses": pd.DataFrame(rows), "replications": replications, "cash": pd.concat(cash, ignore_index=True)}
+        if self.reverse:
+            out["reverse"] = pd.DataFrame([{k: v for k, v in d.items() if not isinstance(v, (dict, list))}
+                                           for d in self.reverse["results"]])
+            curves = [pd.DataFrame({"dimension": d["dimension"], "shock": d["curve"]["shock"], "p": d["curve"]["p"]})
+                      for d in self.reverse["dimensions"]]
+            out["reverse_curve"] = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
+        return out
+
+
+def sentence(row: dict, org: str, target: float, currency: str = "GBP") -> str:
+    """One plain-language line per stress."""
+    from .terminal import money
+
+    if not row["applicable"]:
+        return f"{row['label']}: {row['note']}."
+    p = row["ran_out_of_cash"]["mean"]
+    wc = row["working_capital"]["estimate"]
+    head = f"{row['label']}: {org} runs out of cash in {p:.0%} of runs"
+    ch = row.get("change")
+    if ch and ch["ran_out_of_cash"]["diff"] is not None:
+        d = ch["ran_out_of_cash"]["diff"]
+        head += " (no change)" if abs(d) < 0.0005 else f" ({'+' if d > 0 else '−'}{abs(100 * d):.0f} points on the base)"
+    if wc > 0:
+        tail = f"; to keep that to {target:.0%} it needs {money(wc, currency)} more in reserve at the start"
+    else:
+        tail = f"; its current reserve keeps that at or below {target:.0%}"
+    be = row["break_even_month"]["median"]
+    tail += "." if be is not None else "; in most runs its cash does not get back to its opening level."
+    return head + tail
+
+
+def run_stress_test(
+    base_raw: dict,
+    org: str,
+    *,
+    source: str = "<scenario>",
+    stresses_file: StressesFile | None = None,
+    combine_option: list[list[str]] = (),
+    only: Iterable[str] | None = None,
+    replications: int = 500,
+    seed: int = 0,
+    target: float = DEFAULT_TARGET,
+    executor: str = "process",
+    workers: int | None = None,
+    chunk: int = DEFAULT_CHUNK,
+    reverse: bool = False,
+    reverse_replications: int | None = None,
+    extra_reserve: float = 0.0,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> StressResult:
+    """Run the base and every stress for ``org``; optionally the reverse stress test. ``extra_reserve`` (pounds)
+    is added to the organisation's opening cash in the base and so in every stress. Raises StressError /
+    ScenarioError for bad input before anything runs."""
+    t0 = time.perf_counter()
+    sc = scenario_from_dict(base_raw, source)
+    names = [o.name for o in sc.organisation_specs]
+    if org not in names:
+        raise StressError(source, [("--organisation", f"unknown organisation {org!r}; organisations are {names}")])
+    if extra_reserve:
+        base_raw = with_reserve(base_raw, org, extra_reserve)
+    variants = build_stresses(base_raw, org, source, stresses_file, combine_option, only)
+    reps = list(range(replications))
+    ticker = (lambda k: progress("stresses", k, 0)) if progress else None
+    runner = Runner(org, seed, executor=executor, workers=workers, chunk=chunk, progress=ticker)
+    # variants that change nothing (or do not apply) reuse an identical scenario's runs
+    requests, alias = {}, {}
+    for v in variants:
+        key = scenario_key(v.raw)
+        if key in alias.values():
+            alias[v.name] = key
+            continue
+        alias[v.name] = key
+        requests[key] = (unlimited(v.raw, org), reps)
+    if progress:
+        progress("stresses", 0, len(requests) * replications)
+    done = runner.run(requests)
+    t_run = time.perf_counter() - t0
+    paths = {v.name: done[alias[v.name]] for v in variants}
+    figs = {v.name: figures(paths[v.name], v.terms) for v in variants}
+
+    # working capital by re-runs where the organisation's policy reads its cash
+    refined = {}
+    need = [v for v in variants if v.terms.cash_dependent and v.change.applicable]
+    if need:
+        est = {v.name: working_capital(figs[v.name]["reserve_needed"].to_numpy(), target)["estimate"] for v in need}
+        searches = {v.name: refine_reserve(v, org, reps, est[v.name], target) for v in need}
+        refined = lockstep(searches, Runner(org, seed, executor=executor, workers=workers, chunk=chunk))
+
+    rows = []
+    base_fig = figs["base"]
+    for v in variants:
+        s = v.stress
+        row = {"name": v.name, "label": s.label if s else "Unstressed base (the bid as submitted)",
+               "kind": s.kind if s else "base", "dimension": s.dimension if s else None, "size": s.size if s else None,
+               "description": (s.description if s else None), "motivation": s.motivation if s else "",
+               "overrides": {k: v2 for k, v2 in v.change.set.items()}, "remove": list(v.change.remove),
+               "applicable": v.change.applicable, "note": v.change.note}
+        if v.change.applicable:
+            row.update(summarise_variant(figs[v.name], None if s is None else base_fig, target, seed))
+            if v.name in refined:
+                r = refined[v.name]
+                wc = row["working_capital"]
+                wc.update({"replay_estimate": wc["estimate"], "estimate": r["estimate"], "method": "re-run bisection",
+                           "bracket": r["bracket"], "runs": len(r["evaluations"])})
+            else:
+                row["working_capital"]["method"] = "replay (exact)"
+        rows.append(row)
+    for row in rows:
+        row["sentence"] = sentence(row, org, target, sc.currency)
+    role = "single provider" if sc.organisations is None else next(o.role for o in sc.organisation_specs if o.name == org)
+    result = StressResult(sc.name, source, org, role, sc.currency, seed, replications, target, variants, figs, paths, rows,
+                          timing={"stress_runs_seconds": round(t_run, 2)}, extra_reserve=float(extra_reserve))
+    if reverse:
+        from .stress_reverse import reverse_stress_test
+
+        t1 = time.perf_counter()
+        n_rev = min(reverse_replications or replications, replications)
+        result.reverse = reverse_stress_test(base_raw, org, paths["base"], variants[0].terms, seed=seed,
+                                             replications=n_rev, levels=(0.5, target), executor=executor, workers=workers,
+                                             chunk=chunk, recession_states=stresses_file.recession_states if stresses_file else None,
+                                             progress=(lambda k: progress("reverse", k, 0)) if progress else None)
+        result.timing["reverse_seconds"] = round(time.perf_counter() - t1, 2)
+    result.timing["total_seconds"] = round(time.perf_counter() - t0, 2)
+    result.timing["replications_run"] = runner.replications_run
+    return result
+
+
+def with_reserve(raw: dict, org: str, extra: float) -> dict:
+    """``raw`` with ``extra`` pounds added to the organisation's opening cash (limit unchanged)."""
+    from .overrides import apply_overrides
+    from .stresses import org_prefix, org_spec
+
+    return apply_overrides(raw, {f"{org_prefix(raw, org)}.opening_cash": float(org_spec(raw, org).get("opening_cash", 0.0)) + extra},
+                           "--extra-reserve")
+
+
+def results_folder(scenario_name: str, org: str, root: str | Path = "results") -> Path:
+    return Path(root) / "stress" / scenario_name / org
+
+
+def write_results(result: StressResult, out: str | Path, manifest_data: dict) -> Path:
+    """Parquet tables + summary.json + manifest.json, atomically (``store.write_folder``)."""
+    from .store import write_folder
+
+    return write_folder(out, result.tables(), result.summary(), manifest_data)
