@@ -90,3 +90,12 @@ def test_validate_and_schema():
     r = CliRunner().invoke(main, ["schema"])
     schema = json.loads(r.output)
     assert "pathway" in schema["properties"] and "contract" in schema["properties"]
+
+
+def test_run_with_report_writes_the_html_report(tmp_path):
+    out = tmp_path / "withreport"
+    r = CliRunner().invoke(main, ["run", BLENDED, "-n", "5", "--out", str(out), "--quiet", "--report"])
+    assert r.exit_code == 0, r.output
+    html = (out / "report" / "report.html").read_text()
+    assert "blended_vcs" in html and "<img" in html
+    assert list((out / "report").glob("*.png"))

@@ -63,7 +63,8 @@ def main():
 @click.option("--method", type=click.Choice(["montecarlo", "exact"]), default="montecarlo", show_default=True,
               help="Monte Carlo simulation, or exact expected values by Markov-chain algebra where that is exact.")
 @click.option("--quiet", is_flag=True, help="No progress bar or tables.")
-def run(scenario, seed, replications, out, method, quiet):
+@click.option("--report", "with_report", is_flag=True, help="Also write the HTML report (DIR/report/report.html).")
+def run(scenario, seed, replications, out, method, quiet, with_report):
     """Run SCENARIO and print a summary; tables are written as Parquet files."""
     from .store import manifest, write_folder
     from .terminal import print_exact, print_summary
@@ -80,6 +81,8 @@ def run(scenario, seed, replications, out, method, quiet):
         except ExactNotApplicable as exc:
             fail_input(f"{scenario}: {exc}. Use --method montecarlo for this scenario.")
         man["seed"] = None
+        if with_report:
+            fail_input("--report needs a Monte Carlo run (cash-flow charts come from simulated months); drop --method exact")
         write_folder(out, {"segments": ex.segments, "payments": ex.payments, "costs": ex.costs, "caseload": ex.caseload},
                      ex.summary(), man)
         if not quiet:
@@ -100,6 +103,11 @@ def run(scenario, seed, replications, out, method, quiet):
     write_folder(out, result.tables(), result.summary, man)
     if not quiet:
         print_summary(result.summary, console, str(out))
+    if with_report:
+        from .report import build_report
+
+        html = build_report(out)
+        console.print(f"Report: [bold]{html}[/bold]")
 
 
 @main.command()

@@ -63,7 +63,7 @@ def summarise_tables(model: Model, tables: dict[str, pd.DataFrame], seed: int) -
     """Per-replication figures and the summary, from tables of any set of replications."""
     per_rep = per_replication(model, tables["clients"], tables["ledger"], tables["monthly"], tables["settlements"], tables["failures"])
     cols = parking.per_replication_columns(model, tables["clients"], tables["monthly"], tables["ledger"])
-    per_rep = per_rep.join(cols.loc[:, ~cols.columns.isin(per_rep.columns)])
+    per_rep = per_rep.join(cols.loc[:, ~cols.columns.isin(per_rep.columns)]).copy()
     summary = summarise(model, per_rep, seed)
     summary["parking"] = parking.summary(per_rep, model)
     return per_rep, summary
