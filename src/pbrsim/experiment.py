@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import __version__
 from .overrides import PathError, apply_overrides, parse_path
-from .scenario import Scenario, ScenarioError, file_hash, read_yaml, scenario_from_dict
+from .scenario import Scenario, ScenarioError, file_hash, load_raw, read_yaml, scenario_from_dict
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 _NAME = re.compile(NAME_PATTERN)
@@ -330,7 +330,7 @@ def load_experiment(path: str | Path) -> Experiment:
         if bpath in bases:
             continue
         try:
-            raw = read_yaml(bpath)
+            raw = load_raw(bpath)
             scenario_from_dict(raw, str(bpath))
         except ScenarioError as exc:
             problems += [(origin, f"{rel}: {p + ': ' if p else ''}{rule}") for p, rule in exc.problems]

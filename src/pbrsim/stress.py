@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
+
 from .metrics import mean_ci, wilson
 from .scenario import scenario_from_dict
 from .stresses import (  # noqa: F401  (re-exported: the stress API in one place)
@@ -51,6 +52,13 @@ from .stresses import (  # noqa: F401  (re-exported: the stress API in one place
     parse_combine_option,
     unlimited,
 )
+
+__all__ = [  # the stress-test API, with the definitions re-exported from pbrsim.stresses
+    "BUILT_IN_NAMES", "DIMENSIONS", "OrgTerms", "Paths", "Runner", "StressError", "StressResult", "StressesFile", "Variant",
+    "build_stresses", "built_in_stresses", "contract_holder", "figures", "load_stresses_file", "lockstep", "parse_combine_option",
+    "quantile_ranks", "replay", "reserve_needed", "results_folder", "run_stress_test", "unlimited", "with_reserve",
+    "working_capital", "write_results",
+]
 
 DEFAULT_TARGET = 0.05
 DEFAULT_CHUNK = 25  # replications per task

@@ -62,14 +62,6 @@ def is_subcontractor(raw: dict, org: str) -> bool:
     return bool(raw.get("organisations")) and org_spec(raw, org).get("role", "subcontractor") == "subcontractor"
 
 
-def _get(raw: dict, path: str, default=None):
-    try:
-        v = get_value(raw, path)
-    except PathError:
-        return default
-    return default if v is None else v
-
-
 # ---------------------------------------------------------------------------------------------
 # Built-in stress dimensions: (raw, org, size) -> Change
 
@@ -305,7 +297,7 @@ def _pct(x: float) -> str:
 
 DESCRIBE = {
     "shortfall": lambda s: f"referrals {_pct(s)} below forecast",
-    "mix": lambda s: f"referral mix {_pct(s)} more complex",
+    "mix": lambda s: f"referral mix {100 * s:.0f} points more complex",
     "recession": lambda s: f"recession: job moves {_pct(s)} less likely",
     "delay": lambda s: f"every payment {int(round(s))} month{'s' if round(s) != 1 else ''} later",
     "rejection": lambda s: f"claim rejection up {100 * s:.0f} points",
