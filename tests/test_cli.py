@@ -99,3 +99,11 @@ def test_run_with_report_writes_the_html_report(tmp_path):
     html = (out / "report" / "report.html").read_text()
     assert "blended_vcs" in html and "<img" in html
     assert list((out / "report").glob("*.png"))
+
+
+def test_compare_with_report_writes_the_html_report(tmp_path):
+    exp = str(ROOT / "tests" / "fixtures" / "experiments" / "small.yaml")
+    r = CliRunner().invoke(main, ["compare", exp, "--out", str(tmp_path / "cmp"), "--report", "--workers", "1", "--quiet"])
+    assert r.exit_code == 0, r.output
+    html = (tmp_path / "cmp" / "report" / "report.html").read_text()
+    assert "<img" in html and "paired" in html.lower()

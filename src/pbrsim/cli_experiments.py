@@ -93,8 +93,10 @@ def _print(summary, manifest, console: Console):
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False),
               help="Also keep the per-replication figures and summary here (a dataset `pbrsim summarise` can read).")
+@click.option("--report", "with_report", is_flag=True,
+              help="Also write the HTML report (to OUT/report, or results/<experiment>/report without --out).")
 @_execution_options
-def compare(experiment, out, executor, workers, scheduler, force, quiet):
+def compare(experiment, out, executor, workers, scheduler, force, quiet, with_report):
     """Run every design of EXPERIMENT and print them side by side, with paired differences from the baseline."""
     from .batch import resummarise
 
@@ -102,13 +104,19 @@ def compare(experiment, out, executor, workers, scheduler, force, quiet):
     console = Console()
     with tempfile.TemporaryDirectory(prefix="pbrsim-compare-") as tmp:
         target = Path(out) if out else Path(tmp) / exp.name
+        # the report's charts over time need the monthly tables; a plain comparison keeps only per-run figures
         _execute(exp, target, executor=executor, workers=workers, scheduler=scheduler, force=force, quiet=quiet,
-                 tables=("replications",), label="comparing")
+                 tables=None if with_report else ("replications",), label="comparing")
         summary, manifest = resummarise(target)
         if not quiet:
             _print(summary, manifest, console)
             if out:
                 console.print(f"Per-replication figures and summary written to [bold]{out}[/bold].")
+        if with_report:
+            from .report import build_report
+
+            html = build_report(target, out=(Path(out) / "report") if out else Path("results") / exp.name / "report")
+            console.print(f"Report: [bold]{html}[/bold]")
 
 
 @main.command()

@@ -274,7 +274,9 @@ def lowest_cash_box(values: dict[str, pd.Series], org: str, baseline: str, limit
 
 def _dots(ax, y, mean, lo, hi, style: dict, label: str, unit: str, annotate=True):
     mean, lo, hi = (np.asarray(a, dtype=float) for a in (mean, lo, hi))
+    # an interval that does not contain its estimate (e.g. a degenerate or rounded one) is drawn as a point
     err = np.vstack([np.where(np.isnan(lo), 0, mean - lo), np.where(np.isnan(hi), 0, hi - mean)])
+    err = np.clip(np.nan_to_num(err), 0, None)
     ax.errorbar(mean, y, xerr=err, fmt=style.get("marker", "o"), color=style.get("color", "black"), capsize=3,
                 markersize=6, linewidth=1.4, label=label, markerfacecolor=style.get("face", style.get("color", "black")))
     if annotate:
