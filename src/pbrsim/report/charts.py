@@ -298,30 +298,39 @@ def _right(rows: list[dict], keys) -> float:
     return min(1.12, top * 1.15 + 0.03) if top > 0 else 1.0
 
 
-def rates_by_segment(segments: list[dict], primary: str | None) -> Chart:
-    """Run report: outcome and milestone rates by segment with 95% intervals."""
-    rows = segments
+def _segment_rate_dots(rows: list[dict], series, xlabel: str, legend_cols: int, title: str, short_alt: bool = False):
+    """Dot-and-whisker chart of per-segment rates (each series: key, label, style, vertical offset).
+
+    Returns the figure and, per series drawn, an alt-text part naming each segment's rate and interval
+    (with ``short_alt``, the series label without its parenthesised explanation)."""
     names = [r["segment"] for r in rows]
     y = np.arange(len(rows))[::-1].astype(float)
     fig, ax = plt.subplots(figsize=(8, 0.6 * len(rows) + 1.8), layout="constrained")
     parts = []
-    series = [("outcome_rate", f"outcome rate ({primary or 'primary outcome'})", {"color": COLOURS[2], "marker": "o"}, 0.14),
-              ("milestone_rate", "milestone rate", {"color": COLOURS[1], "marker": "s", "face": "white"}, -0.14)]
+    get = lambda v, k: np.nan if v.get(k) is None else v[k]  # noqa: E731
     for key, label, style, off in series:
         vals = [fmt.clean(r.get(key)) or {} for r in rows]
         if not any(v.get("mean") is not None for v in vals):
             continue
-        get = lambda v, k: np.nan if v.get(k) is None else v[k]  # noqa: E731
         _dots(ax, y + off, [get(v, "mean") for v in vals], [get(v, "lo") for v in vals], [get(v, "hi") for v in vals],
               style, label, "pct")
-        parts.append(f"{label}: " + ", ".join(f"{n} {fmt.interval(v)}" for n, v in zip(names, vals)))
+        parts.append(f"{label.split(' (')[0] if short_alt else label}: "
+                     + ", ".join(f"{n} {fmt.interval(v)}" for n, v in zip(names, vals)))
     ax.set_yticks(y, names)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    ax.set_xlim(0, _right(rows, ("outcome_rate", "milestone_rate")))
-    ax.set_xlabel("share of referred clients (95% interval)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2 if len(rows) > 3 else -0.3), ncol=2, fontsize=8.5)
-    title = "Outcome and milestone rates by client segment"
+    ax.set_xlim(0, _right(rows, tuple(k for k, *_ in series)))
+    ax.set_xlabel(xlabel)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2 if len(rows) > 3 else -0.3), ncol=legend_cols, fontsize=8.5)
     ax.set_title(title)
+    return fig, parts
+
+
+def rates_by_segment(segments: list[dict], primary: str | None) -> Chart:
+    """Run report: outcome and milestone rates by segment with 95% intervals."""
+    series = [("outcome_rate", f"outcome rate ({primary or 'primary outcome'})", {"color": COLOURS[2], "marker": "o"}, 0.14),
+              ("milestone_rate", "milestone rate", {"color": COLOURS[1], "marker": "s", "face": "white"}, -0.14)]
+    title = "Outcome and milestone rates by client segment"
+    fig, parts = _segment_rate_dots(segments, series, "share of referred clients (95% interval)", 2, title)
     alt = "Dot-and-whisker chart of rates by segment with 95% intervals. " + "; ".join(parts) + "."
     note = ("Each dot is the share of referred clients in that segment who reached the outcome (filled circle) or, "
             "where the contract has one, the milestone (open square); the whiskers are 95% intervals, the range the true rate is likely to lie in given the "
@@ -517,29 +526,10 @@ def spend_by_design(exp) -> Chart:
 
 
 def parking_by_segment(parking: dict) -> Chart:
-    rows = parking["segments"]
-    names = [r["segment"] for r in rows]
-    y = np.arange(len(rows))[::-1].astype(float)
-    fig, ax = plt.subplots(figsize=(8, 0.6 * len(rows) + 1.8), layout="constrained")
-    parts = []
-    for key, label, style, off in (("parking_rate", "parking rate (share of service months at minimal service)",
-                                    {"color": COLOURS[3], "marker": "o"}, 0.14),
-                                   ("dropped_rate", "dropped-client rate (share of referrals)",
-                                    {"color": COLOURS[4], "marker": "s", "face": "white"}, -0.14)):
-        vals = [fmt.clean(r.get(key)) or {} for r in rows]
-        if not any(v.get("mean") is not None for v in vals):
-            continue
-        get = lambda v, k: np.nan if v.get(k) is None else v[k]  # noqa: E731
-        _dots(ax, y + off, [get(v, "mean") for v in vals], [get(v, "lo") for v in vals], [get(v, "hi") for v in vals],
-              style, label, "pct")
-        parts.append(f"{label.split(' (')[0]}: " + ", ".join(f"{n} {fmt.interval(v)}" for n, v in zip(names, vals)))
-    ax.set_yticks(y, names)
-    ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    ax.set_xlim(0, _right(rows, ("parking_rate", "dropped_rate")))
-    ax.set_xlabel("share (95% interval)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2 if len(rows) > 3 else -0.3), ncol=1, fontsize=8.5)
+    series = [("parking_rate", "parking rate (share of service months at minimal service)", {"color": COLOURS[3], "marker": "o"}, 0.14),
+              ("dropped_rate", "dropped-client rate (share of referrals)", {"color": COLOURS[4], "marker": "s", "face": "white"}, -0.14)]
     title = "Who gets parked and dropped, by client segment"
-    ax.set_title(title)
+    fig, parts = _segment_rate_dots(parking["segments"], series, "share (95% interval)", 1, title, short_alt=True)
     alt = "Dot-and-whisker chart of parking and dropped-client rates by segment with 95% intervals. " + "; ".join(parts) + "."
     note = ("Parking rate: of the months clients spent in service, the share in which they got only minimal service. "
             "Dropped-client rate: the share of referred clients who left without an outcome after getting full service in "
