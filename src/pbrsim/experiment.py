@@ -119,7 +119,8 @@ class Experiment:
 # Problems
 
 
-def _loc(loc: tuple) -> str:
+def field_location(loc: tuple) -> str:
+    """A pydantic error location as a field path (keys that are themselves field paths are quoted)."""
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -141,7 +142,7 @@ def _spec_problems(exc: ValidationError) -> list[tuple[str, str]]:
             msg = "required field is missing"
         elif err["type"] == "string_pattern_mismatch":
             msg = "names may use letters, digits and _ . + - (they become folder names), starting with a letter or digit"
-        problems.append((_loc(err["loc"]), msg))
+        problems.append((field_location(err["loc"]), msg))
     return list(dict.fromkeys(problems))
 
 

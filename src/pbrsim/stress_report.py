@@ -15,12 +15,11 @@ page is made, so the stress test itself runs without them.
 
 from __future__ import annotations
 
-import base64
 import io
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
+from .report.charts import Chart  # one chart type for the main report and the stress section
 from .terminal import money
 
 COLOURS = ["#000000", "#D55E00", "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9"]
@@ -28,25 +27,6 @@ LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1
 MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
 DPI = 110
 MAX_CURVES = 6
-
-
-@dataclass
-class Chart:
-    """A chart as PNG bytes with its title, a text alternative (key numbers) and a note on how to read it."""
-
-    name: str
-    title: str
-    alt: str
-    note: str
-    png: bytes
-
-    @property
-    def data_uri(self) -> str:
-        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
-
-    @property
-    def file(self) -> str:
-        return f"{self.name}.png"
 
 
 def _plt():

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .experiment import field_location
 from .overrides import PathError, apply_overrides, get_value, parse_path
 from .scenario import ROW_TOLERANCE, ScenarioError, read_yaml, scenario_from_dict
 
@@ -420,18 +421,6 @@ class StressesFileSpec(_Spec):
     combine: list[Any] | dict[str, list[str]] = Field(default_factory=list, description="Combinations: lists of stress names, or `name: [stresses]`.")
 
 
-def _loc(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(part)):
-            out += ("." if out else "") + str(part)
-        else:
-            out += f"[{str(part)!r}]"
-    return out
-
-
 def _user_stress(name: str, value: Any, where: str) -> tuple[Stress | None, list[tuple[str, str]]]:
     if not isinstance(value, dict) or not value:
         return None, [(where, "a stress is a mapping of `field.path: value` overrides (or `description`, `set`, `remove`)")]
@@ -440,7 +429,7 @@ def _user_stress(name: str, value: Any, where: str) -> tuple[Stress | None, list
         try:
             spec = UserStressSpec.model_validate(value)
         except ValidationError as exc:
-            return None, [(where + ("." + _loc(e["loc"]) if e["loc"] else ""),
+            return None, [(where + ("." + field_location(e["loc"]) if e["loc"] else ""),
                            "unknown field: a long-form stress has only description, set and remove" if e["type"] == "extra_forbidden"
                            else e["msg"]) for e in exc.errors()]
         sets, remove, desc = dict(spec.set), tuple(spec.remove), spec.description
@@ -485,7 +474,7 @@ def load_stresses_file(path: str | Path) -> StressesFile:
                 msg = "must be true, false or a list of built-in stress names"
             elif loc[:1] == ("combine",):
                 msg = "must be a list of lists of stress names, or a mapping of names to such lists"
-            problems.append((_loc(loc), msg))
+            problems.append((field_location(loc), msg))
         raise StressError(src, list(dict.fromkeys(problems))) from None
     problems: list[tuple[str, str]] = []
     built = BUILT_IN_NAMES if spec.built_in is True else [] if spec.built_in is False else list(spec.built_in)
