@@ -22,9 +22,28 @@ class Rule:
     state: int  # first-entry state, -1 for sustainment
     in_states: np.ndarray  # bool [S], sustainment only
     max_months: int
-    tariff: np.ndarray  # int64 pence [G]
+    tariff: np.ndarray  # int64 pence [G]: the first year's tariff, after any deadweight deduction
     lag: int
     rejection: float
+    tariff_years: np.ndarray | None = None  # int64 pence [Y, G] when the tariff changes by year (the last repeats)
+    entry_basis: bool = False  # tariff_years indexed by the client's referral year, not the trigger month's year
+
+    def amounts(self, seg: np.ndarray, month: int, ref_month: np.ndarray) -> np.ndarray:
+        """Tariff in pence for each client (segments ``seg``) triggering in ``month``."""
+        if self.tariff_years is None:
+            return self.tariff[seg]
+        Y = len(self.tariff_years)
+        year = np.minimum(ref_month // 12, Y - 1) if self.entry_basis else np.full(len(seg), min(month // 12, Y - 1))
+        return self.tariff_years[year, seg]
+
+    def tariff_at(self, g: int, month: int | np.ndarray, ref_month: int | np.ndarray) -> np.ndarray:
+        """Tariff in pence for segment ``g`` at trigger month(s) ``month`` of a client referred in ``ref_month``."""
+        if self.tariff_years is None:
+            return np.broadcast_to(self.tariff[g], np.broadcast(month, ref_month).shape)
+        Y = len(self.tariff_years)
+        basis = ref_month if self.entry_basis else month
+        year = np.minimum(np.asarray(basis) // 12, Y - 1)
+        return np.broadcast_to(self.tariff_years[year, g], np.broadcast(month, ref_month).shape)
 
     @property
     def key(self) -> int:
@@ -38,6 +57,39 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class CohortRule:
+    """A cohort-level threshold payment (``contract.cohort_payments``) with months resolved."""
+
+    name: str
+    event_state: int
+    window: int
+    baseline: float
+    cohorts: tuple[tuple[int, int], ...]  # referral months [start, end)
+    threshold: float
+    threshold_all: float | None
+    price: int  # pence per avoided event
+    lag: int
+
+    def measure_month(self, k: int) -> int:
+        """Month cohort ``k`` is measured: when its last member's window has closed."""
+        return self.cohorts[k][1] - 1 + self.window
+
+    @property
+    def final_month(self) -> int:
+        return max(self.measure_month(k) for k in range(len(self.cohorts)))
+
+
+@dataclass(frozen=True)
+class VolumeBand:
+    """Fee-for-service volume band: expected referrals and unit price per contract year, in pence."""
+
+    expected: np.ndarray  # float [Y]
+    unit_price: np.ndarray  # float pence per referral [Y]
+    band: float
+    lag: int
+
+
+@dataclass(frozen=True)
 class Contract:
     commissioner: str
     rules: tuple[Rule, ...]
@@ -46,10 +98,18 @@ class Contract:
     cap: int | None  # pence
     primary_outcome: int  # state index, -1 when none
     milestone: int  # state index, -1 when none
+    per_person_cap: int | None = None  # pence
+    cohorts: tuple[CohortRule, ...] = ()
+    volume_band: VolumeBand | None = None
 
     @property
     def max_lag(self) -> int:
-        return max([self.fee_lag] + [r.lag for r in self.rules])
+        """Months after the contract end in which money can still arrive."""
+        late = [self.fee_lag] + [r.lag for r in self.rules]
+        late += [c.final_month + c.lag + 1 - len(self.fee_due) for c in self.cohorts]
+        if self.volume_band is not None:
+            late.append(self.volume_band.lag + 1)
+        return max(0, *late)
 
     @property
     def sustainment_rules(self) -> tuple[Rule, ...]:
@@ -79,13 +139,36 @@ def _fee_schedule(sc: Scenario) -> np.ndarray:
     return due
 
 
+def _tariff_pence(tariff, segments, deadweight: float) -> np.ndarray:
+    """One tariff (a number or per segment) in pence per segment, less the deadweight share."""
+    if isinstance(tariff, dict):
+        pounds = [tariff.get(g, tariff.get("default", 0.0)) for g in segments]
+    else:
+        pounds = [tariff] * len(segments)
+    return np.array([to_pence(x * (1.0 - deadweight)) for x in pounds], dtype=np.int64)
+
+
+def _volume_band(sc: Scenario, fee_due: np.ndarray) -> VolumeBand | None:
+    fee = sc.contract.service_fee
+    if fee is None or fee.volume_band is None:
+        return None
+    vb = fee.volume_band
+    years = (sc.months + 11) // 12
+    given = vb.expected_per_year if isinstance(vb.expected_per_year, list) else [vb.expected_per_year]
+    expected = np.array([given[min(y, len(given) - 1)] for y in range(years)], dtype=float)
+    due_by_year = np.array([fee_due[12 * y: 12 * (y + 1)].sum() for y in range(years)], dtype=float)
+    return VolumeBand(expected=expected, unit_price=due_by_year / expected, band=vb.band, lag=vb.lag)
+
+
 def compile_contract(sc: Scenario, pw: Pathway) -> Contract:
     rules = []
     for i, r in enumerate(sc.contract.payments):
-        if isinstance(r.tariff, dict):
-            tariff = np.array([to_pence(r.tariff.get(g, r.tariff.get("default", 0.0))) for g in pw.segments], dtype=np.int64)
+        years = None
+        if r.tariff_by_year is not None:
+            years = np.stack([_tariff_pence(t, pw.segments, r.deadweight) for t in r.tariff_by_year])
+            tariff = years[0]
         else:
-            tariff = np.full(len(pw.segments), to_pence(r.tariff), dtype=np.int64)
+            tariff = _tariff_pence(r.tariff, pw.segments, r.deadweight)
         in_states = np.zeros(pw.n_states, dtype=bool)
         for s in r.states or []:
             in_states[pw.index(s)] = True
@@ -100,16 +183,29 @@ def compile_contract(sc: Scenario, pw: Pathway) -> Contract:
                 tariff=tariff,
                 lag=r.lag,
                 rejection=r.rejection,
+                tariff_years=years,
+                entry_basis=r.year_basis == "entry",
             )
         )
     primary = sc.primary_outcome_state
     milestone = sc.milestone_state
+    cohorts = tuple(
+        CohortRule(name=cp.name, event_state=pw.index(cp.event_state), window=cp.window_months, baseline=cp.baseline_rate,
+                   cohorts=tuple((co.start, co.end) for co in cp.cohorts), threshold=cp.threshold,
+                   threshold_all=cp.threshold_all, price=to_pence(cp.price_per_event_avoided), lag=cp.lag)
+        for cp in sc.contract.cohort_payments
+    )
+    fee_due = _fee_schedule(sc)
+    c = sc.contract
     return Contract(
         commissioner=sc.contract.commissioner,
         rules=tuple(rules),
-        fee_due=_fee_schedule(sc),
+        fee_due=fee_due,
         fee_lag=sc.contract.service_fee.lag if sc.contract.service_fee else 0,
         cap=to_pence(sc.contract.cap) if sc.contract.cap is not None else None,
         primary_outcome=pw.index(primary) if primary else -1,
         milestone=pw.index(milestone) if milestone else -1,
+        per_person_cap=to_pence(c.per_person_cap) if c.per_person_cap is not None else None,
+        cohorts=cohorts,
+        volume_band=_volume_band(sc, fee_due),
     )

@@ -24,13 +24,15 @@ from .ledger import KINDS, LENDER, STAFF_AND_SUPPLIERS, Ledger, Vocabulary, cash
 from .organisation import Allocation, Organisation, compile_allocation, compile_organisations
 from .pathway import FULL, MINIMAL, Pathway, compile_pathway, step
 from .referrals import draw_counts
-from .scenario import Scenario
+from .money import to_pence
+from .scenario import EXTRA_ITEMS, Scenario
 
 SETTLE_PHASE = 0.5
 COST_PHASE = 0.6
 MONTH_END_PHASE = 0.9
 PAYMENT_KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment", "fee_for_service")
-COST_KINDS = ("delivery", "overhead", "interest")
+COST_KINDS = ("delivery", "overhead", "interest", "clawback")
+FINANCE_KINDS = ("investment", "repayment")
 DELIVERY_ITEMS = ("delivery_full", "delivery_minimal")
 FFS_ITEMS = ("ffs_start", "ffs_month")
 K = {k: i for i, k in enumerate(KINDS)}
@@ -50,6 +52,7 @@ class Model:
     organisations: tuple[Organisation, ...]  # the prime first
     allocation: Allocation
     vocab: Vocabulary
+    finance: "Financing | None" = None
 
     @property
     def provider(self) -> Organisation:
@@ -70,13 +73,36 @@ def compile_model(sc: Scenario) -> Model:
     pw = compile_pathway(sc)
     contract = compile_contract(sc, pw)
     orgs = compile_organisations(sc)
+    fin = sc.finance
     vocab = Vocabulary(
-        parties=(contract.commissioner,) + tuple(o.name for o in orgs) + (STAFF_AND_SUPPLIERS, LENDER),
-        items=("service_fee",) + tuple(r.name for r in contract.rules) + DELIVERY_ITEMS + ("overhead", "interest") + FFS_ITEMS,
+        parties=(contract.commissioner,) + tuple(o.name for o in orgs) + (STAFF_AND_SUPPLIERS, LENDER)
+        + ((fin.investor,) if fin else ()),
+        items=("service_fee",) + tuple(r.name for r in contract.rules) + DELIVERY_ITEMS + ("overhead", "interest") + FFS_ITEMS
+        + tuple(c.name for c in contract.cohorts) + EXTRA_ITEMS,
         segments=pw.segments,
     )
+    finance = None
+    if fin is not None:
+        org = next(o.index for o in orgs if o.name == (fin.organisation or orgs[0].name))
+        finance = Financing(
+            investor=fin.investor, organisation=org, commitment=to_pence(fin.commitment), upfront=fin.drawdown == "upfront",
+            floor=to_pence(fin.cash_floor), monthly_return=(1.0 + fin.annual_return) ** (1 / 12) - 1.0, share=fin.repayment_share,
+        )
     return Model(scenario=sc, pathway=pw, contract=contract, organisations=orgs,
-                 allocation=compile_allocation(sc, orgs), vocab=vocab)
+                 allocation=compile_allocation(sc, orgs), vocab=vocab, finance=finance)
+
+
+@dataclass(frozen=True)
+class Financing:
+    """Investor finance compiled to pence (scenario ``finance``)."""
+
+    investor: str
+    organisation: int  # index into Model.organisations
+    commitment: int
+    upfront: bool
+    floor: int
+    monthly_return: float
+    share: float
 
 
 @dataclass
@@ -171,6 +197,18 @@ class _Run:
         self.failures: list[tuple] = []
         self.scheduled_transfers = 0  # pence the prime has committed to pass on or pay as fees
         self.client_months = 0
+        self.person_paid = np.zeros(n, dtype=np.int64) if self.c.per_person_cap is not None else None
+        self.clawed = 0  # pence the prime has repaid the commissioner (volume reconciliation)
+        self.I_RECON = v.item("volume_reconciliation")
+        self.income_cum = np.zeros(O, dtype=np.int64)  # contract income received so far, per organisation
+        self.fin = model.finance
+        if self.fin is not None:
+            self.P_INV = v.party(self.fin.investor)
+            self.I_INVEST, self.I_REPAY = v.item("investment"), v.item("repayment")
+            self.fin_drawn = 0
+            self.fin_owed = 0  # capital plus return due, pence
+            self.fin_repaid = 0
+            self.fin_income_seen = 0
 
     def alive(self, o: int) -> bool:
         return self.failed[o] < 0
@@ -183,6 +221,11 @@ class _Run:
             env.process(self._fee_instalment(int(t)))
         env.process(self._monthly_cycle())
         env.process(self._month_end())
+        for cr in self.c.cohorts:
+            env.process(self._cohort_payments(cr))
+        if self.c.volume_band is not None:
+            for y in range(len(self.c.volume_band.expected)):
+                env.process(self._reconcile_volumes(y))
         env.run(until=self.m.horizon)
         self._check_invariants()
         a = self.admitted
@@ -226,6 +269,8 @@ class _Run:
         yield self.env.timeout(MONTH_END_PHASE)
         S = self.pw.n_states
         for t in range(self.m.horizon):
+            if self.fin is not None:
+                self._finance(t)
             for o in range(len(self.orgs)):
                 self._interest(t, o)
             for o in range(len(self.orgs)):
@@ -242,6 +287,7 @@ class _Run:
         """Pay ``amount`` at ``month`` (its settlement phase, or now if that has passed)."""
         yield self.env.timeout(max(0.0, month + SETTLE_PHASE - self.env.now))
         self.ledger.post(month, payer, payee, kind, amount, item, segment)
+        self.income_cum[self.P_ORG.index(payee)] += amount
 
     def _transfer(self, month: int, sub: int, kind: int, item: int, segment: int | None, amount: int):
         """The prime pays a subcontractor (pass-through or fee for service) at ``month``."""
@@ -276,6 +322,7 @@ class _Run:
         if self.c.cap is not None:
             paid = max(0, min(amount, self.c.cap - self.paid_total))
         self.paid_total += paid
+        self.income_cum[0] += paid
         self.ledger.post(month, self.P_COMM, self.P_ORG[0], kind, paid, item, segment)
         seg_code = len(self.pw.segments) if segment is None else segment
         self.settlements.append((month, item, seg_code, org, amount, paid, amount - paid))
@@ -404,7 +451,7 @@ class _Run:
         new = step(self.pw, seg, old, level, u)
         if self.pw.max_months is not None:
             age = t - self.ref_month[active] + 1
-            forced = (age >= self.pw.max_months) & ~self.pw.absorbing[new]
+            forced = (age >= self.pw.max_months) & self.pw.exit_applies[new]
             new[forced] = self.pw.exit_state
         entered = new != old
         S = self.pw.n_states
@@ -431,22 +478,115 @@ class _Run:
     def _claim(self, t: int, rule: Rule, idx: np.ndarray, phase: int):
         """Claims for clients ``idx`` under ``rule``; accepted ones settle ``rule.lag`` months later."""
         G, O = len(self.pw.segments), len(self.orgs)
-        cell = self.org[idx].astype(np.int64) * G + self.seg[idx]
+        seg = self.seg[idx]
+        cell = self.org[idx].astype(np.int64) * G + seg
         if rule.rejection > 0:
             u = rng.uniforms_at(self.seed, self.rep, rng.REJECTIONS, t, idx, rule.key, phase)
             rejected = u < rule.rejection
         else:
             rejected = np.zeros(len(idx), dtype=bool)
+        amount = rule.amounts(seg, t, self.ref_month[idx].astype(np.int64))
+        if self.person_paid is not None:  # per-person cap: each client's accepted claims stop at the cap
+            amount = np.minimum(amount, np.maximum(self.c.per_person_cap - self.person_paid[idx], 0))
+            self.person_paid[idx[~rejected]] += amount[~rejected]
         n_claimed = np.bincount(cell, minlength=O * G).reshape(O, G)
         n_rejected = np.bincount(cell[rejected], minlength=O * G).reshape(O, G)
-        accepted = (n_claimed - n_rejected).astype(np.int64) * rule.tariff[None, :]
+        a_claimed = _sum_by(cell, amount, O * G).reshape(O, G)
+        a_rejected = _sum_by(cell[rejected], amount[rejected], O * G).reshape(O, G)
+        accepted = a_claimed - a_rejected
         for o, g in zip(*np.nonzero(n_claimed)):
             self.claims.append(
                 (t, self.rule_item[rule.index], int(g), int(o), int(n_claimed[o, g]), int(n_rejected[o, g]),
-                 int(n_claimed[o, g] * rule.tariff[g]), int(n_rejected[o, g] * rule.tariff[g]))
+                 int(a_claimed[o, g]), int(a_rejected[o, g]))
             )
         if accepted.any():
             self.env.process(self._settle(t + rule.lag, rule, accepted))
+
+    def _cohort_payments(self, cr):
+        """Measure each cohort when its last member's window closes; pay if the reduction passes the threshold.
+        With the last cohort, all cohorts combined are measured against ``threshold_all``."""
+        item = self.m.vocab.item(cr.name)
+        paid_so_far = 0
+        events_all = n_all = 0
+        order = sorted(range(len(cr.cohorts)), key=cr.measure_month)
+        for j, k in enumerate(order):
+            t = cr.measure_month(k)
+            yield self.env.timeout(max(0.0, t + SETTLE_PHASE - self.env.now))
+            if self.contract_over:
+                return
+            start, end = cr.cohorts[k]
+            lo, hi = int(self.month_start[start]), int(self.month_start[end])
+            first = self.first_month[lo:hi, cr.event_state].astype(np.int64)
+            within = (first >= 0) & (first <= self.ref_month[lo:hi].astype(np.int64) + cr.window - 1)
+            n, events = hi - lo, int(within.sum())
+            n_all += n
+            events_all += events
+            due = 0
+            if n and 1.0 - events / n / cr.baseline >= cr.threshold - 1e-12:
+                due = int(round(cr.price * (cr.baseline * n - events)))
+            if j == len(order) - 1 and cr.threshold_all is not None and n_all:
+                if 1.0 - events_all / n_all / cr.baseline >= cr.threshold_all - 1e-12:
+                    due = max(due, int(round(cr.price * (cr.baseline * n_all - events_all))) - paid_so_far)
+            if due > 0:
+                paid_so_far += due
+                G = len(self.pw.segments)
+                self.claims.append((t, item, G, 0, n, 0, due, 0))
+                self.env.process(self._pay_later(t + cr.lag, K["outcome"], item, due))
+
+    def _pay_later(self, month: int, kind: int, item: int, amount: int):
+        yield self.env.timeout(max(0.0, month + SETTLE_PHASE - self.env.now))
+        self._pay(month, kind, item, None, amount, 0)
+
+    def _reconcile_volumes(self, y: int):
+        """Year-end volume reconciliation of the fee for service: top up above the band, claw back below it."""
+        vb = self.c.volume_band
+        T = self.m.months
+        last = min(12 * y + 11, T - 1)
+        yield self.env.timeout(last + vb.lag + SETTLE_PHASE)
+        if not self.alive(0) and self.failed[0] <= last:
+            return  # the contract ended before the year did
+        months = last - 12 * y + 1
+        expected = vb.expected[y] * months / 12.0
+        actual = int(self.referred[12 * y: last + 1].sum())
+        hi, lo = expected * (1 + vb.band), expected * (1 - vb.band)
+        month = last + vb.lag
+        if actual > hi:
+            due = int(round(vb.unit_price[y] * (actual - hi)))
+            if due > 0:
+                self.claims.append((last, self.I_RECON, len(self.pw.segments), 0, actual, 0, due, 0))
+                self._pay(month, K["service_fee"], self.I_RECON, None, due, 0)
+        elif actual < lo:
+            back = int(round(vb.unit_price[y] * (lo - actual)))
+            if back > 0:
+                self.clawed += back
+                self.paid_total -= back
+                self.ledger.post(month, self.P_ORG[0], self.P_COMM, K["clawback"], back, self.I_RECON)
+
+    def _finance(self, t: int):
+        """Month end: the investor tops the organisation up (drawdown), then is repaid out of contract income."""
+        f = self.fin
+        P = self.P_ORG[f.organisation]
+        post = self.ledger.post
+        self.fin_owed += int(round(self.fin_owed * f.monthly_return))
+        can_draw = self.alive(f.organisation) and t < self.m.months and not self.contract_over
+        draw = 0
+        if can_draw and f.upfront and t == 0:
+            draw = f.commitment
+        elif can_draw and not f.upfront:
+            short = f.floor - int(self.ledger.balance[P])
+            draw = max(0, min(short, f.commitment - self.fin_drawn))
+        if draw:
+            post(t, self.P_INV, P, K["investment"], draw, self.I_INVEST)
+            self.fin_drawn += draw
+            self.fin_owed += draw
+        income = int(self.income_cum[f.organisation]) - self.fin_income_seen
+        self.fin_income_seen += income
+        floor = f.floor if not f.upfront else 0
+        repay = min(self.fin_owed, int(round(income * f.share)), max(0, int(self.ledger.balance[P]) - floor))
+        if repay > 0:
+            post(t, P, self.P_INV, K["repayment"], repay, self.I_REPAY)
+            self.fin_owed -= repay
+            self.fin_repaid += repay
 
     def _costs(self, t: int):
         post = self.ledger.post
@@ -534,12 +674,30 @@ class _Run:
         to_subs = int(led["amount"][(led["payer"] == prime) & np.isin(led["payee"], self.P_ORG[1:])].sum())
         if to_subs != self.scheduled_transfers:
             raise InvariantError(f"replication {self.rep}: prime owed subcontractors {self.scheduled_transfers}, paid {to_subs}")
+        clawed = int(led["amount"][(led["payer"] == prime) & (led["payee"] == self.P_COMM)].sum())
+        if clawed != self.clawed or (self.c.cap is not None and paid - clawed > self.c.cap):
+            raise InvariantError(f"replication {self.rep}: clawbacks in the ledger {clawed} != {self.clawed}")
+        if self.person_paid is not None and self.person_paid.max(initial=0) > self.c.per_person_cap:
+            raise InvariantError(f"replication {self.rep}: a client's payments exceed the per-person cap")
+        if self.fin is not None:
+            inv = self.P_INV
+            drawn = int(led["amount"][led["payer"] == inv].sum())
+            repaid = int(led["amount"][led["payee"] == inv].sum())
+            if drawn != self.fin_drawn or repaid != self.fin_repaid or drawn > self.fin.commitment:
+                raise InvariantError(f"replication {self.rep}: investor flows in the ledger disagree with the engine")
         into_prime = int(led["amount"][(led["payee"] == prime) & (led["payer"] == self.P_COMM)].sum())
         if into_prime != from_commissioner:
             raise InvariantError(f"replication {self.rep}: commissioner payments did not all reach the prime")
 
     def _fee_months(self) -> int:
         return self.m.months if self.alive(0) else int(self.failed[0]) + 1
+
+
+def _sum_by(cell: np.ndarray, amount: np.ndarray, size: int) -> np.ndarray:
+    """Integer sum of ``amount`` per ``cell`` (exact in int64, unlike a weighted bincount)."""
+    out = np.zeros(size, dtype=np.int64)
+    np.add.at(out, cell, amount)
+    return out
 
 
 def run_replication(model: Model, seed: int, replication: int) -> Replication:

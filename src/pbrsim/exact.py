@@ -30,7 +30,8 @@ class ExactNotApplicable(ValueError):
 def _max_active(model: Model, counts: np.ndarray) -> int:
     """Most clients that can be in service in one month with deterministic referrals."""
     per_month = counts.sum(axis=1)
-    M = model.pathway.max_months or model.months
+    pw = model.pathway
+    M = pw.max_months if pw.max_months and not (pw.exit_applies ^ ~pw.absorbing).any() else model.months
     return int(max(per_month[max(0, t - M + 1): t + 1].sum() for t in range(model.months)))
 
 
@@ -60,13 +61,23 @@ def check_exact(model: Model) -> list[str]:
                 reasons.append(f"{where}: could become insolvent (set credit.limit to null for unlimited credit)")
             if not (o.monthly_interest == 0 or (worst is not None and worst >= 0)):
                 reasons.append(f"{where}: overdraft interest depends on the cash path (set credit.monthly_interest to 0)")
+    if c.per_person_cap is not None:
+        most = sum(int(_max_tariff(r).max()) * (r.max_months if r.is_sustainment else 1) for r in c.rules)
+        if most > c.per_person_cap:
+            reasons.append("contract.per_person_cap could bind: what one client earns then depends on its whole path")
+    if c.cohorts:
+        reasons.append("contract.cohort_payments depend on a whole cohort's results passing a threshold (not linear in clients)")
+    if c.volume_band is not None:
+        reasons.append("contract.service_fee.volume_band reconciles against the drawn referral volumes (a threshold on a count)")
+    if model.finance is not None:
+        reasons.append("finance: drawdowns and repayments depend on the cash path")
     if c.cap is not None:
         if not fixed:
             reasons.append("contract.cap could be reached with Poisson referrals (remove the cap or use fixed referrals)")
         else:
             n = counts.sum(axis=0)
             most = int(c.fee_due.sum()) + sum(
-                int((n * r.tariff).sum()) * (r.max_months if r.is_sustainment else 1) for r in c.rules
+                int((n * _max_tariff(r)).sum()) * (r.max_months if r.is_sustainment else 1) for r in c.rules
             )
             if most > c.cap:
                 reasons.append("contract.cap could be reached (the most payable exceeds it)")
@@ -122,15 +133,16 @@ def _effective_matrix(model: Model, g: int) -> np.ndarray:
 
 
 def _step_matrix(model: Model, M: np.ndarray, k: int) -> np.ndarray:
-    """Transition k of a client's stay (k = 1, 2, ...), with forced exit folded in at the programme limit."""
+    """Transition k of a client's stay (k = 1, 2, ...), with forced exit folded in from the programme limit on:
+    a move into a state that forced exit applies to goes to the exit state instead."""
     pw = model.pathway
-    if pw.max_months is None or k != pw.max_months:
+    if pw.max_months is None or k < pw.max_months:
         return M
     Mk = M.copy()
-    transient = ~pw.absorbing
-    rows = np.flatnonzero(transient)
-    Mk[np.ix_(rows, [pw.exit_state])] += M[np.ix_(rows, np.flatnonzero(transient))].sum(axis=1, keepdims=True)
-    Mk[np.ix_(rows, np.flatnonzero(transient))] = 0.0
+    rows = np.flatnonzero(~pw.absorbing)
+    cols = np.flatnonzero(pw.exit_applies)
+    Mk[np.ix_(rows, [pw.exit_state])] += M[np.ix_(rows, cols)].sum(axis=1, keepdims=True)
+    Mk[np.ix_(rows, cols)] = 0.0
     return Mk
 
 
@@ -231,14 +243,15 @@ def expected(scenario: Scenario | Model) -> ExactResult:
         for rule in c.rules:
             p = _trigger_probabilities(model, M, rule, T)
             # a trigger at age k happens in month r + k - 1 (k >= 1), or r at referral (k = 0)
-            trig = np.zeros(T)
+            due = np.zeros(T)  # expected pence triggered in each month (tariffs may change by year)
             for r in range(T):
                 if n_r[r] == 0:
                     continue
                 k = np.arange(0, T - r + 1)
                 months = np.where(k == 0, r, r + k - 1)
-                np.add.at(trig, months[months < T], n_r[r] * p[k][months < T])
-            amount = trig * (1 - rule.rejection) * rule.tariff[g] / 100.0
+                ok = months < T
+                np.add.at(due, months[ok], n_r[r] * p[k][ok] * rule.tariff_at(g, months[ok], r))
+            amount = due * (1 - rule.rejection) / 100.0
             for t in np.flatnonzero(amount):
                 pay(t + rule.lag, rule.kind, rule.name, seg, amount[t], alloc[g])
         row = {"segment": seg, "referrals": n_r.sum()}
@@ -271,6 +284,11 @@ def expected(scenario: Scenario | Model) -> ExactResult:
     cl = pd.DataFrame(caseload, columns=[f"n_{s}" for s in pw.states])
     cl.insert(0, "month", np.arange(H))
     return ExactResult(model=model, segments=segments, payments=payments, costs=pd.concat(cost_rows, ignore_index=True), caseload=cl)
+
+
+def _max_tariff(rule: Rule) -> np.ndarray:
+    """Highest tariff per segment over the years (pence)."""
+    return rule.tariff if rule.tariff_years is None else rule.tariff_years.max(axis=0)
 
 
 def _first_entry_rule(state: int, G: int) -> Rule:

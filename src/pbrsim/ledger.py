@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 LEDGER_COLUMNS = ["month", "payer", "payee", "kind", "item", "segment", "amount"]
-KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment", "fee_for_service", "delivery", "overhead", "interest")
+KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment", "fee_for_service", "delivery", "overhead", "interest",
+         "clawback", "investment", "repayment")
 
 # Parties that are not organisations in the model
 STAFF_AND_SUPPLIERS = "staff_and_suppliers"

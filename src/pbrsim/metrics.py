@@ -83,12 +83,16 @@ def per_replication(model, clients: pd.DataFrame, ledger: pd.DataFrame, monthly:
     for kind in PAYMENT_KINDS:
         out[f"paid[{kind}]"] = comm[comm.kind == kind].groupby("replication").amount.sum().reindex(reps, fill_value=0) / 100
     out["paid_total"] = comm.groupby("replication").amount.sum().reindex(reps, fill_value=0) / 100
+    if c.volume_band is not None:  # fee clawed back at year-end reconciliation: the commissioner's spend is net of it
+        back = ledger[(ledger.payee == c.commissioner) & (ledger.kind == "clawback")]
+        out["clawed_back"] = back.groupby("replication").amount.sum().reindex(reps, fill_value=0) / 100
+        out["paid_total"] -= out["clawed_back"]
     out["capped_total"] = settlements.groupby("replication").amount_capped.sum().reindex(reps, fill_value=0) / 100 if len(settlements) else 0.0
     cap = model.contract.cap
     out["cap_reached"] = ((out["capped_total"] > 0) | ((out["paid_total"] * 100).round() >= cap if cap is not None else False)).astype(int)
 
     income_cols = [f"income_{k}" for k in PAYMENT_KINDS + ("fee_for_service",)]
-    cost_cols = ["cost_delivery", "cost_overhead", "cost_interest", "paid_to_subcontractors"]
+    cost_cols = ["cost_delivery", "cost_overhead", "cost_interest", "cost_clawback", "paid_to_subcontractors"]
     fail_rows = failures if len(failures) else pd.DataFrame(columns=["replication", "organisation", "failure_month"])
     for org in model.organisations:
         name = org.name
@@ -107,6 +111,13 @@ def per_replication(model, clients: pd.DataFrame, ledger: pd.DataFrame, monthly:
         out[f"clients_affected[{name}]"] = rows["clients_affected"].reindex(reps).astype(float) if len(rows) else np.nan
         out[f"failed[{name}]"] = f.notna().astype(int)
         out[f"failure_month[{name}]"] = f.astype(float)
+    fin = model.finance
+    if fin is not None:  # investor: drawn, repaid, money multiple, loss
+        m = monthly[monthly.organisation == model.organisations[fin.organisation].name].groupby("replication")
+        out["investor_drawn"] = m["finance_in"].sum().reindex(reps) / 100
+        out["investor_repaid"] = m["finance_out"].sum().reindex(reps) / 100
+        out["investor_multiple"] = out["investor_repaid"] / out["investor_drawn"].where(out["investor_drawn"] > 0)
+        out["investor_loss"] = (out["investor_drawn"] - out["investor_repaid"]).clip(lower=0)
     names = [o.name for o in model.organisations]
     out["failed_any"] = out[[f"failed[{n}]" for n in names]].max(axis=1)
     if len(names) > 1:
@@ -138,6 +149,8 @@ def summarise(model, per_rep: pd.DataFrame, seed: int) -> dict:
         "cap_reached": wilson(int(per_rep["cap_reached"].sum()), R),
         "cost_per_outcome": ratio_ci(per_rep["paid_total"], per_rep["outcomes"]) if has_outcome else None,
     }
+    if "clawed_back" in per_rep:
+        commissioner["clawed_back"] = mean_ci(per_rep["clawed_back"])
     if "prime_kept" in per_rep:
         commissioner["prime_kept"] = mean_ci(per_rep["prime_kept"])
         commissioner["paid_to_subcontractors"] = mean_ci(per_rep["paid_to_subcontractors"])
@@ -158,7 +171,21 @@ def summarise(model, per_rep: pd.DataFrame, seed: int) -> dict:
             "failure_month": {"median": float(per_rep[f"failure_month[{n}]"].median()) if fails else None},
             "clients_affected": {"mean": float(per_rep[f"clients_affected[{n}]"].mean()) if fails else None},
         })
+    extra = {}
+    if "investor_drawn" in per_rep:
+        fin = model.finance
+        lost = int((per_rep["investor_loss"] > 0.005).sum())
+        extra["investor"] = {
+            "investor": fin.investor,
+            "organisation": model.organisations[fin.organisation].name,
+            "drawn": mean_ci(per_rep["investor_drawn"]),
+            "repaid": mean_ci(per_rep["investor_repaid"]),
+            "multiple": ratio_ci(per_rep["investor_repaid"], per_rep["investor_drawn"]),
+            "loss": mean_ci(per_rep["investor_loss"]),
+            "lost_money": wilson(lost, R),
+        }
     return {
+        **extra,
         "scenario": model.scenario.name,
         "seed": seed,
         "replications": R,

@@ -22,6 +22,7 @@ class Pathway:
     service: np.ndarray  # bool [S]: provider delivers service (and pays for it) in this state
     exit_state: int  # -1 when there is no forced exit
     max_months: int | None
+    exit_applies: np.ndarray  # bool [S]: a move into this state after max_months becomes a forced exit
     P: np.ndarray  # float64 [G, 2, S, S]
     cum: np.ndarray  # float64 [G, 2, S, S], cumulative rows with the last column forced to 1
     cum_t: np.ndarray  # float64 [S, G*2*S]: cum with rows flattened and transposed, for `step`
@@ -69,6 +70,11 @@ def compile_pathway(sc: Scenario) -> Pathway:
     last = S - 1 - np.argmax(P[..., ::-1] > 0, axis=-1)
     cum[np.arange(S)[None, None, None, :] >= last[..., None]] = 1.0
     exit_state = idx[sc.pathway.exit_state] if sc.pathway.exit_state else -1
+    if sc.pathway.exit_applies_to is None:
+        exit_applies = ~absorbing
+    else:
+        exit_applies = np.zeros(S, dtype=bool)
+        exit_applies[[idx[s] for s in sc.pathway.exit_applies_to]] = True
     return Pathway(
         states=states,
         segments=tuple(sc.segments),
@@ -77,6 +83,7 @@ def compile_pathway(sc: Scenario) -> Pathway:
         service=service,
         exit_state=exit_state,
         max_months=sc.pathway.max_months_on_programme,
+        exit_applies=exit_applies,
         P=P,
         cum=cum,
         cum_t=np.ascontiguousarray(cum.reshape(-1, S).T),

@@ -14,7 +14,8 @@ from .ledger import KINDS, flows
 from .pathway import FULL, MINIMAL
 
 PAYMENT_KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment", "fee_for_service")
-COST_KINDS = ("delivery", "overhead", "interest")
+COST_KINDS = ("delivery", "overhead", "interest", "clawback")
+FINANCE_KINDS = ("investment", "repayment")  # investor money in and out: neither income nor cost
 TABLES = ("clients", "ledger", "monthly", "claims", "settlements", "failures")
 
 
@@ -56,6 +57,8 @@ def replication_columns(model: Model, r: Replication) -> dict[str, dict[str, np.
             m[f"income_{kind}"] = flows(led, party, H, KINDS.index(kind), incoming=True)
         for kind in COST_KINDS:
             m[f"cost_{kind}"] = flows(led, party, H, KINDS.index(kind), incoming=False)
+        m["finance_in"] = flows(led, party, H, KINDS.index("investment"), incoming=True)
+        m["finance_out"] = flows(led, party, H, KINDS.index("repayment"), incoming=False)
         to_orgs = led["payer"] == party
         to_orgs &= np.isin(led["payee"], org_party)
         paid_down = np.zeros(H, dtype=np.int64)
@@ -143,6 +146,7 @@ def _item_kinds(model: Model) -> np.ndarray:
     """Kind code of each ledger item (service fee, each payment rule, costs)."""
     kinds = []
     rules = {r.name: r.kind for r in model.contract.rules}
+    cohort_names = {c.name for c in model.contract.cohorts}
     for item in model.vocab.items:
         if item in rules:
             kinds.append(KINDS.index(rules[item]))
@@ -152,6 +156,10 @@ def _item_kinds(model: Model) -> np.ndarray:
             kinds.append(KINDS.index("delivery"))
         elif item.startswith("ffs_"):
             kinds.append(KINDS.index("fee_for_service"))
+        elif item == "volume_reconciliation":  # top-ups are fee; clawbacks carry their own kind in the ledger
+            kinds.append(KINDS.index("service_fee"))
+        elif item in cohort_names:
+            kinds.append(KINDS.index("outcome"))
         else:
             kinds.append(KINDS.index(item))
     return np.array(kinds, dtype=np.int64)

@@ -21,6 +21,9 @@ SERVICE_LEVELS = ("full", "minimal")
 DROPPED_STATE = "dropped_provider_failure"
 
 
+EXTRA_ITEMS = ("volume_reconciliation", "investment", "repayment")  # ledger items the engine adds
+
+
 class ScenarioError(Exception):
     """A scenario broke a rule; ``problems`` is a list of (field path, rule) pairs."""
 
@@ -81,6 +84,9 @@ class Pathway(_Model):
     service_states: list[str] | None = Field(
         None, description="States in which the provider delivers service (default: every non-absorbing state)."
     )
+    exit_applies_to: list[str] | None = Field(
+        None, description="States from which forced exit applies at `max_months_on_programme` (default: every non-absorbing state)."
+    )
     transitions: dict[str, SegmentTransitions] = Field(..., description="Per segment, the monthly transition rows.")
 
 
@@ -93,7 +99,14 @@ class PaymentRule(_Model):
     state: str | None = Field(None, description="State whose first entry triggers the payment (not sustainment).")
     states: list[str] | None = Field(None, description="Sustainment: states in which each month is paid.")
     max_months: int | None = Field(None, ge=1, description="Sustainment: most monthly payments per client.")
-    tariff: Tariff = Field(..., description="Amount per trigger, one number or per segment (with optional `default`).")
+    tariff: Tariff | None = Field(None, description="Amount per trigger, one number or per segment (with optional `default`).")
+    tariff_by_year: list[Tariff] | None = Field(
+        None, min_length=1, description="Instead of `tariff`: one tariff per year (the last repeats), each a number or per segment."
+    )
+    year_basis: Literal["contract", "entry"] = Field(
+        "contract", description="`tariff_by_year`: the contract year of the trigger month, or the year the client was referred in."
+    )
+    deadweight: float = Field(0.0, ge=0, lt=1, description="Share deducted from every payment on this line (outcomes that would have happened anyway).")
     lag: int = Field(0, ge=0, description="Months between the triggering event and the money arriving.")
     rejection: float = Field(0.0, ge=0, le=1, description="Probability that a claim is rejected and never paid.")
     source: str | None = None
@@ -101,9 +114,26 @@ class PaymentRule(_Model):
     @field_validator("tariff")
     @classmethod
     def _tariff_non_negative(cls, v):
-        if not isinstance(v, dict) and v < 0:
+        if v is not None and not isinstance(v, dict) and v < 0:
             raise ValueError("tariff must not be negative")
         return v  # per-segment entries are checked in check_rules, which can name the segment
+
+
+class VolumeBand(_Model):
+    """Fee-for-service volume band: referrals outside expected ± band are topped up or clawed back at year end."""
+
+    expected_per_year: float | list[float] = Field(..., description="Expected referrals per contract year (a list: per year, the last repeats).")
+    band: float = Field(..., ge=0, le=1, description="Relative width of the no-adjustment band around the expected volume.")
+    lag: int = Field(0, ge=0, description="Months after the year end that the reconciliation is paid.")
+    source: str | None = None
+
+    @field_validator("expected_per_year")
+    @classmethod
+    def _positive(cls, v):
+        values = v if isinstance(v, list) else [v]
+        if not values or any(x <= 0 for x in values):
+            raise ValueError("expected volumes must be positive")
+        return v
 
 
 class ServiceFee(_Model):
@@ -116,6 +146,7 @@ class ServiceFee(_Model):
         "monthly", description="When a total or share is paid: equal monthly or quarterly instalments over the contract, all at month 0, or equal parts in the listed months."
     )
     lag: int = Field(0, ge=0, description="Months between an instalment falling due and being paid (arrears).")
+    volume_band: VolumeBand | None = Field(None, description="Year-end reconciliation of the fee against referral volumes.")
 
     @field_validator("amounts")
     @classmethod
@@ -125,9 +156,31 @@ class ServiceFee(_Model):
         return v
 
 
+class Cohort(_Model):
+    start: int = Field(..., ge=0, description="First referral month of the cohort.")
+    end: int = Field(..., ge=1, description="Month after the cohort's last referral month.")
+
+
+class CohortPayment(_Model):
+    """A cohort-level outcome: paid when the cohort's event rate falls enough below a comparison rate."""
+
+    name: str
+    event_state: str = Field(..., description="A client has the event if it first enters this state within `window_months` of referral.")
+    window_months: int = Field(..., ge=1, description="Months after referral in which the event is counted.")
+    baseline_rate: float = Field(..., gt=0, le=1, description="The comparison group's event rate.")
+    cohorts: list[Cohort] = Field(..., min_length=1)
+    threshold: float = Field(..., ge=0, le=1, description="Relative reduction 1 - rate/baseline at which a single cohort is paid.")
+    threshold_all: float | None = Field(None, ge=0, le=1, description="Relative reduction for all cohorts combined, measured with the last cohort.")
+    price_per_event_avoided: Money = Field(..., ge=0, description="Paid per avoided event: price × (baseline − rate) × cohort size.")
+    lag: int = Field(0, ge=0, description="Months between measurement and payment.")
+    source: str | None = None
+
+
 class Contract(_Model):
     value: Money | None = Field(None, ge=0, description="Contract value; base for `service_fee.share_of_value`.")
     cap: Money | None = Field(None, ge=0, description="Most the commissioner pays in all; payments beyond it are capped.")
+    per_person_cap: Money | None = Field(None, ge=0, description="Most paid for any one client over all payment lines (not fees or cohort payments).")
+    cohort_payments: list[CohortPayment] = Field(default_factory=list, description="Cohort-level threshold outcome payments.")
     service_fee: ServiceFee | None = None
     payments: list[PaymentRule] = Field(default_factory=list)
     primary_outcome: str | None = Field(None, description="State counted as 'the outcome' in rates and cost per outcome; default the first outcome payment's state.")
@@ -255,6 +308,19 @@ class SupplyChain(_Model):
     allocation: Allocation = Field(default_factory=Allocation)
 
 
+class Finance(_Model):
+    """Social investment financing an organisation's working capital, repaid only out of commissioner income."""
+
+    investor: str = Field(..., description="Name of the investing party in the ledger.")
+    organisation: str | None = Field(None, description="Organisation financed (default: the contract holder).")
+    commitment: Money = Field(..., ge=0, description="Most the investor puts in.")
+    drawdown: Literal["upfront", "as_needed"] = Field("as_needed", description="All at month 0, or at month ends when cash is below `cash_floor`.")
+    cash_floor: Money = Field(0.0, description="as_needed: cash the organisation is topped up to at each month end.")
+    annual_return: float = Field(0.0, ge=0, le=1, description="Return due on outstanding capital, compounded monthly.")
+    repayment_share: float = Field(1.0, gt=0, le=1, description="Share of each month's commissioner income paid to the investor until all owed is repaid.")
+    source: str | None = None
+
+
 class Reporting(_Model):
     dropped_full_service_share: float = Field(
         0.25, ge=0, le=1,
@@ -274,6 +340,7 @@ class Scenario(_Model):
     provider: Provider | None = Field(None, description="A single delivery organisation (use `organisations` for a supply chain).")
     organisations: list[OrganisationSpec] | None = Field(None, description="A prime and its subcontractors.")
     supply_chain: SupplyChain | None = None
+    finance: Finance | None = Field(None, description="Investor finance of an organisation's working capital.")
     reporting: Reporting = Field(default_factory=Reporting)
 
     @property
@@ -489,6 +556,13 @@ def check_rules(sc: Scenario) -> list[tuple[str, str]]:
             p.append(("pathway.exit_state", f"unknown state {pw.exit_state!r}; states are {states}"))
         elif pw.exit_state not in absorbing:
             p.append(("pathway.exit_state", f"{pw.exit_state!r} must be listed in pathway.absorbing"))
+    if pw.exit_applies_to is not None and pw.max_months_on_programme is None:
+        p.append(("pathway.exit_applies_to", "only applies with max_months_on_programme"))
+    for i, s in enumerate(pw.exit_applies_to or []):
+        if s not in known:
+            p.append((f"pathway.exit_applies_to[{i}]", f"unknown state {s!r}; states are {states}"))
+        elif s in absorbing:
+            p.append((f"pathway.exit_applies_to[{i}]", f"{s!r} is absorbing; forced exit only applies to active states"))
     for i, s in enumerate(pw.service_states or []):
         if s not in known:
             p.append((f"pathway.service_states[{i}]", f"unknown state {s!r}; states are {states}"))
@@ -523,6 +597,7 @@ def check_rules(sc: Scenario) -> list[tuple[str, str]]:
         p.append(("referrals.end", "end must not be before start"))
 
     p += _check_organisations(sc)
+    p += _check_finance(sc)
 
     if r.monthly is not None and ({"start", "end"} & r.model_fields_set):
         p.append(("referrals", "`start` and `end` only apply to `rate`; a `monthly` list gives every month itself"))
@@ -530,7 +605,7 @@ def check_rules(sc: Scenario) -> list[tuple[str, str]]:
     # contract
     c = sc.contract
     names = [rule.name for rule in c.payments]
-    reserved_items = {"service_fee", "overhead", "interest", "delivery_full", "delivery_minimal", "ffs_start", "ffs_month"}
+    reserved_items = {"service_fee", "overhead", "interest", "delivery_full", "delivery_minimal", "ffs_start", "ffs_month"} | set(EXTRA_ITEMS)
     for i, rule in enumerate(c.payments):
         if rule.name in reserved_items:
             p.append((f"contract.payments[{i}].name", f"{rule.name!r} is reserved; reserved names are {sorted(reserved_items)}"))
@@ -557,15 +632,31 @@ def check_rules(sc: Scenario) -> list[tuple[str, str]]:
                 p.append((f"{path}.state", f"unknown state {rule.state!r}; states are {states}"))
             if rule.states is not None or rule.max_months is not None:
                 p.append((path, f"`states`/`max_months` only apply to sustainment payments, not {rule.kind}"))
-        if isinstance(rule.tariff, dict):
-            for seg, amount in rule.tariff.items():
-                if amount < 0:
-                    p.append((f"{path}.tariff.{seg}", "tariff must not be negative"))
-                if seg != "default" and seg not in sc.segments:
-                    p.append((f"{path}.tariff.{seg}", f"unknown segment {seg!r}; segments are {list(sc.segments)}"))
-            missing = [s for s in sc.segments if s not in rule.tariff]
-            if missing and "default" not in rule.tariff:
-                p.append((f"{path}.tariff", f"no tariff for segments {missing}; list them or give `default`"))
+        if (rule.tariff is None) == (rule.tariff_by_year is None):
+            p.append((f"{path}.tariff", "give exactly one of `tariff` or `tariff_by_year`"))
+        if rule.tariff is not None:
+            p += _check_tariff(f"{path}.tariff", rule.tariff, sc)
+        for y, tariff in enumerate(rule.tariff_by_year or []):
+            p += _check_tariff(f"{path}.tariff_by_year[{y}]", tariff, sc)
+        if "year_basis" in rule.model_fields_set and rule.tariff_by_year is None:
+            p.append((f"{path}.year_basis", "only applies with `tariff_by_year`"))
+    items = set(names) | reserved_items | set(EXTRA_ITEMS)
+    for i, cp in enumerate(c.cohort_payments):
+        path = f"contract.cohort_payments[{i}]"
+        if cp.name in items:
+            p.append((f"{path}.name", f"{cp.name!r} is already the name of a payment line or a reserved item"))
+        items.add(cp.name)
+        if cp.event_state not in known:
+            p.append((f"{path}.event_state", f"unknown state {cp.event_state!r}; states are {states}"))
+        last_end = 0
+        for j, co in enumerate(cp.cohorts):
+            if co.end <= co.start:
+                p.append((f"{path}.cohorts[{j}].end", "end must be after start"))
+            if co.start < last_end:
+                p.append((f"{path}.cohorts[{j}].start", "cohorts must be in order and must not overlap"))
+            if co.end > sc.months:
+                p.append((f"{path}.cohorts[{j}].end", f"end month {co.end} is after the contract end {sc.months}"))
+            last_end = max(last_end, co.end)
     if c.primary_outcome is not None and c.primary_outcome not in known:
         p.append(("contract.primary_outcome", f"unknown state {c.primary_outcome!r}; states are {states}"))
     fee = c.service_fee
@@ -577,12 +668,46 @@ def check_rules(sc: Scenario) -> list[tuple[str, str]]:
             p.append(("contract.value", "required when service_fee.share_of_value is used"))
         if fee.amounts is not None and len(fee.amounts) > sc.months:
             p.append(("contract.service_fee.amounts", f"{len(fee.amounts)} months given but the contract lasts {sc.months}"))
+        if fee.volume_band is not None and fee.amounts is None and fee.schedule == "upfront":
+            p.append(("contract.service_fee.volume_band", "needs a fee paid over the contract years (not `upfront`)"))
         if isinstance(fee.schedule, list):
             if not fee.schedule:
                 p.append(("contract.service_fee.schedule", "a list of months must name at least one month"))
             for j, m in enumerate(fee.schedule):
                 if not (0 <= m < sc.months):
                     p.append((f"contract.service_fee.schedule[{j}]", f"month {m} is outside the contract (0 to {sc.months - 1})"))
+    return p
+
+
+def _check_tariff(path: str, tariff: Tariff, sc: Scenario) -> list[tuple[str, str]]:
+    p: list[tuple[str, str]] = []
+    if not isinstance(tariff, dict):
+        if tariff < 0:
+            p.append((path, "tariff must not be negative"))
+        return p
+    for seg, amount in tariff.items():
+        if amount < 0:
+            p.append((f"{path}.{seg}", "tariff must not be negative"))
+        if seg != "default" and seg not in sc.segments:
+            p.append((f"{path}.{seg}", f"unknown segment {seg!r}; segments are {list(sc.segments)}"))
+    missing = [s for s in sc.segments if s not in tariff]
+    if missing and "default" not in tariff:
+        p.append((path, f"no tariff for segments {missing}; list them or give `default`"))
+    return p
+
+
+def _check_finance(sc: Scenario) -> list[tuple[str, str]]:
+    f = sc.finance
+    if f is None:
+        return []
+    p: list[tuple[str, str]] = []
+    orgs = [o.name for o in sc.organisation_specs] if (sc.provider is None) != (sc.organisations is None) else []
+    if f.investor in set(orgs) | {sc.contract.commissioner, "staff_and_suppliers", "lender"}:
+        p.append(("finance.investor", f"{f.investor!r} is the name of another party"))
+    if f.organisation is not None and orgs and f.organisation not in orgs:
+        p.append(("finance.organisation", f"unknown organisation {f.organisation!r}; organisations are {orgs}"))
+    if "cash_floor" in f.model_fields_set and f.drawdown != "as_needed":
+        p.append(("finance.cash_floor", "only applies with drawdown: as_needed"))
     return p
 
 

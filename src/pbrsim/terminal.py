@@ -78,7 +78,9 @@ def print_summary(summary: dict, console: Console | None = None, out_dir: str | 
     for kind, ci in c["paid_by_kind"].items():
         if ci["mean"]:
             t.add_row(kind.replace("_", " "), interval(ci, m))
-    t.add_row("[bold]total[/bold]", interval(c["paid_total"], m), end_section=True)
+    if "clawed_back" in c:
+        t.add_row("clawed back at volume reconciliation", interval(c["clawed_back"], m))
+    t.add_row("[bold]total[/bold]" + (" (net of clawback)" if "clawed_back" in c else ""), interval(c["paid_total"], m), end_section=True)
     if "prime_kept" in c:
         t.add_row("  of which the prime keeps", interval(c["prime_kept"], m))
         t.add_row("  of which passed to subcontractors", interval(c["paid_to_subcontractors"], m), end_section=True)
@@ -109,6 +111,17 @@ def print_summary(summary: dict, console: Console | None = None, out_dir: str | 
     for label, cell in rows:
         t.add_row(label, *[cell(o) for o in orgs])
     console.print(t)
+    inv = summary.get("investor")
+    if inv:
+        t = Table(title=f"Investor finance: {inv['investor']} → {inv['organisation']}", title_justify="left")
+        t.add_column("")
+        t.add_column("per contract", justify="right")
+        t.add_row("drawn", interval(inv["drawn"], m))
+        t.add_row("repaid (out of contract income)", interval(inv["repaid"], m))
+        t.add_row("money multiple (repaid ÷ drawn)", interval(inv["multiple"], lambda x: f"{x:.2f}"))
+        t.add_row("loss", interval(inv["loss"], m))
+        t.add_row("investor lost money (share of runs)", interval(inv["lost_money"]))
+        console.print(t)
     if out_dir:
         console.print(f"Results written to [bold]{out_dir}[/bold] (Parquet tables, summary.json, manifest.json).")
 

@@ -269,7 +269,7 @@ def value_tables(model, org, monthly_discount_rate: float = 0.0, continuation: s
     P = pw.P  # [G, 2, S, S]
     Pf = P.copy()
     if M is not None and pw.exit_state >= 0:
-        transient = ~pw.absorbing
+        transient = pw.exit_applies  # every non-absorbing state unless pathway.exit_applies_to narrows it
         moved = Pf[:, :, :, transient].sum(axis=-1)
         Pf[:, :, :, transient] = 0.0
         Pf[:, :, :, pw.exit_state] += moved
