@@ -107,6 +107,11 @@ def metric_list(columns) -> list[Metric]:
     m += _family(cols, "months_below_zero", "months below zero", "mean", "months", in_table=False)
     m += _family(cols, "paid_to_subcontractors", "paid to subcontractors", "mean", "money", in_table=False)
     m += _family(cols, "prime_kept", "kept by the prime", "mean", "money", in_table=False)
+    # contract features present only in some designs
+    m += _family(cols, "clawed_back", "clawed back (volume band)", "mean", "money")
+    if {"investor_repaid", "investor_drawn"} <= have:
+        m.append(Metric("investor_multiple", "investor money multiple", "ratio", "ratio", "investor_repaid", "investor_drawn"))
+    m += _family(cols, "investor_loss", "investor loss", "mean", "money")
     return m
 
 
@@ -217,6 +222,8 @@ def _fmt(x: float, unit: str, currency: str = "GBP") -> str:
         return f"{100 * x:.1f}%"
     if unit == "money":
         return money(x, currency)
+    if unit == "ratio":
+        return f"{x:.2f}"
     return f"{x:,.1f}"
 
 
