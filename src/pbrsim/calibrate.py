@@ -1,0 +1,938 @@
+"""Calibration: fit transition probabilities of a scenario to observed outcome rates.
+
+A *targets file* names the transition probabilities to fit (parameters) and the rates they should
+reproduce (targets). A target's model rate is the probability that a client of one segment,
+referred in the initial state, first enters one of the target states within a number of monthly
+transitions, under full service in every service state (the holistic policy with no capacity limit)
+and with forced exit applied exactly as the engine applies it. It is computed exactly, by matrix
+algebra on the chain augmented with a "reached" flag, together with its derivatives, so the fit is
+deterministic. ``write_calibrated`` writes the fitted scenario with every comment of the original
+file kept and a comment block at the top that records the fit. See docs/calibration.md.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import io
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from .overrides import PathError, apply_overrides, parse_path
+from .pathway import FULL, MINIMAL, Pathway, compile_pathway
+from .scenario import (ROW_TOLERANCE, SERVICE_LEVELS, Scenario, ScenarioError, load_raw, load_scenario, read_yaml,
+                       scenario_from_dict)
+
+DECIMALS = 6  # fitted probabilities are written rounded to this many decimals
+PENALTY_SCALE = 1e-8  # a balance this far below zero (rows shared by several parameters) costs one tolerance
+MAX_STARTS = 6
+BLOCK_BEGIN = "# ==== pbrsim calibrate"
+BLOCK_END = "# ==== end of pbrsim calibrate"
+DOC = "docs/calibration.md"
+TARGET_COLUMNS = ["target", "segment", "model", "target_rate", "residual", "tolerance", "met"]
+
+
+class CalibrationError(ScenarioError):
+    """A targets file, or a fit, broke a rule; ``problems`` is a list of (field path, rule) pairs."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The targets file
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class ParameterSpec(_Model):
+    """Transition probabilities tied to one fitted value."""
+
+    name: str = Field(..., min_length=1, description="Label of the parameter in the tables and the comment block.")
+    paths: list[str] = Field(..., min_length=1, description="Field paths of transition probabilities, "
+                             "`pathway.transitions.SEGMENT.full|minimal.FROM.TO`; all are set to the fitted value.")
+    balance: str | None = Field(None, description="State of the same row whose probability absorbs the change "
+                                "(default: the row's own `from` state).")
+    bounds: list[float] = Field([0.0, 1.0], min_length=2, max_length=2, description="[lower, upper] for the value, within [0, 1].")
+
+    @field_validator("bounds")
+    @classmethod
+    def _bounds(cls, v):
+        lo, hi = v
+        if not (0 <= lo < hi <= 1):
+            raise ValueError(f"bounds must be [lower, upper] with 0 <= lower < upper <= 1 (got [{lo}, {hi}])")
+        return v
+
+
+class TargetSpec(_Model):
+    """An observed rate: the share of a segment's referrals first entering some states within some months."""
+
+    name: str = Field(..., min_length=1, description="Label of the target.")
+    segment: str = Field(..., description="Segment of the scenario the rate is for.")
+    state: str | None = Field(None, description="The target state (or give `states`).")
+    states: list[str] | None = Field(None, min_length=1, description="Target states: reached on first entry to any of them.")
+    within_months: int = Field(..., ge=1, description="Monthly transitions after referral (the referral month is month 0).")
+    rate: float = Field(..., ge=0, le=1, description="Observed rate, 0 to 1.")
+    tolerance: float = Field(..., gt=0, le=1, description="Absolute: the target is met when |model - rate| <= tolerance.")
+    source: str | None = Field(None, description="Where the rate comes from.")
+
+    @model_validator(mode="after")
+    def _one_form(self):
+        if (self.state is None) == (self.states is None):
+            raise ValueError("give exactly one of `state` (one state) or `states` (a list)")
+        return self
+
+    @property
+    def target_states(self) -> list[str]:
+        return [self.state] if self.state is not None else list(self.states)
+
+
+class Targets(_Model):
+    description: str | None = Field(None, description="What the targets are and where they come from.")
+    parameters: list[ParameterSpec] = Field(default_factory=list, description="What is fitted.")
+    targets: list[TargetSpec] = Field(..., min_length=1, description="The rates to reproduce.")
+    _source: str = PrivateAttr("<targets>")
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    out = []
+    for err in exc.errors():
+        loc = "".join(f"[{p}]" if isinstance(p, int) else ("." if i else "") + str(p) for i, p in enumerate(err["loc"]))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown field (check the spelling; see {DOC} for the fields allowed here)"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        out.append((loc, msg))
+    return list(dict.fromkeys(out))
+
+
+def targets_from_dict(data: Any, source: str = "<targets>") -> Targets:
+    """Validate a mapping into Targets (the schema and the rules that need no scenario)."""
+    if not isinstance(data, dict):
+        raise CalibrationError(source, [("", "the file must hold a mapping of fields at the top level")])
+    try:
+        targets = Targets.model_validate(data)
+    except ValidationError as exc:
+        raise CalibrationError(source, _problems(exc)) from None
+    problems = []
+    for kind, items in (("parameters", targets.parameters), ("targets", targets.targets)):
+        names = [x.name for x in items]
+        for i, n in enumerate(names):
+            if names.index(n) != i:
+                problems.append((f"{kind}[{i}].name", f"name {n!r} is already used by {kind}[{names.index(n)}]"))
+    if problems:
+        raise CalibrationError(source, problems)
+    targets._source = source
+    return targets
+
+
+def load_targets(path: str | Path) -> Targets:
+    """Read and validate a targets file; errors are CalibrationError naming the file, field and rule."""
+    try:
+        data = read_yaml(path)
+    except CalibrationError:
+        raise
+    except ScenarioError as exc:
+        raise CalibrationError(exc.source, exc.problems) from None
+    return targets_from_dict(data, str(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# Binding a targets file to a scenario
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One transition probability set by a parameter."""
+
+    param: int
+    path: str
+    g: int
+    level: int
+    frm: int
+    to: int
+    bal: int
+    base: float  # the probability in the scenario as loaded
+    used: bool  # the row is the one the target rates use (full for service states, minimal otherwise)
+
+
+@dataclass
+class _Row:
+    """A row touched by parameters, with the state that balances it."""
+
+    g: int
+    level: int
+    frm: int
+    bal: int
+    base_bal: float
+    entries: list[_Entry] = field(default_factory=list)
+
+    @property
+    def params(self) -> list[int]:
+        return sorted({e.param for e in self.entries})
+
+
+@dataclass
+class _Target:
+    name: str
+    g: int
+    mask: np.ndarray  # bool [S]
+    n: int
+    rate: float
+    tol: float
+
+
+@dataclass
+class _Bound:
+    """A targets file checked against a scenario and compiled to indices."""
+
+    scenario: Scenario
+    pw: Pathway
+    targets: Targets
+    entries: list[_Entry]
+    rows: dict[tuple[int, int, int], _Row]
+    compiled: list[_Target]
+    lower: np.ndarray
+    upper: np.ndarray  # bounds tightened so that no balance can go negative
+    start: np.ndarray  # current values (the mean of a parameter's paths), clipped into the bounds
+
+
+def _state_problems(where: str, state: str, sc: Scenario) -> list[tuple[str, str]]:
+    if state not in sc.pathway.states:
+        return [(where, f"unknown state {state!r}; states are {sc.pathway.states}")]
+    return []
+
+
+def _bind(sc: Scenario, targets: Targets) -> _Bound:
+    source = targets.source
+    pw = compile_pathway(sc)
+    idx = {s: i for i, s in enumerate(sc.pathway.states)}
+    segs = list(sc.segments)
+    problems: list[tuple[str, str]] = []
+
+    compiled: list[_Target] = []
+    for i, t in enumerate(targets.targets):
+        where = f"targets[{i}]"
+        bad = False
+        if t.segment not in sc.segments:
+            problems.append((f"{where}.segment", f"unknown segment {t.segment!r}; segments are {segs}"))
+            bad = True
+        for j, s in enumerate(t.target_states):
+            p = _state_problems(f"{where}.state" if t.state is not None else f"{where}.states[{j}]", s, sc)
+            problems += p
+            bad = bad or bool(p)
+        if not bad:
+            mask = np.zeros(pw.n_states, dtype=bool)
+            mask[[idx[s] for s in t.target_states]] = True
+            compiled.append(_Target(t.name, segs.index(t.segment), mask, t.within_months, t.rate, t.tolerance))
+
+    entries: list[_Entry] = []
+    seen_paths: dict[tuple, str] = {}
+    for j, par in enumerate(targets.parameters):
+        where = f"parameters[{j}]"
+        if par.balance is not None:
+            problems += _state_problems(f"{where}.balance", par.balance, sc)
+        for k, path in enumerate(par.paths):
+            pwhere = f"{where}.paths[{k}]"
+            try:
+                steps = parse_path(path)
+            except PathError as exc:
+                problems.append((pwhere, str(exc)))
+                continue
+            keys = [s.key for s in steps]
+            shape = "pathway.transitions.SEGMENT.full|minimal.FROM.TO"
+            if len(steps) != 6 or None in keys or keys[:2] != ["pathway", "transitions"]:
+                problems.append((pwhere, f"{path!r} is not a transition probability; write {shape}"))
+                continue
+            seg, level, frm, to = keys[2:]
+            rule_problems = []
+            if seg not in sc.segments:
+                rule_problems.append(f"unknown segment {seg!r}; segments are {segs}")
+            if level not in SERVICE_LEVELS:
+                rule_problems.append(f"unknown service level {level!r}; levels are {list(SERVICE_LEVELS)}")
+            for s in (frm, to):
+                if s not in idx:
+                    rule_problems.append(f"unknown state {s!r}; states are {sc.pathway.states}")
+            if rule_problems:
+                problems += [(pwhere, r) for r in dict.fromkeys(rule_problems)]
+                continue
+            if frm in sc.pathway.absorbing:
+                problems.append((pwhere, f"{frm!r} is absorbing: its row is fixed ({{{frm}: 1}}) and cannot be fitted"))
+                continue
+            bal = par.balance if par.balance is not None else frm
+            if bal not in idx:
+                continue  # reported above
+            if bal == to:
+                why = "the row's own state, the default" if par.balance is None else "given in `balance`"
+                problems.append((pwhere, f"the balance state {bal!r} ({why}) is the probability being fitted; "
+                                         "name another state of the row in `balance`"))
+                continue
+            key = (seg, level, frm, to)
+            if key in seen_paths:
+                problems.append((pwhere, f"{path} is already fitted by {seen_paths[key]}"))
+                continue
+            seen_paths[key] = pwhere
+            g, lv = segs.index(seg), FULL if level == "full" else MINIMAL
+            used = bool(pw.service[idx[frm]]) == (lv == FULL)
+            entries.append(_Entry(j, path, g, lv, idx[frm], idx[to], idx[bal], float(pw.P[g, lv, idx[frm], idx[to]]), used))
+    if problems:
+        raise CalibrationError(source, problems)
+
+    # rows: one balance per row; a fitted entry must not be another parameter's balance
+    rows: dict[tuple[int, int, int], _Row] = {}
+    for e in entries:
+        row = rows.setdefault((e.g, e.level, e.frm), _Row(e.g, e.level, e.frm, e.bal, float(pw.P[e.g, e.level, e.frm, e.bal])))
+        if row.bal != e.bal:
+            problems.append((f"parameters[{e.param}].balance", f"row {_row_path(sc, e)} is balanced by {pw.states[row.bal]!r} "
+                             f"for another parameter; parameters fitting the same row must share its balance state"))
+        row.entries.append(e)
+    for row in rows.values():
+        fitted = {e.to: e for e in row.entries}
+        if row.bal in fitted:
+            e = fitted[row.bal]
+            problems.append((f"parameters[{e.param}].paths", f"{e.path} is the balance state of its row for another "
+                             "parameter; choose another balance state"))
+    if problems:
+        raise CalibrationError(source, problems)
+
+    # a parameter must move some target
+    target_segs = {t.g for t in compiled}
+    for j, par in enumerate(targets.parameters):
+        mine = [e for e in entries if e.param == j]
+        if not any(e.used for e in mine):
+            problems.append((f"parameters[{j}].paths", f"{par.name!r} changes no target rate: none of its rows is used by "
+                             "the rates (a service state moves by its `full` row, any other active state by its `minimal` row)"))
+        elif not any(e.used and e.g in target_segs for e in mine):
+            problems.append((f"parameters[{j}].paths", f"{par.name!r} changes no target rate: no target is for segment(s) "
+                             f"{sorted({segs[e.g] for e in mine if e.used})}"))
+    if problems:
+        raise CalibrationError(source, problems)
+
+    P = len(targets.parameters)
+    lower = np.array([p.bounds[0] for p in targets.parameters], dtype=float)
+    upper = np.array([p.bounds[1] for p in targets.parameters], dtype=float)
+    # a row's balance stays >= 0 while sum over its entries of (value - base) <= base balance; with the other
+    # parameters of the row at their lower bounds this caps each parameter
+    for row in rows.values():
+        room = row.base_bal + sum(e.base for e in row.entries)
+        counts = {j: sum(e.param == j for e in row.entries) for j in row.params}
+        least = sum(counts[j] * lower[j] for j in counts)
+        if least > room + 1e-12:
+            names = ", ".join(f"parameters[{j}] ({targets.parameters[j].name!r})" for j in counts)
+            problems.append((f"parameters[{row.params[0]}].bounds", f"{names}: at the lower bound(s) the balance "
+                             f"{pw.states[row.bal]!r} of {_row_path(sc, row.entries[0])} would be negative: the fitted "
+                             f"entries and the balance hold {room:.6g} of the row between them, the lower bound(s) need {least:.6g}"))
+            continue
+        for j, c in counts.items():
+            upper[j] = min(upper[j], (room - (least - c * lower[j])) / c)
+    if problems:
+        raise CalibrationError(source, problems)
+    for j in range(P):
+        if upper[j] - lower[j] < 10 ** -DECIMALS:
+            par = targets.parameters[j]
+            problems.append((f"parameters[{j}].bounds", f"{par.name!r} has no room: above {upper[j]:.6g} the balance state "
+                             f"of its row would be negative, and its lower bound is {lower[j]:.6g}"))
+    if problems:
+        raise CalibrationError(source, problems)
+    current = np.array([np.mean([e.base for e in entries if e.param == j]) for j in range(P)]) if P else np.zeros(0)
+    start = np.clip(current, lower, upper)
+    return _Bound(sc, pw, targets, entries, rows, compiled, lower, upper, start)
+
+
+def _row_path(sc: Scenario, e) -> str:
+    states = list(sc.pathway.states)
+    return f"pathway.transitions.{list(sc.segments)[e.g]}.{SERVICE_LEVELS[e.level]}.{states[e.frm]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The model rate
+
+
+def _effective(pw: Pathway, P: np.ndarray, g: int) -> np.ndarray:
+    """Rows as the engine uses them under full service: `full` in service states, `minimal` elsewhere."""
+    return np.where(pw.service[:, None], P[g, FULL], P[g, MINIMAL])
+
+
+def _exit_map(pw: Pathway) -> np.ndarray | None:
+    """E with (M @ E) = M after forced exit: a move into a state forced exit applies to goes to the exit state."""
+    if pw.max_months is None:
+        return None
+    applies = np.asarray(getattr(pw, "exit_applies", ~pw.absorbing), dtype=bool)
+    E = np.eye(pw.n_states)
+    for s in np.flatnonzero(applies):
+        E[s, s] = 0.0
+        E[s, pw.exit_state] = 1.0
+    return E
+
+
+def _reach(pw: Pathway, M: np.ndarray, dM: np.ndarray, mask: np.ndarray, n: int, E: np.ndarray | None) -> tuple[float, np.ndarray]:
+    """P(first entry into ``mask`` within ``n`` transitions) and its derivative along each dM[j].
+
+    ``x`` is the not-yet-reached mass over states. Each transition, active mass moves by the row matrix
+    (with forced exit from transition ``max_months`` on, as in the engine); absorbing mass stays. Mass
+    landing in a target state is entered (it was not there before, or it would already be reached).
+    """
+    p = dM.shape[0]
+    if mask[pw.initial]:
+        return 1.0, np.zeros(p)
+    active = ~pw.absorbing
+    Mf = M @ E if E is not None else M
+    dMf = dM @ E if E is not None else dM
+    x = np.zeros(pw.n_states)
+    x[pw.initial] = 1.0
+    dx = np.zeros((p, pw.n_states))
+    reached, dreached = 0.0, np.zeros(p)
+    for k in range(1, n + 1):
+        forced = E is not None and k >= pw.max_months
+        A, dA = (Mf, dMf) if forced else (M, dM)
+        xa = np.where(active, x, 0.0)
+        dxa = np.where(active, dx, 0.0)
+        y = xa @ A + np.where(active, 0.0, x)
+        dy = dxa @ A + np.einsum("s,pst->pt", xa, dA) + np.where(active, 0.0, dx)
+        reached += y[mask].sum()
+        dreached += dy[:, mask].sum(axis=1)
+        y[mask] = 0.0
+        dy[:, mask] = 0.0
+        x, dx = y, dy
+        if not (x[active] > 0).any() and not (dx[:, active] != 0).any():
+            break
+    return float(reached), dreached
+
+
+def reach_rate(scenario: Scenario, segment: str, states: list[str] | str, within_months: int) -> float:
+    """Probability that a client of ``segment``, referred in the initial state, first enters one of ``states``
+    within ``within_months`` monthly transitions, under full service in every service state (non-service active
+    states move by their `minimal` row, as in the engine) and with forced exit after ``max_months_on_programme``.
+
+    1.0 when the initial state is one of ``states`` (entered at referral)."""
+    if isinstance(states, str):
+        states = [states]
+    if segment not in scenario.segments:
+        raise ValueError(f"unknown segment {segment!r}; segments are {list(scenario.segments)}")
+    unknown = [s for s in states if s not in scenario.pathway.states]
+    if unknown or not states:
+        raise ValueError(f"unknown state(s) {unknown}; states are {scenario.pathway.states}")
+    if int(within_months) != within_months or within_months < 0:
+        raise ValueError("within_months must be a whole number of months, 0 or more")
+    pw = compile_pathway(scenario)
+    g = list(scenario.segments).index(segment)
+    mask = np.isin(np.array(pw.states), states)
+    rate, _ = _reach(pw, _effective(pw, pw.P, g), np.zeros((0, pw.n_states, pw.n_states)), mask, int(within_months), _exit_map(pw))
+    return rate
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking targets
+
+
+def _as_scenario(scenario) -> Scenario:
+    return scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+
+
+def _as_targets(targets) -> Targets:
+    return targets if isinstance(targets, Targets) else load_targets(targets)
+
+
+def _table(b: _Bound, P: np.ndarray) -> pd.DataFrame:
+    E = _exit_map(b.pw)
+    rows = []
+    empty = np.zeros((0, b.pw.n_states, b.pw.n_states))
+    for t in b.compiled:
+        model, _ = _reach(b.pw, _effective(b.pw, P, t.g), empty, t.mask, t.n, E)
+        residual = model - t.rate
+        rows.append({"target": t.name, "segment": b.pw.segments[t.g], "model": model, "target_rate": t.rate,
+                     "residual": residual, "tolerance": t.tol, "met": bool(abs(residual) <= t.tol)})
+    return pd.DataFrame(rows, columns=TARGET_COLUMNS)
+
+
+def check_targets(scenario: Scenario | str | Path, targets: Targets | str | Path) -> pd.DataFrame:
+    """Each target's model rate in the scenario as it is: columns target, segment, model, target_rate,
+    residual (model - target_rate), tolerance, met (|residual| <= tolerance)."""
+    sc = _as_scenario(scenario)
+    b = _bind(sc, _as_targets(targets))
+    return _table(b, b.pw.P)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fitting
+
+
+class _Problem:
+    """Scaled residuals (model - target) / tolerance and their exact Jacobian as functions of the values."""
+
+    def __init__(self, b: _Bound):
+        self.b = b
+        pw = b.pw
+        S, G, p = pw.n_states, len(pw.segments), len(b.targets.parameters)
+        self.E = _exit_map(pw)
+        self.dM = np.zeros((G, p, S, S))  # derivative of each segment's effective matrix along each value
+        for e in b.entries:
+            if e.used:
+                self.dM[e.g, e.param, e.frm, e.to] += 1.0
+                self.dM[e.g, e.param, e.frm, e.bal] -= 1.0
+        self.shared = [row for row in b.rows.values() if len(row.params) > 1]
+
+    def P(self, theta: np.ndarray) -> np.ndarray:
+        P = self.b.pw.P.copy()
+        for e in self.b.entries:
+            P[e.g, e.level, e.frm, e.to] = theta[e.param]
+            P[e.g, e.level, e.frm, e.bal] -= theta[e.param] - e.base
+        return P
+
+    def balances(self, theta: np.ndarray) -> list[tuple[_Row, float]]:
+        return [(row, row.base_bal - sum(theta[e.param] - e.base for e in row.entries)) for row in self.b.rows.values()]
+
+    def _eval(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        P = self.P(theta)
+        res, jac = [], []
+        for t in self.b.compiled:
+            rate, grad = _reach(self.b.pw, _effective(self.b.pw, P, t.g), self.dM[t.g], t.mask, t.n, self.E)
+            res.append((rate - t.rate) / t.tol)
+            jac.append(grad / t.tol)
+        for row in self.shared:
+            bal = row.base_bal - sum(theta[e.param] - e.base for e in row.entries)
+            d = np.zeros(len(theta))
+            if bal < 0:
+                for e in row.entries:
+                    d[e.param] += 1.0 / PENALTY_SCALE
+            res.append(max(0.0, -bal) / PENALTY_SCALE)
+            jac.append(d)
+        return np.array(res), np.array(jac).reshape(len(res), len(theta))
+
+    def residuals(self, theta):
+        return self._eval(np.asarray(theta, dtype=float))[0]
+
+    def jacobian(self, theta):
+        return self._eval(np.asarray(theta, dtype=float))[1]
+
+    def met(self, theta) -> bool:
+        r = self.residuals(theta)[: len(self.b.compiled)]
+        return bool(np.all(np.abs(r) <= 1 + 1e-12))
+
+
+def _starts(b: _Bound) -> list[np.ndarray]:
+    """The scenario's current values first, then the middle of the bounds, then fixed pseudo-random points."""
+    out = [b.start.copy(), (b.lower + b.upper) / 2]
+    rng = np.random.default_rng(20240607)  # fixed: the same starts, so the same fit, every time
+    while len(out) < MAX_STARTS:
+        out.append(b.lower + (b.upper - b.lower) * rng.uniform(0.05, 0.95, size=len(b.lower)))
+    return out
+
+
+def _optimise(b: _Bound) -> tuple[np.ndarray, int, str]:
+    from scipy.optimize import least_squares
+
+    prob = _Problem(b)
+    best = None
+    tried = 0
+    for x0 in _starts(b):
+        tried += 1
+        sol = least_squares(prob.residuals, x0, jac=prob.jacobian, bounds=(b.lower, b.upper), method="trf",
+                            ftol=1e-14, xtol=1e-14, gtol=1e-14, max_nfev=2000)
+        if best is None or sol.cost < best.cost - 1e-15:
+            best = sol
+        if prob.met(best.x):
+            break
+    return np.clip(best.x, b.lower, b.upper), tried, str(best.message)
+
+
+def _floor(x: float) -> float:
+    return math.floor(x * 10 ** DECIMALS + 1e-9) / 10 ** DECIMALS
+
+
+def _ceil(x: float) -> float:
+    return math.ceil(x * 10 ** DECIMALS - 1e-9) / 10 ** DECIMALS
+
+
+def _round_feasible(b: _Bound, theta: np.ndarray) -> np.ndarray:
+    """Values rounded to DECIMALS within the bounds, keeping every balance at or above zero."""
+    prob = _Problem(b)
+    lo = np.array([_ceil(x) for x in b.lower])
+    hi = np.array([_floor(x) for x in b.upper])
+    v = np.array([float(_fmt(min(max(round(float(x), DECIMALS), a), z))) for x, a, z in zip(theta, lo, hi)])
+    step = 10.0 ** -DECIMALS
+    for _ in range(10_000):
+        negative = [(row, bal) for row, bal in prob.balances(v) if bal < -1e-12]
+        if not negative:
+            return v
+        row, bal = negative[0]
+        movable = [j for j in row.params if v[j] - step >= lo[j] - 1e-12]
+        if not movable:
+            break
+        j = max(movable, key=lambda j: (v[j] - lo[j], -j))
+        v[j] = round(v[j] - step, DECIMALS)
+    row, bal = negative[0]
+    names = ", ".join(f"{b.targets.parameters[j].name!r}" for j in row.params)
+    raise CalibrationError(b.targets.source, [(f"parameters[{row.params[0]}]", f"refused: the fit of {names} would make the "
+                           f"balance {b.pw.states[row.bal]!r} of {_row_path(b.scenario, row.entries[0])} negative ({bal:.3g}); "
+                           "narrow the bounds or balance the row with another state")])
+
+
+def _fmt(x: float, decimals: int = DECIMALS) -> str:
+    """A probability as plain YAML: fixed-point with at least one decimal (never 1e-06, which YAML reads as text)."""
+    s = f"{x:.{decimals}f}".rstrip("0")
+    return s + "0" if s.endswith(".") else s
+
+
+def _updates(b: _Bound, v: np.ndarray) -> dict[str, float]:
+    """Field path -> value for every fitted entry and every balance entry, each row summing to 1."""
+    sc, states = b.scenario, b.pw.states
+    out: dict[str, float] = {}
+    for (g, level, frm), row in b.rows.items():
+        seg, lv = list(sc.segments)[g], SERVICE_LEVELS[level]
+        base_row = dict(getattr(sc.pathway.transitions[seg], lv)[states[frm]])
+        for e in row.entries:
+            base_row[states[e.to]] = float(v[e.param])
+            out[e.path] = float(v[e.param])
+        bal_state = states[row.bal]
+        others = math.fsum(p for s, p in base_row.items() if s != bal_state)
+        bal = 1.0 - others
+        if bal < 0:
+            bal = 0.0 if bal > -1e-12 else bal
+        rounded = round(bal, DECIMALS)
+        if abs(others + rounded - 1.0) > 1e-12:
+            rounded = round(bal, 12)
+        base_row[bal_state] = rounded
+        if rounded < 0 or abs(sum(base_row.values()) - 1) > ROW_TOLERANCE:
+            raise CalibrationError(b.targets.source, [(f"parameters[{row.params[0]}]", f"refused: the row "
+                                   f"{_row_path(sc, row.entries[0])} cannot be balanced by {bal_state!r} (it would be {bal:.3g})")])
+        out[f"pathway.transitions.{seg}.{lv}.{states[frm]}.{bal_state}"] = rounded
+    return out
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    """A fit: the values written, the model rates they give and what the optimiser did."""
+
+    scenario_path: Path
+    targets_path: Path | None
+    targets: Targets
+    scenario: Scenario  # the scenario with the fitted (rounded) values
+    values: dict[str, float]  # parameter -> fitted value, as written
+    parameters: pd.DataFrame  # parameter, paths, balance, lower, upper, start, value
+    table: pd.DataFrame  # TARGET_COLUMNS, at the written values
+    updates: dict[str, float]  # field path -> value written, including each row's balance entry
+    all_met: bool
+    cost: float  # half the sum of squared (model - target) / tolerance at the written values
+    starts: int  # optimiser starts tried
+    message: str  # the optimiser's stopping reason for the fit kept
+
+    @property
+    def unmet(self) -> pd.DataFrame:
+        return self.table[~self.table.met]
+
+
+def calibrate(scenario_path: str | Path, targets_path: Targets | str | Path) -> CalibrationResult:
+    """Fit the parameters of a targets file to its targets; nothing is written (see ``write_calibrated``)."""
+    sc = load_scenario(scenario_path)
+    targets = _as_targets(targets_path)
+    if not targets.parameters:
+        raise CalibrationError(targets.source, [("parameters", "list at least one parameter to fit "
+                                                 "(to evaluate the targets without fitting, use --check)")])
+    b = _bind(sc, targets)
+    theta, tried, message = _optimise(b)
+    v = _round_feasible(b, theta)
+    updates = _updates(b, v)
+    raw = apply_overrides(load_raw(scenario_path), updates, str(scenario_path))
+    fitted = scenario_from_dict(raw, str(scenario_path))
+    table = _table(b, compile_pathway(fitted).P)
+    r = (table.residual / table.tolerance).to_numpy()
+    params = pd.DataFrame([{
+        "parameter": p.name,
+        "paths": list(p.paths),
+        "balance": p.balance,
+        "lower": p.bounds[0],
+        "upper": p.bounds[1],
+        "start": float(np.mean([e.base for e in b.entries if e.param == j])),
+        "value": float(v[j]),
+    } for j, p in enumerate(targets.parameters)])
+    return CalibrationResult(
+        scenario_path=Path(scenario_path),
+        targets_path=None if isinstance(targets_path, Targets) else Path(targets_path),
+        targets=targets, scenario=fitted, values={p.name: float(v[j]) for j, p in enumerate(targets.parameters)},
+        parameters=params, table=table, updates=updates, all_met=bool(table.met.all()),
+        cost=float(0.5 * np.sum(r ** 2)), starts=tried, message=message,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def strip_block(text: str) -> str:
+    """``text`` without a comment block written by an earlier calibration (and the blank line after it)."""
+    lines = text.splitlines(keepends=True)
+    out, i = [], 0
+    while i < len(lines):
+        if lines[i].startswith(BLOCK_BEGIN):
+            end = next((k for k in range(i + 1, len(lines)) if lines[k].startswith(BLOCK_END)), None)
+            if end is not None and all(l.startswith("#") for l in lines[i:end + 1]):
+                i = end + 1
+                if i < len(lines) and not lines[i].strip():
+                    i += 1
+                continue
+        out.append(lines[i])
+        i += 1
+    return "".join(out)
+
+
+def _one_line(s: str) -> str:
+    return " ".join(str(s).split())
+
+
+def _columns(rows: list[tuple[str, ...]], right: tuple[int, ...] = ()) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for r in rows:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        out.append(("#   " + "  ".join(cells)).rstrip())
+    return out
+
+
+def comment_block(result: CalibrationResult, out_path: str | Path) -> str:
+    """The comment block recording the fit (no dates, so the same fit always writes the same file)."""
+    out_dir = Path(out_path).resolve().parent
+    lines = [f"{BLOCK_BEGIN} (rewritten on every run; see {DOC}) ===="]
+    if result.targets_path is not None:
+        rel = os.path.relpath(Path(result.targets_path).resolve(), out_dir)
+        digest = hashlib.sha256(Path(result.targets_path).read_bytes()).hexdigest()[:12]
+        lines.append(f"# targets: {Path(rel).as_posix()} (sha256 {digest}...)")
+    else:
+        lines.append("# targets: given in Python, not from a file")
+    lines.append("# model rate: P(first entry into the target states within N monthly transitions of referral),")
+    lines.append("#   full service in every service state, forced exit as the engine applies it; computed exactly")
+    lines.append(f"# fit: least squares of (model - target) / tolerance; {result.starts} start(s); cost {result.cost:.6g}")
+    lines.append("#")
+    lines.append("# parameters (fitted value as written; was = value before the fit):")
+    prow = [("parameter", "value", "was", "bounds", "paths [balance state]")]
+    for _, p in result.parameters.iterrows():
+        for i, path in enumerate(p.paths):
+            bal = p.balance or [s.key for s in parse_path(path)][4]
+            head = (_one_line(p.parameter), _fmt(p.value), _fmt(p.start, 9), f"[{_fmt(p.lower)}, {_fmt(p.upper)}]") if i == 0 else ("",) * 4
+            prow.append((*head, f"{path} [{bal}]"))
+    lines += _columns(prow, right=(1, 2))
+    lines.append("#")
+    lines.append("# targets (model rate at the written values; residual = model - target; met when |residual| <= tolerance):")
+    trow = [("target", "segment", "within", "model", "target", "residual", "tolerance", "result")]
+    for t, spec in zip(result.table.itertuples(), result.targets.targets):
+        trow.append((_one_line(t.target), t.segment, f"{spec.within_months} months", f"{t.model:.6f}", f"{t.target_rate:.6f}",
+                     f"{t.residual + 0.0:+.6f}" if abs(t.residual) >= 5e-7 else "+0.000000", f"{t.tolerance:.6f}",
+                     "met" if t.met else "NOT MET"))
+    lines += _columns(trow, right=(2, 3, 4, 5, 6))
+    lines.append("#")
+    n, k = len(result.table), int((~result.table.met).sum())
+    if k == 0:
+        lines.append(f"# result: all {n} targets met")
+    else:
+        lines.append(f"# result: {k} of {n} targets NOT MET; these values are the closest fit")
+    lines.append(f"{BLOCK_END} ====")
+    return "\n".join(lines) + "\n\n"
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _rt_yaml():
+    from ruamel.yaml import YAML
+
+    y = YAML(typ="rt")
+    y.preserve_quotes = True
+    y.width = 4096
+    y.representer.add_representer(type(None), lambda r, d: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    return y
+
+
+def _node(doc, steps):
+    node = doc
+    for s in steps:
+        if not isinstance(node, dict) or s not in node:
+            return None
+        node = node[s]
+    return node
+
+
+def _surgical(text: str, updates: dict[str, str], extends: str | None) -> str | None:
+    """``text`` with the values changed in place, byte for byte elsewhere; None when that is not possible
+    (a key that has to be added outside an existing row, or a value that is not a plain number)."""
+    doc = _rt_yaml().load(text)
+    lines = text.splitlines(keepends=True)
+    edits: list[tuple[int, int, int, str]] = []  # line, start col, end col, replacement
+    appends: dict[tuple[int, ...], list[str]] = {}
+    for path, value in updates.items():
+        steps = [s.key for s in parse_path(path)]
+        row = _node(doc, steps[:-1])
+        key = steps[-1]
+        if row is None or not hasattr(row, "lc"):
+            return None
+        if key in row:
+            if isinstance(row[key], bool) or not isinstance(row[key], (int, float)):
+                return None
+            ln, col = row.lc.value(key)
+            m = _NUMBER.match(lines[ln], col)
+            if not m or float(m.group()) != float(row[key]):
+                return None
+            edits.append((ln, col, m.end(), value))
+        else:
+            appends.setdefault(id(row), [row]).append(f"{key}: {value}")
+    for items in appends.values():
+        row, new = items[0], items[1:]
+        if not len(row):
+            return None
+        last = list(row)[-1]
+        if isinstance(row[last], bool) or not isinstance(row[last], (int, float)):
+            return None
+        kl, kc = row.lc.key(last)
+        ln, col = row.lc.value(last)
+        m = _NUMBER.match(lines[ln], col)
+        if not m:
+            return None
+        if row.fa.flow_style():
+            edits.append((ln, m.end(), m.end(), "".join(f", {n}" for n in new)))
+        else:
+            if kl != ln:
+                return None
+            # a new line after the last entry, at its indentation
+            edits.append((ln, len(lines[ln].rstrip("\r\n")), len(lines[ln].rstrip("\r\n")),
+                          "".join("\n" + " " * kc + n for n in new)))
+    if extends is not None:
+        ln, col = doc.lc.value("extends")
+        line = lines[ln]
+        if line[col] in "'\"":
+            end = line.find(line[col], col + 1)
+            if end < 0:
+                return None
+            end += 1
+        else:
+            hash_at = line.find(" #", col)
+            end = len(line.rstrip("\r\n")) if hash_at < 0 else hash_at
+            end = col + len(line[col:end].rstrip())
+        edits.append((ln, col, end, _yaml_text(extends)))
+    for ln, a, z, new in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
+        lines[ln] = lines[ln][:a] + new + lines[ln][z:]
+    return "".join(lines)
+
+
+def _yaml_text(s: str) -> str:
+    return s if re.fullmatch(r"[A-Za-z0-9_./-]+", s) and not s.startswith("-") else '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _dumped(text: str, updates: dict[str, float], extends: str | None) -> str:
+    """``text`` loaded round-trip (comments kept), changed and dumped again: used when a key must be added."""
+    from ruamel.yaml.comments import CommentedMap
+
+    y = _rt_yaml()
+    best = None
+    for indent in ((2, 4, 2), (2, 2, 0)):  # the list style closest to the file's own
+        y.indent(mapping=indent[0], sequence=indent[1], offset=indent[2])
+        doc = y.load(text)
+        for path, value in updates.items():
+            steps = [s.key for s in parse_path(path)]
+            node = doc
+            for s in steps[:-1]:
+                if not isinstance(node.get(s), dict):
+                    node[s] = CommentedMap()
+                node = node[s]
+            node[steps[-1]] = float(value)
+        if extends is not None:
+            doc["extends"] = extends
+        buf = io.StringIO()
+        y.dump(doc, buf)
+        out = buf.getvalue()
+        changed = sum(1 for l in difflib.ndiff(text.splitlines(), out.splitlines()) if l[:1] in "+-")
+        if best is None or changed < best[0]:
+            best = (changed, out)
+    return best[1]
+
+
+def _extends_for(scenario_path: Path, out_path: Path, text: str) -> str | None:
+    """The ``extends`` value the output needs when it is written to another folder (None: unchanged)."""
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict) or "extends" not in data:
+        return None
+    if scenario_path.resolve().parent == out_path.resolve().parent:
+        return None
+    parent = (scenario_path.parent / str(data["extends"])).resolve()
+    return Path(os.path.relpath(parent, out_path.resolve().parent)).as_posix()
+
+
+def calibrated_text(result: CalibrationResult, out_path: str | Path) -> str:
+    """The text of the calibrated scenario file: the original with the fitted values and a fresh comment block."""
+    src, out_path = Path(result.scenario_path), Path(out_path)
+    text = strip_block(src.read_text(encoding="utf-8"))
+    extends = _extends_for(src, out_path, text)
+    formatted = {p: _fmt(v, DECIMALS if round(v, DECIMALS) == v else 12) for p, v in result.updates.items()}
+    try:
+        body = _surgical(text, formatted, extends)
+    except Exception:  # anything the in-place edit cannot follow: the round-trip writer below
+        body = None
+    if body is None or not _writes(body, result.updates):
+        try:
+            body = _dumped(text, result.updates, extends)
+        except Exception as exc:
+            raise CalibrationError(str(src), [("", f"cannot rewrite the file with the fitted values: {exc}")]) from None
+    return comment_block(result, out_path) + body
+
+
+def _writes(body: str, updates: dict[str, float]) -> bool:
+    """The file's own mapping sets every updated path to its value (the check of an in-place edit)."""
+    try:
+        data = yaml.safe_load(body)
+    except yaml.YAMLError:
+        return False
+    for path, value in updates.items():
+        node = _node(data, [s.key for s in parse_path(path)])
+        if isinstance(node, bool) or not isinstance(node, (int, float)) or abs(node - value) > 1e-15:
+            return False
+    return True
+
+
+def write_calibrated(result: CalibrationResult, out_path: str | Path) -> Path:
+    """Write the calibrated scenario to ``out_path`` (may be the input itself): the original file with its
+    comments, the fitted values and a comment block at the top recording the fit. The file is written to a
+    temporary file beside ``out_path``, checked with ``load_scenario`` and only then moved into place."""
+    out_path = Path(out_path)
+    text = calibrated_text(result, out_path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.resolve().parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        try:
+            written = load_scenario(tmp)
+        except ScenarioError as exc:
+            raise CalibrationError(str(out_path), [(p, f"the calibrated file would not be valid: {r}") for p, r in exc.problems]) from None
+        if written.model_dump() != result.scenario.model_dump():
+            raise CalibrationError(str(out_path), [("", "the calibrated file does not read back as the fitted scenario "
+                                                        "(nothing was written)")])
+        if out_path.exists():
+            mode = out_path.stat().st_mode & 0o777
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)  # a temporary file is private; the output gets the usual permissions
+        os.replace(tmp, out_path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out_path
+
+
+def default_output(scenario_path: str | Path) -> Path:
+    p = Path(scenario_path)
+    return p.with_name(f"{p.stem}.calibrated.yaml")

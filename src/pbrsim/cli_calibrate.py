@@ -1,0 +1,121 @@
+"""``pbrsim calibrate``: fit transition probabilities to observed outcome rates (see docs/calibration.md)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .cli import EXIT_INPUT, err_console, main
+from .scenario import ScenarioError, load_scenario
+
+EXIT_NOT_MET_CHECK = 1  # --check: some target is not met
+EXIT_NOT_MET = 3  # a fit was written but some target is not met
+
+
+def _problems_exit(exc: ScenarioError) -> None:
+    n = len(exc.problems)
+    err_console.print(f"[bold red]{exc.source}: {n} problem{'s' if n != 1 else ''}[/bold red]", highlight=False)
+    for p, rule in exc.problems:
+        err_console.print(f"  {exc.source}: {p + ': ' if p else ''}{rule}", highlight=False, markup=False, soft_wrap=True)
+    err_console.print("Nothing was written. Fix the file and try again (see docs/calibration.md).")
+    sys.exit(EXIT_INPUT)
+
+
+def _targets_table(table, targets, title: str) -> Table:
+    t = Table(title=title, title_justify="left")
+    t.add_column("target", overflow="fold")
+    t.add_column("segment", overflow="fold", min_width=7)
+    t.add_column("months", justify="right", no_wrap=True)
+    t.add_column("model", justify="right", no_wrap=True)
+    t.add_column("target ± tolerance", justify="right", no_wrap=True)
+    t.add_column("residual", justify="right", no_wrap=True)
+    t.add_column("", no_wrap=True)
+    for row, spec in zip(table.itertuples(), targets.targets):
+        t.add_row(escape(row.target), escape(row.segment), str(spec.within_months), f"{row.model:.4f}",
+                  f"{row.target_rate:.4f} ± {row.tolerance:.4f}", f"{row.residual:+.4f}" if abs(row.residual) >= 5e-5 else "+0.0000",
+                  "met" if row.met else "[bold red]NOT MET[/bold red]")
+    return t
+
+
+def _parameters_table(params) -> Table:
+    t = Table(title="Parameters", title_justify="left")
+    t.add_column("parameter", overflow="fold", min_width=10)
+    for col in ("was", "fitted"):
+        t.add_column(col, justify="right", no_wrap=True)
+    t.add_column("bounds", no_wrap=True)
+    t.add_column("paths (balance state)", overflow="fold")
+    for p in params.itertuples():
+        t.add_row(escape(p.parameter), f"{p.start:.6f}", f"{p.value:.6f}", f"[{p.lower:g}, {p.upper:g}]", escape("\n".join(f"{path} ({p.balance or path.split('.')[4]})" for path in p.paths)))
+    return t
+
+
+def _unmet_text(table) -> str:
+    return "; ".join(f"{escape(repr(r.target))} (model {r.model:.4f}, target {r.target_rate:.4f} ± {r.tolerance:.4f})"
+                     for r in table[~table.met].itertuples())
+
+
+@main.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.argument("targets", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), help="Where to write the calibrated scenario [default: <scenario stem>.calibrated.yaml beside it].")
+@click.option("--in-place", is_flag=True, help="Overwrite SCENARIO with the calibrated values.")
+@click.option("--check", is_flag=True, help="Only evaluate the targets against SCENARIO as it is; write nothing (exit 0 if all met, 1 if not).")
+def calibrate(scenario, targets, out, in_place, check):
+    """Fit transition probabilities of SCENARIO to the outcome rates in TARGETS and write the calibrated scenario.
+
+    Exit codes: 0 every target met; 1 (--check) some target not met; 2 bad input, nothing written;
+    3 the targets cannot all be met (the closest fit is written)."""
+    from . import calibrate as cal
+
+    if out and in_place:
+        err_console.print("[bold red]error:[/bold red] give --out or --in-place, not both", highlight=False)
+        sys.exit(EXIT_INPUT)
+    if check and (out or in_place):
+        err_console.print("[bold red]error:[/bold red] --check writes nothing; drop --out / --in-place", highlight=False)
+        sys.exit(EXIT_INPUT)
+    console = Console()
+    try:
+        load_scenario(scenario)  # scenario problems first, reported against the scenario file
+        tg = cal.load_targets(targets)
+        if check:
+            table = cal.check_targets(scenario, tg)
+        else:
+            result = cal.calibrate(scenario, targets)
+    except ScenarioError as exc:
+        _problems_exit(exc)
+
+    if check:
+        console.print(f"[bold]{escape(scenario)}[/bold] against [bold]{escape(targets)}[/bold]: model rates under full service "
+                      "(docs/calibration.md).", highlight=False)
+        console.print(_targets_table(table, tg, "Targets"))
+        k = int((~table.met).sum())
+        if k:
+            console.print(f"[bold red]{k} of {len(table)} targets not met:[/bold red] {_unmet_text(table)}", highlight=False)
+            sys.exit(EXIT_NOT_MET_CHECK)
+        console.print(f"All {len(table)} targets met.")
+        return
+
+    out_path = Path(scenario) if in_place else Path(out) if out else cal.default_output(scenario)
+    try:
+        cal.write_calibrated(result, out_path)
+    except ScenarioError as exc:
+        _problems_exit(exc)
+    except OSError as exc:
+        err_console.print(f"[bold red]error:[/bold red] cannot write {escape(str(out_path))}: {exc.strerror or exc}. Nothing was written.",
+                          highlight=False)
+        sys.exit(EXIT_INPUT)
+    console.print(f"[bold]{escape(scenario)}[/bold] calibrated to [bold]{escape(targets)}[/bold]: {result.starts} optimiser start(s), "
+                  f"{result.message}", highlight=False)
+    console.print(_parameters_table(result.parameters))
+    console.print(_targets_table(result.table, result.targets, "Targets at the fitted values"))
+    if result.all_met:
+        console.print(f"All {len(result.table)} targets met. Calibrated scenario written to [bold]{escape(str(out_path))}[/bold].", highlight=False)
+        return
+    err_console.print(f"[bold red]targets cannot all be met:[/bold red] {_unmet_text(result.table)}; "
+                      f"closest fit written to {escape(str(out_path))}", highlight=False, soft_wrap=True)
+    sys.exit(EXIT_NOT_MET)
