@@ -303,6 +303,11 @@ def test_stress_command_writes_tables_summary_and_report(tmp_path):
     assert "Which shocks matter most" in html and "data:image/png;base64," in html
     man = json.loads((out / "manifest.json").read_text())
     assert man["kind"] == "pbrsim-stress" and man["organisation"] == "small_charity"
+    # `pbrsim report` on the stress folder rebuilds the same page from summary.json
+    again = tmp_path / "again"
+    r = CliRunner().invoke(main, ["report", str(out), "--out", str(again)])
+    assert r.exit_code == 0, r.output
+    assert (again / "stress.html").read_text().split("<footer")[0] == html.split("<footer")[0]
 
 
 def test_stresses_are_validated_before_anything_runs():

@@ -15,8 +15,8 @@ from .cli import EXIT_INPUT, err_console, main
               help="Folder for report.html and the chart PNG files [default: DIRECTORY/report].")
 @click.option("--quiet", is_flag=True, help="Print nothing on success.")
 def report(directory, out, quiet):
-    """Write an HTML report with charts of DIRECTORY: a run folder (`pbrsim run`) or an experiment dataset
-    (`pbrsim batch`, `pbrsim compare --out`). The HTML file is self-contained: it opens without a network."""
+    """Write an HTML report with charts of DIRECTORY: a run folder (`pbrsim run`), an experiment dataset
+    (`pbrsim batch`, `pbrsim compare --out`) or a stress test (`pbrsim stress`). The HTML file is self-contained: it opens without a network."""
     from .report import ReportError, build_report
 
     try:

@@ -1,5 +1,5 @@
-"""Self-contained HTML reports of a run folder (``pbrsim run``) or an experiment dataset (``pbrsim batch``,
-``pbrsim compare --out``).
+"""Self-contained HTML reports of a run folder (``pbrsim run``), an experiment dataset (``pbrsim batch``,
+``pbrsim compare --out``) or a stress test (``pbrsim stress``).
 
     from pbrsim.report import build_report
     html = build_report("results/blended_vcs")        # -> results/blended_vcs/report/report.html
@@ -41,6 +41,13 @@ def build_report(path: str | Path, out: str | Path | None = None) -> Path:
 
     path = Path(path)
     kind = kind_of(path)
+    if kind == "stress":  # a stress-test folder has its own page: tornado, reserve curve and table
+        import json
+
+        from ..stress_report import write_stress_report
+
+        summary = json.loads((path / "summary.json").read_text())
+        return write_stress_report(summary, Path(out) if out is not None else path / REPORT_FOLDER)
     report = run_report(load_run(path)) if kind == "run" else experiment_report(load_experiment(path))
     html = _render(report)
 

@@ -34,7 +34,7 @@ class ReportError(Exception):
 
 
 def kind_of(path: Path) -> str:
-    """``run`` (written by ``pbrsim run``) or ``experiment`` (``pbrsim batch`` / ``compare --out``)."""
+    """``run`` (``pbrsim run``), ``experiment`` (``pbrsim batch`` / ``compare --out``) or ``stress`` (``pbrsim stress``)."""
     path = Path(path)
     if not path.is_dir():
         raise ReportError(f"{path} is not a folder")
@@ -47,6 +47,8 @@ def kind_of(path: Path) -> str:
         raise ReportError(f"cannot read {man}: {exc}") from None
     if manifest.get("kind") == "pbrsim-experiment":
         return "experiment"
+    if manifest.get("kind") == "pbrsim-stress":
+        return "stress"
     if (path / "summary.json").exists():
         return "run"
     raise ReportError(f"{path} is not a pbrsim run or experiment folder (manifest.json but no summary.json)")
