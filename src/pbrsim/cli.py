@@ -137,6 +137,7 @@ def schema():
 from . import cli_experiments  # noqa: E402,F401  (registers compare/batch/summarise)
 from . import cli_report  # noqa: E402,F401  (registers report)
 from . import cli_stress  # noqa: E402,F401  (registers stress)
+from . import cli_indigo  # noqa: E402,F401  (registers import-indigo)
 from . import cli_calibrate  # noqa: E402,F401  (registers calibrate)
 
 
