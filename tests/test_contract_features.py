@@ -275,6 +275,12 @@ def test_cohorts_must_be_ordered_and_inside_the_contract():
         _sc(COHORT, **{"contract.cohort_payments.0.cohorts": [{"start": 10, "end": 20}, {"start": 5, "end": 50}]})
     paths = [p for p, _ in e.value.problems]
     assert "contract.cohort_payments[0].cohorts[1].start" in paths and "contract.cohort_payments[0].cohorts[1].end" in paths
+    # a window running past the contract end would be measured on months in which nobody moves
+    with pytest.raises(ScenarioError) as e:
+        _sc(COHORT, **{"contract.cohort_payments.0.cohorts": [{"start": 0, "end": 30}]})
+    assert [p for p, r in e.value.problems] == ["contract.cohort_payments[0].cohorts[0].end"]
+    assert "at most 29" in e.value.problems[0][1]
+    _sc(COHORT, **{"contract.cohort_payments.0.cohorts": [{"start": 0, "end": 29}]})
 
 
 # -- investor finance --------------------------------------------------------------------------------

@@ -656,6 +656,10 @@ def check_rules(sc: Scenario) -> list[tuple[str, str]]:
                 p.append((f"{path}.cohorts[{j}].start", "cohorts must be in order and must not overlap"))
             if co.end > sc.months:
                 p.append((f"{path}.cohorts[{j}].end", f"end month {co.end} is after the contract end {sc.months}"))
+            elif co.end - 1 + cp.window_months > sc.months:
+                p.append((f"{path}.cohorts[{j}].end", f"the last member's {cp.window_months}-month window ends after the contract "
+                          f"({sc.months} months): clients stop moving at the contract end, so end must be at most "
+                          f"{sc.months - cp.window_months + 1}"))
             last_end = max(last_end, co.end)
     if c.primary_outcome is not None and c.primary_outcome not in known:
         p.append(("contract.primary_outcome", f"unknown state {c.primary_outcome!r}; states are {states}"))
