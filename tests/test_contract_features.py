@@ -337,3 +337,50 @@ def test_finance_names_a_known_organisation_and_refuses_exact_mode():
     assert {p for p, _ in e.value.problems} >= {"finance.investor", "finance.organisation"}
     with pytest.raises(ExactNotApplicable, match="finance"):
         expected(_financed())
+
+
+# -- first entry into any of several states ----------------------------------------------------------
+
+def _skip_line():
+    """LINE where half the clients jump straight from referred to job (skipping engaged)."""
+    return {"pathway.transitions.only.full.referred": {"engaged": 0.5, "job": 0.5},
+            "referrals": {"monthly": [40], "distribution": "fixed"}}
+
+
+def test_a_first_entry_line_over_several_states_pays_once_whichever_is_reached_first():
+    sc = _sc(LINE, **_skip_line(), **{"contract.payments": [
+        {"name": "progress", "kind": "milestone", "states": ["engaged", "job"], "tariff": 50, "lag": 0},
+        {"name": "engage_only", "kind": "milestone", "state": "engaged", "tariff": 1, "lag": 0},
+    ]})
+    res = simulate(sc, seed=3, replications=1)
+    cl = res.clients
+    skipped = int(cl.first_engaged.isna().sum())
+    assert 0 < skipped < 40  # some clients skipped the engaged state ...
+    led = res.ledger[res.ledger.item == "progress"]
+    assert int(led.amount.sum()) == 40 * 5000  # ... and every client is paid exactly once
+    assert set(led.kind) == {"milestone"} and set(led.month) == {0}
+    assert int(res.ledger[res.ledger.item == "engage_only"].amount.sum()) == (40 - skipped) * 100
+
+
+def test_a_set_holding_the_initial_state_pays_at_referral():
+    sc = _sc(LINE, **{"contract.payments": [
+        {"name": "start", "kind": "attachment", "states": ["referred", "engaged"], "tariff": 10, "lag": 0}]})
+    res = simulate(sc, seed=0, replications=1)
+    assert _paid(res, "start") == [(0, 1000)]
+
+
+def test_exact_mode_agrees_with_the_engine_for_first_entry_into_any_of_several_states():
+    d = make()
+    d["contract"]["payments"][1] = {"name": "job_or_better", "kind": "milestone", "states": ["job", "sustained"],
+                                    "tariff": {"easy": 200, "hard": 400}, "lag": 2, "rejection": 0.1}
+    _compare(scenario_from_dict(d, "<test>"), reps=200)
+
+
+def test_first_entry_lines_take_state_or_states_but_not_both_nor_max_months():
+    d = make()
+    d["contract"]["payments"][0]["states"] = ["engaged"]
+    d["contract"]["payments"][1]["max_months"] = 2
+    with pytest.raises(ScenarioError) as e:
+        scenario_from_dict(d, "x.yaml")
+    paths = [p for p, _ in e.value.problems]
+    assert "contract.payments[0].state" in paths and "contract.payments[1].max_months" in paths

@@ -53,7 +53,15 @@ class Rule:
 
     @property
     def is_sustainment(self) -> bool:
-        return self.kind == "sustainment"
+        """Paid by the monthly mechanism: each month ending in ``in_states``, up to ``max_months``. A
+        first-entry line over several states ("first entry into any of them") is compiled to this
+        mechanism with ``max_months = 1`` and keeps its own kind for reporting."""
+        return self.state < 0
+
+    @property
+    def pays_at_referral(self) -> bool:
+        """A first-entry line over several states whose set includes where clients start (paid at referral)."""
+        return self.kind != "sustainment" and self.state < 0
 
 
 @dataclass(frozen=True)
@@ -179,7 +187,7 @@ def compile_contract(sc: Scenario, pw: Pathway) -> Contract:
                 kind=r.kind,
                 state=pw.index(r.state) if r.state else -1,
                 in_states=in_states,
-                max_months=r.max_months or 0,
+                max_months=r.max_months or (1 if r.states else 0),
                 tariff=tariff,
                 lag=r.lag,
                 rejection=r.rejection,

@@ -368,6 +368,10 @@ class _Run:
         for rule in self.c.rules:
             if not rule.is_sustainment and rule.state == init:
                 self._claim(t, rule, idx, phase=0)
+        for k, rule in enumerate(self.sust_rules):
+            if rule.pays_at_referral and rule.in_states[init]:  # first entry into a set that holds the start
+                self.sust_count[idx, k] = 1
+                self._claim(t, rule, idx, phase=0)
 
     def _guarantee(self, assigned: np.ndarray):
         """Top up subcontractors with a guaranteed minimum from the prime's share of this month's referrals."""

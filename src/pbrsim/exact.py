@@ -174,6 +174,9 @@ def _trigger_probabilities(model: Model, M: np.ndarray, rule: Rule, K: int) -> n
             x = y + staying
         return out
     N = rule.max_months
+    if rule.pays_at_referral and rule.in_states[pw.initial]:
+        out[0] = 1.0  # first entry into a set of states holding the initial state: paid at referral, once
+        return out
     x = np.zeros((S, N + 1))  # [state, payments so far]
     x[pw.initial, 0] = 1.0
     A = rule.in_states

@@ -97,7 +97,7 @@ class PaymentRule(_Model):
     name: str = Field(..., description="Label of this payment line, unique within the contract.")
     kind: Literal["attachment", "milestone", "outcome", "sustainment"]
     state: str | None = Field(None, description="State whose first entry triggers the payment (not sustainment).")
-    states: list[str] | None = Field(None, description="Sustainment: states in which each month is paid.")
+    states: list[str] | None = Field(None, description="Sustainment: states in which each month is paid; other kinds: first entry into any of them.")
     max_months: int | None = Field(None, ge=1, description="Sustainment: most monthly payments per client.")
     tariff: Tariff | None = Field(None, description="Amount per trigger, one number or per segment (with optional `default`).")
     tariff_by_year: list[Tariff] | None = Field(
@@ -626,12 +626,18 @@ def check_rules(sc: Scenario) -> list[tuple[str, str]]:
                 if s not in known:
                     p.append((f"{path}.states[{j}]", f"unknown state {s!r}; states are {states}"))
         else:
-            if rule.state is None:
-                p.append((f"{path}.state", f"{rule.kind} payments need `state` (the state whose first entry is paid)"))
-            elif rule.state not in known:
+            if (rule.state is None) == (rule.states is None):
+                p.append((f"{path}.state", f"{rule.kind} payments need `state` (the state whose first entry is paid) "
+                          "or `states` (first entry into any of them), not both"))
+            elif rule.state is not None and rule.state not in known:
                 p.append((f"{path}.state", f"unknown state {rule.state!r}; states are {states}"))
-            if rule.states is not None or rule.max_months is not None:
-                p.append((path, f"`states`/`max_months` only apply to sustainment payments, not {rule.kind}"))
+            if rule.states is not None and not rule.states:
+                p.append((f"{path}.states", "name at least one state"))
+            for j, s in enumerate(rule.states or []):
+                if s not in known:
+                    p.append((f"{path}.states[{j}]", f"unknown state {s!r}; states are {states}"))
+            if rule.max_months is not None:
+                p.append((f"{path}.max_months", f"`max_months` only applies to sustainment payments, not {rule.kind}"))
         if (rule.tariff is None) == (rule.tariff_by_year is None):
             p.append((f"{path}.tariff", "give exactly one of `tariff` or `tariff_by_year`"))
         if rule.tariff is not None:
