@@ -468,3 +468,27 @@ def test_report_renders_in_headless_chromium(experiment, tmp_path):
     assert ink > 0.005, f"hardly anything drawn ({ink:.2%} dark pixels)"
     colours = np.unique((rgb[::4, ::4] * 255).astype(np.uint8).reshape(-1, 3), axis=0)
     assert len(colours) > 50, "the charts did not render"
+
+
+def test_run_report_shows_investor_finance_and_clawbacks_as_in_the_summary(tmp_path):
+    """Contract features with their own figures: investor finance (Fair Chance Fund) and a volume-band
+    clawback (the TR shortfall variant) appear in the report with the summary's numbers."""
+    lib = Path(__file__).resolve().parents[1] / "scenarios" / "library"
+    for name, metrics in (("fair_chance_fund", ("investor_drawn", "investor_repaid", "investor_multiple", "investor_loss")),
+                          ("tr_crc_volume_shortfall", ("clawed_back",))):
+        out = tmp_path / name
+        r = CliRunner().invoke(main, ["run", str(lib / f"{name}.yaml"), "--seed", "2", "-n", "4", "--out", str(out), "--quiet"])
+        assert r.exit_code == 0, r.output
+        page = Page(build_report(out).read_text())
+        s = json.loads((out / "summary.json").read_text())
+        if "investor" in s:
+            inv = s["investor"]
+            assert page.text(metric="investor_drawn") == interval(inv["drawn"], money)
+            assert page.text(metric="investor_repaid") == interval(inv["repaid"], money)
+            assert page.text(metric="investor_loss") == interval(inv["loss"], money)
+            assert page.text(metric="investor_multiple").startswith(f"{inv['multiple']['mean']:.2f}")
+        else:
+            c = s["commissioner"]
+            assert c["clawed_back"]["mean"] > 0
+            assert page.text(metric="clawed_back") == interval(c["clawed_back"], money)
+        assert all(page.cell(metric=m) for m in metrics)

@@ -318,7 +318,10 @@ def _run_commissioner(d: RunData) -> list[Block]:
     for kind, ci in c["paid_by_kind"].items():
         if ci.get("mean"):
             rows.append((fmt.label(kind), [cell(fmt.interval(ci, "money", cur), metric=f"paid[{kind}]")]))
-    rows.append(("total", [cell(fmt.interval(c["paid_total"], "money", cur), metric="paid_total")]))
+    if "clawed_back" in c:
+        rows.append(("clawed back at volume reconciliation", [cell(fmt.interval(c["clawed_back"], "money", cur), metric="clawed_back")]))
+    rows.append(("total" + (" (net of clawback)" if "clawed_back" in c else ""),
+                 [cell(fmt.interval(c["paid_total"], "money", cur), metric="paid_total")]))
     if "prime_kept" in c:
         rows.append(("of which the prime keeps", [cell(fmt.interval(c["prime_kept"], "money", cur), metric="prime_kept")]))
         rows.append(("of which passed to subcontractors",
@@ -340,6 +343,16 @@ def _run_commissioner(d: RunData) -> list[Block]:
         cap_text = (f"The cap was reached in {fmt.interval(cap)} of runs; on average "
                     f"{fmt.money(c['capped_total']['mean'], cur)} earned was not paid because of it.")
     blocks.append(_p(f"Cost per outcome: {fmt.interval(c.get('cost_per_outcome'), 'money', cur)}. {cap_text}"))
+    inv = s.get("investor")
+    if inv:
+        blocks.append(_table(Table("table-investor", f"Investor finance: {inv['investor']} → {inv['organisation']} (per contract)",
+                                   ["", "per contract"], [
+            ("drawn", [cell(fmt.interval(inv["drawn"], "money", cur), metric="investor_drawn")]),
+            ("repaid out of contract income", [cell(fmt.interval(inv["repaid"], "money", cur), metric="investor_repaid")]),
+            ("money multiple (repaid ÷ drawn)", [cell(fmt.interval(inv["multiple"], "ratio"), metric="investor_multiple")]),
+            ("loss", [cell(fmt.interval(inv["loss"], "money", cur), metric="investor_loss")]),
+            ("investor lost money (share of runs)", [cell(fmt.interval(inv["lost_money"]), metric="investor_lost_money")]),
+        ], "The investor is repaid only out of what the contract brings in, so it carries the loss when results fall short.")))
     if len(d.spend.columns):
         blocks.append(_chart(charts.spend_over_time(d.spend, cur)))
     blocks.append(_chart(charts.spend_shares_bar({s.get("scenario", "this run"): shares}, "spend_shares",

@@ -56,6 +56,8 @@ def interval(ci: dict | None, unit: str = "pct", currency: str = "GBP") -> str:
         return _interval(ci, pct)
     if unit == "money":
         return _interval(ci, lambda x: money(x, currency))
+    if unit == "ratio":
+        return _interval(ci, lambda x: f"{float(x):.2f}")
     if not ci or ci.get("mean") is None:
         return DASH
     if ci.get("lo") is None:
