@@ -255,3 +255,23 @@ def test_tr_volume_shortfall_is_clawed_back_and_lowers_the_crc_cash():
     pb, ps = base.per_replication, short.per_replication
     assert (ps["final_cash[crc]"] < pb["final_cash[crc]"]).all()
     assert (ps["lowest_cash[crc]"] < pb["lowest_cash[crc]"]).all()
+
+
+def test_work_programme_supply_chain_experiment_changes_only_the_specialists_terms():
+    """The shipped experiment re-runs the Work Programme under other subcontract terms: DWP's payments and
+    the clients are the same in every design; paying the specialist at cost shields it in every run."""
+    from pbrsim.experiment import load_experiment
+    from pbrsim.simulate import simulate
+
+    exp = load_experiment(Path(__file__).resolve().parents[1] / "scenarios" / "experiments" / "work_programme_supply_chain.yaml")
+    assert [d.name for d in exp.designs] == ["as_modelled", "paid_at_cost", "fewer_referrals"]
+    base = exp.baseline.scenario
+    for d in exp.designs:
+        assert (d.scenario.contract, d.scenario.pathway, d.scenario.referrals) == (base.contract, base.pathway, base.referrals)
+    runs = {d.name: simulate(d.scenario, seed=exp.seed, replications=3) for d in exp.designs[:2]}
+    pr = {k: r.per_replication for k, r in runs.items()}
+    # same clients and the same commissioner spend per replication (common random numbers, same contract)
+    assert (pr["as_modelled"]["referrals"] == pr["paid_at_cost"]["referrals"]).all()
+    margin = "margin[esa_specialist]"
+    assert (pr["paid_at_cost"][margin] > pr["as_modelled"][margin]).all()
+    assert (pr["paid_at_cost"]["margin[prime_contractor]"] < pr["as_modelled"]["margin[prime_contractor]"]).all()
