@@ -18,7 +18,19 @@ err_console = Console(stderr=True)
 
 
 def fail_input(message: str):
-    err_console.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    """One-line input error (the message is printed as plain text: field paths keep their brackets); exit 2."""
+    err_console.print("[bold red]error:[/bold red] ", end="", highlight=False)
+    err_console.print(message, highlight=False, markup=False, soft_wrap=True)
+    sys.exit(EXIT_INPUT)
+
+
+def exit_with_problems(source: str, problems: list[tuple[str, str]], advice: str):
+    """Every problem of a file as ``FILE: field.path: rule``, then what to do; exit 2."""
+    n = len(problems)
+    err_console.print(f"[bold red]{source}: {n} problem{'s' if n != 1 else ''}[/bold red]", highlight=False)
+    for p, rule in problems:
+        err_console.print(f"  {source}: {p + ': ' if p else ''}{rule}", highlight=False, markup=False, soft_wrap=True)
+    err_console.print(advice)
     sys.exit(EXIT_INPUT)
 
 
@@ -26,12 +38,8 @@ def load_or_exit(path: str):
     try:
         return load_scenario(path)
     except ScenarioError as exc:
-        n = len(exc.problems)
-        err_console.print(f"[bold red]{path}: {n} problem{'s' if n != 1 else ''}[/bold red]", highlight=False)
-        for p, rule in exc.problems:
-            err_console.print(f"  {path}: {p + ': ' if p else ''}{rule}", highlight=False, markup=False, soft_wrap=True)
-        err_console.print("Nothing was run or written. Fix the file and try again (fields are described in docs/scenarios.md).")
-        sys.exit(EXIT_INPUT)
+        exit_with_problems(path, exc.problems,
+                           "Nothing was run or written. Fix the file and try again (fields are described in docs/scenarios.md).")
 
 
 def progress_bar(console: Console, disable: bool = False) -> Progress:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .cli import EXIT_INPUT, err_console, main
+from .cli import err_console, exit_with_problems, fail_input, main
 from .scenario import ScenarioError, load_scenario
 
 EXIT_NOT_MET_CHECK = 1  # --check: some target is not met
@@ -18,12 +18,7 @@ EXIT_NOT_MET = 3  # a fit was written but some target is not met
 
 
 def _problems_exit(exc: ScenarioError) -> None:
-    n = len(exc.problems)
-    err_console.print(f"[bold red]{exc.source}: {n} problem{'s' if n != 1 else ''}[/bold red]", highlight=False)
-    for p, rule in exc.problems:
-        err_console.print(f"  {exc.source}: {p + ': ' if p else ''}{rule}", highlight=False, markup=False, soft_wrap=True)
-    err_console.print("Nothing was written. Fix the file and try again (see docs/calibration.md).")
-    sys.exit(EXIT_INPUT)
+    exit_with_problems(exc.source, exc.problems, "Nothing was written. Fix the file and try again (see docs/calibration.md).")
 
 
 def _targets_table(table, targets, title: str) -> Table:
@@ -73,11 +68,9 @@ def calibrate(scenario, targets, out, in_place, check):
     from . import calibrate as cal
 
     if out and in_place:
-        err_console.print("[bold red]error:[/bold red] give --out or --in-place, not both", highlight=False)
-        sys.exit(EXIT_INPUT)
+        fail_input("give --out or --in-place, not both")
     if check and (out or in_place):
-        err_console.print("[bold red]error:[/bold red] --check writes nothing; drop --out / --in-place", highlight=False)
-        sys.exit(EXIT_INPUT)
+        fail_input("--check writes nothing; drop --out / --in-place")
     console = Console()
     try:
         load_scenario(scenario)  # scenario problems first, reported against the scenario file
@@ -106,9 +99,7 @@ def calibrate(scenario, targets, out, in_place, check):
     except ScenarioError as exc:
         _problems_exit(exc)
     except OSError as exc:
-        err_console.print(f"[bold red]error:[/bold red] cannot write {escape(str(out_path))}: {exc.strerror or exc}. Nothing was written.",
-                          highlight=False)
-        sys.exit(EXIT_INPUT)
+        fail_input(f"cannot write {out_path}: {exc.strerror or exc}. Nothing was written.")
     console.print(f"[bold]{escape(scenario)}[/bold] calibrated to [bold]{escape(targets)}[/bold]: {result.starts} optimiser start(s), "
                   f"{result.message}", highlight=False)
     console.print(_parameters_table(result.parameters))

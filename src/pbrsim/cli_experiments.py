@@ -10,16 +10,10 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from .cli import EXIT_INPUT, err_console, main, progress_bar
+from .cli import err_console, exit_with_problems, fail_input, main, progress_bar
 from .scenario import ScenarioError
 
 EXIT_INTERRUPTED = 130
-
-
-def fail_input(message: str):
-    err_console.print("[bold red]error:[/bold red] ", end="", highlight=False)
-    err_console.print(message, highlight=False, markup=False, soft_wrap=True)
-    sys.exit(EXIT_INPUT)
 
 
 def _load_experiment_or_exit(path: str):
@@ -28,12 +22,8 @@ def _load_experiment_or_exit(path: str):
     try:
         return load_experiment(path)
     except ScenarioError as exc:
-        n = len(exc.problems)
-        err_console.print(f"[bold red]{path}: {n} problem{'s' if n != 1 else ''}[/bold red]", highlight=False)
-        for p, rule in exc.problems:
-            err_console.print(f"  {path}: {p + ': ' if p else ''}{rule}", highlight=False, markup=False, soft_wrap=True)
-        err_console.print("Nothing was run or written. Fix the file and try again (the format is described in docs/experiments.md).")
-        sys.exit(EXIT_INPUT)
+        exit_with_problems(path, exc.problems, "Nothing was run or written. Fix the file and try again "
+                           "(the format is described in docs/experiments.md).")
 
 
 def _execution_options(f):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from .cli import EXIT_INPUT, err_console, main
+from .cli import fail_input, main
 
 
 @main.command()
@@ -22,8 +20,6 @@ def report(directory, out, quiet):
     try:
         path = build_report(directory, out)
     except ReportError as exc:
-        err_console.print("[bold red]error:[/bold red] ", end="", highlight=False)
-        err_console.print(str(exc), highlight=False, markup=False, soft_wrap=True)
-        sys.exit(EXIT_INPUT)
+        fail_input(str(exc))
     if not quiet:
         click.echo(f"Report written to {path} (each chart also as a PNG file in {path.parent}).")

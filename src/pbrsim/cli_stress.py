@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from .cli import EXIT_INPUT, err_console, main, progress_bar
+from .cli import exit_with_problems, fail_input, main, progress_bar
 from .scenario import ScenarioError, file_hash, load_raw
 from .stress_reverse import reverse_lines
 from .terminal import money
@@ -18,12 +17,7 @@ DEFAULT_REVERSE_REPLICATIONS = 200
 
 
 def _problems_exit(exc: ScenarioError, what: str) -> None:
-    n = len(exc.problems)
-    err_console.print(f"[bold red]{exc.source}: {n} problem{'s' if n != 1 else ''}[/bold red]", highlight=False)
-    for p, rule in exc.problems:
-        err_console.print(f"  {exc.source}: {p + ': ' if p else ''}{rule}", highlight=False, markup=False, soft_wrap=True)
-    err_console.print(f"Nothing was run or written. Fix {what} and try again (see docs/stress-testing.md).")
-    sys.exit(EXIT_INPUT)
+    exit_with_problems(exc.source, exc.problems, f"Nothing was run or written. Fix {what} and try again (see docs/stress-testing.md).")
 
 
 def _pct(x) -> str:
@@ -201,9 +195,7 @@ def stress(scenario, organisation, stresses_path, combine, only, replications, s
     org = organisation or contract_holder(raw)
     names = [o.name for o in sc.organisation_specs]
     if org not in names:
-        err_console.print(f"[bold red]error:[/bold red] --organisation: unknown organisation {org!r} in {scenario}; "
-                          f"organisations are {names}", highlight=False)
-        sys.exit(EXIT_INPUT)
+        fail_input(f"--organisation: unknown organisation {org!r} in {scenario}; organisations are {names}")
     sfile = None
     if stresses_path:
         try:
