@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from .overrides import PathError, apply_overrides, parse_path
 from .pathway import FULL, MINIMAL, Pathway, compile_pathway
-from .scenario import (ROW_TOLERANCE, SERVICE_LEVELS, Scenario, ScenarioError, load_raw, load_scenario, read_yaml,
+from .scenario import (ROW_TOLERANCE, SERVICE_LEVELS, Scenario, ScenarioError, load_raw, load_scenario, pydantic_problems, read_yaml,
                        scenario_from_dict)
 
 DECIMALS = 6  # fitted probabilities are written rounded to this many decimals
@@ -108,18 +108,8 @@ class Targets(_Model):
 
 
 def _problems(exc: ValidationError) -> list[tuple[str, str]]:
-    out = []
-    for err in exc.errors():
-        loc = "".join(f"[{p}]" if isinstance(p, int) else ("." if i else "") + str(p) for i, p in enumerate(err["loc"]))
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown field (check the spelling; see {DOC} for the fields allowed here)"
-        elif err["type"] == "missing":
-            msg = "required field is missing"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
-        out.append((loc, msg))
-    return list(dict.fromkeys(out))
+    """Schema errors as scenario files report them, without pydantic's 'Value error, ' prefix."""
+    return [(loc, msg.removeprefix("Value error, ")) for loc, msg in pydantic_problems(exc, DOC)]
 
 
 def targets_from_dict(data: Any, source: str = "<targets>") -> Targets:

@@ -436,13 +436,14 @@ def _is_type_tag(part) -> bool:
     return isinstance(part, str) and (part in ("float", "int", "str", "bool") or "[" in part or "(" in part)
 
 
-def pydantic_problems(exc: ValidationError) -> list[tuple[str, str]]:
+def pydantic_problems(exc: ValidationError, doc: str = "docs/scenarios.md") -> list[tuple[str, str]]:
+    """(field path, rule) for each schema error; ``doc`` is where the fields of this kind of file are listed."""
     problems = []
     for err in exc.errors():
         loc = tuple(part for part in err["loc"] if not _is_type_tag(part))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown field (check the spelling; see docs/scenarios.md for the fields allowed here)"
+            msg = f"unknown field (check the spelling; see {doc} for the fields allowed here)"
         elif err["type"] == "missing":
             msg = "required field is missing"
         problems.append((_loc_to_path(loc), msg))
