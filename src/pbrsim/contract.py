@@ -28,22 +28,15 @@ class Rule:
     tariff_years: np.ndarray | None = None  # int64 pence [Y, G] when the tariff changes by year (the last repeats)
     entry_basis: bool = False  # tariff_years indexed by the client's referral year, not the trigger month's year
 
-    def amounts(self, seg: np.ndarray, month: int, ref_month: np.ndarray) -> np.ndarray:
-        """Tariff in pence for each client (segments ``seg``) triggering in ``month``."""
+    def amounts(self, seg, month, ref_month) -> np.ndarray:
+        """Tariff in pence for claims of segment(s) ``seg`` triggered in ``month`` by clients referred in
+        ``ref_month`` (numpy broadcasting: the engine passes one month and arrays per client, exact mode one
+        segment and referral month with an array of trigger months)."""
+        seg, month, ref_month = np.broadcast_arrays(np.asarray(seg), np.asarray(month), np.asarray(ref_month))
         if self.tariff_years is None:
             return self.tariff[seg]
-        Y = len(self.tariff_years)
-        year = np.minimum(ref_month // 12, Y - 1) if self.entry_basis else np.full(len(seg), min(month // 12, Y - 1))
+        year = np.minimum((ref_month if self.entry_basis else month) // 12, len(self.tariff_years) - 1)
         return self.tariff_years[year, seg]
-
-    def tariff_at(self, g: int, month: int | np.ndarray, ref_month: int | np.ndarray) -> np.ndarray:
-        """Tariff in pence for segment ``g`` at trigger month(s) ``month`` of a client referred in ``ref_month``."""
-        if self.tariff_years is None:
-            return np.broadcast_to(self.tariff[g], np.broadcast(month, ref_month).shape)
-        Y = len(self.tariff_years)
-        basis = ref_month if self.entry_basis else month
-        year = np.minimum(np.asarray(basis) // 12, Y - 1)
-        return np.broadcast_to(self.tariff_years[year, g], np.broadcast(month, ref_month).shape)
 
     @property
     def key(self) -> int:

@@ -14,13 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import simpy
 
 from . import rng
 from .behaviour import Review, make_policy
 from .contract import Contract, Rule, compile_contract
-from .ledger import KINDS, LENDER, STAFF_AND_SUPPLIERS, Ledger, Vocabulary, cash_curve, flows
+from .ledger import KINDS, LENDER, STAFF_AND_SUPPLIERS, Ledger, Vocabulary, cash_curve
 from .organisation import Allocation, Organisation, compile_allocation, compile_organisations
 from .pathway import FULL, MINIMAL, Pathway, compile_pathway, step
 from .referrals import draw_counts
@@ -30,9 +29,6 @@ from .scenario import EXTRA_ITEMS, Scenario
 SETTLE_PHASE = 0.5
 COST_PHASE = 0.6
 MONTH_END_PHASE = 0.9
-PAYMENT_KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment", "fee_for_service")
-COST_KINDS = ("delivery", "overhead", "interest", "clawback")
-FINANCE_KINDS = ("investment", "repayment")
 DELIVERY_ITEMS = ("delivery_full", "delivery_minimal")
 FFS_ITEMS = ("ffs_start", "ffs_month")
 K = {k: i for i, k in enumerate(KINDS)}
@@ -283,18 +279,18 @@ class _Run:
                 self.caseload[t] = flat.reshape(len(self.orgs), S)
             yield self.env.timeout(1)
 
-    def _later(self, month: int, payer: int, payee: int, kind: int, item: int, segment: int | None, amount: int):
-        """Pay ``amount`` at ``month`` (its settlement phase, or now if that has passed)."""
+    def _later(self, month: int, sub: int, kind: int, item: int, segment: int | None, amount: int):
+        """The prime pays subcontractor ``sub`` at ``month`` (its settlement phase, or now if that has passed)."""
         yield self.env.timeout(max(0.0, month + SETTLE_PHASE - self.env.now))
-        self.ledger.post(month, payer, payee, kind, amount, item, segment)
-        self.income_cum[self.P_ORG.index(payee)] += amount
+        self.ledger.post(month, self.P_ORG[0], self.P_ORG[sub], kind, amount, item, segment)
+        self.income_cum[sub] += amount
 
     def _transfer(self, month: int, sub: int, kind: int, item: int, segment: int | None, amount: int):
         """The prime pays a subcontractor (pass-through or fee for service) at ``month``."""
         if amount <= 0:
             return
         self.scheduled_transfers += amount
-        self.env.process(self._later(month, self.P_ORG[0], self.P_ORG[sub], kind, item, segment, amount))
+        self.env.process(self._later(month, sub, kind, item, segment, amount))
 
     def _settle(self, due: int, rule: Rule, amounts: np.ndarray):
         """Commissioner settles accepted claims (amounts[org, segment]) with the prime, who passes on the subs' share."""

@@ -253,7 +253,7 @@ def expected(scenario: Scenario | Model) -> ExactResult:
                 k = np.arange(0, T - r + 1)
                 months = np.where(k == 0, r, r + k - 1)
                 ok = months < T
-                np.add.at(due, months[ok], n_r[r] * p[k][ok] * rule.tariff_at(g, months[ok], r))
+                np.add.at(due, months[ok], n_r[r] * p[k][ok] * rule.amounts(g, months[ok], r))
             amount = due * (1 - rule.rejection) / 100.0
             for t in np.flatnonzero(amount):
                 pay(t + rule.lag, rule.kind, rule.name, seg, amount[t], alloc[g])

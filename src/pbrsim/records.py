@@ -15,7 +15,6 @@ from .pathway import FULL, MINIMAL
 
 PAYMENT_KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment", "fee_for_service")
 COST_KINDS = ("delivery", "overhead", "interest", "clawback")
-FINANCE_KINDS = ("investment", "repayment")  # investor money in and out: neither income nor cost
 TABLES = ("clients", "ledger", "monthly", "claims", "settlements", "failures")
 
 
