@@ -68,20 +68,24 @@ BASE = {
 }
 
 
-def make(**changes) -> dict:
-    """A deep copy of BASE with dotted-path overrides, e.g. make(**{"provider.capacity": 5})."""
-    d = copy.deepcopy(BASE)
+def override(d: dict, **changes) -> dict:
+    """A deep copy of ``d`` with dotted-path changes; integer parts index lists, e.g. ``contract.payments.2.lag``."""
+    d = copy.deepcopy(d)
     for path, value in changes.items():
         node = d
-        keys = path.split(".")
-        for k in keys[:-1]:
+        *keys, last = path.split(".")
+        for k in keys:
             node = node[int(k)] if isinstance(node, list) else node[k]
-        last = keys[-1]
         if isinstance(node, list):
             node[int(last)] = value
         else:
             node[last] = value
     return d
+
+
+def make(**changes) -> dict:
+    """A deep copy of BASE with dotted-path overrides, e.g. make(**{"provider.capacity": 5})."""
+    return override(BASE, **changes)
 
 
 def scenario(**changes):

@@ -7,8 +7,6 @@ against the tables the run itself records (clients, ledger) or against exact mod
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 
@@ -17,20 +15,13 @@ from pbrsim.engine import compile_model
 from pbrsim.scenario import ScenarioError, scenario_from_dict
 from pbrsim.simulate import simulate
 
-from .conftest import make
+from .conftest import make, override
 from .test_exact import _compare
 from .test_engine import LINE
 
 
 def _sc(d: dict, **changes):
-    d = copy.deepcopy(d)
-    for k, v in changes.items():
-        node = d
-        *path, last = k.split(".")
-        for p in path:
-            node = node[int(p)] if isinstance(node, list) else node[p]
-        node[last] = v
-    return scenario_from_dict(d, "<test>")
+    return scenario_from_dict(override(d, **changes), "<test>")
 
 
 def _paid(res, item):

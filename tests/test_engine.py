@@ -9,7 +9,7 @@ import pytest
 from pbrsim.engine import InvariantError, _Run, compile_model
 from pbrsim.simulate import simulate
 
-from .conftest import make, scenario
+from .conftest import override, scenario
 from pbrsim.scenario import scenario_from_dict
 
 # A deterministic pathway: one client referred in month 0 walks referred -> engaged -> job and stays in a
@@ -44,15 +44,7 @@ LINE = {
 
 
 def _line(**changes):
-    import copy
-    d = copy.deepcopy(LINE)
-    for k, v in changes.items():
-        node = d
-        *path, last = k.split(".")
-        for p in path:
-            node = node[int(p)] if isinstance(node, list) else node[p]
-        node[last] = v
-    return scenario_from_dict(d, "<line>")
+    return scenario_from_dict(override(LINE, **changes), "<line>")
 
 
 def test_each_payment_type_arrives_in_the_month_the_rules_say():
