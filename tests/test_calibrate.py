@@ -68,6 +68,13 @@ def two_stage(p: float, q: float, n: int, last_start: int | None = None) -> floa
     return sum(p * (1 - p) ** (k - 1) * (1 - (1 - q) ** (n - k)) for k in range(1, last + 1))
 
 
+def _at(mapping: dict, path: str):
+    """The value at a dotted path of plain keys in a YAML mapping."""
+    for k in path.split("."):
+        mapping = mapping[k]
+    return mapping
+
+
 @pytest.mark.parametrize("p", [0.05, 0.3, 0.8])
 def test_geometric_reach_is_one_minus_survival(p):
     sc = chain({"waiting": {"done": p, "waiting": 1 - p}, "ready": {"ready": 1.0}})
@@ -288,11 +295,7 @@ def test_written_file_keeps_every_comment_and_loads(tmp_path):
                 assert abs(sum(row.values()) - 1) <= ROW_TOLERANCE
                 assert all(v >= 0 for v in row.values())
     result = calibrate(sc_file, tg)
-    for path, value in result.updates.items():
-        node = raw
-        for k in path.split("."):
-            node = node[k]
-        assert node == value
+    assert all(_at(raw, path) == value for path, value in result.updates.items())
     assert raw["pathway"]["transitions"]["easy"]["full"]["referred"]["job"] == result.values["easy_jump"]
     block = text.split(BLOCK_END)[0]
     assert text.startswith(BLOCK_BEGIN) and "result: all 3 targets met" in block
@@ -340,11 +343,7 @@ def test_extends_gets_the_fitted_paths_in_its_own_mapping(tmp_path):
     own = yaml.safe_load(out.read_text())
     assert own["extends"] == "../base.yaml" and own["name"] == "child"
     result = calibrate(child, tg)
-    for path, value in result.updates.items():
-        node = own
-        for k in path.split("."):
-            node = node[k]
-        assert node == value
+    assert all(_at(own, path) == value for path, value in result.updates.items())
     text = out.read_text()
     assert "# a variant of the base" in text and "# the parent file" in text
     assert load_scenario(out).model_dump() == result.scenario.model_dump()
