@@ -539,22 +539,20 @@ def _exp_dropped(x: ExperimentData) -> list[Block]:
         return blocks
     note = ("Parking rate = months at minimal service ÷ months in service; dropped-client rate = clients dropped ÷ "
             "clients referred; means over runs with 95% intervals.")
-    if pr:
-        blocks.append(_table(_design_table(x, "table-parking", "Parking rate by segment and design", pr, note)))
+    for rows, key, title, axis, further, missing in (
+        (pr, "parking", "Parking rate", "share of service months at minimal service",
+         "clients parked on minimal service.", "No parking rates in these runs."),
+        (dr, "dropped", "Dropped-client rate", "share of referred clients dropped",
+         "clients left without an outcome after little full service.", "No dropped-client rates in these runs."),
+    ):
+        if not rows:
+            blocks.append(_notice(missing))
+            continue
+        blocks.append(_table(_design_table(x, f"table-{key}", f"{title} by segment and design", rows, note)))
         blocks.append(_chart(charts.by_design_panels(
-            x, pr, "pct", "parking", "Parking rate by segment and design", "share of service months at minimal service",
+            x, rows, "pct", key, f"{title} by segment and design", axis,
             "One panel per segment, one row per design (baseline: diamond), dot with 95% interval. Further right = more "
-            "clients parked on minimal service.")))
-    else:
-        blocks.append(_notice("No parking rates in these runs."))
-    if dr:
-        blocks.append(_table(_design_table(x, "table-dropped", "Dropped-client rate by segment and design", dr, note)))
-        blocks.append(_chart(charts.by_design_panels(
-            x, dr, "pct", "dropped", "Dropped-client rate by segment and design", "share of referred clients dropped",
-            "One panel per segment, one row per design (baseline: diamond), dot with 95% interval. Further right = more "
-            "clients left without an outcome after little full service.")))
-    else:
-        blocks.append(_notice("No dropped-client rates in these runs."))
+            + further)))
     if gap:
         blocks.append(_table(_design_table(x, "table-equity", "Equity gap by design", [("equity_gap", "equity gap")],
                                            "Outcome rate of the most complex clients as a share of that of the least "
