@@ -66,8 +66,8 @@ def experiment(replications: int) -> dict:
 
 def child(exp_path: str, out: str, workers: int) -> None:
     """One batch in this process; prints a JSON line with its timing and the driver's peak memory."""
-    from pbrsim.batch import run_batch
-    from pbrsim.experiment import load_experiment
+    from pbrsim.experiments.batch import run_batch
+    from pbrsim.experiments.experiment import load_experiment
 
     exp = load_experiment(exp_path)
     t0 = time.perf_counter()

@@ -52,9 +52,9 @@ def chain_scenario(clients: int, subs: int = 5) -> dict:
 
 
 def measure(clients: int, replications: int = 1, variant: str = "single") -> dict:
-    from pbrsim.engine import compile_model, run_replication
-    from pbrsim.records import replication_columns
-    from pbrsim.scenario import scenario_from_dict
+    from pbrsim.engine.run import compile_model, run_replication
+    from pbrsim.engine.records import replication_columns
+    from pbrsim.scenario.schema import scenario_from_dict
 
     run_replication(compile_model(scenario_from_dict(big_scenario(2_000), "<warm-up>")), seed=0, replication=0)
     build = chain_scenario if variant == "chain" else big_scenario

@@ -22,7 +22,7 @@ TARGETS = LIBRARY / "targets"
 
 
 def _targets_for(path: Path) -> Path | None:
-    from pbrsim.scenario import read_yaml
+    from pbrsim.scenario.schema import read_yaml
 
     own = TARGETS / f"{path.stem}.targets.yaml"
     if own.exists():
@@ -32,8 +32,8 @@ def _targets_for(path: Path) -> Path | None:
 
 
 def library(replications: int) -> list[dict]:
-    from pbrsim.calibrate import check_targets
-    from pbrsim.scenario import load_scenario
+    from pbrsim.library.calibrate import check_targets
+    from pbrsim.scenario.schema import load_scenario
     from pbrsim.simulate import simulate
 
     rows = []
@@ -52,8 +52,8 @@ def library(replications: int) -> list[dict]:
 
 
 def features(clients: int) -> list[tuple[str, float, int]]:
-    from pbrsim.engine import compile_model, run_replication
-    from pbrsim.scenario import scenario_from_dict
+    from pbrsim.engine.run import compile_model, run_replication
+    from pbrsim.scenario.schema import scenario_from_dict
 
     spec = importlib.util.spec_from_file_location("bench_engine", HERE / "bench_engine.py")
     mod = importlib.util.module_from_spec(spec)

@@ -30,9 +30,9 @@ def _big_scenario(clients: int) -> dict:
 
 
 def measure(clients: int, replications: int, capacity: int | None) -> list[dict]:
-    from pbrsim.engine import compile_model, run_replication
-    from pbrsim.scenario import scenario_from_dict
-    from pbrsim.values import value_tables
+    from pbrsim.engine.run import compile_model, run_replication
+    from pbrsim.scenario.schema import scenario_from_dict
+    from pbrsim.engine.client_value import value_tables
 
     rows = []
     for name, policy in POLICIES.items():

@@ -17,9 +17,9 @@ import os
 import time
 from pathlib import Path
 
-from pbrsim.overrides import apply_overrides
-from pbrsim.scenario import load_raw
-from pbrsim.stress import run_stress_test
+from pbrsim.scenario.overrides import apply_overrides
+from pbrsim.scenario.schema import load_raw
+from pbrsim.stress.run import run_stress_test
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENTS = 2000

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from pbrsim.scenario import scenario_from_dict
+from pbrsim.scenario.schema import scenario_from_dict
 
 BASE = {
     "name": "tiny",

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import yaml
 
-from pbrsim import behaviour
-from pbrsim.behaviour import Review, blended_scores, cash_weight, make_policy
-from pbrsim.engine import compile_model
-from pbrsim.parking import per_replication_columns, ratio_of_ratios_ci, summary
-from pbrsim.scenario import ReturnMaximisingPolicy, load_raw, load_scenario, scenario_from_dict
+from pbrsim.engine import behaviour
+from pbrsim.engine.behaviour import Review, blended_scores, cash_weight, make_policy
+from pbrsim.engine.run import compile_model
+from pbrsim.analysis.parking import per_replication_columns, ratio_of_ratios_ci, summary
+from pbrsim.scenario.schema import ReturnMaximisingPolicy, load_raw, load_scenario, scenario_from_dict
 from pbrsim.simulate import simulate
 
 from .conftest import scenario
@@ -224,7 +224,7 @@ def test_less_cash_means_more_parking_in_a_run():
 
 
 def test_cash_stressed_rejects_inverted_thresholds():
-    from pbrsim.scenario import ScenarioError
+    from pbrsim.scenario.schema import ScenarioError
 
     with pytest.raises(ScenarioError) as err:
         scenario(**{"provider.policy": {"name": "cash_stressed", "comfortable_cash": 0, "stressed_cash": 10}})

@@ -12,10 +12,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pbrsim.calibrate import (BLOCK_BEGIN, BLOCK_END, CalibrationError, _bind, _fmt, _Problem, calibrate, check_targets,
+from pbrsim.library.calibrate import (BLOCK_BEGIN, BLOCK_END, CalibrationError, _bind, _fmt, _Problem, calibrate, check_targets,
                               load_targets, reach_rate, write_calibrated)
-from pbrsim.cli import main
-from pbrsim.scenario import ROW_TOLERANCE, load_raw, load_scenario, scenario_from_dict
+from pbrsim.cli.main import main
+from pbrsim.scenario.schema import ROW_TOLERANCE, load_raw, load_scenario, scenario_from_dict
 from pbrsim.simulate import simulate
 
 from .conftest import BASE, make
@@ -167,7 +167,7 @@ def test_derivatives_of_the_rates_are_exact():
         "targets": [{"name": f"{g} {s} {n}", "segment": g, "state": s, "within_months": n, "rate": 0.3, "tolerance": 0.01}
                     for g in ("easy", "hard") for s, n in (("job", 4), ("sustained", 14), ("exited", 13))],
     }
-    from pbrsim.calibrate import targets_from_dict
+    from pbrsim.library.calibrate import targets_from_dict
 
     prob = _Problem(_bind(sc, targets_from_dict(tg_raw)))
     x = np.array([0.27, 0.33, 0.55])

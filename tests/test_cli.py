@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from pbrsim.cli import main
-from pbrsim.scenario import file_hash
+from pbrsim.cli.main import main
+from pbrsim.scenario.schema import file_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 BLENDED = str(ROOT / "scenarios" / "blended_vcs.yaml")

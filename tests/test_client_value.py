@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pbrsim.engine import compile_model
-from pbrsim.pathway import FULL, MINIMAL
-from pbrsim.values import dominators, on_cycle, value_tables
+from pbrsim.engine.run import compile_model
+from pbrsim.model.pathway import FULL, MINIMAL
+from pbrsim.engine.client_value import dominators, on_cycle, value_tables
 
 from .conftest import scenario
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pbrsim.exact import ExactNotApplicable, check_exact, expected
-from pbrsim.engine import compile_model
-from pbrsim.scenario import ScenarioError, scenario_from_dict
+from pbrsim.engine.exact import ExactNotApplicable, check_exact, expected
+from pbrsim.engine.run import compile_model
+from pbrsim.scenario.schema import ScenarioError, scenario_from_dict
 from pbrsim.simulate import simulate
 
 from .conftest import make, override

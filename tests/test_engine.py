@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pbrsim.engine import InvariantError, _Run, compile_model
+from pbrsim.engine.run import InvariantError, _Run, compile_model
 from pbrsim.simulate import simulate
 
 from .conftest import override, scenario
-from pbrsim.scenario import scenario_from_dict
+from pbrsim.scenario.schema import scenario_from_dict
 
 # A deterministic pathway: one client referred in month 0 walks referred -> engaged -> job and stays in a
 # job until forced exit after 5 transitions.

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pbrsim.exact import ExactNotApplicable, check_exact, expected
-from pbrsim.engine import compile_model
+from pbrsim.engine.exact import ExactNotApplicable, check_exact, expected
+from pbrsim.engine.run import compile_model
 from pbrsim.simulate import simulate
 
 from .conftest import scenario

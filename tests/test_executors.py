@@ -19,11 +19,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pbrsim.batch import ChangedExperiment, Task, run_batch
-from pbrsim.cli import main
-from pbrsim.dataset import LOCK, DatasetError, finished_runs
-from pbrsim.executors import run_tasks
-from pbrsim.experiment import load_experiment
+from pbrsim.experiments.batch import ChangedExperiment, Task, run_batch
+from pbrsim.cli.main import main
+from pbrsim.experiments.dataset import LOCK, DatasetError, finished_runs
+from pbrsim.experiments.executors import run_tasks
+from pbrsim.experiments.experiment import load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ROOT / "tests" / "fixtures" / "experiments" / "small.yaml"
@@ -138,7 +138,7 @@ def kill_experiment(tmp_path_factory):
 
 def _start_and_stop(path: Path, out: Path, sig: int) -> subprocess.Popen:
     """Start `pbrsim batch` in its own process group and send ``sig`` to the group once some runs are on disk."""
-    code = "import sys; from pbrsim.cli import main; sys.exit(main())"
+    code = "import sys; from pbrsim.cli.main import main; sys.exit(main())"
     proc = subprocess.Popen([sys.executable, "-c", code, "batch", str(path), "--out", str(out), "--workers", "2", "--quiet"],
                             start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60

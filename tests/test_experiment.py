@@ -12,12 +12,12 @@ import pyarrow.dataset as ds
 import pytest
 from click.testing import CliRunner
 
-from pbrsim.batch import run_batch, summarise_dataset
-from pbrsim.cli import main
-from pbrsim.compare import metric_list, summary_table
-from pbrsim.experiment import expand_values, load_experiment
-from pbrsim.metrics import Z95
-from pbrsim.scenario import ScenarioError, file_hash, load_scenario, read_yaml
+from pbrsim.experiments.batch import run_batch, summarise_dataset
+from pbrsim.cli.main import main
+from pbrsim.analysis.compare import metric_list, summary_table
+from pbrsim.experiments.experiment import expand_values, load_experiment
+from pbrsim.analysis.metrics import Z95
+from pbrsim.scenario.schema import ScenarioError, file_hash, load_scenario, read_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "tests" / "fixtures" / "experiments"

@@ -17,14 +17,14 @@ import yaml
 from click.testing import CliRunner
 
 import pbrsim
-from pbrsim.cli import main
-from pbrsim.indigo import (
+from pbrsim.cli.main import main
+from pbrsim.library.indigo import (
     fit_ladder,
     ladder_reach,
     per_person_caps,
     readable_name,
 )
-from pbrsim.scenario import Contract, load_scenario, scenario_from_dict
+from pbrsim.scenario.schema import Contract, load_scenario, scenario_from_dict
 
 FIXTURES = Path(__file__).parent / "fixtures" / "indigo"
 REFERENCE = Path("/work/shared/reference/indigo")
@@ -44,7 +44,7 @@ def import_project(tmp_path: Path, project: str, folder: Path = FIXTURES, *extra
 def reach_by_visit(sc, window: int) -> dict[str, float]:
     """Probability of first entering each state within ``window`` transitions, from the loaded scenario.
 
-    Independent of pbrsim.indigo: a generic chain over all states under the `full` rows, removing mass
+    Independent of pbrsim.library.indigo: a generic chain over all states under the `full` rows, removing mass
     once it has entered the state (the "visited" flag), with the forced exit at max_months_on_programme.
     """
     pw = sc.pathway

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pbrsim.scenario import scenario_from_dict
+from pbrsim.scenario.schema import scenario_from_dict
 from pbrsim.simulate import simulate
 
 STATES = ["referred", "engaged", "milestone", "job", "sustained", "dropout", "exited"]

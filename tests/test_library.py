@@ -10,9 +10,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pbrsim.calibrate import check_targets, load_targets, reach_rate
-from pbrsim.cli import main
-from pbrsim.scenario import load_scenario
+from pbrsim.library.calibrate import check_targets, load_targets, reach_rate
+from pbrsim.cli.main import main
+from pbrsim.scenario.schema import load_scenario
 from pbrsim.simulate import simulate
 
 LIB = Path(__file__).resolve().parents[1] / "scenarios" / "library"

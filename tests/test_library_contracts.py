@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from pbrsim import simulate
-from pbrsim.overrides import apply_overrides
-from pbrsim.scenario import load_raw, scenario_from_dict
+from pbrsim.scenario.overrides import apply_overrides
+from pbrsim.scenario.schema import load_raw, scenario_from_dict
 
 LIBRARY = Path(__file__).resolve().parents[1] / "scenarios" / "library"
 SEED = 20240611
@@ -260,7 +260,7 @@ def test_tr_volume_shortfall_is_clawed_back_and_lowers_the_crc_cash():
 def test_work_programme_supply_chain_experiment_changes_only_the_specialists_terms():
     """The shipped experiment re-runs the Work Programme under other subcontract terms: DWP's payments and
     the clients are the same in every design; paying the specialist at cost shields it in every run."""
-    from pbrsim.experiment import load_experiment
+    from pbrsim.experiments.experiment import load_experiment
     from pbrsim.simulate import simulate
 
     exp = load_experiment(Path(__file__).resolve().parents[1] / "scenarios" / "experiments" / "work_programme_supply_chain.yaml")

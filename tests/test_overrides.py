@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from pbrsim.overrides import PathError, apply_overrides, get_value, parse_path
-from pbrsim.scenario import ScenarioError, scenario_from_dict
+from pbrsim.scenario.overrides import PathError, apply_overrides, get_value, parse_path
+from pbrsim.scenario.schema import ScenarioError, scenario_from_dict
 from tests.conftest import make
 
 RAW = {

@@ -16,10 +16,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pbrsim.cli import main
+from pbrsim.cli.main import main
 from pbrsim.report import ReportError, build_report
 from pbrsim.report.build import SECTIONS
-from pbrsim.terminal import interval, money, pct
+from pbrsim.cli.terminal import interval, money, pct
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAIN = ROOT / "scenarios" / "supply_chain" / "outcome_pass_through.yaml"
@@ -226,8 +226,8 @@ EXPERIMENT = {
 
 
 def _experiment(tmp_path_factory):
-    from pbrsim.batch import run_batch
-    from pbrsim.experiment import load_experiment
+    from pbrsim.experiments.batch import run_batch
+    from pbrsim.experiments.experiment import load_experiment
 
     folder = tmp_path_factory.mktemp("exp")
     spec = folder / "tiny.yaml"

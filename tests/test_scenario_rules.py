@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pbrsim.scenario import ScenarioError
+from pbrsim.scenario.schema import ScenarioError
 from pbrsim.simulate import simulate
 
 from .conftest import make, scenario
@@ -22,7 +22,7 @@ def test_removing_a_payment_line_keeps_the_other_lines_rejections():
     a = simulate(scenario(), seed=1, replications=5)
     d = make()
     del d["contract"]["payments"][0]  # drop the attachment line: later lines move up one position
-    from pbrsim.scenario import scenario_from_dict
+    from pbrsim.scenario.schema import scenario_from_dict
     b = simulate(scenario_from_dict(d, "<t>"), seed=1, replications=5)
     cols = ["replication", "month", "segment", "claims", "rejected"]
     ca = a.claims[a.claims["item"] == "job_start"][cols].reset_index(drop=True)
@@ -41,7 +41,7 @@ def test_running_out_of_cash_after_the_contract_end_drops_nobody():
     for seg in ("easy", "hard"):
         for level in ("full", "minimal"):
             d["pathway"]["transitions"][seg][level]["referred"] = {"referred": 1.0}  # clients stay active to the end
-    from pbrsim.scenario import scenario_from_dict
+    from pbrsim.scenario.schema import scenario_from_dict
     res = simulate(scenario_from_dict(d, "<t>"), seed=2, replications=2)
     assert len(res.failures) == 2 and (res.failures.failure_month == 9).all()
     assert (res.failures.clients_affected == 0).all()

@@ -13,13 +13,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pbrsim.cli import main
-from pbrsim.scenario import ROW_TOLERANCE, load_raw, scenario_from_dict
+from pbrsim.cli.main import main
+from pbrsim.scenario.schema import ROW_TOLERANCE, load_raw, scenario_from_dict
 from pbrsim.simulate import simulate
-from pbrsim.stress import (Runner, figures, quantile_ranks, replay, reserve_needed, run_stress_test, working_capital)
-from pbrsim.stresses import (StressError, build_stresses, built_in_stresses, claim_rejection, complex_mix,
+from pbrsim.stress.run import (Runner, figures, quantile_ranks, replay, reserve_needed, run_stress_test, working_capital)
+from pbrsim.stress.catalogue import (StressError, build_stresses, built_in_stresses, claim_rejection, complex_mix,
                              load_stresses_file, org_terms, payment_delay, recession, risk_pass_down, unlimited)
-from pbrsim.stress_reverse import reverse_stress_test
+from pbrsim.stress.reverse import reverse_stress_test
 
 from .conftest import make
 
@@ -167,7 +167,7 @@ def test_working_capital_keeps_failures_at_the_target_in_an_independent_run():
 
 
 def test_quantile_ranks_cover_at_least_95_percent():
-    from pbrsim.stress import binomial_cdf
+    from pbrsim.stress.run import binomial_cdf
 
     for n, q in ((40, 0.5), (300, 0.95), (500, 0.05)):
         lo, hi = quantile_ranks(n, q)
@@ -237,7 +237,7 @@ def test_reverse_search_brackets_its_answer(result):
     assert {r["dimension"] for r in found} == {"delay", "costs"}
     assert all(r["reached"] == "at_base" for r in rev["results"] if r["level"] == 0.05)  # base already ~20%
     runner = Runner(ORG, 3, executor="serial")
-    from pbrsim.stresses import Stress
+    from pbrsim.stress.catalogue import Stress
 
     for r in found:
         p = {}

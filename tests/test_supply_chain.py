@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pbrsim.scenario import load_scenario, scenario_from_dict
+from pbrsim.scenario.schema import load_scenario, scenario_from_dict
 from pbrsim.simulate import simulate
 
 from .conftest import make

@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pbrsim
-from pbrsim.cli import main
-from pbrsim.scenario import DROPPED_STATE, SERVICE_LEVELS, ScenarioError, scenario_from_dict
+from pbrsim.cli.main import main
+from pbrsim.scenario.schema import DROPPED_STATE, SERVICE_LEVELS, ScenarioError, scenario_from_dict
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE / "fixtures"
@@ -257,7 +257,7 @@ def test_cli_run_prints_each_problem_on_one_line(tmp_path):
     stderr is not a terminal (CI logs, pipes), so they can be grepped."""
     f = fixture("transition_to_unknown_state")
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    proc = subprocess.run([sys.executable, "-m", "pbrsim.cli", "run", str(f), "--out", str(tmp_path / "out")],
+    proc = subprocess.run([sys.executable, "-m", "pbrsim", "run", str(f), "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2
     assert not (tmp_path / "out").exists()

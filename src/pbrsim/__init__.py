@@ -1,6 +1,6 @@
 """pbrsim: simulate payment-by-results contracts — client pathways, payments, cash flow and parking."""
 
-from .scenario import Scenario, ScenarioError, load_scenario
+from .scenario.schema import Scenario, ScenarioError, load_scenario
 from .simulate import SimulationResult, simulate
 
 __version__ = "0.1.0"

@@ -7,11 +7,11 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from .engine import Model, compile_model, run_replication
-from . import parking
-from .metrics import per_replication, summarise
-from .records import TABLES, concat_columns, replication_columns, to_frame
-from .scenario import Scenario
+from .engine.run import Model, compile_model, run_replication
+from .analysis import parking
+from .analysis.metrics import per_replication, summarise
+from .engine.records import TABLES, concat_columns, replication_columns, to_frame
+from .scenario.schema import Scenario
 
 
 @dataclass

@@ -5,7 +5,7 @@ replication). The metrics compared come from an ordered list of column families 
 is used wherever its columns exist, so new per-replication columns named like ``parking_rate[<segment>]``
 or ``lowest_cash[<organisation>]`` appear without code changes, and missing ones are skipped.
 
-Estimators (over replications, which are independent; normal 95% intervals as in ``pbrsim.metrics``):
+Estimators (over replications, which are independent; normal 95% intervals as in ``pbrsim.analysis.metrics``):
 
 - ``ratio`` (outcome rates, cost per outcome): pooled ratio sum(num)/sum(den) with a delta-method
   interval (``metrics.ratio_ci``). The paired difference R_design - R_baseline uses the **paired delta
@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .metrics import Z95, wilson
-from .terminal import money
+from ..model.money import money
 
 SUMMARY_COLUMNS = ["design", "baseline", "metric", "label", "unit", "estimator", "in_table", "replications", "mean", "lo", "hi",
                    "p5", "p50", "diff", "diff_lo", "diff_hi", "diff_se", "diff_se_unpaired", "pairs"]

@@ -26,7 +26,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .behaviour import complexity
+from ..engine.behaviour import complexity
 from .metrics import Z95, mean_ci, ratio_ci
 
 

@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .cli import err_console, exit_with_problems, fail_input, main
-from .scenario import ScenarioError, load_scenario
+from .common import err_console, exit_with_problems, fail_input
+from ..scenario.schema import ScenarioError, load_scenario
 
 EXIT_NOT_MET_CHECK = 1  # --check: some target is not met
 EXIT_NOT_MET = 3  # a fit was written but some target is not met
@@ -54,7 +54,7 @@ def _unmet_text(table) -> str:
                      for r in table[~table.met].itertuples())
 
 
-@main.command()
+@click.command()
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.argument("targets", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), help="Where to write the calibrated scenario [default: <scenario stem>.calibrated.yaml beside it].")
@@ -65,7 +65,7 @@ def calibrate(scenario, targets, out, in_place, check):
 
     Exit codes: 0 every target met; 1 (--check) some target not met; 2 bad input, nothing written;
     3 the targets cannot all be met (the closest fit is written)."""
-    from . import calibrate as cal
+    from ..library import calibrate as cal
 
     if out and in_place:
         fail_input("give --out or --in-place, not both")
@@ -110,3 +110,6 @@ def calibrate(scenario, targets, out, in_place, check):
     err_console.print(f"[bold red]targets cannot all be met:[/bold red] {_unmet_text(result.table)}; "
                       f"closest fit written to {escape(str(out_path))}", highlight=False, soft_wrap=True)
     sys.exit(EXIT_NOT_MET)
+
+
+COMMANDS = [calibrate]

@@ -10,14 +10,14 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from .cli import err_console, exit_with_problems, fail_input, main, progress_bar
-from .scenario import ScenarioError
+from .common import err_console, exit_with_problems, fail_input, progress_bar
+from ..scenario.schema import ScenarioError
 
 EXIT_INTERRUPTED = 130
 
 
 def _load_experiment_or_exit(path: str):
-    from .experiment import load_experiment
+    from ..experiments.experiment import load_experiment
 
     try:
         return load_experiment(path)
@@ -40,9 +40,9 @@ def _execution_options(f):
 
 def _execute(exp, out: Path, *, executor, workers, scheduler, force, quiet, tables=None, label="running"):
     """Run the batch with a progress bar; exit 2 for input problems, 130 when interrupted."""
-    from .batch import BatchInterrupted, run_batch
-    from .dataset import DatasetError
-    from .executors import ExecutorUnavailable
+    from ..experiments.batch import BatchInterrupted, run_batch
+    from ..experiments.dataset import DatasetError
+    from ..experiments.executors import ExecutorUnavailable
 
     if scheduler and executor != "dask":
         fail_input("--scheduler needs --executor dask")
@@ -73,13 +73,13 @@ def _execute(exp, out: Path, *, executor, workers, scheduler, force, quiet, tabl
 
 
 def _print(summary, manifest, console: Console):
-    from .compare import print_comparison
+    from ..analysis.compare import print_comparison
 
     print_comparison(summary, console, title=manifest["experiment"]["name"], currency=manifest.get("currency", "GBP"),
                      replications=manifest["replications"], seed=manifest["seed"])
 
 
-@main.command()
+@click.command()
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False),
               help="Also keep the per-replication figures and summary here (a dataset `pbrsim summarise` can read).")
@@ -88,7 +88,7 @@ def _print(summary, manifest, console: Console):
 @_execution_options
 def compare(experiment, out, executor, workers, scheduler, force, quiet, with_report):
     """Run every design of EXPERIMENT and print them side by side, with paired differences from the baseline."""
-    from .batch import resummarise
+    from ..experiments.batch import resummarise
 
     exp = _load_experiment_or_exit(experiment)
     console = Console()
@@ -103,13 +103,13 @@ def compare(experiment, out, executor, workers, scheduler, force, quiet, with_re
             if out:
                 console.print(f"Per-replication figures and summary written to [bold]{out}[/bold].")
         if with_report:
-            from .report import build_report
+            from ..report import build_report
 
             html = build_report(target, out=(Path(out) / "report") if out else Path("results") / exp.name / "report")
             console.print(f"Report: [bold]{html}[/bold]")
 
 
-@main.command()
+@click.command()
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), help="Dataset folder [default: results/<experiment name>].")
 @_execution_options
@@ -126,13 +126,13 @@ def batch(experiment, out, executor, workers, scheduler, force, quiet):
         click.echo(f"  summary: {out}/summary.csv, {out}/summary.parquet; `pbrsim summarise {out}` prints the comparison")
 
 
-@main.command()
+@click.command()
 @click.argument("directory", type=click.Path(file_okay=False, exists=True))
 @click.option("--quiet", is_flag=True, help="Write the summary files without printing the tables.")
 def summarise(directory, quiet):
     """Recompute summary.parquet and summary.csv of the dataset in DIRECTORY and print the comparison."""
-    from .batch import resummarise
-    from .dataset import DatasetError
+    from ..experiments.batch import resummarise
+    from ..experiments.dataset import DatasetError
 
     try:
         summary, manifest = resummarise(directory)
@@ -144,3 +144,6 @@ def summarise(directory, quiet):
     if not quiet:
         _print(summary, manifest, Console())
         click.echo(f"Summary written to {Path(directory) / 'summary.csv'} and summary.parquet.")
+
+
+COMMANDS = [compare, batch, summarise]

@@ -10,9 +10,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .cli import fail_input, main
-from .indigo import DEFAULT_DROPOUT, DEFAULT_LAG, Draft, IndigoError, build_draft
-from .scenario import ScenarioError, load_scenario
+from .common import fail_input
+from ..library.indigo import DEFAULT_DROPOUT, DEFAULT_LAG, Draft, IndigoError, build_draft
+from ..scenario.schema import ScenarioError, load_scenario
 
 STATUS = {
     "fitted": "fitted",
@@ -69,7 +69,7 @@ def print_summary(draft: Draft, console: Console) -> None:
     console.print(t)
 
 
-@main.command("import-indigo")
+@click.command("import-indigo")
 @click.argument("project_id")
 @click.option("--folder", required=True, type=click.Path(), help="Folder holding the INDIGO CSV files (projects.csv, ...).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Draft scenario file to write [default: <project name>.yaml].")
@@ -112,3 +112,6 @@ def import_indigo(project_id, folder, out, force, dropout, lag):
     console.print(f"Draft scenario written to [bold]{out_path}[/bold]" +
                   (f"; calibration targets to [bold]{tpath}[/bold]." if draft.targets_text else ". No recorded results, so no targets file."))
     console.print("It is a DRAFT: check every line marked ASSUMPTION or PLACEHOLDER (docs/indigo-import.md).")
+
+
+COMMANDS = [import_indigo]

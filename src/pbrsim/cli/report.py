@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from .cli import fail_input, main
+from .common import fail_input
 
 
-@main.command()
+@click.command()
 @click.argument("directory", type=click.Path(file_okay=False, exists=True))
 @click.option("--out", type=click.Path(file_okay=False),
               help="Folder for report.html and the chart PNG files [default: DIRECTORY/report].")
@@ -15,7 +15,7 @@ from .cli import fail_input, main
 def report(directory, out, quiet):
     """Write an HTML report with charts of DIRECTORY: a run folder (`pbrsim run`), an experiment dataset
     (`pbrsim batch`, `pbrsim compare --out`) or a stress test (`pbrsim stress`). The HTML file is self-contained: it opens without a network."""
-    from .report import ReportError, build_report
+    from ..report import ReportError, build_report
 
     try:
         path = build_report(directory, out)
@@ -23,3 +23,6 @@ def report(directory, out, quiet):
         fail_input(str(exc))
     if not quiet:
         click.echo(f"Report written to {path} (each chart also as a PNG file in {path.parent}).")
+
+
+COMMANDS = [report]

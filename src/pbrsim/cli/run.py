@@ -1,4 +1,4 @@
-"""The ``pbrsim`` command line."""
+"""Commands on one scenario file: run, validate, schema."""
 
 from __future__ import annotations
 
@@ -8,62 +8,12 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from . import __version__
-from .scenario import ScenarioError, file_hash, json_schema, load_scenario
-
-EXIT_INPUT = 2
-err_console = Console(stderr=True)
+from ..scenario.schema import ScenarioError, file_hash, json_schema, load_scenario
+from .common import EXIT_INPUT, fail_input, load_or_exit, progress_bar
 
 
-def fail_input(message: str):
-    """One-line input error (the message is printed as plain text: field paths keep their brackets); exit 2."""
-    err_console.print("[bold red]error:[/bold red] ", end="", highlight=False)
-    err_console.print(message, highlight=False, markup=False, soft_wrap=True)
-    sys.exit(EXIT_INPUT)
-
-
-def exit_with_problems(source: str, problems: list[tuple[str, str]], advice: str):
-    """Every problem of a file as ``FILE: field.path: rule``, then what to do; exit 2."""
-    n = len(problems)
-    err_console.print(f"[bold red]{source}: {n} problem{'s' if n != 1 else ''}[/bold red]", highlight=False)
-    for p, rule in problems:
-        err_console.print(f"  {source}: {p + ': ' if p else ''}{rule}", highlight=False, markup=False, soft_wrap=True)
-    err_console.print(advice)
-    sys.exit(EXIT_INPUT)
-
-
-def load_or_exit(path: str):
-    try:
-        return load_scenario(path)
-    except ScenarioError as exc:
-        exit_with_problems(path, exc.problems,
-                           "Nothing was run or written. Fix the file and try again (fields are described in docs/scenarios.md).")
-
-
-def progress_bar(console: Console, disable: bool = False) -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TextColumn("left"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=disable,
-        transient=True,
-    )
-
-
-@click.group()
-@click.version_option(__version__, prog_name="pbrsim")
-def main():
-    """Simulate payment-by-results contracts: outcomes, payments, provider cash flow and parking."""
-
-
-@main.command()
+@click.command()
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option("--seed", default=0, show_default=True, type=int, help="Root random seed.")
 @click.option("--replications", "-n", default=100, show_default=True, type=click.IntRange(min=1), help="Independent replications.")
@@ -74,7 +24,7 @@ def main():
 @click.option("--report", "with_report", is_flag=True, help="Also write the HTML report (DIR/report/report.html).")
 def run(scenario, seed, replications, out, method, quiet, with_report):
     """Run SCENARIO and print a summary; tables are written as Parquet files."""
-    from .store import manifest, write_folder
+    from ..store import manifest, write_folder
     from .terminal import print_exact, print_summary
 
     sc = load_or_exit(scenario)
@@ -82,7 +32,7 @@ def run(scenario, seed, replications, out, method, quiet, with_report):
     console = Console()
     man = manifest(file_hash(scenario), seed, {"scenario": str(scenario), "method": method, "replications": replications})
     if method == "exact":
-        from .exact import ExactNotApplicable, expected
+        from ..engine.exact import ExactNotApplicable, expected
 
         try:
             ex = expected(sc)
@@ -98,7 +48,7 @@ def run(scenario, seed, replications, out, method, quiet, with_report):
             console.print(f"Results written to [bold]{out}[/bold].")
         return
 
-    from .simulate import simulate
+    from ..simulate import simulate
 
     with progress_bar(console, disable=quiet) as bar:
         task = bar.add_task(f"simulating {sc.name}", total=replications, rate="")
@@ -112,13 +62,13 @@ def run(scenario, seed, replications, out, method, quiet, with_report):
     if not quiet:
         print_summary(result.summary, console, str(out))
     if with_report:
-        from .report import build_report
+        from ..report import build_report
 
         html = build_report(out)
         console.print(f"Report: [bold]{html}[/bold]")
 
 
-@main.command()
+@click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def validate(files):
     """Check scenario FILES; print OK or every problem found (exit code 2 if any)."""
@@ -136,18 +86,10 @@ def validate(files):
         sys.exit(EXIT_INPUT)
 
 
-@main.command()
+@click.command()
 def schema():
     """Print the JSON Schema of scenario files."""
     click.echo(json.dumps(json_schema(), indent=2))
 
 
-from . import cli_experiments  # noqa: E402,F401  (registers compare/batch/summarise)
-from . import cli_report  # noqa: E402,F401  (registers report)
-from . import cli_stress  # noqa: E402,F401  (registers stress)
-from . import cli_indigo  # noqa: E402,F401  (registers import-indigo)
-from . import cli_calibrate  # noqa: E402,F401  (registers calibrate)
-
-
-if __name__ == "__main__":
-    main()
+COMMANDS = [run, validate, schema]

@@ -8,9 +8,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .cli import exit_with_problems, fail_input, main, progress_bar
-from .scenario import ScenarioError, file_hash, load_raw
-from .stress_reverse import reverse_lines
+from .common import exit_with_problems, fail_input, progress_bar
+from ..scenario.schema import ScenarioError, file_hash, load_raw
+from ..stress.reverse import reverse_lines
 from .terminal import money
 
 DEFAULT_REVERSE_REPLICATIONS = 200
@@ -124,7 +124,7 @@ def print_reverse(summary: dict, console: Console) -> None:
     by_dim: dict[str, dict] = {}
     for r in rev["results"]:
         by_dim.setdefault(r["dimension"], {})[r["level"]] = r
-    from .stress_reverse import _bare, _fmt
+    from ..stress.reverse import _bare, _fmt
 
     for dim, rows in by_dim.items():
         cells = []
@@ -159,7 +159,7 @@ def print_reverse(summary: dict, console: Console) -> None:
     )
 
 
-@main.command()
+@click.command()
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option("--organisation", "-o", help="Organisation to stress-test [default: the contract holder].")
 @click.option("--stresses", "stresses_path", type=click.Path(dir_okay=False), help="YAML file of your own stresses (docs/stress-testing.md).")
@@ -182,10 +182,10 @@ def print_reverse(summary: dict, console: Console) -> None:
 def stress(scenario, organisation, stresses_path, combine, only, replications, seed, target, reverse, reverse_replications,
            extra_reserve, report, out, executor, workers, quiet):
     """Stress-test one organisation's cash in SCENARIO: chance of running out, the cash trough, working capital needed."""
-    from .stress import (StressError, contract_holder, load_stresses_file, parse_combine_option, results_folder,
+    from ..stress.run import (StressError, contract_holder, load_stresses_file, parse_combine_option, results_folder,
                          run_stress_test, write_results)
-    from .store import manifest
-    from .scenario import scenario_from_dict
+    from ..store import manifest
+    from ..scenario.schema import scenario_from_dict
 
     try:
         raw = load_raw(scenario)
@@ -206,7 +206,7 @@ def stress(scenario, organisation, stresses_path, combine, only, replications, s
     rev_n = reverse_replications or min(replications, DEFAULT_REVERSE_REPLICATIONS)
     console = Console()
     try:
-        from .stress import build_stresses
+        from ..stress.run import build_stresses
 
         build_stresses(raw, org, scenario, sfile, parse_combine_option(combine), only_list)  # all input checks, before running
     except StressError as exc:
@@ -243,7 +243,7 @@ def stress(scenario, organisation, stresses_path, combine, only, replications, s
     write_results(result, out, man)
     report_path = None
     if report:
-        from .stress_report import write_stress_report
+        from ..report.stress import write_stress_report
 
         report_path = write_stress_report(summary, out / "report")
     if quiet:
@@ -255,3 +255,6 @@ def stress(scenario, organisation, stresses_path, combine, only, replications, s
                   f"{tm['total_seconds']:.1f} s. Results written to [bold]{out}[/bold] (stresses.parquet, replications.parquet, "
                   f"cash.parquet{', reverse.parquet' if reverse else ''}, summary.json, manifest.json)."
                   + (f" Report: [bold]{report_path}[/bold]." if report_path else ""))
+
+
+COMMANDS = [stress]

@@ -5,27 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-
-def money(x, currency: str = "GBP") -> str:
-    if x is None:
-        return "–"
-    sign = "-" if x < 0 else ""
-    symbol = "£" if currency == "GBP" else ""
-    return f"{sign}{symbol}{abs(x):,.0f}"
-
-
-def pct(x) -> str:
-    return "–" if x is None else f"{100 * x:.1f}%"
-
-
-def interval(ci: dict | None, fmt=pct) -> str:
-    """'mean (lo–hi)', with the unit shown once: 31.3% (30.8–31.9), £4,186 (4,145–4,227)."""
-    if not ci or ci.get("mean") is None:
-        return "–"
-    if ci.get("lo") is None:
-        return fmt(ci["mean"])
-    bare = lambda x: fmt(x).replace("£", "").replace("%", "")  # noqa: E731
-    return f"{fmt(ci['mean'])} ({bare(ci['lo'])}–{bare(ci['hi'])})"
+from ..model.money import interval, money, pct
 
 
 def print_summary(summary: dict, console: Console | None = None, out_dir: str | None = None):

@@ -9,7 +9,7 @@ is computed in the factory, not each month. docs/behaviour.md describes each pol
 * ``holistic``: everyone, first come first served, while capacity lasts.
 * ``needs_first``: as holistic, but when capacity is short the most complex segments go first.
 * ``return_maximising``: full service in order of the net value of full over minimal service
-  (``values.py``), best first; clients with negative net value are parked even when places are free.
+  (``client_value.py``), best first; clients with negative net value are parked even when places are free.
 * ``cash_stressed``: holistic while cash is comfortable, return-maximising when stressed, a blend
   between (``cash_weight`` and ``blended_scores``).
 """
@@ -21,8 +21,8 @@ from typing import Callable
 
 import numpy as np
 
-from .money import to_pence
-from .values import cached_value_tables
+from ..model.money import to_pence
+from .client_value import cached_value_tables
 
 # Net values within this many pence of zero count as zero: the client is served (ties favour service).
 TIE_TOLERANCE = 1e-6

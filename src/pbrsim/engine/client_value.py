@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .pathway import FULL, MINIMAL
+from ..model.pathway import FULL, MINIMAL
 
 MAX_AUX = 4096
 CONTINUATIONS = ("optimal", "holistic")

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .contract import Rule
-from .engine import Model, compile_model
-from .pathway import FULL, MINIMAL
+from ..model.contract import Rule
+from .run import Model, compile_model
+from ..model.pathway import FULL, MINIMAL
 from .referrals import expected_counts
-from .scenario import Scenario
+from ..scenario.schema import Scenario
 
 
 class ExactNotApplicable(ValueError):

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .engine import Model, Replication
+from .run import Model, Replication
 from .ledger import KINDS, flows
-from .pathway import FULL, MINIMAL
+from ..model.pathway import FULL, MINIMAL
 
 PAYMENT_KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment", "fee_for_service")
 COST_KINDS = ("delivery", "overhead", "interest", "clawback")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import rng
-from .scenario import Scenario
+from ..scenario.schema import Scenario
 
 
 def expected_totals(sc: Scenario) -> np.ndarray:

@@ -18,13 +18,13 @@ import simpy
 
 from . import rng
 from .behaviour import Review, make_policy
-from .contract import Contract, Rule, compile_contract
+from ..model.contract import Contract, Rule, compile_contract
 from .ledger import KINDS, LENDER, STAFF_AND_SUPPLIERS, Ledger, Vocabulary, cash_curve
-from .organisation import Allocation, Organisation, compile_allocation, compile_organisations
-from .pathway import FULL, MINIMAL, Pathway, compile_pathway, step
+from ..model.organisation import Allocation, Organisation, compile_allocation, compile_organisations
+from ..model.pathway import FULL, MINIMAL, Pathway, compile_pathway, step
 from .referrals import draw_counts
-from .money import to_pence
-from .scenario import EXTRA_ITEMS, Scenario
+from ..model.money import to_pence
+from ..scenario.schema import EXTRA_ITEMS, Scenario
 
 SETTLE_PHASE = 0.5
 COST_PHASE = 0.6

@@ -5,7 +5,7 @@ worker), runs that replication with ``simulate.run_tables``, computes its row of
 with ``simulate.summarise_tables`` and returns the run's tables as Parquet bytes — nothing else. The
 driver moves each run's files into place as it arrives (``dataset.write_run``) and forgets it, so memory
 stays bounded by the few tasks in flight. Random streams depend on the seed, the replication and the
-purpose only (``pbrsim.rng``), never on the design or the worker: replication r of every design sees
+purpose only (``pbrsim.engine.rng``), never on the design or the worker: replication r of every design sees
 the same referrals and the same draws (common random numbers), and serial, pool and Dask runs write the
 same data.
 """
@@ -23,7 +23,7 @@ from typing import Callable
 import pandas as pd
 import yaml
 
-from . import __version__
+from .. import __version__
 from .dataset import (
     MANIFEST,
     DatasetError,
@@ -86,8 +86,8 @@ _MAX_MODELS = 256
 
 
 def _model(task: Task):
-    from .engine import compile_model
-    from .scenario import scenario_from_dict
+    from ..engine.run import compile_model
+    from ..scenario.schema import scenario_from_dict
 
     with _MODELS_LOCK:
         model = _MODELS.get(task.fingerprint)
@@ -102,7 +102,7 @@ def _model(task: Task):
 
 def run_task(task: Task) -> RunOutput:
     """Run one task and return its tables as Parquet bytes (``replications`` = its per-replication row)."""
-    from .simulate import run_tables, summarise_tables
+    from ..simulate import run_tables, summarise_tables
 
     model = _model(task)
     tables = run_tables(model, task.seed, [task.replication])
@@ -281,7 +281,7 @@ def _write_inputs(exp: Experiment, out: Path) -> None:
 
 def summarise_dataset(out: str | Path, manifest: dict | None = None) -> pd.DataFrame:
     """One row per design x metric from the per-replication tables of a dataset (see compare.summary_table)."""
-    from .compare import summary_table
+    from ..analysis.compare import summary_table
 
     out = Path(out)
     manifest = manifest or read_manifest(out)

@@ -48,7 +48,7 @@ def _pool_context():
     if sys.platform != "win32" and "forkserver" in multiprocessing.get_all_start_methods():
         ctx = multiprocessing.get_context("forkserver")
         # import the package once in the fork server, so each worker starts warm
-        ctx.set_forkserver_preload(["pbrsim.batch"])
+        ctx.set_forkserver_preload(["pbrsim.experiments.batch"])
         return ctx
     return multiprocessing.get_context("spawn")
 

@@ -19,14 +19,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from . import __version__
-from .overrides import PathError, apply_overrides, parse_path
-from .scenario import Scenario, ScenarioError, file_hash, load_raw, read_yaml, scenario_from_dict
+from .. import __version__
+from ..scenario.overrides import PathError, apply_overrides, parse_path
+from ..scenario.schema import Scenario, ScenarioError, file_hash, load_raw, read_yaml, scenario_from_dict
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 _NAME = re.compile(NAME_PATTERN)
 MAX_POINTS = 10_000
-RUN_TABLES = ("replications",)  # tables written besides the engine's (see pbrsim.records.TABLES)
+RUN_TABLES = ("replications",)  # tables written besides the engine's (see pbrsim.engine.records.TABLES)
 
 
 class ExperimentError(ScenarioError):
@@ -266,7 +266,7 @@ def fingerprint(raw: dict, seed: int, tables: tuple[str, ...] | None) -> str:
 
 
 def _known_tables() -> tuple[str, ...]:
-    from .records import TABLES  # the engine's table names; imported late so the schema stays engine-free
+    from ..engine.records import TABLES  # the engine's table names; imported late so the schema stays engine-free
 
     return tuple(TABLES) + RUN_TABLES
 

@@ -28,9 +28,9 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from .overrides import PathError, apply_overrides, parse_path
-from .pathway import FULL, MINIMAL, Pathway, compile_pathway
-from .scenario import (ROW_TOLERANCE, SERVICE_LEVELS, Scenario, ScenarioError, load_raw, load_scenario, pydantic_problems, read_yaml,
+from ..scenario.overrides import PathError, apply_overrides, parse_path
+from ..model.pathway import FULL, MINIMAL, Pathway, compile_pathway
+from ..scenario.schema import (ROW_TOLERANCE, SERVICE_LEVELS, Scenario, ScenarioError, load_raw, load_scenario, pydantic_problems, read_yaml,
                        scenario_from_dict)
 
 DECIMALS = 6  # fitted probabilities are written rounded to this many decimals

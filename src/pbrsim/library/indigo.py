@@ -10,7 +10,7 @@ in the file. When results are recorded, the ladder's monthly probabilities are f
 probability of reaching each outcome within the service window equals achieved / engaged.
 
 Everything here is a pure function of the files read; writing is left to the command
-(``cli_indigo.py``). See docs/indigo-import.md.
+(``cli/indigo.py``). See docs/indigo-import.md.
 """
 
 from __future__ import annotations
@@ -878,7 +878,7 @@ class _Parts:
 def build_draft(folder: str | Path, project: str, *, dropout: float = DEFAULT_DROPOUT, lag: int = DEFAULT_LAG,
                 per_person_cap_supported: bool | None = None) -> Draft:
     """Read the INDIGO files in ``folder`` and build the draft scenario (and targets) text for ``project``."""
-    from .scenario import Contract
+    from ..scenario.schema import Contract
 
     if per_person_cap_supported is None:
         per_person_cap_supported = "per_person_cap" in Contract.model_fields

@@ -9,7 +9,7 @@ import numpy as np
 
 from .money import split_evenly, to_pence
 from .pathway import Pathway
-from .scenario import Scenario
+from ..scenario.schema import Scenario
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Money in the engine is integer pence; files and reports use pounds."""
+"""Money in the engine is integer pence; files and reports use pounds, formatted here for every reader."""
 
 from __future__ import annotations
 
@@ -19,3 +19,28 @@ def split_evenly(total: int, parts: int) -> np.ndarray:
     out = np.full(parts, base, dtype=np.int64)
     out[:rem] += 1
     return out
+
+
+# Formatting for people: one way to write money, shares and intervals in terminals, reports and sentences.
+
+
+def money(x, currency: str = "GBP") -> str:
+    if x is None:
+        return "–"
+    sign = "-" if x < 0 else ""
+    symbol = "£" if currency == "GBP" else ""
+    return f"{sign}{symbol}{abs(x):,.0f}"
+
+
+def pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def interval(ci: dict | None, fmt=pct) -> str:
+    """'mean (lo–hi)', with the unit shown once: 31.3% (30.8–31.9), £4,186 (4,145–4,227)."""
+    if not ci or ci.get("mean") is None:
+        return "–"
+    if ci.get("lo") is None:
+        return fmt(ci["mean"])
+    bare = lambda x: fmt(x).replace("£", "").replace("%", "")  # noqa: E731
+    return f"{fmt(ci['mean'])} ({bare(ci['lo'])}–{bare(ci['hi'])})"

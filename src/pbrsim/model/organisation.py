@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .money import to_pence
-from .scenario import PASS_THROUGH_KINDS, Scenario
+from ..scenario.schema import PASS_THROUGH_KINDS, Scenario
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scenario import DROPPED_STATE, Scenario
+from ..scenario.schema import DROPPED_STATE, Scenario
 
 FULL, MINIMAL = 0, 1  # service level codes used throughout the engine
 

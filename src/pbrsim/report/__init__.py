@@ -44,7 +44,7 @@ def build_report(path: str | Path, out: str | Path | None = None) -> Path:
     if kind == "stress":  # a stress-test folder has its own page: tornado, reserve curve and table
         import json
 
-        from ..stress_report import write_stress_report
+        from .stress import write_stress_report
 
         summary = json.loads((path / "summary.json").read_text())
         return write_stress_report(summary, Path(out) if out is not None else path / REPORT_FOLDER)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..metrics import PAYMENT_KINDS
+from ..analysis.metrics import PAYMENT_KINDS
 from . import charts, fmt
 from .data import ExperimentData, RunData, break_even, break_even_summary, fan, spend_shares
 

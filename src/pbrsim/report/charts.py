@@ -496,7 +496,7 @@ def spend_shares_bar(rows: dict[str, dict], name: str, title: str, currency: str
 
 
 def spend_by_design(exp) -> Chart:
-    from ..metrics import PAYMENT_KINDS
+    from ..analysis.metrics import PAYMENT_KINDS
 
     designs = exp.names
     kinds = [k for k in PAYMENT_KINDS if exp.has(f"paid[{k}]") and (exp.rows(f"paid[{k}]")["mean"].fillna(0) > 0).any()]

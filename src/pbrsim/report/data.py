@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ..metrics import PAYMENT_KINDS, mean_ci, ratio_ci
+from ..analysis.metrics import PAYMENT_KINDS, mean_ci, ratio_ci
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 UPFRONT_KINDS = ("service_fee", "attachment")
@@ -95,7 +95,7 @@ def scenario_orgs(scenario) -> dict[str, OrgInfo]:
 
 def load_scenario_file(path: str | Path | None, base_dirs=(), expected_sha: str | None = None):
     """(Scenario or None, note) — the scenario a run was made from, if it is still there and unchanged."""
-    from ..scenario import ScenarioError, file_hash, load_scenario
+    from ..scenario.schema import ScenarioError, file_hash, load_scenario
 
     if not path:
         return None, "the manifest names no scenario file"
@@ -189,7 +189,7 @@ def parking_from_per_rep(per_rep: pd.DataFrame, segments: list[str]) -> dict | N
     """Parking rate, dropped-client rate (by segment and overall) and the equity gap, with intervals,
     from per-replication columns; None when the run has no parking columns.
 
-    Pooled ratios (as ``pbrsim.parking.summary``) where the numerator and denominator columns exist,
+    Pooled ratios (as ``pbrsim.analysis.parking.summary``) where the numerator and denominator columns exist,
     otherwise means of the per-replication rates."""
     cols = set(per_rep.columns)
     if not ({"parking_rate", "equity_gap"} & cols or bracketed(per_rep.columns, "parking_rate")
@@ -215,7 +215,7 @@ def parking_from_per_rep(per_rep: pd.DataFrame, segments: list[str]) -> dict | N
         })
     gap = None
     if {"outcomes_complex", "referrals_complex", "outcomes_least", "referrals_least"} <= cols:
-        from ..parking import ratio_of_ratios_ci
+        from ..analysis.parking import ratio_of_ratios_ci
 
         gap = ratio_of_ratios_ci(per_rep["outcomes_complex"], per_rep["referrals_complex"],
                                  per_rep["outcomes_least"], per_rep["referrals_least"])
@@ -351,7 +351,7 @@ class DesignInfo:
 class ExperimentData:
     path: Path
     manifest: dict
-    summary: pd.DataFrame  # one row per design x metric (pbrsim.compare.SUMMARY_COLUMNS)
+    summary: pd.DataFrame  # one row per design x metric (pbrsim.analysis.compare.SUMMARY_COLUMNS)
     designs: list[DesignInfo]
     per_rep: dict[str, pd.DataFrame]
     cash: dict[str, pd.DataFrame]  # design -> replication, organisation, month, cash (pounds); empty if not kept
@@ -387,7 +387,7 @@ class ExperimentData:
 
 
 def load_experiment(path: str | Path) -> ExperimentData:
-    from ..dataset import DatasetError, finished_runs, read_manifest, read_table, tables_present
+    from ..experiments.dataset import DatasetError, finished_runs, read_manifest, read_table, tables_present
 
     path = Path(path)
     try:
@@ -408,7 +408,7 @@ def load_experiment(path: str | Path) -> ExperimentData:
     if spath.exists() and manifest.get("status") == "complete":
         summary = pd.read_parquet(spath)
     if summary is None or not set(names) <= set(summary["design"]):
-        from ..batch import summarise_dataset
+        from ..experiments.batch import summarise_dataset
 
         try:
             summary = summarise_dataset(path, manifest)

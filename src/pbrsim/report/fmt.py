@@ -1,4 +1,4 @@
-"""Number formats of the report: the same as the terminal summary (``pbrsim.terminal``) and the
+"""Number formats of the report: the same as the terminal summary (``pbrsim.cli.terminal``) and the
 comparison table of ``pbrsim compare``, so a figure reads the same everywhere.
 
 Tests format the summary files with these functions and look for the result in the HTML tables.
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 
-from ..terminal import interval as _interval
-from ..terminal import money as _money
-from ..terminal import pct as _pct
+from ..model.money import interval as _interval
+from ..model.money import money as _money
+from ..model.money import pct as _pct
 
 DASH = "–"
 

@@ -19,8 +19,8 @@ import io
 import math
 from pathlib import Path
 
-from .report.charts import Chart  # one chart type for the main report and the stress section
-from .terminal import money
+from .charts import Chart  # one chart type for the main report and the stress section
+from ..model.money import money
 
 COLOURS = ["#000000", "#D55E00", "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9"]
 LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 1))]
@@ -254,7 +254,7 @@ def stress_section(summary: dict, *, heading_level: int = 2, charts: list[Chart]
                    image_src: str = "inline") -> str:
     """An HTML fragment (``<section id="stress-test">``) for the report. ``image_src``: ``inline`` (data URIs,
     self-contained) or ``files`` (``<name>.png`` beside the page)."""
-    from .stress_reverse import reverse_lines
+    from ..stress.reverse import reverse_lines
 
     charts = stress_charts(summary) if charts is None else charts
     cur = summary["currency"]
@@ -283,7 +283,7 @@ def stress_section(summary: dict, *, heading_level: int = 2, charts: list[Chart]
 
 def write_stress_report(summary: dict, out_dir: str | Path) -> Path:
     """Write ``out_dir/stress.html`` (self-contained: images inline) and the charts as PNG files beside it."""
-    from . import __version__
+    from .. import __version__
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from .scenario import ScenarioError
+from .schema import ScenarioError
 
 _KEY = r"[^.\[\]]+"
 _SEGMENT = re.compile(rf"({_KEY})((?:\[[^\[\]]*\])*)$")

@@ -1,13 +1,13 @@
 """Stresses: named shocks to a scenario, as field-path overrides — built-in ones and a user's stresses file.
 
-A **stress** is a named set of field-path overrides of the raw scenario (``pbrsim.overrides``, the same
+A **stress** is a named set of field-path overrides of the raw scenario (``pbrsim.scenario.overrides``, the same
 mechanism as experiment designs). Built-in stresses are functions of the base scenario and of the
 organisation under test, so they work for a single provider and for any organisation of a supply chain;
 each one's docstring names the real event that motivates it (``shared/reference/pbr-contracts.md``,
 cited as "ref. §n"). Users add their own in a stresses file (``load_stresses_file``) and combine
 stresses; ``build_stresses`` applies them all to a base scenario and validates every result.
 
-Running them and reading the organisation's cash is ``pbrsim.stress``.
+Running them and reading the organisation's cash is ``pbrsim.stress.run``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any, Callable, Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .experiment import field_location
-from .overrides import PathError, apply_overrides, get_value, parse_path
-from .scenario import ROW_TOLERANCE, ScenarioError, read_yaml, scenario_from_dict
+from ..experiments.experiment import field_location
+from ..scenario.overrides import PathError, apply_overrides, get_value, parse_path
+from ..scenario.schema import ROW_TOLERANCE, ScenarioError, read_yaml, scenario_from_dict
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 _NAME = re.compile(NAME_PATTERN)

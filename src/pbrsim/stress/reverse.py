@@ -28,8 +28,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from .stress import Paths, Runner, quantile_ranks
-from .stresses import DIMENSIONS, OrgTerms, Stress, unlimited
+from .runner import Paths, Runner, quantile_ranks
+from .catalogue import DIMENSIONS, OrgTerms, Stress, unlimited
 
 LEVEL_WORDS = {0.5: "half the time"}
 
@@ -233,7 +233,7 @@ def reverse_stress_test(base_raw: dict, org: str, base_paths: Paths, terms: OrgT
                         chunk: int = 25, recession_states: list[str] | None = None,
                         progress: Callable[[int], None] | None = None, dimensions: tuple[str, ...] | None = None) -> dict:
     """Search every built-in dimension; ``base_paths`` are the unstressed runs (replications 0..R-1 used)."""
-    from .stress import lockstep
+    from .runner import lockstep
 
     if terms.limit is None:
         return {"note": f"{org} has no credit limit, so it cannot run out of cash in the model; nothing to search",

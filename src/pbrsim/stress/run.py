@@ -1,6 +1,6 @@
 """Bid stress tests: named shocks to a scenario and what they do to one organisation's cash.
 
-The stresses themselves (built-in and from a user's file) are defined in ``pbrsim.stresses``; this module
+The stresses themselves (built-in and from a user's file) are defined in ``pbrsim.stress.catalogue``; this module
 runs them for one organisation and computes its figures.
 
 How the figures are computed (``docs/stress-testing.md`` says it in words):
@@ -20,25 +20,24 @@ How the figures are computed (``docs/stress-testing.md`` says it in words):
   streams (common random numbers), and the change is the mean per-replication difference with a 95%
   interval.
 
-The reverse stress test lives in ``pbrsim.stress_reverse``; charts in ``pbrsim.stress_report``.
+The reverse stress test lives in ``pbrsim.stress.reverse``; charts in ``pbrsim.report.stress``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 
-from .metrics import mean_ci, wilson
-from .scenario import scenario_from_dict
-from .stresses import (  # noqa: F401  (re-exported: the stress API in one place)
+from ..analysis.metrics import mean_ci, wilson
+from ..scenario.schema import scenario_from_dict
+from .runner import DEFAULT_CHUNK, Paths, Runner, binomial_cdf, lockstep, quantile_ranks, scenario_key  # noqa: F401  (re-exported)
+from .catalogue import (  # noqa: F401  (re-exported: the stress API in one place)
     BUILT_IN_NAMES,
     DIMENSIONS,
     OrgTerms,
@@ -53,7 +52,7 @@ from .stresses import (  # noqa: F401  (re-exported: the stress API in one place
     unlimited,
 )
 
-__all__ = [  # the stress-test API, with the definitions re-exported from pbrsim.stresses
+__all__ = [  # the stress-test API, with the definitions re-exported from pbrsim.stress.catalogue
     "BUILT_IN_NAMES", "DIMENSIONS", "OrgTerms", "Paths", "Runner", "StressError", "StressResult", "StressesFile", "Variant",
     "build_stresses", "built_in_stresses", "contract_holder", "figures", "load_stresses_file", "lockstep", "parse_combine_option",
     "quantile_ranks", "replay", "reserve_needed", "results_folder", "run_stress_test", "unlimited", "with_reserve",
@@ -61,125 +60,6 @@ __all__ = [  # the stress-test API, with the definitions re-exported from pbrsim
 ]
 
 DEFAULT_TARGET = 0.05
-DEFAULT_CHUNK = 25  # replications per task
-
-
-# ---------------------------------------------------------------------------------------------
-# Running: jobs of (scenario, replications) on the executors, cash paths back
-
-
-def scenario_key(raw: dict) -> str:
-    return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-@dataclass(frozen=True)
-class Job:
-    """Run replications ``reps`` of ``raw`` and return the cash path and interest of ``org``."""
-
-    key: str
-    raw: dict
-    org: str
-    seed: int
-    reps: tuple[int, ...]
-
-
-_MODELS: dict[str, Any] = {}
-
-
-def run_job(job: Job) -> tuple[np.ndarray, np.ndarray]:
-    """Month-end cash and overdraft interest of the organisation, pence, ``[len(reps), horizon]`` each."""
-    from .engine import compile_model, run_replication
-    from .ledger import KINDS, flows
-
-    model = _MODELS.get(job.key)
-    if model is None:
-        if len(_MODELS) > 256:
-            _MODELS.clear()
-        model = _MODELS[job.key] = compile_model(scenario_from_dict(job.raw, "<stress>"))
-    o = next(i for i, org in enumerate(model.organisations) if org.name == job.org)
-    party = model.vocab.party(job.org)
-    H = model.horizon
-    cash = np.empty((len(job.reps), H), dtype=np.int64)
-    interest = np.zeros((len(job.reps), H), dtype=np.int64)
-    k_int = KINDS.index("interest")
-    for i, r in enumerate(job.reps):
-        rep = run_replication(model, job.seed, r)
-        cash[i] = rep.cash[:, o]
-        if model.organisations[o].monthly_interest > 0:
-            interest[i] = flows(rep.ledger.arrays(), party, H, k_int, incoming=False)
-    return cash, interest
-
-
-@dataclass
-class Paths:
-    """Cash paths of one organisation in one variant (pence), rows in replication order."""
-
-    reps: np.ndarray
-    cash: np.ndarray
-    interest: np.ndarray
-
-
-class Runner:
-    """Runs groups of jobs on an executor (``pbrsim.executors``); one call = one pool, all jobs in parallel."""
-
-    def __init__(self, org: str, seed: int, *, executor: str = "process", workers: int | None = None,
-                 chunk: int = DEFAULT_CHUNK, progress: Callable[[int], None] | None = None):
-        self.org, self.seed, self.executor, self.workers, self.chunk = org, seed, executor, workers, chunk
-        self.progress = progress
-        self.replications_run = 0
-
-    def run(self, requests: dict[Any, tuple[dict, Iterable[int]]]) -> dict[Any, Paths]:
-        """``{id: (raw, reps)}`` -> ``{id: Paths}``; raws must be valid scenarios (with the limit removed)."""
-        from .executors import run_tasks
-
-        jobs: list[tuple[Any, Job]] = []
-        for rid, (raw, reps) in requests.items():
-            reps = list(reps)
-            key = scenario_key(raw)
-            for i in range(0, len(reps), self.chunk):
-                jobs.append((rid, Job(key, raw, self.org, self.seed, tuple(reps[i:i + self.chunk]))))
-        parts: dict[Any, list] = {rid: [] for rid in requests}
-        if self.executor == "serial" or len(jobs) == 1:
-            results = ((j, run_job(j)) for _, j in jobs)
-        else:
-            results = run_tasks(run_job, (j for _, j in jobs), executor=self.executor, workers=self.workers)
-        owner = {id(j): rid for rid, j in jobs}  # executors hand back the task objects submitted
-        for job, (cash, interest) in results:
-            parts[owner[id(job)]].append((job.reps, cash, interest))
-            self.replications_run += len(job.reps)
-            if self.progress:
-                self.progress(len(job.reps))
-        out = {}
-        for rid, ps in parts.items():
-            ps.sort(key=lambda p: p[0][0] if p[0] else -1)
-            reps = np.array([r for p in ps for r in p[0]], dtype=np.int64)
-            H = max((p[1].shape[1] for p in ps), default=0)
-            out[rid] = Paths(reps, np.concatenate([p[1] for p in ps]) if ps else np.zeros((0, H), np.int64),
-                             np.concatenate([p[2] for p in ps]) if ps else np.zeros((0, H), np.int64))
-        return out
-
-
-def lockstep(searches: dict[Any, Iterator], runner: Runner) -> dict[Any, Any]:
-    """Drive generator searches together: each yields ``{id: (raw, reps)}`` requests and is sent the Paths;
-    all searches' requests of a round run in one parallel batch. Returns each search's return value."""
-    outputs: dict[Any, Any] = {}
-    pending: dict[Any, dict] = {}
-
-    def advance(key, value=None, first=False):
-        try:
-            pending[key] = next(searches[key]) if first else searches[key].send(value)
-        except StopIteration as stop:
-            outputs[key] = stop.value
-            pending.pop(key, None)
-
-    for key in list(searches):
-        advance(key, first=True)
-    while pending:
-        batch = {(key, rid): req for key, reqs in pending.items() for rid, req in reqs.items()}
-        done = runner.run(batch)
-        for key in list(pending):
-            advance(key, {rid: done[(key, rid)] for rid in pending[key]})
-    return outputs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,30 +137,6 @@ def figures(paths: Paths, terms: OrgTerms) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------------------------
 # Statistics
-
-
-def binomial_cdf(n: int, q: float) -> np.ndarray:
-    """P(B <= j) for j = 0..n, B ~ Binomial(n, q) (log-space recurrence; no scipy)."""
-    if q <= 0:
-        return np.ones(n + 1)
-    if q >= 1:
-        out = np.zeros(n + 1)
-        out[-1] = 1
-        return out
-    j = np.arange(n)
-    logpmf = np.concatenate([[n * math.log1p(-q)], n * math.log1p(-q) + np.cumsum(np.log((n - j) / (j + 1)) + math.log(q / (1 - q)))])
-    pmf = np.exp(logpmf - logpmf.max())
-    return np.cumsum(pmf / pmf.sum())
-
-
-def quantile_ranks(n: int, q: float, conf: float = 0.95) -> tuple[int, int]:
-    """1-based order-statistic ranks (l, u) with P(X_(l) <= xi_q <= X_(u)) >= conf; 0 / n+1 mean unbounded."""
-    F = binomial_cdf(n, q)
-    a = (1 - conf) / 2
-    # B = #{X_r <= xi_q}; X_(l) <= xi_q iff B >= l; P(B <= l - 1) = F[l-1] <= a
-    ls = [j for j in range(1, n + 1) if F[j - 1] <= a]
-    us = [j for j in range(1, n + 1) if F[j - 1] >= 1 - a]
-    return (max(ls) if ls else 0), (min(us) if us else n + 1)
 
 
 def working_capital(needed: np.ndarray, target: float) -> dict:
@@ -502,7 +358,7 @@ class StressResult:
 
 def sentence(row: dict, org: str, target: float, currency: str = "GBP") -> str:
     """One plain-language line per stress."""
-    from .terminal import money
+    from ..model.money import money
 
     if not row["applicable"]:
         return f"{row['label']}: {row['note']}."
@@ -604,7 +460,7 @@ def run_stress_test(
     result = StressResult(sc.name, source, org, role, sc.currency, seed, replications, target, variants, figs, paths, rows,
                           timing={"stress_runs_seconds": round(t_run, 2)}, extra_reserve=float(extra_reserve))
     if reverse:
-        from .stress_reverse import reverse_stress_test
+        from .reverse import reverse_stress_test
 
         t1 = time.perf_counter()
         n_rev = min(reverse_replications or replications, replications)
@@ -620,8 +476,8 @@ def run_stress_test(
 
 def with_reserve(raw: dict, org: str, extra: float) -> dict:
     """``raw`` with ``extra`` pounds added to the organisation's opening cash (limit unchanged)."""
-    from .overrides import apply_overrides
-    from .stresses import org_prefix, org_spec
+    from ..scenario.overrides import apply_overrides
+    from .catalogue import org_prefix, org_spec
 
     return apply_overrides(raw, {f"{org_prefix(raw, org)}.opening_cash": float(org_spec(raw, org).get("opening_cash", 0.0)) + extra},
                            "--extra-reserve")
@@ -633,6 +489,6 @@ def results_folder(scenario_name: str, org: str, root: str | Path = "results") -
 
 def write_results(result: StressResult, out: str | Path, manifest_data: dict) -> Path:
     """Parquet tables + summary.json + manifest.json, atomically (``store.write_folder``)."""
-    from .store import write_folder
+    from ..store import write_folder
 
     return write_folder(out, result.tables(), result.summary(), manifest_data)
