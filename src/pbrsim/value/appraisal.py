@@ -184,7 +184,7 @@ def _tariff_columns(out, a: Appraiser, tables, reps, occ_p, occ_c, ent_p, ent_c,
     for rule in model.contract.rules:
         paid = _by_month(led[(led.payer == comm) & (led.item == rule.name)], reps, vm.months) * factor
         out[f"line_paid[{rule.name}]"] = paid @ D
-        c = claims[claims.item == rule.name]
+        c = claims[(claims.item == rule.name) & (claims.amount_claimed > 0)]  # claims at a zero tariff pay for nothing
         out[f"line_outcomes[{rule.name}]"] = c.groupby("replication").claims.sum().reindex(reps, fill_value=0).astype(float)
         if rule.kind != "sustainment":
             out[f"line_with[{rule.name}]"] = ent_p[k].sum(axis=(1, 2))
