@@ -91,3 +91,17 @@ def print_exact_value(v: dict, console: Console, currency: str = "GBP") -> None:
         if k.startswith("net_public_value["):
             t.add_row(f"  net for {k[17:-1]}", m(x))
     console.print(t)
+
+
+def print_stressed_value(rows: list[dict], console: Console, currency: str = "GBP") -> None:
+    """Net present public value under each stress, with the paired change against the base."""
+    m = lambda x: money(x, currency)  # noqa: E731
+    t = Table(show_lines=True, title="Public value under each stress (against the counterfactual)", title_justify="left")
+    for col in ("stress", "net present public value", "change against the base", "benefit-cost ratio"):
+        t.add_column(col, justify="left" if col == "stress" else "right", overflow="fold")
+    for r in rows:
+        ch = r.get("change")
+        t.add_row(r["label"] + f"\n[dim]{r['name']}[/dim]", interval(r["net_public_value"], m),
+                  "" if ch is None else interval(ch, lambda x: ("+" if x > 0 else "") + m(x)),
+                  interval(r["benefit_cost_ratio"], _ratio))
+    console.print(t)
