@@ -603,7 +603,7 @@ def check_rules(sc: Scenario) -> list[tuple[str, str]]:
     p += _check_organisations(sc)
     p += _check_finance(sc)
     if sc.value is not None:
-        p += check_value(sc.value, states, sc.pathway.absorbing, list(sc.segments))
+        p += check_value(sc.value, states, sc.pathway.absorbing, list(sc.segments), (DROPPED_STATE,))
 
     if r.monthly is not None and ({"start", "end"} & r.model_fields_set):
         p.append(("referrals", "`start` and `end` only apply to `rate`; a `monthly` list gives every month itself"))

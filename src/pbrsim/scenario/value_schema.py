@@ -131,10 +131,13 @@ class Value(_Model):
         return self.base_year or self.price_year
 
 
-def check_value(v: Value, states: list[str], absorbing: list[str], segments: list[str]) -> list[tuple[str, str]]:
-    """Cross-field rules of the value section: states, segments, counterfactual rows, line shapes."""
+def check_value(v: Value, states: list[str], absorbing: list[str], segments: list[str],
+                engine_states: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """Cross-field rules of the value section: states, segments, counterfactual rows, line shapes. Lines may also
+    name ``engine_states`` (the engine's own state for clients of a failed provider)."""
     p: list[tuple[str, str]] = []
     known = set(states)
+    line_states = known | set(engine_states)
     names = [line.name for line in v.lines]
     if v.commissioner_budget == PERSON:
         p.append(("value.commissioner_budget", f"{PERSON!r} is the person, not a budget holder that pays"))
@@ -145,9 +148,9 @@ def check_value(v: Value, states: list[str], absorbing: list[str], segments: lis
         if (line.state is None) == (line.states is None):
             p.append((f"{path}.state", "give exactly one of `state` or `states`"))
         for j, s in enumerate([line.state] if line.state is not None else line.states or []):
-            if s not in known:
+            if s not in line_states:
                 where = f"{path}.state" if line.state is not None else f"{path}.states[{j}]"
-                p.append((where, f"unknown state {s!r}; states are {states}"))
+                p.append((where, f"unknown state {s!r}; states are {states + list(engine_states)}"))
         if line.states is not None and not line.states:
             p.append((f"{path}.states", "name at least one state"))
         if (line.amount is None) == (line.unit_cost is None):
