@@ -290,13 +290,23 @@ def test_every_shipped_unit_cost_names_its_publication():
 # Value in the commands
 
 
-def test_run_prints_value_for_money_and_a_bad_value_section_exits_2(tmp_path):
-    r = CliRunner().invoke(main, ["run", str(BOP), "-n", "2", "--out", str(tmp_path / "bop")])
+@pytest.fixture(scope="module")
+def bop_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("value") / "bop"
+    r = CliRunner().invoke(main, ["run", str(BOP), "-n", "2", "--out", str(out), "--report"])
     assert r.exit_code == 0, r.output
+    return out, r.output
+
+
+def test_run_prints_value_for_money(bop_run):
+    out, output = bop_run
     for phrase in ("Value for money", "net present public value", "Who pays, who saves", "nhs", "payback"):
-        assert phrase in r.output
-    summary = json.loads((tmp_path / "bop" / "summary.json").read_text())
+        assert phrase in output
+    summary = json.loads((out / "summary.json").read_text())
     assert summary["value"]["payback_months"]["median"] == 59
+
+
+def test_a_bad_value_section_exits_2_and_writes_nothing(tmp_path):
     bad = tmp_path / "bad.yaml"
     raw = load_raw(BOP)
     raw["value"]["lines"][0]["unit_cost"] = "gp_visit"
@@ -334,13 +344,11 @@ def test_value_under_stress_is_paired_with_the_base():
     assert rows[1]["change"]["mean"] == pytest.approx(-extra) and rows[1]["change"]["lo"] == pytest.approx(-extra)
 
 
-def test_the_report_opens_with_value_for_money(tmp_path):
-    out = tmp_path / "run"
-    assert CliRunner().invoke(main, ["run", str(BOP), "-n", "2", "--out", str(out), "--report"]).exit_code == 0
+def test_the_report_opens_with_value_for_money(bop_run):
+    out, _ = bop_run
     html = (out / "report" / "report.html").read_text()
-    first = html.index('<section id="value-for-money"')
-    assert first < html.index('<section id="cash-flow"')
+    assert html.index('<section id="value-for-money"') < html.index('<section id="cash-flow"')
     v = json.loads((out / "summary.json").read_text())["value"]
     from pbrsim.report import fmt
 
-    assert f'data-metric="net_public_value">' in html and fmt.interval(v["net_public_value"], "money") in html
+    assert 'data-metric="net_public_value">' in html and fmt.interval(v["net_public_value"], "money") in html

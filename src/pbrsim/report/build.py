@@ -34,6 +34,7 @@ BETTER = {
     "parking_rate": "lower", "dropped": "lower", "dropped_rate": "lower", "equity_gap": "higher",
     "lowest_cash": "higher", "margin": "higher", "failed": "lower", "failed_any": "lower",
     "months_below_zero": "lower", "capped_total": None, "cap_reached": None,
+    "net_public_value": "higher", "benefit_cost_ratio": "higher", "fiscal_return": "higher",
 }
 
 
