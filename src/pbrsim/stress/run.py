@@ -484,11 +484,14 @@ def with_reserve(raw: dict, org: str, extra: float) -> dict:
 
 
 def results_folder(scenario_name: str, org: str, root: str | Path = "results") -> Path:
-    return Path(root) / "stress" / scenario_name / org
+    """``root/stress/<scenario>/<organisation>``, both names made safe (``store.output_path``)."""
+    from ..store import output_path
+
+    return output_path(Path(root) / "stress", scenario_name, org)
 
 
-def write_results(result: StressResult, out: str | Path, manifest_data: dict) -> Path:
-    """Parquet tables + summary.json + manifest.json, atomically (``store.write_folder``)."""
-    from ..store import write_folder
+def write_results(result: StressResult, out: str | Path, manifest_data: dict, *, overwrite: bool = False) -> Path:
+    """Parquet tables + summary.json + manifest.json, by the output rule of ``store.write_folder``."""
+    from ..store import KIND_STRESS, write_folder
 
-    return write_folder(out, result.tables(), result.summary(), manifest_data)
+    return write_folder(out, result.tables(), result.summary(), manifest_data, kind=KIND_STRESS, overwrite=overwrite)
