@@ -547,7 +547,8 @@ def write_parquet(df: pd.DataFrame, path: Path, metadata: dict[str, str]):
     table = pa.Table.from_pandas(df, preserve_index=False)
     meta = dict(table.schema.metadata or {})
     meta.update({f"pbrsim.{k}".encode(): str(v).encode() for k, v in metadata.items()})
-    pq.write_table(table.replace_schema_metadata(meta), path)
+    with open(path, "wb") as fh:  # closed at once on a failed write (a full disk), not whenever it is collected
+        pq.write_table(table.replace_schema_metadata(meta), fh)
 
 
 def manifest(scenario_hash: str | None, seed: int | None, extra: dict | None = None) -> dict:
