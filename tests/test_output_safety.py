@@ -22,8 +22,19 @@ import yaml
 from click.testing import CliRunner
 
 from pbrsim.cli.main import main
-from pbrsim.store import (KIND_RUN, KIND_STRESS, MANIFEST, TEMP_MARKER, TEMP_PREFIX, OutputRefused, _host, output_path,
-                          remove_stale_temporaries, safe_name, write_folder)
+from pbrsim.store import (
+    KIND_RUN,
+    KIND_STRESS,
+    MANIFEST,
+    TEMP_MARKER,
+    TEMP_PREFIX,
+    OutputRefused,
+    _host,
+    output_path,
+    remove_stale_temporaries,
+    safe_name,
+    write_folder,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "tests" / "fixtures"
@@ -577,3 +588,22 @@ def test_results_get_the_usual_permissions(umask, tmp_path):
              if mode != (0o777 & ~umask if (results / rel).is_dir() else 0o666 & ~umask)}
     assert not wrong
     assert {"run", "dataset", "draft.yaml", "calibrated.yaml", "dataset/runs/replications"} <= set(modes)
+
+
+def test_a_manifest_cannot_lead_pbrsim_to_delete_outside_its_folder(tmp_path):
+    out = tmp_path / "run"
+    write_folder(out, {"replications": pd.DataFrame({"replication": [0]})}, {}, {"package": "pbrsim"})
+    victim_dir = tmp_path / "elsewhere"
+    victim_dir.mkdir()
+    (victim_dir / "victim.txt").write_text("keep")
+    (tmp_path / "outside.txt").write_text("keep")
+    (out / "link").symlink_to(victim_dir)
+    man = json.loads((out / MANIFEST).read_text())
+    man["files"] += ["link/victim.txt"]
+    (out / MANIFEST).write_text(json.dumps(man))
+    write_folder(out, {"replications": pd.DataFrame({"replication": [1]})}, {}, {"package": "pbrsim"})
+    man["files"] = ["../outside.txt", "summary.json"]  # not a path inside the folder: the manifest is not believed
+    (out / MANIFEST).write_text(json.dumps(man))
+    write_folder(out, {"clients": pd.DataFrame({"replication": [1]})}, {}, {"package": "pbrsim"})
+    assert (victim_dir / "victim.txt").read_text() == "keep" and (tmp_path / "outside.txt").read_text() == "keep"
+    assert (out / "link").is_symlink() and (out / "clients.parquet").exists()

@@ -28,10 +28,10 @@ import stat
 import sys
 import time
 import unicodedata
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Union
 
 import numpy as np
 import pandas as pd
@@ -62,9 +62,9 @@ _LEGACY_FILES = frozenset({"summary.json"} | {f"{t}.parquet" for t in (
     "stresses", "cash", "reverse")})  # pbrsim stress
 _REPORT_PAGES = {"report.html": b'<meta name="generator" content="pbrsim', "stress.html": b"Made by pbrsim "}
 _MAX_MANIFEST_BYTES = 16 * 2**20
-_TEMP_NAME = re.compile(r"\.pbrsim-tmp-([0-9a-f]{8})-(\d+)-[0-9a-f]{8}(-.+)?", re.S)  # a folder; a file ends in -<name>
+_TEMP_NAME = re.compile(r"\.pbrsim-tmp-([0-9a-f]{8})-(\d+)-[0-9a-f]{8}(-.+)?", re.DOTALL)  # a folder; a file ends in -<name>
 
-FileData = Union[bytes, Callable[[Path], None]]  # the bytes of a file, or a function writing it at a path
+FileData = bytes | Callable[[Path], None]  # the bytes of a file, or a function writing it at a path
 
 
 class OutputRefused(Exception):
@@ -105,7 +105,7 @@ def output_path(root: str | Path, *names) -> Path:
 def umask() -> int:
     """The process's umask, read without changing it where the system allows (Linux)."""
     try:
-        m = re.search(r"^Umask:\s*([0-7]+)", Path("/proc/self/status").read_text(), re.M)
+        m = re.search(r"^Umask:\s*([0-7]+)", Path("/proc/self/status").read_text(), re.MULTILINE)
         if m:
             return int(m.group(1), 8)
     except OSError:
@@ -360,12 +360,19 @@ def _fill(tmp: Path, files: dict[str, FileData]) -> None:
             data(path)
 
 
+def _inside(folder: Path, path: Path) -> bool:
+    """``path``'s folder is ``folder`` or under it, following links (a linked sub-folder leads elsewhere)."""
+    base, parent = os.path.realpath(folder), os.path.realpath(path.parent)
+    return parent == base or parent.startswith(base + os.sep)
+
+
 def remove_own_files(folder: Path, files: Iterable[str]) -> None:
-    """Remove files pbrsim wrote (never a folder), then the sub-folders they leave empty."""
+    """Remove files pbrsim wrote in ``folder`` (never a folder, never through a linked sub-folder), then
+    the sub-folders they leave empty."""
     parents = set()
     for rel in sorted(files):
         p = folder / rel
-        if p.is_symlink() or p.is_file():
+        if (p.is_symlink() or p.is_file()) and _inside(folder, p):
             p.unlink()
             parents.update(q for q in p.parents if q != folder and folder in q.parents)
     for q in sorted(parents, key=lambda q: len(q.parts), reverse=True):
@@ -408,6 +415,8 @@ def _replace_inside(out: Path, files: dict[str, FileData], own: Owned | None, li
         for rel in sorted(new - {MANIFEST}):
             dest = out / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
+            if not _inside(out, dest):
+                raise OutputRefused(f"{out / rel}: a linked folder inside {out} leads elsewhere; pbrsim does not write through it")
             os.replace(tmp / rel, dest)
         os.replace(tmp / MANIFEST, out / MANIFEST)
         remove_own_files(out, old - new)
@@ -476,7 +485,7 @@ class Staged:
         self.targets = [Path(t) for t in targets]
         self.temps: dict[Path, Path] = {}
 
-    def __enter__(self) -> "Staged":
+    def __enter__(self) -> Staged:
         try:
             cleaned = set()
             for t in self.targets:

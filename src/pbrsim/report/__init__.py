@@ -10,6 +10,7 @@ each chart is also written as a PNG file next to it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..store import KIND_REPORT, check_out, manifest, write_files
@@ -44,6 +45,8 @@ def build_report(path: str | Path, out: str | Path | None = None, *, overwrite: 
     path = Path(path)
     kind = kind_of(path)
     out = Path(out) if out is not None else path / REPORT_FOLDER
+    if os.path.realpath(out) == os.path.realpath(path):
+        raise ReportError(f"{out} is the folder the report is made from; give the report a folder of its own with --out")
     if kind == "stress":  # a stress-test folder has its own page: tornado, reserve curve and table
         import json
 
