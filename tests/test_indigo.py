@@ -343,14 +343,15 @@ def test_project_without_prices(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_existing_files_are_kept_unless_forced(tmp_path):
+@pytest.mark.parametrize("flag", ["--overwrite", "--force"])  # --force: the old name, kept as a hidden alias
+def test_existing_files_are_kept_unless_overwrite(tmp_path, flag):
     out = tmp_path / f"{WITH_RESULTS}.yaml"
     out.write_text("keep me\n")
     result, _ = import_project(tmp_path, WITH_RESULTS)
-    assert result.exit_code == 2 and "--force" in result.output
+    assert result.exit_code == 2 and "--overwrite" in result.output
     assert out.read_text() == "keep me\n"
     assert not out.with_name(f"{out.stem}.targets.yaml").exists()
-    result, _ = import_project(tmp_path, WITH_RESULTS, FIXTURES, "--force")
+    result, _ = import_project(tmp_path, WITH_RESULTS, FIXTURES, flag)
     assert result.exit_code == 0
     assert load_scenario(out).name == "riverside_housing_pathways"
     assert {p.name for p in tmp_path.iterdir()} == {out.name, f"{out.stem}.targets.yaml"}  # no temporary files left

@@ -1,8 +1,11 @@
-"""What every command shares: one-line input errors, problem lists, scenario loading, the progress bar."""
+"""What every command shares: one-line input errors, problem lists, scenario loading, the output rule, the progress bar."""
 
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
+
+import click
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -10,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..scenario.schema import ScenarioError, load_scenario
 
 EXIT_INPUT = 2
+EXIT_ENVIRONMENT = 1  # the machine refused a write (full disk, no permission); nothing half-written
 err_console = Console(stderr=True)
 
 
@@ -18,6 +22,33 @@ def fail_input(message: str):
     err_console.print("[bold red]error:[/bold red] ", end="", highlight=False)
     err_console.print(message, highlight=False, markup=False, soft_wrap=True)
     sys.exit(EXIT_INPUT)
+
+
+def fail_environment(message: str):
+    """One-line error for a write the machine refused (the earlier results are intact); exit 1."""
+    err_console.print("[bold red]error:[/bold red] ", end="", highlight=False)
+    err_console.print(message, highlight=False, markup=False, soft_wrap=True)
+    sys.exit(EXIT_ENVIRONMENT)
+
+
+@contextmanager
+def writing():
+    """The output rule (docs/outputs.md) at the command line: a refused output folder exits 2, a write the
+    machine refused exits 1, each with one line saying what to do."""
+    from ..store import OutputRefused, WriteFailed
+
+    try:
+        yield
+    except OutputRefused as exc:
+        fail_input(str(exc))
+    except WriteFailed as exc:
+        fail_environment(str(exc))
+
+
+def overwrite_option(f):
+    return click.option("--overwrite", is_flag=True,
+                        help="Write into an output that holds other files: pbrsim's own files there are replaced, "
+                             "files it did not write are never changed (docs/outputs.md).")(f)
 
 
 def exit_with_problems(source: str, problems: list[tuple[str, str]], advice: str):

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from ..scenario.schema import ScenarioError, file_hash, json_schema, load_scenario
 from ..value.appraisal import check as check_value
-from .common import EXIT_INPUT, exit_with_problems, fail_input, load_or_exit, progress_bar
+from .common import EXIT_INPUT, exit_with_problems, fail_input, load_or_exit, overwrite_option, progress_bar, writing
 
 
 def check_value_or_exit(sc, path: str) -> None:
@@ -31,14 +31,22 @@ def check_value_or_exit(sc, path: str) -> None:
               help="Monte Carlo simulation, or exact expected values by Markov-chain algebra where that is exact.")
 @click.option("--quiet", is_flag=True, help="No progress bar or tables.")
 @click.option("--report", "with_report", is_flag=True, help="Also write the HTML report (DIR/report/report.html).")
-def run(scenario, seed, replications, out, method, quiet, with_report):
-    """Run SCENARIO and print a summary; tables are written as Parquet files."""
-    from ..store import manifest, write_folder
+@overwrite_option
+def run(scenario, seed, replications, out, method, quiet, with_report, overwrite):
+    """Run SCENARIO and print a summary; tables are written as Parquet files.
+
+    Running again into the same folder replaces the earlier results (and their report); a folder holding
+    anything else is refused unless --overwrite (docs/outputs.md)."""
+    from ..store import KIND_REPORT, KIND_RUN, check_out, manifest, output_path, write_folder
     from .terminal import print_exact, print_summary
 
     sc = load_or_exit(scenario)
     check_value_or_exit(sc, scenario)
-    out = Path(out) if out else Path("results") / sc.name
+    with writing():
+        out = Path(out) if out else output_path("results", sc.name)
+        check_out(out, KIND_RUN, overwrite=overwrite)  # before the work, so a refusal costs nothing
+        if with_report:
+            check_out(out / "report", KIND_REPORT, overwrite=overwrite)
     console = Console()
     man = manifest(file_hash(scenario), seed, {"scenario": str(scenario), "method": method, "replications": replications})
     if method == "exact":
@@ -56,8 +64,9 @@ def run(scenario, seed, replications, out, method, quiet, with_report):
             from ..value.exact import expected_value
 
             summary["value"] = expected_value(ex.model)
-        write_folder(out, {"segments": ex.segments, "payments": ex.payments, "costs": ex.costs, "caseload": ex.caseload},
-                     summary, man)
+        with writing():
+            write_folder(out, {"segments": ex.segments, "payments": ex.payments, "costs": ex.costs, "caseload": ex.caseload},
+                         summary, man, overwrite=overwrite)
         if not quiet:
             print_exact(ex, console)
             if "value" in summary:
@@ -77,7 +86,8 @@ def run(scenario, seed, replications, out, method, quiet, with_report):
             elapsed = bar.tasks[0].elapsed or 1e-9
             bar.update(task, rate=f"{done / elapsed:.1f} runs/s")
         result = simulate(sc, seed=seed, replications=replications, progress=tick)
-    write_folder(out, result.tables(), result.summary, man)
+    with writing():
+        write_folder(out, result.tables(), result.summary, man, overwrite=overwrite)
     if not quiet:
         print_summary(result.summary, console, str(out))
         if "value" in result.summary:
@@ -87,7 +97,8 @@ def run(scenario, seed, replications, out, method, quiet, with_report):
     if with_report:
         from ..report import build_report
 
-        html = build_report(out)
+        with writing():
+            html = build_report(out, overwrite=overwrite)
         console.print(f"Report: [bold]{html}[/bold]")
 
 

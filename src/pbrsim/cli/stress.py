@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .common import exit_with_problems, fail_input, progress_bar
+from .common import exit_with_problems, fail_input, overwrite_option, progress_bar, writing
 from ..scenario.schema import ScenarioError, file_hash, load_raw
 from ..stress.reverse import reverse_lines
 from .terminal import money
@@ -181,12 +181,13 @@ def print_reverse(summary: dict, console: Console) -> None:
 @click.option("--executor", type=click.Choice(["process", "serial", "dask"]), default="process", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes [default: one per core].")
 @click.option("--quiet", is_flag=True, help="No progress bar or tables.")
+@overwrite_option
 def stress(scenario, organisation, stresses_path, combine, only, replications, seed, target, reverse, reverse_replications,
-           extra_reserve, value_replications, report, out, executor, workers, quiet):
+           extra_reserve, value_replications, report, out, executor, workers, quiet, overwrite):
     """Stress-test one organisation's cash in SCENARIO: chance of running out, the cash trough, working capital needed."""
     from ..stress.run import (StressError, contract_holder, load_stresses_file, parse_combine_option, results_folder,
                          run_stress_test, write_results)
-    from ..store import manifest
+    from ..store import KIND_REPORT, KIND_STRESS, check_out, manifest
     from ..scenario.schema import scenario_from_dict
 
     try:
@@ -213,6 +214,11 @@ def stress(scenario, organisation, stresses_path, combine, only, replications, s
         build_stresses(raw, org, scenario, sfile, parse_combine_option(combine), only_list)  # all input checks, before running
     except StressError as exc:
         _problems_exit(exc, "the stresses" if exc.source == scenario else "the stresses file")
+    with writing():
+        out = Path(out) if out else results_folder(sc.name, org)
+        check_out(out, KIND_STRESS, overwrite=overwrite)  # before the work, so a refusal costs nothing
+        if report:
+            check_out(out / "report", KIND_REPORT, overwrite=overwrite)
     with progress_bar(console, disable=quiet) as bar:
         tasks: dict[str, int] = {}
 
@@ -233,7 +239,6 @@ def stress(scenario, organisation, stresses_path, combine, only, replications, s
                                      progress=tick)
         except StressError as exc:
             _problems_exit(exc, "the stresses")
-    out = Path(out) if out else results_folder(sc.name, org)
     man = manifest(file_hash(scenario), seed, {
         "kind": "pbrsim-stress", "scenario": str(scenario), "organisation": org, "replications": replications,
         "target": target, "extra_reserve": extra_reserve, "stresses_file": str(stresses_path) if stresses_path else None,
@@ -245,12 +250,14 @@ def stress(scenario, organisation, stresses_path, combine, only, replications, s
     if sc.value is not None and value_replications:
         extra["value"] = _stressed_value(result, seed, value_replications, console, quiet)
     summary = {**result.summary(), **extra}
-    write_results(result, out, man, extra)
+    with writing():
+        write_results(result, out, man, extra, overwrite=overwrite)
     report_path = None
     if report:
         from ..report.stress import write_stress_report
 
-        report_path = write_stress_report(summary, out / "report")
+        with writing():
+            report_path = write_stress_report(summary, out / "report", overwrite=overwrite, source=out)
     if quiet:
         return
     print_stress_table(summary, console)

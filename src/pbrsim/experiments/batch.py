@@ -142,14 +142,14 @@ def _changes(old: dict, exp: Experiment) -> list[str]:
     return notes
 
 
-def _prepare(exp: Experiment, out: Path, force: bool) -> dict:
+def _prepare(exp: Experiment, out: Path, force: bool, overwrite: bool = False) -> dict:
     """Check the folder against the experiment, drop runs that no longer belong, return the manifest to continue."""
     old = None
     if (out / MANIFEST).exists():
         old = read_manifest(out)
         if old.get("kind") != "pbrsim-experiment":
             raise DatasetError(f"{out} holds something other than a pbrsim experiment dataset; choose another --out")
-    elif out.exists() and any(p.name != ".pbrsim.lock" for p in out.iterdir()):
+    elif not overwrite and out.exists() and any(p.name != ".pbrsim.lock" for p in out.iterdir()):
         raise DatasetError(f"{out} exists and is not a pbrsim experiment dataset; choose another --out")
 
     notes = _changes(old, exp) if old is not None else []
@@ -199,13 +199,15 @@ def run_batch(
     tables: tuple[str, ...] | None = None,
     on_start: Callable[[int, int], None] | None = None,
     on_run: Callable[[RunOutput], None] | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Run every design x replication of ``exp`` not yet in ``out``; returns the final manifest.
 
     ``tables`` overrides the experiment's choice of tables kept (``compare`` keeps ``("replications",)``).
     ``on_start(to_run, already_done)`` is called once before the first task, ``on_run`` after each run is
     on disk. Raises ChangedExperiment, DatasetError, or BatchInterrupted (Ctrl-C; the runs finished so far
-    are kept and the same call resumes).
+    are kept and the same call resumes). ``overwrite`` accepts a folder holding files pbrsim did not write
+    (checked by the caller with ``store.check_out``: none of them has a name the dataset uses).
     """
     out = Path(out)
     check_executor(executor)
@@ -213,7 +215,7 @@ def run_batch(
         exp = _with_tables(exp, tables)
     out.mkdir(parents=True, exist_ok=True)
     with Lock(out):
-        manifest = _prepare(exp, out, force)
+        manifest = _prepare(exp, out, force, overwrite)
         session = {"started_at": _now(), "finished_at": None, "executor": executor, "workers": workers,
                    "scheduler": scheduler if isinstance(scheduler, str) else None, "command_line": " ".join(sys.argv),
                    "runs_run": 0, "runs_skipped": 0, "status": "running"}

@@ -35,6 +35,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..store import file_mode
+
 RUNS = "runs"
 MARKER = "replications"  # the table written last; its presence means the run is complete
 PART = "part-0.parquet"
@@ -81,6 +83,7 @@ def write_run(out: Path, design: str, rep: int, files: dict[str, bytes]) -> None
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f"{table}-{design}-{rep}-", suffix=".parquet", dir=tmp_dir)
         try:
+            os.fchmod(fd, file_mode())  # mkstemp makes private files; results get the usual permissions
             with os.fdopen(fd, "wb") as fh:
                 fh.write(files[table])
             os.replace(tmp, final)
@@ -153,6 +156,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())  # mkstemp makes private files; results get the usual permissions
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)

@@ -18,7 +18,6 @@ import io
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -894,14 +893,20 @@ def _writes(body: str, updates: dict[str, float]) -> bool:
 
 def write_calibrated(result: CalibrationResult, out_path: str | Path) -> Path:
     """Write the calibrated scenario to ``out_path`` (may be the input itself): the original file with its
-    comments, the fitted values and a comment block at the top recording the fit. The file is written to a
-    temporary file beside ``out_path``, checked with ``load_scenario`` and only then moved into place."""
+    comments, the fitted values and a comment block at the top recording the fit. The file is written in a
+    temporary folder beside ``out_path`` (``store.Staged``), checked with ``load_scenario`` and only then
+    moved into place; a replaced file keeps its permissions, a new one gets the usual ones."""
+    from ..store import Staged, WriteFailed
+
     out_path = Path(out_path)
     text = calibrated_text(result, out_path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.resolve().parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
+    with Staged([out_path]) as stage:
+        tmp = stage[out_path]
+        try:
+            with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+        except OSError as exc:
+            raise WriteFailed(f"cannot write {out_path}: {exc.strerror or exc}. Nothing was written.") from None
         try:
             written = load_scenario(tmp)
         except ScenarioError as exc:
@@ -909,18 +914,17 @@ def write_calibrated(result: CalibrationResult, out_path: str | Path) -> Path:
         if written.model_dump() != result.scenario.model_dump():
             raise CalibrationError(str(out_path), [("", "the calibrated file does not read back as the fitted scenario "
                                                         "(nothing was written)")])
-        if out_path.exists():
-            mode = out_path.stat().st_mode & 0o777
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        os.chmod(tmp, mode)  # a temporary file is private; the output gets the usual permissions
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        stage.commit()
     return out_path
+
+
+def written_by_calibrate(path: str | Path) -> bool:
+    """``path`` is a file an earlier ``pbrsim calibrate`` wrote (it starts with the comment block)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.readline().startswith(BLOCK_BEGIN)
+    except OSError:
+        return False
 
 
 def default_output(scenario_path: str | Path) -> Path:

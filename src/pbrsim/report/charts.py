@@ -80,7 +80,10 @@ def _render(fig, name: str, title: str, alt: str, note: str) -> Chart:
 
 
 def safe_name(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(text))
+    """A chart's file name part for a name read from a scenario (the output rule of ``pbrsim.store``)."""
+    from ..store import safe_name as slug
+
+    return slug(text, limit=60)
 
 
 def _money_axis(ax, currency: str, axis: str = "y"):

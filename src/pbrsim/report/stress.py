@@ -281,29 +281,25 @@ def stress_section(summary: dict, *, heading_level: int = 2, charts: list[Chart]
     )
 
 
-def write_stress_report(summary: dict, out_dir: str | Path) -> Path:
-    """Write ``out_dir/stress.html`` (self-contained: images inline) and the charts as PNG files beside it."""
+def write_stress_report(summary: dict, out_dir: str | Path, *, overwrite: bool = False, source: str | Path | None = None) -> Path:
+    """Write ``out_dir/stress.html`` (self-contained: images inline) and the charts as PNG files beside it,
+    by the output rule of ``pbrsim.store`` (an earlier report there is replaced, nothing else is touched)."""
     from .. import __version__
+    from ..store import KIND_REPORT, check_out, manifest, write_files
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_out(out_dir, KIND_REPORT, overwrite=overwrite)  # before the charts are drawn
     charts = stress_charts(summary)
-    for c in charts:
-        _atomic_write(out_dir / c.file, c.png)
     body = stress_section(summary, heading_level=1, charts=charts)
     page = _env().from_string(_PAGE).render(s=summary, body=_Markup(body), version=__version__)
-    path = out_dir / "stress.html"
-    _atomic_write(path, page.encode("utf-8"))
-    return path
+    files = {c.file: c.png for c in charts}
+    files["stress.html"] = page.encode("utf-8")
+    made_from = {"made_from": str(source)} if source is not None else {}
+    write_files(out_dir, files, manifest(None, None, made_from), kind=KIND_REPORT, overwrite=overwrite)
+    return out_dir / "stress.html"
 
 
 def _Markup(text: str):
     import markupsafe
 
     return markupsafe.Markup(text)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)

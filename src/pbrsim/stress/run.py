@@ -484,11 +484,17 @@ def with_reserve(raw: dict, org: str, extra: float) -> dict:
 
 
 def results_folder(scenario_name: str, org: str, root: str | Path = "results") -> Path:
-    return Path(root) / "stress" / scenario_name / org
+    """``root/stress/<scenario>/<organisation>``, both names made safe (``store.output_path``)."""
+    from ..store import output_path
+
+    return output_path(Path(root) / "stress", scenario_name, org)
 
 
-def write_results(result: StressResult, out: str | Path, manifest_data: dict, extra: dict | None = None) -> Path:
-    """Parquet tables + summary.json (with ``extra`` entries, e.g. public value) + manifest.json, atomically."""
-    from ..store import write_folder
+def write_results(result: StressResult, out: str | Path, manifest_data: dict, extra: dict | None = None, *,
+                  overwrite: bool = False) -> Path:
+    """Parquet tables + summary.json (with ``extra`` entries, e.g. public value) + manifest.json, by the output
+    rule of ``store.write_folder``."""
+    from ..store import KIND_STRESS, write_folder
 
-    return write_folder(out, result.tables(), {**result.summary(), **(extra or {})}, manifest_data)
+    return write_folder(out, result.tables(), {**result.summary(), **(extra or {})}, manifest_data, kind=KIND_STRESS,
+                        overwrite=overwrite)
