@@ -73,7 +73,7 @@ def _with_requires(rejection: float = 0.3):
 
 def test_exact_mode_agrees_with_the_engine_when_sustainment_requires_an_accepted_claim():
     sc = scenario_from_dict(_with_requires(), "<test>")
-    _compare(sc, reps=300)
+    _compare(sc, reps=150)
     plain = make()
     plain["contract"]["payments"][1]["rejection"] = 0.3
     without = expected(scenario_from_dict(plain, "<test>")).paid_by_kind["sustainment"]
@@ -85,7 +85,7 @@ def test_exact_mode_agrees_with_the_engine_for_an_outcome_that_requires_a_milest
     d = _with_requires()
     d["contract"]["payments"][2].pop("requires")
     d["contract"]["payments"][3]["requires"] = "job_start"  # the sustained-job outcome, after an accepted job start
-    _compare(scenario_from_dict(d, "<test>"), reps=300)
+    _compare(scenario_from_dict(d, "<test>"), reps=150)
 
 
 @pytest.mark.parametrize("line, value, rule", [
