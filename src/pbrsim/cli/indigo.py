@@ -100,6 +100,9 @@ def import_indigo(project_id, folder, out, overwrite, dropout, lag):
         _write_atomically(texts)
 
     print_summary(draft, console)
+    if draft.headline is not None:
+        console.print(f"Headline outcome (contract.primary_outcome, used for outcome rates and cost per outcome): "
+                      f"[bold]{draft.headline.state}[/bold] ({draft.headline.id}) - {draft.headline_reason}.", highlight=False)
     for w in draft.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
     if draft.not_met:

@@ -169,6 +169,10 @@ class _Run:
         self.end_month = np.full(n, -1, dtype=np.int16)
         self.sust_rules = self.c.sustainment_rules
         self.sust_count = np.zeros((n, len(self.sust_rules)), dtype=np.int16)
+        # lines that another line `requires`: when each client's claim on them was accepted (2 * month + phase), -1 if not
+        required = sorted({r.requires for r in self.c.rules if r.requires >= 0})
+        self.required_col = {ri: j for j, ri in enumerate(required)}
+        self.accepted_at = np.full((n, len(required)), -1, dtype=np.int32)
         self.admitted = 0  # clients 0..admitted-1 are on the caseload
         v = model.vocab
         self.P_COMM = v.party(self.c.commissioner)
@@ -466,14 +470,27 @@ class _Run:
             if rule.is_sustainment:
                 continue
             hit = first & (new == rule.state)
+            if rule.requires >= 0:
+                hit &= self._eligible(rule, active, t, phase=1)
             if hit.any():
                 self._claim(t, rule, active[hit], phase=1)
         for k, rule in enumerate(self.sust_rules):
             ok = rule.in_states[new] & (self.sust_count[active, k] < rule.max_months)
+            if rule.requires >= 0 and rule.kind == "sustainment":
+                ok &= self._eligible(rule, active, t, phase=1)  # a month counts only once the requirement is met
             if ok.any():
                 idx = active[ok]
                 self.sust_count[idx, k] += 1
-                self._claim(t, rule, idx, phase=1)
+                if rule.requires >= 0 and rule.kind != "sustainment":  # first entry into a set: used up even if not paid
+                    idx = idx[self._eligible(rule, idx, t, phase=1)]
+                if len(idx):
+                    self._claim(t, rule, idx, phase=1)
+
+    def _eligible(self, rule: Rule, idx: np.ndarray, t: int, phase: int) -> np.ndarray:
+        """Clients ``idx`` whose claim on the line ``rule`` requires was accepted before this claim: in an earlier
+        month, or at referral when this claim follows a transition (docs/model.md §7)."""
+        at = self.accepted_at[idx, self.required_col[rule.requires]]
+        return (at >= 0) & (at < 2 * t + phase)
 
     def _claim(self, t: int, rule: Rule, idx: np.ndarray, phase: int):
         """Claims for clients ``idx`` under ``rule``; accepted ones settle ``rule.lag`` months later."""
@@ -485,6 +502,9 @@ class _Run:
             rejected = u < rule.rejection
         else:
             rejected = np.zeros(len(idx), dtype=bool)
+        col = self.required_col.get(rule.index)
+        if col is not None:
+            self.accepted_at[idx[~rejected], col] = 2 * t + phase
         amount = rule.amounts(seg, t, self.ref_month[idx].astype(np.int64))
         if self.person_paid is not None:  # per-person cap: each client's accepted claims stop at the cap
             amount = np.minimum(amount, np.maximum(self.c.per_person_cap - self.person_paid[idx], 0))
@@ -548,6 +568,9 @@ class _Run:
         months = last - 12 * y + 1
         expected = vb.expected[y] * months / 12.0
         actual = int(self.referred[12 * y: last + 1].sum())
+        if vb.counted is not None:  # the paid volume: referrals of the counted segments only
+            lo, hi = int(self.month_start[12 * y]), min(int(self.month_start[last + 1]), self.admitted)
+            actual = int(vb.counted[self.seg[lo:hi]].sum())
         hi, lo = expected * (1 + vb.band), expected * (1 - vb.band)
         month = last + vb.lag
         if actual > hi:

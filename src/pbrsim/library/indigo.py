@@ -401,6 +401,8 @@ class Draft:
     placeholders: list[str]
     not_met: list[Step]
     files: dict[str, str]
+    headline: Metric | None = None  # contract.primary_outcome's metric
+    headline_reason: str = ""
 
 
 def _suggest(query: str, candidates: list[str], projects: Table) -> str:
@@ -869,6 +871,8 @@ class _Parts:
     investment_key: str | None
     dropout: float
     lag: int
+    headline: Metric | None = None
+    headline_reason: str = ""
 
     def header(self, key: str, table: str = "projects") -> str:
         t = self.tables[table]
@@ -906,6 +910,7 @@ def build_draft(folder: str | Path, project: str, *, dropout: float = DEFAULT_DR
     for m, n in zip(card, names):
         m.state = _unique(n or slugify(m.id) or "outcome", used, RESERVED_STATES)
     steps, not_met = _ladder(card, has_results, months, dropout)
+    headline, headline_reason = headline_outcome([s.metric for s in steps])
     n_placeholder = sum(s.status == "placeholder" for s in steps)
     if n_placeholder:
         placeholders.append(f"{n_placeholder} ladder probabilit{'y' if n_placeholder == 1 else 'ies'} "
@@ -936,14 +941,32 @@ def build_draft(folder: str | Path, project: str, *, dropout: float = DEFAULT_DR
                    currency=currency, currency_comment=currency_comment, cap=cap, per_person_cap=pp_cap,
                    per_person_comment=pp_comment, per_person_cap_supported=per_person_cap_supported,
                    commissioner=commissioner, commissioner_comment=c_comment, provider=provider, provider_comment=p_comment,
-                   investment=investment, investment_key=investment_key, dropout=dropout, lag=lag)
+                   investment=investment, investment_key=investment_key, dropout=dropout, lag=lag,
+                   headline=headline, headline_reason=headline_reason)
     text = "\n".join(_header_lines(parts) + _top_lines(parts) + _pathway_lines(parts) + _contract_lines(parts)
                      + _provider_lines(parts)) + "\n"
     files = {k: t.file for k, t in tables.items()}
     targets = _targets_text(proj, steps, months, files["results"], parts.name) if any(s.target is not None for s in steps) else None
     return Draft(project_id=proj.id, project_name=proj.name, name=parts.name, scenario_text=text, targets_text=targets,
                  steps=steps, months=months, currency=currency, warnings=warnings, placeholders=placeholders,
-                 not_met=not_met, files=files)
+                 not_met=not_met, files=files, headline=headline, headline_reason=headline_reason)
+
+
+def headline_outcome(ladder: list[Metric]) -> tuple[Metric, str]:
+    """The default headline outcome (``contract.primary_outcome``) and why: the metric carrying the most recorded
+    outcome money (price x outcomes achieved), so that outcome rates and cost per outcome are about the result the
+    contract mostly paid for; without results, the largest maximum price; without either, the top rung."""
+    valued = [(m.price * m.achieved, -i, m) for i, m in enumerate(ladder) if m.achieved is not None and m.achieved > 0]
+    if valued:
+        value, _, m = max(valued, key=lambda v: v[:2])
+        total = sum(v for v, _, _ in valued)
+        return m, (f"the outcome carrying the most recorded outcome money: {m.achieved:,.0f} achieved x {_money_text(m.price)} = "
+                   f"{_money_text(value)}, {value / total:.0%} of the {_money_text(total)} the recorded results are worth at list prices")
+    capped = [(m.max_price, -i, m) for i, m in enumerate(ladder) if m.max_price]
+    if capped:
+        value, _, m = max(capped, key=lambda v: v[:2])
+        return m, f"no results recorded: the outcome with the largest maximum payment ({_money_text(value)} if all targets are achieved)"
+    return ladder[-1], "no results or maximum payments recorded: the top rung (least achieved) - choose the project's headline outcome"
 
 
 def _header_lines(x: _Parts) -> list[str]:
@@ -1064,7 +1087,7 @@ def _contract_lines(x: _Parts) -> list[str]:
             L.append(f"  per_person_cap: {_num(x.per_person_cap)}  # {x.per_person_comment}")
         else:
             L.append(f"  # per_person_cap: {_num(x.per_person_cap)}  # not supported by this pbrsim version; {x.per_person_comment}")
-    L += [f"  primary_outcome: {_yaml_key(last)}  # ASSUMPTION: the top rung (least achieved); change it to the headline outcome",
+    L += [f"  primary_outcome: {_yaml_key(x.headline.state)}  # ASSUMPTION: {x.headline.id}, {_c(x.headline_reason)}; change it if the project's own headline outcome differs",
           "  payments:"]
     for s in x.steps:
         m = s.metric

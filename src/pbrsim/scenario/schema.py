@@ -111,6 +111,10 @@ class PaymentRule(_Model):
     deadweight: float = Field(0.0, ge=0, lt=1, description="Share deducted from every payment on this line (outcomes that would have happened anyway).")
     lag: int = Field(0, ge=0, description="Months between the triggering event and the money arriving.")
     rejection: float = Field(0.0, ge=0, le=1, description="Probability that a claim is rejected and never paid.")
+    requires: str | None = Field(
+        None, description="Name of another line, paid once per client, whose claim for the same client must have been "
+        "accepted before this line pays (Work Programme: sustainment only after an accepted job outcome)."
+    )
     source: str | None = None
 
     @field_validator("tariff")
@@ -127,6 +131,10 @@ class VolumeBand(_Model):
     expected_per_year: float | list[float] = Field(..., description="Expected referrals per contract year (a list: per year, the last repeats).")
     band: float = Field(..., ge=0, le=1, description="Relative width of the no-adjustment band around the expected volume.")
     lag: int = Field(0, ge=0, description="Months after the year end that the reconciliation is paid.")
+    segments: list[str] | None = Field(
+        None, description="Segments whose referrals are the paid volume the band is measured against (default: all). "
+        "Referrals of other segments are served and cost money but are not paid for by the fee."
+    )
     source: str | None = None
 
     @field_validator("expected_per_year")
@@ -652,6 +660,8 @@ def check_rules(sc: Scenario) -> list[tuple[str, str]]:
             p += _check_tariff(f"{path}.tariff_by_year[{y}]", tariff, sc)
         if "year_basis" in rule.model_fields_set and rule.tariff_by_year is None:
             p.append((f"{path}.year_basis", "only applies with `tariff_by_year`"))
+        if rule.requires is not None:
+            p += _check_requires(path, rule, c.payments, sc.pathway.initial_state)
     items = set(names) | reserved_items | set(EXTRA_ITEMS)
     for i, cp in enumerate(c.cohort_payments):
         path = f"contract.cohort_payments[{i}]"
@@ -686,12 +696,39 @@ def check_rules(sc: Scenario) -> list[tuple[str, str]]:
             p.append(("contract.service_fee.amounts", f"{len(fee.amounts)} months given but the contract lasts {sc.months}"))
         if fee.volume_band is not None and fee.amounts is None and fee.schedule == "upfront":
             p.append(("contract.service_fee.volume_band", "needs a fee paid over the contract years (not `upfront`)"))
+        vb_segments = fee.volume_band.segments if fee.volume_band is not None else None
+        if vb_segments is not None:
+            if not vb_segments:
+                p.append(("contract.service_fee.volume_band.segments", "name at least one segment (or leave the field out: all)"))
+            for j, g in enumerate(vb_segments):
+                if g not in sc.segments:
+                    p.append((f"contract.service_fee.volume_band.segments[{j}]", f"unknown segment {g!r}; segments are {list(sc.segments)}"))
         if isinstance(fee.schedule, list):
             if not fee.schedule:
                 p.append(("contract.service_fee.schedule", "a list of months must name at least one month"))
             for j, m in enumerate(fee.schedule):
                 if not (0 <= m < sc.months):
                     p.append((f"contract.service_fee.schedule[{j}]", f"month {m} is outside the contract (0 to {sc.months - 1})"))
+    return p
+
+
+def _check_requires(path: str, rule: PaymentRule, lines: list[PaymentRule], initial: str) -> list[tuple[str, str]]:
+    """`requires`: another line, paid once per client, that does not itself require one; not paid at referral."""
+    by_name = {r.name: r for r in lines}
+    other = by_name.get(rule.requires)
+    if rule.requires == rule.name:
+        return [(f"{path}.requires", "a line cannot require itself")]
+    if other is None:
+        return [(f"{path}.requires", f"unknown payment line {rule.requires!r}; lines are {sorted(by_name)}")]
+    p: list[tuple[str, str]] = []
+    if other.kind == "sustainment":
+        p.append((f"{path}.requires", f"{other.name!r} is a sustainment line; name a line paid once per client "
+                  "(attachment, milestone or outcome)"))
+    if other.requires is not None:
+        p.append((f"{path}.requires", f"{other.name!r} itself requires {other.requires!r}: chains of `requires` are not supported"))
+    if rule.kind != "sustainment" and (rule.state == initial or initial in (rule.states or [])):
+        p.append((f"{path}.requires", f"this line is paid at referral (state {initial!r}), before any other claim can "
+                  "have been accepted"))
     return p
 
 
