@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 
 from ..scenario.schema import ScenarioError, file_hash, json_schema, load_scenario
-from .common import EXIT_INPUT, fail_input, load_or_exit, progress_bar
+from .common import EXIT_INPUT, allow_large_option, fail_input, load_or_exit, progress_bar, run_size_or_exit
 
 
 @click.command()
@@ -22,12 +22,15 @@ from .common import EXIT_INPUT, fail_input, load_or_exit, progress_bar
               help="Monte Carlo simulation, or exact expected values by Markov-chain algebra where that is exact.")
 @click.option("--quiet", is_flag=True, help="No progress bar or tables.")
 @click.option("--report", "with_report", is_flag=True, help="Also write the HTML report (DIR/report/report.html).")
+@allow_large_option
 def run(scenario, seed, replications, out, method, quiet, with_report):
     """Run SCENARIO and print a summary; tables are written as Parquet files."""
     from ..store import manifest, write_folder
     from .terminal import print_exact, print_summary
 
     sc = load_or_exit(scenario)
+    if method == "montecarlo":
+        run_size_or_exit(sc, replications, scenario)
     out = Path(out) if out else Path("results") / sc.name
     console = Console()
     man = manifest(file_hash(scenario), seed, {"scenario": str(scenario), "method": method, "replications": replications})
@@ -70,6 +73,7 @@ def run(scenario, seed, replications, out, method, quiet, with_report):
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@allow_large_option
 def validate(files):
     """Check scenario FILES; print OK or every problem found (exit code 2 if any)."""
     bad = False
@@ -80,8 +84,8 @@ def validate(files):
                        f"{len(sc.contract.payments)} payment lines, {sc.months} months)")
         except ScenarioError as exc:
             bad = True
-            for p, rule in exc.problems:
-                click.echo(f"{f}: {p + ': ' if p else ''}{rule}", err=True)
+            for line in exc.lines():
+                click.echo(line, err=True)
     if bad:
         sys.exit(EXIT_INPUT)
 
