@@ -11,8 +11,8 @@ Two kinds (docs/scenarios.md, "Limits"):
   they always apply.
 
 The memory model (``run_bytes``) was measured with ``benchmarks/bench_limits.py``: the peak memory of
-``pbrsim run`` grows by about 20 + 3·S bytes per client and 500 + 25·S bytes per organisation-month
-(S = pathway states) kept for every replication.
+``pbrsim run`` grows by at most about 20 + 3·S bytes per client and 600 + 30·S bytes per organisation-month
+(S = pathway states, plus one) kept for every replication; the estimate uses these upper figures.
 """
 
 from __future__ import annotations
@@ -123,8 +123,8 @@ def allowing_large(enabled: bool = True):
 # --- the memory model --------------------------------------------------------------------------
 BYTES_PER_CLIENT = 20  # plus BYTES_PER_CLIENT_STATE per pathway state
 BYTES_PER_CLIENT_STATE = 3
-BYTES_PER_ORG_MONTH = 500  # plus BYTES_PER_ORG_MONTH_STATE per pathway state
-BYTES_PER_ORG_MONTH_STATE = 25
+BYTES_PER_ORG_MONTH = 600  # plus BYTES_PER_ORG_MONTH_STATE per pathway state
+BYTES_PER_ORG_MONTH_STATE = 30
 VALUE_TABLE_CELLS = 4096  # the policy's auxiliary states at most (engine.client_value.MAX_AUX)
 
 
