@@ -237,6 +237,7 @@ def check_shape(text: str, limits: lim.Limits) -> int:
             if len(stack) >= lim.MAX_DEPTH:
                 raise _ShapeError(f"nested more than {lim.MAX_DEPTH} levels deep", ev.start_mark)
             stack.append([1, ev.anchor])
+            sizes.pop(ev.anchor, None)  # an alias to it from inside is recursive, even if the name was used before
             added = 1  # the collection itself; its contents are counted as they come
         elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             n, anchor = stack.pop()
