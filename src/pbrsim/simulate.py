@@ -66,6 +66,12 @@ def summarise_tables(model: Model, tables: dict[str, pd.DataFrame], seed: int) -
     per_rep = per_rep.join(cols.loc[:, ~cols.columns.isin(per_rep.columns)]).copy()
     summary = summarise(model, per_rep, seed)
     summary["parking"] = parking.summary(per_rep, model)
+    if model.scenario.value is not None:  # public value against the counterfactual (pbrsim.value)
+        from .value import appraisal, summary as value_summary
+
+        cols = appraisal.per_replication(model, tables, seed)
+        per_rep = per_rep.join(cols.loc[:, ~cols.columns.isin(per_rep.columns)])
+        summary["value"] = value_summary.summarise(model, per_rep)
     return per_rep, summary
 
 

@@ -87,6 +87,7 @@ def metric_list(columns) -> list[Metric]:
         m.append(Metric("paid_total", "commissioner spend", "mean", "money", "paid_total"))
     if {"paid_total", "outcomes"} <= have:
         m.append(Metric("cost_per_outcome", "cost per outcome", "ratio", "money", "paid_total", "outcomes"))
+    m += _value_metrics(cols, have)
     m += _family(cols, "paid", "paid", "mean", "money", in_table=False, plain=False)
     m += _family(cols, "capped_total", "not paid: over the cap", "mean", "money", in_table=False)
     m += _family(cols, "cap_reached", "cap reached", "share", "pct", in_table=False)
@@ -112,6 +113,17 @@ def metric_list(columns) -> list[Metric]:
     if {"investor_repaid", "investor_drawn"} <= have:
         m.append(Metric("investor_multiple", "investor money multiple", "ratio", "ratio", "investor_repaid", "investor_drawn"))
     m += _family(cols, "investor_loss", "investor loss", "mean", "money")
+    return m
+
+
+def _value_metrics(cols, have) -> list[Metric]:
+    """Public value against the counterfactual (``pbrsim.value``), present when the scenario has a value section."""
+    m = _family(cols, "net_public_value", "net present public value", "mean", "money", plain=True)
+    m = [Metric(x.name, x.label, x.estimator, x.unit, x.column, None, x.name == "net_public_value") for x in m]
+    if {"value_benefits", "value_costs"} <= have:
+        m.append(Metric("benefit_cost_ratio", "benefit-cost ratio", "ratio", "ratio", "value_benefits", "value_costs"))
+    if {"value_public_benefits", "value_costs"} <= have:
+        m.append(Metric("fiscal_return", "fiscal return", "ratio", "ratio", "value_public_benefits", "value_costs", False))
     return m
 
 

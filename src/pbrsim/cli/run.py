@@ -10,7 +10,16 @@ import click
 from rich.console import Console
 
 from ..scenario.schema import ScenarioError, file_hash, json_schema, load_scenario
-from .common import EXIT_INPUT, allow_large_option, fail_input, load_or_exit, progress_bar, run_size_or_exit
+from ..value.appraisal import check as check_value
+from .common import EXIT_INPUT, allow_large_option, exit_with_problems, fail_input, load_or_exit, progress_bar, run_size_or_exit
+
+
+def check_value_or_exit(sc, path: str) -> None:
+    """Value input the schema cannot check (unit-cost keys, deflators, appraisal length): exit 2 before running."""
+    try:
+        check_value(sc, path)
+    except ScenarioError as exc:
+        exit_with_problems(path, exc.problems, "Nothing was run or written. Fix the value section (docs/value.md) and try again.")
 
 
 @click.command()
@@ -29,6 +38,7 @@ def run(scenario, seed, replications, out, method, quiet, with_report):
     from .terminal import print_exact, print_summary
 
     sc = load_or_exit(scenario)
+    check_value_or_exit(sc, scenario)
     if method == "montecarlo":
         run_size_or_exit(sc, replications, scenario)
     out = Path(out) if out else Path("results") / sc.name
@@ -44,10 +54,19 @@ def run(scenario, seed, replications, out, method, quiet, with_report):
         man["seed"] = None
         if with_report:
             fail_input("--report needs a Monte Carlo run (cash-flow charts come from simulated months); drop --method exact")
+        summary = ex.summary()
+        if sc.value is not None:
+            from ..value.exact import expected_value
+
+            summary["value"] = expected_value(ex.model)
         write_folder(out, {"segments": ex.segments, "payments": ex.payments, "costs": ex.costs, "caseload": ex.caseload},
-                     ex.summary(), man)
+                     summary, man)
         if not quiet:
             print_exact(ex, console)
+            if "value" in summary:
+                from .value_tables import print_exact_value
+
+                print_exact_value(summary["value"], console, sc.currency)
             console.print(f"Results written to [bold]{out}[/bold].")
         return
 
@@ -64,6 +83,10 @@ def run(scenario, seed, replications, out, method, quiet, with_report):
     write_folder(out, result.tables(), result.summary, man)
     if not quiet:
         print_summary(result.summary, console, str(out))
+        if "value" in result.summary:
+            from .value_tables import print_value
+
+            print_value(result.summary["value"], console, sc.currency)
     if with_report:
         from ..report import build_report
 
@@ -80,6 +103,7 @@ def validate(files):
     for f in files:
         try:
             sc = load_scenario(f)
+            check_value(sc, f)
             click.echo(f"{f}: OK ({sc.name}: {len(sc.segments)} segments, {len(sc.pathway.states)} states, "
                        f"{len(sc.contract.payments)} payment lines, {sc.months} months)")
         except ScenarioError as exc:

@@ -174,6 +174,8 @@ def print_reverse(summary: dict, console: Console) -> None:
               help=f"Replications per shock in the reverse search [default: the smaller of --replications and {DEFAULT_REVERSE_REPLICATIONS}].")
 @click.option("--extra-reserve", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Run everything as if the organisation started with this much more cash (pounds), e.g. the working capital found.")
+@click.option("--value-replications", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Scenarios with a value section: replications of each stress for its net present public value (0: skip).")
 @click.option("--report", is_flag=True, help="Also write stress.html with a tornado chart and failure-against-reserve chart.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder [default: results/stress/<scenario>/<organisation>].")
 @click.option("--executor", type=click.Choice(["process", "serial", "dask"]), default="process", show_default=True)
@@ -181,7 +183,7 @@ def print_reverse(summary: dict, console: Console) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar or tables.")
 @allow_large_option
 def stress(scenario, organisation, stresses_path, combine, only, replications, seed, target, reverse, reverse_replications,
-           extra_reserve, report, out, executor, workers, quiet):
+           extra_reserve, value_replications, report, out, executor, workers, quiet):
     """Stress-test one organisation's cash in SCENARIO: chance of running out, the cash trough, working capital needed."""
     from ..stress.run import (StressError, contract_holder, load_stresses_file, parse_combine_option, results_folder,
                          run_stress_test, write_results)
@@ -246,8 +248,11 @@ def stress(scenario, organisation, stresses_path, combine, only, replications, s
         "combine": list(combine), "only": only_list, "reverse": reverse, "reverse_replications": rev_n if reverse else None,
         "executor": executor, "workers": workers,
     })
-    summary = result.summary()
-    write_results(result, out, man)
+    extra = {}
+    if sc.value is not None and value_replications:
+        extra["value"] = _stressed_value(result, seed, value_replications, console, quiet)
+    summary = {**result.summary(), **extra}
+    write_results(result, out, man, extra)
     report_path = None
     if report:
         from ..report.stress import write_stress_report
@@ -256,12 +261,26 @@ def stress(scenario, organisation, stresses_path, combine, only, replications, s
     if quiet:
         return
     print_stress_table(summary, console)
+    if "value" in summary:
+        from .value_tables import print_stressed_value
+
+        print_stressed_value(summary["value"], console, sc.currency)
     print_reverse(summary, console)
     tm = result.timing
     console.print(f"{tm['replications_run'] + (summary['reverse'] or {}).get('replications_run', 0):,} replications run in "
                   f"{tm['total_seconds']:.1f} s. Results written to [bold]{out}[/bold] (stresses.parquet, replications.parquet, "
                   f"cash.parquet{', reverse.parquet' if reverse else ''}, summary.json, manifest.json)."
                   + (f" Report: [bold]{report_path}[/bold]." if report_path else ""))
+
+
+def _stressed_value(result, seed: int, replications: int, console: Console, quiet: bool) -> list[dict]:
+    """Net present public value of the base and each applicable stress (``pbrsim.value.stress``)."""
+    from ..value.stress import value_under_stress
+
+    variants = [(v.name, v.stress.label if v.stress else "Unstressed base", v.raw) for v in result.variants if v.change.applicable]
+    with progress_bar(console, disable=quiet) as bar:
+        task = bar.add_task("public value under each stress", total=len(variants) * replications, rate="")
+        return value_under_stress(variants, seed, replications, progress=lambda k: bar.advance(task, k))
 
 
 COMMANDS = [stress]

@@ -298,3 +298,47 @@ def _first_entry_rule(state: int, G: int) -> Rule:
     """A zero-tariff first-entry rule, to reuse the trigger algebra for outcome and milestone counts."""
     return Rule(index=-1, name="", kind="outcome", state=state, in_states=np.zeros(0, dtype=bool),
                 max_months=0, tariff=np.zeros(G, dtype=np.int64), lag=0, rejection=0.0)
+
+
+def _first_entry_into_set(model: Model, M: np.ndarray, states: np.ndarray, K: int) -> np.ndarray:
+    """P(first entry into any of ``states`` at age k), k = 0..K, for one client of one segment (age 0 = referral)."""
+    pw = model.pathway
+    out = np.zeros(K + 1)
+    inside = np.zeros(pw.n_states, dtype=bool)
+    inside[states] = True
+    if inside[pw.initial]:
+        out[0] = 1.0
+        return out
+    transient = ~pw.absorbing
+    x = np.zeros((pw.n_states, 2))  # [state, entered yet]; mass not yet entered is always outside the set
+    x[pw.initial, 0] = 1.0
+    for k in range(1, K + 1):
+        Mk = _step_matrix(model, M, k)
+        y = Mk.T @ (x * transient[:, None])
+        out[k] = y[inside, 0].sum()
+        y[inside, 1] += y[inside, 0]
+        y[inside, 0] = 0.0
+        x = y + x * ~transient[:, None]
+    return out
+
+
+def expected_first_entries(model: Model, sets: list[np.ndarray]) -> list[np.ndarray]:
+    """Expected clients whose first entry into each state set falls in each contract month, ``[T, G]`` per set
+    (the month of an entry at age k >= 1 is referral month + k - 1, as in the engine). Exact under the
+    conditions ``check_exact`` tests."""
+    T, G = model.months, len(model.pathway.segments)
+    counts = expected_counts(model.scenario)
+    out = [np.zeros((T, G)) for _ in sets]
+    for g in range(G):
+        M = _effective_matrix(model, g)
+        probs = [_first_entry_into_set(model, M, np.asarray(s), T) for s in sets]
+        for r in range(T):
+            n = counts[r, g]
+            if n == 0:
+                continue
+            k = np.arange(0, T - r + 1)
+            months = np.where(k == 0, r, r + k - 1)
+            ok = months < T
+            for E, p in zip(out, probs):
+                np.add.at(E[:, g], months[ok], n * p[k][ok])
+    return out

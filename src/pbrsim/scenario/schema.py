@@ -20,6 +20,8 @@ from . import limits as lim
 from .errors import ScenarioError
 from .loading import read_bytes, read_yaml
 
+from .value_schema import Value, check_value
+
 ROW_TOLERANCE = 1e-9
 SHARE_TOLERANCE = 1e-6
 PAYMENT_KINDS = ("attachment", "milestone", "outcome", "sustainment")
@@ -348,6 +350,7 @@ class Scenario(_Model):
     supply_chain: SupplyChain | None = None
     finance: Finance | None = Field(None, description="Investor finance of an organisation's working capital.")
     reporting: Reporting = Field(default_factory=Reporting)
+    value: Value | None = Field(None, description="Public value: what outcomes are worth to whom, against a counterfactual (docs/value.md).")
 
     @property
     def organisation_specs(self) -> list[OrganisationSpec]:
@@ -640,6 +643,8 @@ def check_rules(sc: Scenario) -> list[tuple[str, str]]:
 
     p += _check_organisations(sc)
     p += _check_finance(sc)
+    if sc.value is not None:
+        p += check_value(sc.value, states, sc.pathway.absorbing, list(sc.segments), (DROPPED_STATE,))
 
     if r.monthly is not None and ({"start", "end"} & r.model_fields_set):
         p.append(("referrals", "`start` and `end` only apply to `rate`; a `monthly` list gives every month itself"))

@@ -487,8 +487,8 @@ def results_folder(scenario_name: str, org: str, root: str | Path = "results") -
     return Path(root) / "stress" / scenario_name / org
 
 
-def write_results(result: StressResult, out: str | Path, manifest_data: dict) -> Path:
-    """Parquet tables + summary.json + manifest.json, atomically (``store.write_folder``)."""
+def write_results(result: StressResult, out: str | Path, manifest_data: dict, extra: dict | None = None) -> Path:
+    """Parquet tables + summary.json (with ``extra`` entries, e.g. public value) + manifest.json, atomically."""
     from ..store import write_folder
 
-    return write_folder(out, result.tables(), result.summary(), manifest_data)
+    return write_folder(out, result.tables(), {**result.summary(), **(extra or {})}, manifest_data)
