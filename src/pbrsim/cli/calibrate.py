@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .common import err_console, exit_with_problems, fail_input, overwrite_option, writing
+from .common import allow_large_option, err_console, exit_with_error, fail_input, overwrite_option, writing
 from ..scenario.schema import ScenarioError, load_scenario
 
 EXIT_NOT_MET_CHECK = 1  # --check: some target is not met
@@ -18,7 +18,7 @@ EXIT_NOT_MET = 3  # a fit was written but some target is not met
 
 
 def _problems_exit(exc: ScenarioError) -> None:
-    exit_with_problems(exc.source, exc.problems, "Nothing was written. Fix the file and try again (see docs/calibration.md).")
+    exit_with_error(exc, "Nothing was written. Fix the file and try again (see docs/calibration.md).")
 
 
 def _targets_table(table, targets, title: str) -> Table:
@@ -61,6 +61,7 @@ def _unmet_text(table) -> str:
 @click.option("--in-place", is_flag=True, help="Overwrite SCENARIO with the calibrated values.")
 @click.option("--check", is_flag=True, help="Only evaluate the targets against SCENARIO as it is; write nothing (exit 0 if all met, 1 if not).")
 @overwrite_option
+@allow_large_option
 def calibrate(scenario, targets, out, in_place, check, overwrite):
     """Fit transition probabilities of SCENARIO to the outcome rates in TARGETS and write the calibrated scenario.
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from contextlib import contextmanager
 
 import click
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ..scenario import limits
 from ..scenario.schema import ScenarioError, load_scenario
 
 EXIT_INPUT = 2
@@ -51,22 +54,49 @@ def overwrite_option(f):
                              "files it did not write are never changed (docs/outputs.md).")(f)
 
 
-def exit_with_problems(source: str, problems: list[tuple[str, str]], advice: str):
-    """Every problem of a file as ``FILE: field.path: rule``, then what to do; exit 2."""
+def exit_with_problems(source: str, problems: list[tuple[str, str]], advice: str, sources: list[str] | None = None):
+    """Every problem as ``FILE: field.path: rule`` (``sources``: the file of each problem, default ``source``),
+    then what to do; exit 2."""
     n = len(problems)
-    err_console.print(f"[bold red]{source}: {n} problem{'s' if n != 1 else ''}[/bold red]", highlight=False)
-    for p, rule in problems:
-        err_console.print(f"  {source}: {p + ': ' if p else ''}{rule}", highlight=False, markup=False, soft_wrap=True)
-    err_console.print(advice)
+    err_console.print(f"[bold red]{escape(source)}: {n} problem{'s' if n != 1 else ''}[/bold red]", highlight=False, soft_wrap=True)
+    for src, (p, rule) in zip(sources or [source] * n, problems):
+        err_console.print(f"  {src}: {p + ': ' if p else ''}{rule}", highlight=False, markup=False, soft_wrap=True)
+    err_console.print(advice, highlight=False, markup=False)
     sys.exit(EXIT_INPUT)
+
+
+def exit_with_error(exc: ScenarioError, advice: str):
+    """``exit_with_problems`` for a ScenarioError: each problem under the file it is in."""
+    exit_with_problems(exc.source, exc.problems, advice, exc.sources)
 
 
 def load_or_exit(path: str):
     try:
         return load_scenario(path)
     except ScenarioError as exc:
-        exit_with_problems(path, exc.problems,
-                           "Nothing was run or written. Fix the file and try again (fields are described in docs/scenarios.md).")
+        exit_with_error(exc, "Nothing was run or written. Fix the file and try again (fields are described in docs/scenarios.md).")
+
+
+def allow_large_option(f):
+    """``--allow-large``: the command runs with the larger size limits (docs/scenarios.md, "Limits")."""
+
+    @functools.wraps(f)
+    def wrapper(*args, allow_large: bool = False, **kwargs):
+        with limits.allowing_large(allow_large):
+            return f(*args, **kwargs)
+
+    return click.option(limits.ALLOW_LARGE_FLAG, "allow_large", is_flag=True,
+                        help="Lift the size limits on inputs and runs, for machines with more memory "
+                             f"(the same as {limits.ALLOW_LARGE_ENV}=1; docs/scenarios.md, Limits).")(wrapper)
+
+
+def run_size_or_exit(sc, replications: int, source: str, what: str = "--replications"):
+    """Refuse (exit 2) a run of ``replications`` of ``sc`` beyond the memory limit or 64-bit money totals."""
+    from ..scenario.bounds import run_problems
+
+    problems = run_problems(sc, replications, limits.active(), what)
+    if problems:
+        exit_with_problems(source, problems, "Nothing was run or written (docs/scenarios.md, Limits).")
 
 
 def progress_bar(console: Console, disable: bool = False) -> Progress:

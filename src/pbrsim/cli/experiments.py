@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from .common import err_console, exit_with_problems, fail_environment, fail_input, overwrite_option, progress_bar, writing
+from .common import (allow_large_option, err_console, exit_with_error, fail_environment, fail_input,
+                     overwrite_option, progress_bar, writing)
 from ..scenario.schema import ScenarioError
 
 EXIT_INTERRUPTED = 130
@@ -44,11 +45,12 @@ def _load_experiment_or_exit(path: str):
     try:
         return load_experiment(path)
     except ScenarioError as exc:
-        exit_with_problems(path, exc.problems, "Nothing was run or written. Fix the file and try again "
+        exit_with_error(exc, "Nothing was run or written. Fix the file and try again "
                            "(the format is described in docs/experiments.md).")
 
 
 def _execution_options(f):
+    f = allow_large_option(f)
     f = click.option("--quiet", is_flag=True, help="No progress bar or tables.")(f)
     f = click.option("--force", is_flag=True,
                      help="Accept a changed experiment file: keep the runs that are still valid, rerun the rest.")(f)

@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .common import fail_input, writing
+from .common import allow_large_option, fail_input, writing
 from ..library.indigo import DEFAULT_DROPOUT, DEFAULT_LAG, Draft, IndigoError, build_draft
 from ..scenario.schema import ScenarioError, load_scenario
 
@@ -36,9 +36,9 @@ def _write_atomically(texts: dict[Path, str]) -> None:
                 raise WriteFailed(f"cannot write {path}: {exc.strerror or exc}. Nothing was written.") from None
         try:
             load_scenario(stage[next(iter(texts))])
-        except ScenarioError as exc:  # a fault in the importer, not in the user's files
+        except ScenarioError as exc:  # figures in the INDIGO files that no scenario can hold
             problems = "; ".join(f"{p + ': ' if p else ''}{r}" for p, r in exc.problems[:5])
-            raise click.ClickException(f"the draft built from INDIGO is not a valid scenario ({problems}); nothing was written") from None
+            fail_input(f"the draft built from the INDIGO files is not a valid scenario ({problems}). Nothing was written.")
         stage.commit()
 
 
@@ -71,6 +71,7 @@ def print_summary(draft: Draft, console: Console) -> None:
               help="Assumed monthly probability of disengaging from a rung of the ladder.")
 @click.option("--lag", default=DEFAULT_LAG, show_default=True, type=click.IntRange(0, 60),
               help="Assumed months from achieving an outcome to payment.")
+@allow_large_option
 def import_indigo(project_id, folder, out, overwrite, dropout, lag):
     """Draft a scenario from the rate card of INDIGO project PROJECT_ID (e.g. INDIGO-POJ-0131).
 

@@ -11,7 +11,8 @@ from rich.console import Console
 
 from ..scenario.schema import ScenarioError, file_hash, json_schema, load_scenario
 from ..value.appraisal import check as check_value
-from .common import EXIT_INPUT, exit_with_problems, fail_input, load_or_exit, overwrite_option, progress_bar, writing
+from .common import (EXIT_INPUT, allow_large_option, exit_with_problems, fail_input, load_or_exit, overwrite_option, progress_bar,
+                     run_size_or_exit, writing)
 
 
 def check_value_or_exit(sc, path: str) -> None:
@@ -32,6 +33,7 @@ def check_value_or_exit(sc, path: str) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar or tables.")
 @click.option("--report", "with_report", is_flag=True, help="Also write the HTML report (DIR/report/report.html).")
 @overwrite_option
+@allow_large_option
 def run(scenario, seed, replications, out, method, quiet, with_report, overwrite):
     """Run SCENARIO and print a summary; tables are written as Parquet files.
 
@@ -42,6 +44,8 @@ def run(scenario, seed, replications, out, method, quiet, with_report, overwrite
 
     sc = load_or_exit(scenario)
     check_value_or_exit(sc, scenario)
+    if method == "montecarlo":
+        run_size_or_exit(sc, replications, scenario)
     with writing():
         out = Path(out) if out else output_path("results", sc.name)
         check_out(out, KIND_RUN, overwrite=overwrite)  # before the work, so a refusal costs nothing
@@ -104,6 +108,7 @@ def run(scenario, seed, replications, out, method, quiet, with_report, overwrite
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@allow_large_option
 def validate(files):
     """Check scenario FILES; print OK or every problem found (exit code 2 if any)."""
     bad = False
@@ -115,8 +120,8 @@ def validate(files):
                        f"{len(sc.contract.payments)} payment lines, {sc.months} months)")
         except ScenarioError as exc:
             bad = True
-            for p, rule in exc.problems:
-                click.echo(f"{f}: {p + ': ' if p else ''}{rule}", err=True)
+            for line in exc.lines():
+                click.echo(line, err=True)
     if bad:
         sys.exit(EXIT_INPUT)
 

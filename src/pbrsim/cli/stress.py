@@ -8,8 +8,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .common import exit_with_problems, fail_input, overwrite_option, progress_bar, writing
-from ..scenario.schema import ScenarioError, file_hash, load_raw
+from .common import allow_large_option, exit_with_error, fail_input, overwrite_option, progress_bar, run_size_or_exit, writing
+from ..scenario.schema import ScenarioError, file_hash, validate_file
 from ..stress.reverse import reverse_lines
 from .terminal import money
 
@@ -17,7 +17,7 @@ DEFAULT_REVERSE_REPLICATIONS = 200
 
 
 def _problems_exit(exc: ScenarioError, what: str) -> None:
-    exit_with_problems(exc.source, exc.problems, f"Nothing was run or written. Fix {what} and try again (see docs/stress-testing.md).")
+    exit_with_error(exc, f"Nothing was run or written. Fix {what} and try again (see docs/stress-testing.md).")
 
 
 def _pct(x) -> str:
@@ -182,6 +182,7 @@ def print_reverse(summary: dict, console: Console) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes [default: one per core].")
 @click.option("--quiet", is_flag=True, help="No progress bar or tables.")
 @overwrite_option
+@allow_large_option
 def stress(scenario, organisation, stresses_path, combine, only, replications, seed, target, reverse, reverse_replications,
            extra_reserve, value_replications, report, out, executor, workers, quiet, overwrite):
     """Stress-test one organisation's cash in SCENARIO: chance of running out, the cash trough, working capital needed."""
@@ -191,14 +192,22 @@ def stress(scenario, organisation, stresses_path, combine, only, replications, s
     from ..scenario.schema import scenario_from_dict
 
     try:
-        raw = load_raw(scenario)
-        sc = scenario_from_dict(raw, scenario)
+        raw, sc = validate_file(scenario)
     except ScenarioError as exc:
         _problems_exit(exc, "the scenario")
     org = organisation or contract_holder(raw)
     names = [o.name for o in sc.organisation_specs]
     if org not in names:
         fail_input(f"--organisation: unknown organisation {org!r} in {scenario}; organisations are {names}")
+    run_size_or_exit(sc, replications, scenario)
+    if extra_reserve:
+        from ..scenario.schema import scenario_from_dict
+        from ..stress.catalogue import unlimited
+
+        try:
+            scenario_from_dict(unlimited(raw, org, extra_reserve), scenario)
+        except ScenarioError as exc:
+            fail_input(f"--extra-reserve {extra_reserve:g}: " + "; ".join(f"{p + ': ' if p else ''}{r}" for p, r in exc.problems))
     sfile = None
     if stresses_path:
         try:

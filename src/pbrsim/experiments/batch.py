@@ -87,12 +87,13 @@ _MAX_MODELS = 256
 
 def _model(task: Task):
     from ..engine.run import compile_model
+    from ..scenario.limits import LARGE
     from ..scenario.schema import scenario_from_dict
 
     with _MODELS_LOCK:
         model = _MODELS.get(task.fingerprint)
     if model is None:
-        model = compile_model(scenario_from_dict(task.scenario, f"design {task.design}"))
+        model = compile_model(scenario_from_dict(task.scenario, f"design {task.design}", LARGE))  # the driver checked the limits
         with _MODELS_LOCK:
             if len(_MODELS) >= _MAX_MODELS:
                 _MODELS.pop(next(iter(_MODELS)))

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from ..scenario.loading import load_yaml_text, read_text
 from ..scenario.overrides import PathError, apply_overrides, parse_path
 from ..model.pathway import FULL, MINIMAL, Pathway, compile_pathway
 from ..scenario.schema import (ROW_TOLERANCE, SERVICE_LEVELS, Scenario, ScenarioError, load_raw, load_scenario, pydantic_problems, read_yaml,
@@ -818,7 +818,10 @@ def _surgical(text: str, updates: dict[str, str], extends: str | None) -> str | 
 
 
 def _yaml_text(s: str) -> str:
-    return s if re.fullmatch(r"[A-Za-z0-9_./-]+", s) and not s.startswith("-") else '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """``s`` as a YAML scalar that reads back as this text: plain when it does, else double-quoted."""
+    if re.fullmatch(r"[A-Za-z0-9_./-]+", s) and not s.startswith("-") and load_yaml_text(f"x: {s}", "<text>") == {"x": s}:
+        return s
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _dumped(text: str, updates: dict[str, float], extends: str | None) -> str:
@@ -851,7 +854,7 @@ def _dumped(text: str, updates: dict[str, float], extends: str | None) -> str:
 
 def _extends_for(scenario_path: Path, out_path: Path, text: str) -> str | None:
     """The ``extends`` value the output needs when it is written to another folder (None: unchanged)."""
-    data = yaml.safe_load(text) or {}
+    data = load_yaml_text(text, str(scenario_path)) or {}
     if not isinstance(data, dict) or "extends" not in data:
         return None
     if scenario_path.resolve().parent == out_path.resolve().parent:
@@ -863,7 +866,7 @@ def _extends_for(scenario_path: Path, out_path: Path, text: str) -> str | None:
 def calibrated_text(result: CalibrationResult, out_path: str | Path) -> str:
     """The text of the calibrated scenario file: the original with the fitted values and a fresh comment block."""
     src, out_path = Path(result.scenario_path), Path(out_path)
-    text = strip_block(src.read_text(encoding="utf-8"))
+    text = strip_block(read_text(src))
     extends = _extends_for(src, out_path, text)
     formatted = {p: _fmt(v, DECIMALS if round(v, DECIMALS) == v else 12) for p, v in result.updates.items()}
     try:
@@ -881,8 +884,8 @@ def calibrated_text(result: CalibrationResult, out_path: str | Path) -> str:
 def _writes(body: str, updates: dict[str, float]) -> bool:
     """The file's own mapping sets every updated path to its value (the check of an in-place edit)."""
     try:
-        data = yaml.safe_load(body)
-    except yaml.YAMLError:
+        data = load_yaml_text(body, "<calibrated>")
+    except ScenarioError:
         return False
     for path, value in updates.items():
         node = _node(data, [s.key for s in parse_path(path)])

@@ -16,6 +16,7 @@ Everything here is a pure function of the files read; writing is left to the com
 from __future__ import annotations
 
 import difflib
+import io
 import json
 import math
 import re
@@ -27,6 +28,10 @@ import numpy as np
 import pandas as pd
 import yaml
 from scipy.optimize import brentq
+
+from ..scenario import limits
+from ..scenario.errors import ScenarioError
+from ..scenario.loading import load_yaml_text, read_bytes
 
 INDIGO_URL = "https://golab.bsg.ox.ac.uk/knowledge-bank/indigo/impact-bond-dataset-v2/"
 DEFAULT_DROPOUT = 0.02  # ASSUMPTION: monthly probability of disengaging from any rung of the ladder
@@ -156,14 +161,18 @@ def _norm_header(h: str) -> str:
 def find_table(folder: Path, key: str) -> Path | None:
     for name in TABLES[key]:
         p = folder / name
-        if p.is_file():
+        if p.exists() or p.is_symlink():  # a pipe or device by that name is refused when read, not skipped
             return p
     return None
 
 
 def read_table(path: Path, key: str) -> Table:
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        data = read_bytes(path, kind="CSV file", max_bytes=limits.active().csv_bytes)
+    except ScenarioError as exc:
+        raise IndigoError(str(exc)) from None
+    try:
+        frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise IndigoError(f"{path}: cannot be read as a CSV file ({exc})") from None
     frame = frame.apply(lambda s: s.str.strip())
@@ -340,6 +349,8 @@ def per_person_caps(text: str) -> list[float]:
                 continue
             num = m.group("num")
             value = float(num.replace(",", ""))
+            if value >= MAX_FIGURE:
+                continue  # not a real amount
             if m.group("pre") or post or "," in num or value >= 100:
                 amounts.append(value)
     return amounts
@@ -446,6 +457,34 @@ def _value(table: Table, row: pd.Series, key: str) -> str | None:
     return _text(row[table.headers[key]]) if table.has(key) else None
 
 
+MAX_FIGURE = 1e13  # amounts and counts read from INDIGO must be below this (no impact bond is near it)
+
+
+def _too_large(table: Table, row: pd.Series, key: str) -> IndigoError:
+    raw = _value(table, row, key) or ""
+    shown = raw if len(raw) <= 24 else f"{raw[:12]}…{raw[-6:]} ({len(raw)} characters)"
+    who = " ".join(x for x in (_value(table, row, "project" if table.key != "projects" else "id"),
+                               _value(table, row, "metric") if table.has("metric") else None) if x)
+    return IndigoError(f'{table.path}: "{table.headers[key]}" of {who or "a row"}: {shown} is too large; amounts and '
+                       f"counts must be below {MAX_FIGURE:,.0f}")
+
+
+def _number(table: Table, row: pd.Series, key: str) -> float | None:
+    """``parse_number`` of a cell, refusing a number too large to be real (IndigoError naming the file and column)."""
+    x = parse_number(_value(table, row, key))
+    if x is not None and not x < MAX_FIGURE:
+        raise _too_large(table, row, key)
+    return x
+
+
+def _count(table: Table, row: pd.Series, key: str) -> tuple[float | None, bool]:
+    """``parse_count`` of a cell, refusing a number too large to be real."""
+    x, text = parse_count(_value(table, row, key))
+    if x is not None and not x < MAX_FIGURE:
+        raise _too_large(table, row, key)
+    return x, text
+
+
 def _quote_header(table: Table, key: str) -> str:
     return f'{table.file} "{table.headers.get(key, COLUMNS[table.key][key])}"'
 
@@ -464,12 +503,12 @@ def _rate_card(tables: dict[str, Table], pid: str, pname: str, warnings: list[st
     for _, r in _rows_for(metrics, pid).iterrows():
         mid = _value(metrics, r, "id")
         if mid and mid not in definitions:
-            target, _ = parse_count(_value(metrics, r, "targeted"))
+            target, _ = _count(metrics, r, "targeted")
             definitions[mid] = (_value(metrics, r, "definition") or mid, target)
     card: dict[str, Metric] = {}
     for _, r in rows.iterrows():
         mid = _value(pricings, r, "metric")
-        price = parse_number(_value(pricings, r, "price"))
+        price = _number(pricings, r, "price")
         if not mid:
             warnings.append(f"{pricings.file}: a price row of {pid} has no outcome metric id; skipped")
             continue
@@ -481,7 +520,7 @@ def _rate_card(tables: dict[str, Table], pid: str, pname: str, warnings: list[st
             continue
         definition, target = definitions.get(mid, (mid, None))
         card[mid] = Metric(id=mid, definition=definition, price=price, currency=_value(pricings, r, "currency"),
-                           max_price=parse_number(_value(pricings, r, "max_price")), targeted=target)
+                           max_price=_number(pricings, r, "max_price"), targeted=target)
     if not card:
         raise IndigoError(f"{pricings.path}: the price rows for {pid} ({pname}) have no usable 'Price Per Unit' amount")
     for m in card.values():
@@ -499,7 +538,7 @@ def _rate_card(tables: dict[str, Table], pid: str, pname: str, warnings: list[st
 def _pick_result(rows: pd.DataFrame, results: Table) -> pd.Series | None:
     best, best_key = None, None
     for order, (_, r) in enumerate(rows.iterrows()):
-        achieved, _ = parse_count(_value(results, r, "achieved"))
+        achieved, _ = _count(results, r, "achieved")
         if achieved is None:
             continue
         final = (_value(results, r, "type") or "").lower() == "final"
@@ -523,8 +562,8 @@ def _attach_results(tables: dict[str, Table], pid: str, card: list[Metric], proj
         r = _pick_result(rows[rows[results.headers["metric"]] == m.id], results)
         if r is None:
             continue
-        achieved, had_text = parse_count(_value(results, r, "achieved"))
-        engaged, _ = parse_count(_value(results, r, "engaged"))
+        achieved, had_text = _count(results, r, "achieved")
+        engaged, _ = _count(results, r, "engaged")
         m.achieved = achieved
         m.achieved_raw = _value(results, r, "achieved") if had_text else None
         m.result_type = _value(results, r, "type")
@@ -635,21 +674,21 @@ def fit_ladder(targets: list[float | None], window: int, max_months: int | None,
 # YAML text
 
 
-def _yaml_key(k: str) -> str:
+def _reads_back(text: str, expected: dict) -> bool:
+    """Whether ``text`` reads as ``expected`` by pbrsim's YAML 1.2 rules and by YAML 1.1 readers alike."""
     try:
-        ok = yaml.safe_load(f"{k}: 1") == {k: 1}
-    except yaml.YAMLError:
-        ok = False
-    return k if ok else json.dumps(k)
+        return load_yaml_text(text, "<draft>") == expected and yaml.safe_load(text) == expected
+    except (ScenarioError, yaml.YAMLError):
+        return False
+
+
+def _yaml_key(k: str) -> str:
+    return k if _reads_back(f"{k}: 1", {k: 1}) else json.dumps(k)
 
 
 def _plain(s: str) -> str:
     """``s`` as a YAML scalar: bare when it reads back as the same text, quoted otherwise."""
-    try:
-        ok = "#" not in s and yaml.safe_load(f"x: {s}") == {"x": s}
-    except yaml.YAMLError:
-        ok = False
-    return s if ok else _q(s)
+    return s if "#" not in s and _reads_back(f"x: {s}", {"x": s}) else _q(s)
 
 
 def _q(s: str) -> str:
@@ -694,7 +733,7 @@ def _service_window(tables: dict[str, Table], proj: _Project, warnings: list[str
                 "completion_actual", "completion_anticipated"):
         raw = _value(projects, proj.row, key)
         if key.startswith("duration"):
-            months = parse_number(raw)
+            months = _number(projects, proj.row, key)
             if months and months >= 1:
                 return min(int(round(months)), 600), f'INDIGO {projects.file}: "{projects.headers[key]}" = {raw} (months)'
             continue
@@ -727,7 +766,7 @@ def _service_window(tables: dict[str, Table], proj: _Project, warnings: list[str
 def _service_users(tables, proj: _Project, card: list[Metric]) -> tuple[float, str, bool]:
     """(number of service users, comment, is placeholder)."""
     projects, metrics = tables["projects"], tables["metrics"]
-    targeted, _ = parse_count(_value(projects, proj.row, "targeted"))
+    targeted, _ = _count(projects, proj.row, "targeted")
     if targeted:
         return targeted, f'INDIGO {projects.file} "{projects.headers["targeted"]}"', False
     metric_targets = [(m.targeted, m.id) for m in card if m.targeted]
@@ -735,7 +774,7 @@ def _service_users(tables, proj: _Project, card: list[Metric]) -> tuple[float, s
         value, mid = max(metric_targets)
         return value, (f'INDIGO {metrics.file} "{metrics.headers["targeted"]}" of {mid} (the largest metric-level target; '
                        "no project-level target recorded)"), False
-    engaged, _ = parse_count(_value(projects, proj.row, "engaged"))
+    engaged, _ = _count(projects, proj.row, "engaged")
     if engaged:
         return engaged, f'INDIGO {projects.file} "{projects.headers["engaged"]}" (no target recorded)', False
     return PLACEHOLDER_USERS, "PLACEHOLDER: INDIGO records neither a targeted nor an engaged number of service users", True
@@ -900,7 +939,7 @@ def build_draft(folder: str | Path, project: str, *, dropout: float = DEFAULT_DR
     users, users_comment, users_placeholder = _service_users(tables, proj, card)
     if users_placeholder:
         placeholders.append("number of service users (referrals.rate)")
-    project_engaged, _ = parse_count(_value(projects, row, "engaged"))
+    project_engaged, _ = _count(projects, row, "engaged")
     has_results = _attach_results(tables, proj.id, card, project_engaged,
                                   None if users_placeholder else (users, users_comment), warnings)
 
@@ -917,7 +956,7 @@ def build_draft(folder: str | Path, project: str, *, dropout: float = DEFAULT_DR
                             f"(p = {PLACEHOLDER_P}, no recorded results)")
 
     currency, currency_comment = _currency(card, projects, row, tables["pricings"], warnings)
-    cap = parse_number(_value(projects, row, "max_payment"))
+    cap = _number(projects, row, "max_payment")
     cap_currency = _value(projects, row, "max_payment_currency")
     if cap is not None and cap_currency and cap_currency != currency:
         warnings.append(f"maximum outcome payment is in {cap_currency}, prices in {currency}: the cap is not converted")
@@ -927,7 +966,7 @@ def build_draft(folder: str | Path, project: str, *, dropout: float = DEFAULT_DR
                      if comment.startswith("PLACEHOLDER")]
     investment, investment_key = None, None
     for key in ("investment_exact", "investment_min", "investment_max"):
-        investment = parse_number(_value(projects, row, key))
+        investment = _number(projects, row, key)
         if investment is not None:
             investment_key = key
             break

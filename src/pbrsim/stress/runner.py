@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from ..scenario.limits import LARGE
 from ..scenario.schema import scenario_from_dict
 
 DEFAULT_CHUNK = 25  # replications per task
@@ -50,7 +51,7 @@ def run_job(job: Job) -> tuple[np.ndarray, np.ndarray]:
     if model is None:
         if len(_MODELS) > 256:
             _MODELS.clear()
-        model = _MODELS[job.key] = compile_model(scenario_from_dict(job.raw, "<stress>"))
+        model = _MODELS[job.key] = compile_model(scenario_from_dict(job.raw, "<stress>", LARGE))  # checked by the driver
     o = next(i for i, org in enumerate(model.organisations) if org.name == job.org)
     party = model.vocab.party(job.org)
     H = model.horizon
