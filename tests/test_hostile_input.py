@@ -473,7 +473,7 @@ def test_load_scenario_refuses_hostile_files_too():
             pbrsim.load_scenario(CORPUS / rel)
 
 
-@pytest.mark.parametrize("path", ["library/fair_chance_fund.yaml", "library/peterborough.yaml", "library/tr_crc_volume_shortfall.yaml",
+@pytest.mark.parametrize("path", ["library/fcf_st_basils.yaml", "library/peterborough.yaml", "library/tr_crc_volume_shortfall.yaml",
                                   "supply_chain/fee_for_service.yaml"])
 def test_the_money_bound_bounds_what_a_run_moves(path):
     """The bound behind the money limit must hold in real runs: investor finance, cohort payments, volume
