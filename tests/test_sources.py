@@ -100,7 +100,7 @@ def test_every_shipped_unit_cost_names_a_listed_publication_by_key():
     """The unit-cost table cites by key like every other file: its addresses live in docs/sources.md alone."""
     entries = _entries()
     table = _unit_cost_sources()
-    assert len(table) >= 6
+    assert len(table) >= 7
     for name, key in table.items():
         assert isinstance(key, str) and _is_key(key), f"unit_costs.yaml: {name}: `source` must be a key of docs/sources.md"
         assert key in entries, f"unit_costs.yaml: {name}: source {key!r} is not in docs/sources.md"
