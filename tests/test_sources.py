@@ -1,7 +1,8 @@
 """docs/sources.md: every publication cited in the repository, by key; no citation of a path outside it.
 
 A citation is a key in square brackets, e.g. ``[wpc-2013-wp]``: lower-case words joined by hyphens, one of
-them a year or ``nd`` (no date).
+them a year or ``nd`` (no date). Each entry of the shipped unit-cost table (``src/pbrsim/value/unit_costs.yaml``)
+names its publication by key in its ``source`` field, which counts as a citation too.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ import re
 import subprocess
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ROOT / "docs" / "sources.md"
+UNIT_COSTS = ROOT / "src" / "pbrsim" / "value" / "unit_costs.yaml"
 CITATION = re.compile(r"\[([a-z][a-z0-9]*(?:-[a-z0-9]+)+)\]")
 ENTRY = re.compile(r"^\| `([a-z0-9-]+)` \| (.+?) \| (.+?) \| (\d{4}|n\.d\.) \| (.+?) \|$", re.M)
 CITING = ("scenarios", "docs", "src", "README.md", "benchmarks")
@@ -37,9 +41,17 @@ def _entries() -> dict[str, tuple[str, ...]]:
     return {m.group(1): m.groups()[1:] for m in ENTRY.finditer(SOURCES.read_text(encoding="utf-8"))}
 
 
+def _unit_cost_sources() -> dict[str, object]:
+    """Shipped unit-cost name -> its ``source`` field."""
+    return {name: entry.get("source") for name, entry in yaml.safe_load(UNIT_COSTS.read_text(encoding="utf-8")).items()}
+
+
 def _citations() -> dict[str, set[str]]:
     """Key -> files citing it (docs/sources.md itself does not count)."""
     cited: dict[str, set[str]] = {}
+    for key in _unit_cost_sources().values():
+        if isinstance(key, str):
+            cited.setdefault(key, set()).add(str(UNIT_COSTS.relative_to(ROOT)))
     for path in _files(*CITING):
         if path == SOURCES:
             continue
@@ -82,6 +94,17 @@ def test_every_scenario_with_sources_cites_keys():
             raise AssertionError(f"{path.relative_to(ROOT)}: cite docs/sources.md keys, not addresses")
         if re.search(r"(?i)\bsources?\b", text):
             assert str(path.relative_to(ROOT)) in cited_in, f"{path.relative_to(ROOT)} mentions sources but cites no key"
+
+
+def test_every_shipped_unit_cost_names_a_listed_publication_by_key():
+    """The unit-cost table cites by key like every other file: its addresses live in docs/sources.md alone."""
+    entries = _entries()
+    table = _unit_cost_sources()
+    assert len(table) >= 7
+    for name, key in table.items():
+        assert isinstance(key, str) and _is_key(key), f"unit_costs.yaml: {name}: `source` must be a key of docs/sources.md"
+        assert key in entries, f"unit_costs.yaml: {name}: source {key!r} is not in docs/sources.md"
+    assert not re.search(r"https?://", UNIT_COSTS.read_text(encoding="utf-8")), "unit_costs.yaml: cite keys, not addresses"
 
 
 def test_no_file_cites_a_path_outside_the_repository():

@@ -43,7 +43,8 @@ class UnitCost(_Model):
     publisher: str
     publication: str = Field(..., description="Title of the publication the figure is read from.")
     year: int | None = Field(None, ge=1900, le=2100, description="Year of publication (null when not known).")
-    url: str | None = Field(None, description="Where the publication is (null when no address is known).")
+    source: str | None = Field(None, description="Key of the publication in docs/sources.md (every shipped entry has one), or your own reference.")
+    url: str | None = Field(None, description="Where the publication is, for entries whose publication has no `source` key.")
     note: str | None = Field(None, description="How the figure was read or derived.")
 
     @field_validator("price_year")
