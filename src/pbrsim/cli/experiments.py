@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -14,6 +14,8 @@ from .common import err_console, exit_with_problems, fail_input, progress_bar
 from ..scenario.schema import ScenarioError
 
 EXIT_INTERRUPTED = 130
+EXIT_STOPPED = 1
+COMPARE_SCRATCH = "pbrsim-compare-"  # compare's folder in the system temporary folder (removed when stale)
 
 
 def _load_experiment_or_exit(path: str):
@@ -30,6 +32,11 @@ def _execution_options(f):
     f = click.option("--quiet", is_flag=True, help="No progress bar or tables.")(f)
     f = click.option("--force", is_flag=True,
                      help="Accept a changed experiment file: keep the runs that are still valid, rerun the rest.")(f)
+    f = click.option("--chunk", type=click.IntRange(min=1), metavar="N",
+                     help="Replications per task and per file [default: about an eighth of the replications, at most 50]; "
+                     "results never depend on it.")(f)
+    f = click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+                     metavar="SECONDS", help="How long to wait for the Dask scheduler given with --scheduler to answer.")(f)
     f = click.option("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler address (with --executor dask); "
                      "default: start a LocalCluster.")(f)
     f = click.option("--workers", "-j", type=click.IntRange(min=1), help="Worker processes [default: all cores].")(f)
@@ -38,9 +45,11 @@ def _execution_options(f):
     return f
 
 
-def _execute(exp, out: Path, *, executor, workers, scheduler, force, quiet, tables=None, label="running"):
-    """Run the batch with a progress bar; exit 2 for input problems, 130 when interrupted."""
-    from ..experiments.batch import BatchInterrupted, run_batch
+def _execute(exp, out: Path, *, executor, workers, scheduler, connect_timeout, chunk, force, quiet, tables=None,
+             label="running"):
+    """Run the batch with a progress bar; exit 2 for input problems (an unusable --out or --scheduler: nothing
+    written), 130 when interrupted, 1 when the executor failed part-way (both say how to resume)."""
+    from ..experiments.batch import BatchInterrupted, BatchStopped, run_batch
     from ..experiments.dataset import DatasetError
     from ..experiments.executors import ExecutorUnavailable
 
@@ -55,14 +64,15 @@ def _execute(exp, out: Path, *, executor, workers, scheduler, force, quiet, tabl
                                      total=todo, rate="")
         state["t0"] = time.perf_counter()
 
-    def on_run(_result):
-        bar.advance(state["task"])
+    def on_run(result):
+        bar.advance(state["task"], len(result.reps))
         n = bar.tasks[0].completed
         bar.update(state["task"], rate=f"{n / max(time.perf_counter() - state['t0'], 1e-9):.1f} runs/s")
 
     try:
         with bar:
-            return run_batch(exp, out, executor=executor, workers=workers, scheduler=scheduler, force=force, tables=tables,
+            return run_batch(exp, out, executor=executor, workers=workers, scheduler=scheduler,
+                             connect_timeout=connect_timeout, chunk=chunk, force=force, tables=tables,
                              on_start=on_start, on_run=on_run)
     except (DatasetError, ExecutorUnavailable) as exc:
         fail_input(str(exc))
@@ -70,6 +80,12 @@ def _execute(exp, out: Path, *, executor, workers, scheduler, force, quiet, tabl
         err_console.print(f"Interrupted: {exc.done} of {exc.total} runs are saved in {exc.out}. "
                           "Run the same command again to finish the rest.", highlight=False)
         sys.exit(EXIT_INTERRUPTED)
+    except BatchStopped as exc:
+        err_console.print("[bold red]error:[/bold red] ", end="", highlight=False)
+        err_console.print(f"stopped: {exc.reason}. {exc.done} of {exc.total} runs are saved in {exc.out}; run the same "
+                          "command again to finish the rest (with fewer --workers if memory is short).",
+                          highlight=False, markup=False, soft_wrap=True)
+        sys.exit(EXIT_STOPPED)
 
 
 def _print(summary, manifest, console: Console):
@@ -86,17 +102,22 @@ def _print(summary, manifest, console: Console):
 @click.option("--report", "with_report", is_flag=True,
               help="Also write the HTML report (to OUT/report, or results/<experiment>/report without --out).")
 @_execution_options
-def compare(experiment, out, executor, workers, scheduler, force, quiet, with_report):
+def compare(experiment, out, executor, workers, scheduler, connect_timeout, chunk, force, quiet, with_report):
     """Run every design of EXPERIMENT and print them side by side, with paired differences from the baseline."""
     from ..experiments.batch import resummarise
 
     exp = _load_experiment_or_exit(experiment)
     console = Console()
-    with tempfile.TemporaryDirectory(prefix="pbrsim-compare-") as tmp:
-        target = Path(out) if out else Path(tmp) / exp.name
+    from ..experiments import scratch
+
+    scratch.remove_stale(COMPARE_SCRATCH)
+    tmp = None if out else scratch.make(COMPARE_SCRATCH)
+    try:
+        target = Path(out) if out else tmp / exp.name
         # the report's charts over time need the monthly tables; a plain comparison keeps only per-run figures
-        _execute(exp, target, executor=executor, workers=workers, scheduler=scheduler, force=force, quiet=quiet,
-                 tables=None if with_report else ("replications",), label="comparing")
+        _execute(exp, target, executor=executor, workers=workers, scheduler=scheduler, connect_timeout=connect_timeout,
+                 chunk=chunk, force=force, quiet=quiet, tables=None if with_report else ("replications",),
+                 label="comparing")
         summary, manifest = resummarise(target)
         if not quiet:
             _print(summary, manifest, console)
@@ -107,17 +128,21 @@ def compare(experiment, out, executor, workers, scheduler, force, quiet, with_re
 
             html = build_report(target, out=(Path(out) / "report") if out else Path("results") / exp.name / "report")
             console.print(f"Report: [bold]{html}[/bold]")
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @click.command()
 @click.argument("experiment", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), help="Dataset folder [default: results/<experiment name>].")
 @_execution_options
-def batch(experiment, out, executor, workers, scheduler, force, quiet):
+def batch(experiment, out, executor, workers, scheduler, connect_timeout, chunk, force, quiet):
     """Run every design x replication of EXPERIMENT into a Parquet dataset; rerun to resume after an interruption."""
     exp = _load_experiment_or_exit(experiment)
     out = Path(out) if out else Path("results") / exp.name
-    manifest = _execute(exp, out, executor=executor, workers=workers, scheduler=scheduler, force=force, quiet=quiet)
+    manifest = _execute(exp, out, executor=executor, workers=workers, scheduler=scheduler,
+                        connect_timeout=connect_timeout, chunk=chunk, force=force, quiet=quiet)
     if not quiet:
         s = manifest["sessions"][-1]
         click.echo(f"{exp.name}: {manifest['runs']['done']} runs ({len(exp.designs)} designs x {exp.replications} replications; "
