@@ -237,6 +237,10 @@ def connect_client(address: str, timeout: float = DEFAULT_CONNECT_TIMEOUT):
         return distributed.Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise SchedulerUnreachable(f"cannot connect to the Dask scheduler at {address}: {exc}") from None
+    except Exception as exc:  # the server answered, but not as a scheduler does (a Dask worker or nanny?)
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SchedulerUnreachable(f"{address} speaks the Dask protocol but did not act as a scheduler (is it a "
+                                   f"worker's address?): {first}") from None
 
 
 def _dask_failures(distributed) -> tuple[type, ...]:
