@@ -46,9 +46,10 @@ def _execution_options(f):
 
 
 def _execute(exp, out: Path, *, executor, workers, scheduler, connect_timeout, chunk, force, quiet, tables=None,
-             label="running"):
+             label="running", kept=True):
     """Run the batch with a progress bar; exit 2 for input problems (an unusable --out or --scheduler: nothing
-    written), 130 when interrupted, 1 when the executor failed part-way (both say how to resume)."""
+    written), 130 when interrupted, 1 when the executor failed part-way (both say how to resume, or, when the
+    runs are not ``kept``, how to keep them next time)."""
     from ..experiments.batch import BatchInterrupted, BatchStopped, run_batch
     from ..experiments.dataset import DatasetError
     from ..experiments.executors import ExecutorUnavailable
@@ -77,13 +78,19 @@ def _execute(exp, out: Path, *, executor, workers, scheduler, connect_timeout, c
     except (DatasetError, ExecutorUnavailable) as exc:
         fail_input(str(exc))
     except BatchInterrupted as exc:
-        err_console.print(f"Interrupted: {exc.done} of {exc.total} runs are saved in {exc.out}. "
-                          "Run the same command again to finish the rest.", highlight=False)
+        if kept:
+            err_console.print(f"Interrupted: {exc.done} of {exc.total} runs are saved in {exc.out}. "
+                              "Run the same command again to finish the rest.", highlight=False)
+        else:
+            err_console.print(f"Interrupted after {exc.done} of {exc.total} runs; none were kept (with --out DIR they "
+                              "are, and the same command then finishes the rest).", highlight=False)
         sys.exit(EXIT_INTERRUPTED)
     except BatchStopped as exc:
         err_console.print("[bold red]error:[/bold red] ", end="", highlight=False)
-        err_console.print(f"stopped: {exc.reason}. {exc.done} of {exc.total} runs are saved in {exc.out}; run the same "
-                          "command again to finish the rest (with fewer --workers if memory is short).",
+        where = (f"{exc.done} of {exc.total} runs are saved in {exc.out}; run the same command again to finish the rest"
+                 if kept else f"{exc.done} of {exc.total} runs were done, none kept (with --out DIR they are, and the "
+                 "same command then finishes the rest)")
+        err_console.print(f"stopped: {exc.reason}. {where} (with fewer --workers if memory is short).",
                           highlight=False, markup=False, soft_wrap=True)
         sys.exit(EXIT_STOPPED)
 
@@ -104,12 +111,11 @@ def _print(summary, manifest, console: Console):
 @_execution_options
 def compare(experiment, out, executor, workers, scheduler, connect_timeout, chunk, force, quiet, with_report):
     """Run every design of EXPERIMENT and print them side by side, with paired differences from the baseline."""
+    from ..experiments import scratch
     from ..experiments.batch import resummarise
 
     exp = _load_experiment_or_exit(experiment)
     console = Console()
-    from ..experiments import scratch
-
     scratch.remove_stale(COMPARE_SCRATCH)
     tmp = None if out else scratch.make(COMPARE_SCRATCH)
     try:
@@ -117,7 +123,7 @@ def compare(experiment, out, executor, workers, scheduler, connect_timeout, chun
         # the report's charts over time need the monthly tables; a plain comparison keeps only per-run figures
         _execute(exp, target, executor=executor, workers=workers, scheduler=scheduler, connect_timeout=connect_timeout,
                  chunk=chunk, force=force, quiet=quiet, tables=None if with_report else ("replications",),
-                 label="comparing")
+                 label="comparing", kept=out is not None)
         summary, manifest = resummarise(target)
         if not quiet:
             _print(summary, manifest, console)
