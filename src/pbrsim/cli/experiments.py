@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -136,7 +135,7 @@ def compare(experiment, out, executor, workers, scheduler, connect_timeout, chun
             console.print(f"Report: [bold]{html}[/bold]")
     finally:
         if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+            scratch.release(tmp)
 
 
 @click.command()

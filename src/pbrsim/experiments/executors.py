@@ -30,7 +30,6 @@ import multiprocessing
 import multiprocessing.util
 import os
 import select
-import shutil
 import signal
 import socket
 import struct
@@ -134,9 +133,9 @@ def _own_multiprocessing_tempdir() -> None:
     except AttributeError:
         return
     if config.get("tempdir") is None:
-        folder = str(scratch.make(MP_SCRATCH))
-        multiprocessing.util.Finalize(None, shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True}, exitpriority=-100)
-        config["tempdir"] = folder
+        folder = scratch.make(MP_SCRATCH)
+        multiprocessing.util.Finalize(None, scratch.release, args=(folder,), exitpriority=-100)
+        config["tempdir"] = str(folder)
 
 
 def _pool_context():
