@@ -539,3 +539,26 @@ def test_a_dask_server_that_closes_or_speaks_another_protocol_is_recognised():
             probe_scheduler(f"tcp://127.0.0.1:{srv.getsockname()[1]}", timeout=5)
         assert ("not the Dask protocol" if banner else "closed it without a Dask handshake") in str(exc.value)
         srv.close()
+
+
+def test_a_dask_cluster_lost_mid_batch_stops_in_one_line_and_the_batch_resumes(kill_experiment, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    path, reference = kill_experiment
+    out = tmp_path / "out"
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+    try:
+        proc = _batch(path, out, "--executor", "dask", "--scheduler", cluster.scheduler_address, "--chunk", "1")
+        _wait_for_runs(proc, out, 2)
+    finally:
+        cluster.close()
+    proc.wait(timeout=60)
+    err = proc.stderr.read().decode()
+    assert proc.returncode == 1, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    text = " ".join(err.split())
+    assert f"stopped: {cluster.scheduler_address} failed while running pbrsim-run-" in text
+    assert "run the same command again to finish the rest" in text
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+    r = CliRunner().invoke(main, ["batch", str(path), "--out", str(out), "--workers", "2", "--chunk", "1"])
+    assert r.exit_code == 0, r.output
+    assert_same_rows(reference, out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
@@ -44,6 +45,17 @@ def _execution_options(f):
     return f
 
 
+def _quiet_dask() -> None:
+    """Silence dask.distributed's own error logs (tracebacks), which would bury the one-line errors of a batch."""
+    try:
+        import distributed  # noqa: F401  (sets its loggers' levels when imported)
+    except ImportError:
+        return
+    for name in list(logging.root.manager.loggerDict):
+        if name == "distributed" or name.startswith("distributed."):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def _execute(exp, out: Path, *, executor, workers, scheduler, connect_timeout, chunk, force, quiet, tables=None,
              label="running", kept=True):
     """Run the batch with a progress bar; exit 2 for input problems (an unusable --out or --scheduler: nothing
@@ -55,6 +67,8 @@ def _execute(exp, out: Path, *, executor, workers, scheduler, connect_timeout, c
 
     if scheduler and executor != "dask":
         fail_input("--scheduler needs --executor dask")
+    if executor == "dask":
+        _quiet_dask()
     console = Console(stderr=True)
     bar = progress_bar(console, disable=quiet)
     state = {}

@@ -138,6 +138,26 @@ def _own_multiprocessing_tempdir() -> None:
         config["tempdir"] = str(folder)
 
 
+def _discard_broken(pool: cf.ProcessPoolExecutor) -> None:
+    """Shut a broken pool down without waiting on it, killing every worker it still has.
+
+    (A worker started just as the pool broke is not terminated by ``concurrent.futures`` itself, and
+    ``shutdown(wait=True)`` then waits for it forever.)
+    """
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        try:
+            p.kill()
+        except (OSError, ValueError, AttributeError):
+            pass
+    for p in processes:
+        try:
+            p.join(timeout=10)
+        except (OSError, ValueError, AssertionError):
+            pass
+
+
 def _pool_context():
     _own_multiprocessing_tempdir()
     if sys.platform != "win32" and "forkserver" in multiprocessing.get_all_start_methods():
@@ -350,8 +370,6 @@ class Executor:
 
         def restart(lost: list) -> None:
             """Replace the broken pool; count each lost task's loss and give up on one lost too often."""
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
             for task in lost:
                 n = lost_count[id(task)] = lost_count.get(id(task), 0) + 1
                 if n > self.retries:
@@ -383,7 +401,8 @@ class Executor:
                     yield task, result
                 if not healthy:
                     # every other task in flight is lost too: collect the ones that finished, requeue the rest
-                    self._pool.shutdown(wait=True, cancel_futures=True)
+                    _discard_broken(self._pool)
+                    self._pool = None
                     for fut, task in list(inflight.items()):
                         del inflight[fut]
                         if fut.done() and not fut.cancelled() and fut.exception() is None:
@@ -428,8 +447,9 @@ class Executor:
                     result = fut.result()
                 except failures as exc:
                     what = key(task) if key else repr(task)[:80]
-                    raise ExecutorFailed(f"{where} failed while running {what}: {type(exc).__name__}: "
-                                         f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+                    detail = (str(exc).splitlines() or [""])[0].rstrip(". ")
+                    raise ExecutorFailed(f"{where} failed while running {what} ({type(exc).__name__}"
+                                         f"{': ' + detail if detail else ''})") from None
                 fut.release()
                 del fut
                 yield task, result
