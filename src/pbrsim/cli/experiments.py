@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -15,6 +15,8 @@ from .common import (allow_large_option, err_console, exit_with_error, fail_envi
 from ..scenario.schema import ScenarioError
 
 EXIT_INTERRUPTED = 130
+EXIT_STOPPED = 1
+COMPARE_SCRATCH = "pbrsim-compare-"  # compare's folder in the system temporary folder (removed when stale)
 
 
 def _dataset_names() -> list[str]:
@@ -54,6 +56,11 @@ def _execution_options(f):
     f = click.option("--quiet", is_flag=True, help="No progress bar or tables.")(f)
     f = click.option("--force", is_flag=True,
                      help="Accept a changed experiment file: keep the runs that are still valid, rerun the rest.")(f)
+    f = click.option("--chunk", type=click.IntRange(min=1), metavar="N",
+                     help="Replications per task and per file [default: about an eighth of the replications, at most 50]; "
+                     "results never depend on it.")(f)
+    f = click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+                     metavar="SECONDS", help="How long to wait for the Dask scheduler given with --scheduler to answer.")(f)
     f = click.option("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler address (with --executor dask); "
                      "default: start a LocalCluster.")(f)
     f = click.option("--workers", "-j", type=click.IntRange(min=1), help="Worker processes [default: all cores].")(f)
@@ -62,14 +69,30 @@ def _execution_options(f):
     return f
 
 
-def _execute(exp, out: Path, *, executor, workers, scheduler, force, quiet, tables=None, label="running", overwrite=False):
-    """Run the batch with a progress bar; exit 2 for input problems, 130 when interrupted."""
-    from ..experiments.batch import BatchInterrupted, run_batch
+def _quiet_dask() -> None:
+    """Silence dask.distributed's own error logs (tracebacks), which would bury the one-line errors of a batch."""
+    try:
+        import distributed  # noqa: F401  (sets its loggers' levels when imported)
+    except ImportError:
+        return
+    for name in list(logging.root.manager.loggerDict):
+        if name == "distributed" or name.startswith("distributed."):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _execute(exp, out: Path, *, executor, workers, scheduler, connect_timeout, chunk, force, quiet, tables=None,
+             label="running", kept=True, overwrite=False):
+    """Run the batch with a progress bar; exit 2 for input problems (an unusable --out or --scheduler: nothing
+    written), 130 when interrupted, 1 when the executor failed part-way (both say how to resume, or, when the
+    runs are not ``kept``, how to keep them next time)."""
+    from ..experiments.batch import BatchInterrupted, BatchStopped, run_batch
     from ..experiments.dataset import DatasetError
     from ..experiments.executors import ExecutorUnavailable
 
     if scheduler and executor != "dask":
         fail_input("--scheduler needs --executor dask")
+    if executor == "dask":
+        _quiet_dask()
     console = Console(stderr=True)
     bar = progress_bar(console, disable=quiet)
     state = {}
@@ -79,14 +102,15 @@ def _execute(exp, out: Path, *, executor, workers, scheduler, force, quiet, tabl
                                      total=todo, rate="")
         state["t0"] = time.perf_counter()
 
-    def on_run(_result):
-        bar.advance(state["task"])
+    def on_run(result):
+        bar.advance(state["task"], len(result.reps))
         n = bar.tasks[0].completed
         bar.update(state["task"], rate=f"{n / max(time.perf_counter() - state['t0'], 1e-9):.1f} runs/s")
 
     try:
         with bar:
-            return run_batch(exp, out, executor=executor, workers=workers, scheduler=scheduler, force=force, tables=tables,
+            return run_batch(exp, out, executor=executor, workers=workers, scheduler=scheduler,
+                             connect_timeout=connect_timeout, chunk=chunk, force=force, tables=tables,
                              on_start=on_start, on_run=on_run, overwrite=overwrite)
     except (DatasetError, ExecutorUnavailable) as exc:
         fail_input(str(exc))
@@ -94,9 +118,21 @@ def _execute(exp, out: Path, *, executor, workers, scheduler, force, quiet, tabl
         fail_environment(f"cannot write {out}: {exc.strerror or exc}. The runs finished so far are kept; "
                          "free the space (or fix the permission) and run the same command again to finish the rest.")
     except BatchInterrupted as exc:
-        err_console.print(f"Interrupted: {exc.done} of {exc.total} runs are saved in {exc.out}. "
-                          "Run the same command again to finish the rest.", highlight=False)
+        if kept:
+            err_console.print(f"Interrupted: {exc.done} of {exc.total} runs are saved in {exc.out}. "
+                              "Run the same command again to finish the rest.", highlight=False)
+        else:
+            err_console.print(f"Interrupted after {exc.done} of {exc.total} runs; none were kept (with --out DIR they "
+                              "are, and the same command then finishes the rest).", highlight=False)
         sys.exit(EXIT_INTERRUPTED)
+    except BatchStopped as exc:
+        err_console.print("[bold red]error:[/bold red] ", end="", highlight=False)
+        where = (f"{exc.done} of {exc.total} runs are saved in {exc.out}; run the same command again to finish the rest"
+                 if kept else f"{exc.done} of {exc.total} runs were done, none kept (with --out DIR they are, and the "
+                 "same command then finishes the rest)")
+        err_console.print(f"stopped: {exc.reason}. {where} (with fewer --workers if memory is short).",
+                          highlight=False, markup=False, soft_wrap=True)
+        sys.exit(EXIT_STOPPED)
 
 
 def _print(summary, manifest, console: Console):
@@ -114,8 +150,9 @@ def _print(summary, manifest, console: Console):
               help="Also write the HTML report (to OUT/report, or results/<experiment>/report without --out).")
 @_execution_options
 @overwrite_option
-def compare(experiment, out, executor, workers, scheduler, force, quiet, with_report, overwrite):
+def compare(experiment, out, executor, workers, scheduler, connect_timeout, chunk, force, quiet, with_report, overwrite):
     """Run every design of EXPERIMENT and print them side by side, with paired differences from the baseline."""
+    from ..experiments import scratch
     from ..experiments.batch import resummarise
     from ..store import KIND_REPORT, check_out, output_path
 
@@ -127,11 +164,14 @@ def compare(experiment, out, executor, workers, scheduler, force, quiet, with_re
     if with_report:
         with writing():
             check_out(report_out, KIND_REPORT, overwrite=overwrite)
-    with tempfile.TemporaryDirectory(prefix="pbrsim-compare-") as tmp:
-        target = Path(out) if out else Path(tmp) / "dataset"
+    scratch.remove_stale(COMPARE_SCRATCH)
+    tmp = None if out else scratch.make(COMPARE_SCRATCH)
+    try:
+        target = Path(out) if out else tmp / exp.name
         # the report's charts over time need the monthly tables; a plain comparison keeps only per-run figures
-        _execute(exp, target, executor=executor, workers=workers, scheduler=scheduler, force=force, quiet=quiet,
-                 tables=None if with_report else ("replications",), label="comparing", overwrite=overwrite)
+        _execute(exp, target, executor=executor, workers=workers, scheduler=scheduler, connect_timeout=connect_timeout,
+                 chunk=chunk, force=force, quiet=quiet, tables=None if with_report else ("replications",),
+                 label="comparing", kept=out is not None, overwrite=overwrite)
         summary, manifest = resummarise(target)
         if not quiet:
             _print(summary, manifest, console)
@@ -143,6 +183,9 @@ def compare(experiment, out, executor, workers, scheduler, force, quiet, with_re
             with writing():
                 html = build_report(target, out=report_out, overwrite=overwrite)
             console.print(f"Report: [bold]{html}[/bold]")
+    finally:
+        if tmp is not None:
+            scratch.release(tmp)
 
 
 @click.command()
@@ -150,15 +193,15 @@ def compare(experiment, out, executor, workers, scheduler, force, quiet, with_re
 @click.option("--out", type=click.Path(file_okay=False), help="Dataset folder [default: results/<experiment name>].")
 @_execution_options
 @overwrite_option
-def batch(experiment, out, executor, workers, scheduler, force, quiet, overwrite):
+def batch(experiment, out, executor, workers, scheduler, connect_timeout, chunk, force, quiet, overwrite):
     """Run every design x replication of EXPERIMENT into a Parquet dataset; rerun to resume after an interruption."""
     from ..store import output_path
 
     exp = _load_experiment_or_exit(experiment)
     out = Path(out) if out else output_path("results", exp.name)
     _claim_dataset_folder(out, overwrite)
-    manifest = _execute(exp, out, executor=executor, workers=workers, scheduler=scheduler, force=force, quiet=quiet,
-                        overwrite=overwrite)
+    manifest = _execute(exp, out, executor=executor, workers=workers, scheduler=scheduler,
+                        connect_timeout=connect_timeout, chunk=chunk, force=force, quiet=quiet, overwrite=overwrite)
     if not quiet:
         s = manifest["sessions"][-1]
         click.echo(f"{exp.name}: {manifest['runs']['done']} runs ({len(exp.designs)} designs x {exp.replications} replications; "

@@ -423,6 +423,7 @@ def run_stress_test(
     if progress:
         progress("stresses", 0, len(requests) * replications)
     done = runner.run(requests)
+    runner.close()
     t_run = time.perf_counter() - t0
     paths = {v.name: done[alias[v.name]] for v in variants}
     figs = {v.name: figures(paths[v.name], v.terms) for v in variants}
