@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter  # noqa: E402
 
-from . import fmt  # noqa: E402
+from . import fmt, style  # noqa: E402
 
 COLOURS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
 LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (5, 3, 1, 3))]
@@ -37,17 +37,7 @@ KIND_STYLE = {  # payment kind -> (colour, hatch)
 DPI = 110
 MAX_PANELS = 12
 
-plt.rcParams.update({
-    "font.size": 10,
-    "axes.titlesize": 11,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "hatch.linewidth": 0.6,
-    "legend.frameon": False,
-    "svg.fonttype": "none",
-})
+style.apply(plt)  # shared with the stress charts; names are drawn as written (no mathtext)
 
 
 @dataclass
@@ -70,6 +60,7 @@ class Chart:
 
 
 def _render(fig, name: str, title: str, alt: str, note: str) -> Chart:
+    style.literal_text(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None, "Title": title})
     w, h = fig.get_size_inches() * DPI
