@@ -643,7 +643,14 @@ class _Run:
             self.org[mine] = target
             self.paused_until[mine] = t + org.gap_months
             if org.restart_state is not None:
-                self.state[mine] = self.pw.index(org.restart_state)
+                restart = self.pw.index(org.restart_state)
+                self.state[mine] = restart
+                # not an entry (nothing is paid), but from now on the client has been in that state
+                never = mine[self.first_month[mine, restart] < 0]
+                self.first_month[never, restart] = t
+                for k, rule in enumerate(self.sust_rules):  # first-entry lines over several states: not a first entry later
+                    if rule.kind != "sustainment" and rule.in_states[restart]:
+                        self.sust_count[mine, k] = rule.max_months
             action = f"transfer to {self.orgs[target].name}"
         else:
             dropped = self.pw.dropped
