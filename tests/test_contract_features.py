@@ -203,6 +203,24 @@ def test_a_part_year_is_reconciled_against_its_share_of_the_expected_volume():
     assert int(back.month.iloc[-1]) == 17 + 2
 
 
+@pytest.mark.parametrize("lag", [0, 1, 3])
+def test_a_year_is_reconciled_when_the_provider_fails_at_its_last_month_end_whatever_the_lag(lag):
+    # the fee (£100 a month in months 0-10) just pays the £100 overhead; with no fee in month 11 the provider
+    # fails at the end of month 11, the year's last month: the year is complete and is reconciled, with any lag
+    sc = _sc(LINE, **{
+        "months": 12,
+        "referrals": {"monthly": [6] * 12, "distribution": "fixed"},
+        "contract.payments": [],
+        "contract.service_fee": {"amounts": [100] * 11, "lag": 0,
+                                 "volume_band": {"expected_per_year": 120, "band": 0.1, "lag": lag}},
+        "provider": {"name": "p", "opening_cash": 0, "overhead_per_month": 100, "cost_per_client_month": {"full": 0, "minimal": 0}},
+    })
+    res = simulate(sc, seed=0, replications=1)
+    assert res.failures.failure_month.tolist() == [11]
+    back = res.ledger[res.ledger.kind == "clawback"]
+    assert list(zip(back.month, back.amount)) == [(11 + lag, round(1100 / 120 * (108 - 72) * 100))]
+
+
 def _capped_band(cap: float):
     """One year, a £12,000 fee monthly in arrears against 120 expected referrals; 72 come (band down to 108)."""
     return _sc(LINE, **{

@@ -604,7 +604,7 @@ def check_terms(model, cols: dict[str, dict[str, np.ndarray]]) -> None:
         referred = np.bincount(M["month"], weights=M["referrals"], minlength=H)
         for y in range(len(vb.expected)):
             last = min(12 * y + 11, T - 1)
-            if prime_failed <= last:
+            if prime_failed < last:  # the year ended after the contract holder failed
                 continue
             expected = vb.expected[y] * (last - 12 * y + 1) / 12.0
             actual = int(referred[12 * y: last + 1].sum())

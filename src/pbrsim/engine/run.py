@@ -546,8 +546,8 @@ class _Run:
         T = self.m.months
         last = min(12 * y + 11, T - 1)
         yield self.env.timeout(last + vb.lag + SETTLE_PHASE)
-        if not self.alive(0) and self.failed[0] <= last:
-            return  # the contract ended before the year did
+        if not self.alive(0) and self.failed[0] < last:
+            return  # the contract ended before the year did (failing at the year's last month end still completes it)
         months = last - 12 * y + 1
         expected = vb.expected[y] * months / 12.0
         actual = int(self.referred[12 * y: last + 1].sum())
