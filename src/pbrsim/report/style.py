@@ -32,3 +32,10 @@ def literal_text(fig) -> None:
 
     for text in fig.findobj(Text):
         text.set_parse_math(False)
+
+
+def legend_label(name: str) -> str:
+    """A name as a legend label. matplotlib leaves labels that start with ``_`` out of legends, so such a name
+    gets an invisible zero-width space in front and is listed as written."""
+    name = str(name)
+    return "\u200b" + name if name.startswith("_") else name
