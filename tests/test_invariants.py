@@ -275,11 +275,11 @@ def scenarios(draw) -> dict:
                      "annual_return": draw(st.sampled_from([0.0, 0.05, 0.3])),
                      "repayment_share": draw(st.sampled_from([0.25, 0.5, 1.0]))}
         subs = [name for name in names if name.startswith("sub")]
-        choice = draw(st.integers(0, 2))
-        if choice == 1 or (choice == 2 and not subs):
-            fin["organisation"] = names[0]
-        elif choice == 2:
+        choice = draw(st.integers(0, 2))  # 0: a subcontractor (when there is one), 1: named, 2: the default
+        if choice == 0 and subs:
             fin["organisation"] = subs[draw(st.integers(0, len(subs) - 1))]
+        elif choice < 2:
+            fin["organisation"] = names[0]
         if fin["drawdown"] == "as_needed" and draw(st.booleans()):
             fin["cash_floor"] = draw(st.integers(-500, 1500))
         d["finance"] = fin
@@ -764,7 +764,7 @@ def test_random_valid_scenarios_keep_every_invariant():
     seen: Counter = Counter()
 
     @settings(max_examples=EXAMPLES)
-    @given(d=scenarios(), seed=st.integers(0, 2**32 - 1), summarise=st.integers(0, 3))
+    @given(d=scenarios(), seed=st.integers(0, 2**32 - 1), summarise=st.integers(0, 5))
     def one_scenario(d, seed, summarise):
         sc = scenario_from_dict(d, "<fuzz>")  # valid by construction: the real schema and rules accept it
         found = features(d)
@@ -779,7 +779,7 @@ def test_random_valid_scenarios_keep_every_invariant():
         alone = run_replication(compile_model(sc), seed, 1)
         a, b = alone.ledger.arrays(), runs[1].ledger.arrays()
         assert all(np.array_equal(a[k], b[k]) for k in a) and np.array_equal(alone.state, runs[1].state)
-        if summarise == 0:  # the tables, figures and summary of a whole run (slower: one example in four)
+        if summarise == 5:  # the tables, figures and summary of a whole run (slower: about one example in six)
             check_summary(simulate(sc, seed=seed, replications=2))
         if not check_exact(model):
             check_exact_against_monte_carlo(model, seed)
