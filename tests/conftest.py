@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property-based tests are derandomized in CI, so every run draws the same examples on any machine;
+# HYPOTHESIS_PROFILE=explore draws new ones each run to hunt for bugs locally.
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+settings.register_profile("explore", derandomize=False, deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 from pbrsim.scenario.schema import scenario_from_dict
 

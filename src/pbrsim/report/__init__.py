@@ -23,10 +23,11 @@ REPORT_FILE = "report.html"
 
 
 def _render(report) -> str:
-    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+    from jinja2 import PackageLoader
 
-    env = Environment(loader=PackageLoader("pbrsim.report", "templates"), autoescape=select_autoescape(["html", "j2"]),
-                      undefined=StrictUndefined, trim_blocks=False, lstrip_blocks=False)
+    from .html_text import environment
+
+    env = environment(loader=PackageLoader("pbrsim.report", "templates"), trim_blocks=False, lstrip_blocks=False)
     return env.get_template("report.html.j2").render(report=report)
 
 

@@ -19,6 +19,7 @@ import io
 import math
 from pathlib import Path
 
+from . import style
 from .charts import Chart  # one chart type for the main report and the stress section
 from ..model.money import money
 
@@ -35,12 +36,12 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.spines.top": False, "axes.spines.right": False,
-                         "axes.grid": True, "grid.alpha": 0.3, "legend.frameon": False, "hatch.linewidth": 0.6})
+    style.apply(plt)
     return plt
 
 
 def _render(fig, name: str, title: str, alt: str, note: str) -> Chart:
+    style.literal_text(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None, "Title": title})
     import matplotlib.pyplot as plt
@@ -245,9 +246,9 @@ figure { margin: 1.5rem 0; } img { max-width: 100%; height: auto; }
 
 
 def _env():
-    import jinja2
+    from .html_text import environment
 
-    return jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    return environment()
 
 
 def stress_section(summary: dict, *, heading_level: int = 2, charts: list[Chart] | None = None,
