@@ -9,8 +9,9 @@ import pandas as pd
 
 from .engine.run import Model, compile_model, run_replication
 from .analysis import parking
-from .analysis.metrics import per_replication, summarise
-from .engine.records import TABLES, concat_columns, replication_columns, to_frame
+from .analysis.columns import Batch
+from .analysis.metrics import figures, frame, summarise
+from .engine.records import TABLES, Tables, concat_columns, replication_columns
 from .scenario.schema import Scenario
 
 
@@ -47,8 +48,9 @@ class SimulationResult:
         }
 
 
-def run_tables(model: Model, seed: int, replications: Iterable[int], progress: Callable[[int], None] | None = None) -> dict[str, pd.DataFrame]:
-    """Tables (clients, ledger, monthly, claims, settlements, failures) for the given replication indices."""
+def run_tables(model: Model, seed: int, replications: Iterable[int], progress: Callable[[int], None] | None = None) -> Tables:
+    """Tables (clients, ledger, monthly, claims, settlements, failures) for the given replication indices
+    (a mapping of DataFrames, each built when first read)."""
     parts: dict[str, list] = {t: [] for t in TABLES}
     for rep in replications:
         r = run_replication(model, seed, rep)
@@ -56,17 +58,32 @@ def run_tables(model: Model, seed: int, replications: Iterable[int], progress: C
             parts[table].append(cols)
         if progress:
             progress(1)
-    return {t: to_frame(model, t, concat_columns(parts[t])) for t in TABLES}
+    return Tables(model, {t: concat_columns(parts[t]) for t in TABLES})
 
 
-def summarise_tables(model: Model, tables: dict[str, pd.DataFrame], seed: int) -> tuple[pd.DataFrame, dict]:
+def replication_figures(model: Model, tables) -> pd.DataFrame:
+    """The per-replication table (``replications.parquet``): every figure of every replication in ``tables``.
+
+    ``tables`` maps table names to DataFrames or to the engine's columns, for any set of replications.
+    """
+    labels, cols = _figures(model, tables)
+    return frame(labels, cols)
+
+
+def summarise_tables(model: Model, tables, seed: int) -> tuple[pd.DataFrame, dict]:
     """Per-replication figures and the summary, from tables of any set of replications."""
-    per_rep = per_replication(model, tables["clients"], tables["ledger"], tables["monthly"], tables["settlements"], tables["failures"])
-    cols = parking.per_replication_columns(model, tables["clients"], tables["monthly"], tables["ledger"])
-    per_rep = per_rep.join(cols.loc[:, ~cols.columns.isin(per_rep.columns)]).copy()
-    summary = summarise(model, per_rep, seed)
-    summary["parking"] = parking.summary(per_rep, model)
-    return per_rep, summary
+    labels, cols = _figures(model, tables)
+    summary = summarise(model, cols, seed)
+    summary["parking"] = parking.summary(cols, model)
+    return frame(labels, cols), summary
+
+
+def _figures(model: Model, tables) -> tuple:
+    batch = Batch(model, tables)
+    cols = figures(batch)
+    for name, values in parking.figures(batch).items():  # referral counts appear in both: one column
+        cols.setdefault(name, values)
+    return batch.labels, cols
 
 
 def simulate(
