@@ -27,14 +27,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
-from rich.table import Table
 
 from .metrics import Z95, wilson
 from ..model.money import money
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 SUMMARY_COLUMNS = ["design", "baseline", "metric", "label", "unit", "estimator", "in_table", "replications", "mean", "lo", "hi",
                    "p5", "p50", "diff", "diff_lo", "diff_hi", "diff_se", "diff_se_unpaired", "pairs"]
@@ -266,6 +268,9 @@ def _cell(row: pd.Series, currency: str) -> str:
 def print_comparison(summary: pd.DataFrame, console: Console | None = None, *, title: str = "", currency: str = "GBP",
                      replications: int | None = None, seed: int | None = None, per_table: int | None = None) -> None:
     """Side-by-side tables: metrics as rows, the baseline and up to ``per_table`` other designs as columns."""
+    from rich.console import Console
+    from rich.table import Table
+
     console = console or Console()
     per_table = per_table or max(1, min(4, (console.width - 24) // 22 - 1))
     shown = summary[summary["in_table"]]

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from ..scenario.schema import ScenarioError, file_hash, json_schema, load_scenario
 from .common import EXIT_INPUT, fail_input, load_or_exit, progress_bar
@@ -24,6 +23,8 @@ from .common import EXIT_INPUT, fail_input, load_or_exit, progress_bar
 @click.option("--report", "with_report", is_flag=True, help="Also write the HTML report (DIR/report/report.html).")
 def run(scenario, seed, replications, out, method, quiet, with_report):
     """Run SCENARIO and print a summary; tables are written as Parquet files."""
+    from rich.console import Console
+
     from ..store import manifest, write_folder
     from .terminal import print_exact, print_summary
 

@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from scipy.optimize import brentq
 
 INDIGO_URL = "https://golab.bsg.ox.ac.uk/knowledge-bank/indigo/impact-bond-dataset-v2/"
 DEFAULT_DROPOUT = 0.02  # ASSUMPTION: monthly probability of disengaging from any rung of the ladder
@@ -589,6 +588,8 @@ def _root(f, lo: float, hi: float) -> float:
         return lo
     if f(hi) <= REACH_TOLERANCE:
         return hi
+    from scipy.optimize import brentq  # scipy loads only when a ladder is fitted
+
     return brentq(f, lo, hi, xtol=1e-15, rtol=1e-15, maxiter=500)
 
 
