@@ -88,16 +88,18 @@ def _print(summary, manifest, console: Console):
 @_execution_options
 def compare(experiment, out, executor, workers, scheduler, force, quiet, with_report):
     """Run every design of EXPERIMENT and print them side by side, with paired differences from the baseline."""
-    from ..experiments.batch import resummarise
+    import pandas as pd
+
+    from ..experiments.batch import SUMMARY_PARQUET
 
     exp = _load_experiment_or_exit(experiment)
     console = Console()
     with tempfile.TemporaryDirectory(prefix="pbrsim-compare-") as tmp:
         target = Path(out) if out else Path(tmp) / exp.name
         # the report's charts over time need the monthly tables; a plain comparison keeps only per-run figures
-        _execute(exp, target, executor=executor, workers=workers, scheduler=scheduler, force=force, quiet=quiet,
-                 tables=None if with_report else ("replications",), label="comparing")
-        summary, manifest = resummarise(target)
+        manifest = _execute(exp, target, executor=executor, workers=workers, scheduler=scheduler, force=force, quiet=quiet,
+                            tables=None if with_report else ("replications",), label="comparing")
+        summary = pd.read_parquet(target / SUMMARY_PARQUET)  # the batch has just summarised the dataset
         if not quiet:
             _print(summary, manifest, console)
             if out:
