@@ -57,15 +57,13 @@ class Table:
         import pandas as pd
 
         s = self.data[col]
-        if isinstance(s.dtype, pd.CategoricalDtype):
-            cats = self.vocab.get(col)
-            if cats is not None and tuple(s.cat.categories) != tuple(cats):  # e.g. read back with other categories
-                s = pd.Series(pd.Categorical(s.astype(object), categories=list(cats)), index=s.index)
+        cats = self.vocab.get(col)
+        if isinstance(s.dtype, pd.CategoricalDtype) and (cats is None or tuple(s.cat.categories) == tuple(cats)):
             return s.cat.codes.to_numpy()
+        if cats is not None and not pd.api.types.is_numeric_dtype(s.dtype):  # names: codes in the model's vocabulary
+            return pd.Categorical(s.astype(object), categories=list(cats)).codes
         if isinstance(s.dtype, pd.api.extensions.ExtensionDtype):  # nullable months: null -> -1
             return s.to_numpy(dtype=s.dtype.numpy_dtype, na_value=-1)
-        if s.dtype == object and col in self.vocab:
-            return pd.Categorical(s, categories=list(self.vocab[col])).codes
         return s.to_numpy()
 
     def code(self, col: str, name: str) -> int:
