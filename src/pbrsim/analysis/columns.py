@@ -143,9 +143,9 @@ def and_(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
 class Groups:
     """Rows of one table grouped by (replication, key) in the table's own row order within a group."""
 
-    def __init__(self, reps: Batch, name: str, key: str, key_code: int):
-        table = reps.table(name)
-        pos, keep = reps.rows(name)
+    def __init__(self, batch: Batch, name: str, key: str, key_code: int):
+        table = batch.table(name)
+        pos, keep = batch.rows(name)
         sel = table[key] == key_code
         if keep is not None:
             sel &= keep
@@ -154,11 +154,11 @@ class Groups:
         if len(pos) > 1 and np.any(pos[1:] < pos[:-1]):  # not in replication order: a stable sort keeps row order within groups
             order = np.argsort(pos, kind="stable")
             self.index, pos = self.index[order], pos[order]
-        self.present = np.zeros(reps.n, dtype=bool)
+        self.present = np.zeros(batch.n, dtype=bool)
         self.present[pos] = True
         self.starts = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]]) if len(pos) else np.zeros(0, dtype=np.intp)
         self.sizes = np.diff(np.r_[self.starts, len(pos)])
-        self.n = reps.n
+        self.n = batch.n
         self.table = table
 
     def values(self, col: str) -> np.ndarray:
@@ -183,13 +183,13 @@ class Groups:
         return self._spread(np.minimum.reduceat(v, self.starts), fill) if len(v) else np.full(self.n, fill)
 
     def first_argmin(self, col: str) -> np.ndarray:
-        """Row (into the table) of each group's first smallest value."""
+        """Row (into the table) of each group's first smallest value (every replication must have the group)."""
         v = self.values(col)
         mins = np.minimum.reduceat(v, self.starts)
         at = np.arange(len(v))
         hit = np.where(v == np.repeat(mins, self.sizes), at, len(v))
         return self.index[np.minimum.reduceat(hit, self.starts)]
 
-    def last(self, col: str) -> np.ndarray:
+    def last(self, col: str, fill) -> np.ndarray:
         v = self.values(col)
-        return v[self.starts + self.sizes - 1]
+        return self._spread(v[self.starts + self.sizes - 1], fill) if len(v) else np.full(self.n, fill)

@@ -83,42 +83,41 @@ def figures(batch: Batch) -> dict[str, np.ndarray]:
     model = batch.model
     pw, c = model.pathway, model.contract
     cl, led, mon, st, fl = (batch.table(t) for t in ("clients", "ledger", "monthly", "settlements", "failures"))
-    reps = batch
     out: dict[str, np.ndarray] = {}
     segs = list(pw.segments)
     primary = pw.states[c.primary_outcome] if c.primary_outcome >= 0 else None
     milestone = pw.states[c.milestone] if c.milestone >= 0 else None
-    pos, keep = reps.rows("clients")
+    pos, keep = batch.rows("clients")
     seg = cl["segment"]
     for gi, g in enumerate(segs):
         sel = seg == gi
-        out[f"referrals[{g}]"] = reps.count(pos, keep, sel)
+        out[f"referrals[{g}]"] = batch.count(pos, keep, sel)
         if primary:
-            out[f"outcomes[{g}]"] = reps.count(pos, keep, sel & (cl[f"first_{primary}"] >= 0))
+            out[f"outcomes[{g}]"] = batch.count(pos, keep, sel & (cl[f"first_{primary}"] >= 0))
         if milestone:
-            out[f"milestones[{g}]"] = reps.count(pos, keep, sel & (cl[f"first_{milestone}"] >= 0))
-    out["referrals"] = _row_sum(out, [f"referrals[{g}]" for g in segs], reps.n)
+            out[f"milestones[{g}]"] = batch.count(pos, keep, sel & (cl[f"first_{milestone}"] >= 0))
+    out["referrals"] = _row_sum(out, [f"referrals[{g}]" for g in segs], batch.n)
     if primary:
-        out["outcomes"] = _row_sum(out, [f"outcomes[{g}]" for g in segs], reps.n)
+        out["outcomes"] = _row_sum(out, [f"outcomes[{g}]" for g in segs], batch.n)
     if milestone:
-        out["milestones"] = _row_sum(out, [f"milestones[{g}]" for g in segs], reps.n)
+        out["milestones"] = _row_sum(out, [f"milestones[{g}]" for g in segs], batch.n)
 
-    pos, keep = reps.rows("ledger")
+    pos, keep = batch.rows("ledger")
     amount = led["amount"]
     comm = led["payer"] == led.code("payer", c.commissioner)
     kind = led["kind"]
     for k in PAYMENT_KINDS:
-        out[f"paid[{k}]"] = reps.total(pos, keep, amount, comm & (kind == KINDS.index(k))) / 100
-    out["paid_total"] = reps.total(pos, keep, amount, comm) / 100
+        out[f"paid[{k}]"] = batch.total(pos, keep, amount, comm & (kind == KINDS.index(k))) / 100
+    out["paid_total"] = batch.total(pos, keep, amount, comm) / 100
     if c.volume_band is not None:  # fee clawed back at year-end reconciliation: the commissioner's spend is net of it
         back = (led["payee"] == led.code("payee", c.commissioner)) & (kind == KINDS.index("clawback"))
-        out["clawed_back"] = reps.total(pos, keep, amount, back) / 100
+        out["clawed_back"] = batch.total(pos, keep, amount, back) / 100
         out["paid_total"] = out["paid_total"] - out["clawed_back"]
     if len(st):
-        pos, keep = reps.rows("settlements")
-        out["capped_total"] = reps.total(pos, keep, st["amount_capped"]) / 100
+        pos, keep = batch.rows("settlements")
+        out["capped_total"] = batch.total(pos, keep, st["amount_capped"]) / 100
     else:
-        out["capped_total"] = np.zeros(reps.n)
+        out["capped_total"] = np.zeros(batch.n)
     cap = model.contract.cap
     reached = out["capped_total"] > 0
     if cap is not None:
@@ -127,20 +126,20 @@ def figures(batch: Batch) -> dict[str, np.ndarray]:
 
     income_cols = [f"income_{k}" for k in PAYMENT_KINDS + ("fee_for_service",)]
     cost_cols = ["cost_delivery", "cost_overhead", "cost_interest", "cost_clawback", "paid_to_subcontractors"]
-    fpos, fkeep = reps.rows("failures") if len(fl) else (None, None)
+    fpos, fkeep = batch.rows("failures") if len(fl) else (None, None)
     for org in model.organisations:
         name = org.name
-        m = Groups(reps, "monthly", "organisation", mon.code("organisation", name))
+        m = Groups(batch, "monthly", "organisation", mon.code("organisation", name))
         out[f"income[{name}]"] = sum(m.total(col, np.nan) for col in income_cols) / 100
         out[f"costs[{name}]"] = sum(m.total(col, np.nan) for col in cost_cols) / 100
         out[f"interest[{name}]"] = m.total("cost_interest", np.nan) / 100
         out[f"lowest_cash[{name}]"] = np.minimum(m.minimum("cash", np.nan), org.opening_cash) / 100
         out[f"trough_month[{name}]"] = mon["month"][m.first_argmin("cash")]
         out[f"months_below_zero[{name}]"] = m.total(m.values("cash") < 0, np.nan)
-        out[f"final_cash[{name}]"] = m.last("cash") / 100
+        out[f"final_cash[{name}]"] = m.last("cash", np.nan) / 100
         out[f"margin[{name}]"] = out[f"final_cash[{name}]"] - org.opening_cash / 100
-        month = np.full(reps.n, np.nan)
-        affected = np.full(reps.n, np.nan)
+        month = np.full(batch.n, np.nan)
+        affected = np.full(batch.n, np.nan)
         if fpos is not None:
             sel = and_(fkeep, fl["organisation"] == fl.code("organisation", name))
             month[fpos[sel]] = fl["failure_month"][sel]
@@ -150,7 +149,7 @@ def figures(batch: Batch) -> dict[str, np.ndarray]:
         out[f"failure_month[{name}]"] = month
     fin = model.finance
     if fin is not None:  # investor: drawn, repaid, money multiple, loss
-        m = Groups(reps, "monthly", "organisation", mon.code("organisation", model.organisations[fin.organisation].name))
+        m = Groups(batch, "monthly", "organisation", mon.code("organisation", model.organisations[fin.organisation].name))
         drawn = out["investor_drawn"] = m.total("finance_in", np.nan) / 100
         repaid = out["investor_repaid"] = m.total("finance_out", np.nan) / 100
         out["investor_multiple"] = repaid / np.where(drawn > 0, drawn, np.nan)

@@ -54,10 +54,9 @@ def figures(batch: Batch) -> dict[str, np.ndarray]:
     model = batch.model
     pw, c = model.pathway, model.contract
     cl, mon, led = (batch.table(t) for t in ("clients", "monthly", "ledger"))
-    reps = batch
     segs = list(pw.segments)
     out: dict[str, np.ndarray] = {}
-    pos, keep = reps.rows("clients")
+    pos, keep = batch.rows("clients")
     full = cl["months_full"].astype(np.int64)
     minimal = cl["months_minimal"].astype(np.int64)
     service = full + minimal
@@ -73,18 +72,18 @@ def figures(batch: Batch) -> dict[str, np.ndarray]:
     for gi, g in enumerate(segs + [None]):
         sel = seg == gi if g else None
         key = f"[{g}]" if g else ""
-        out[f"service_months{key}"] = reps.total(pos, keep, service, sel)
-        out[f"minimal_months{key}"] = reps.total(pos, keep, minimal, sel)
+        out[f"service_months{key}"] = batch.total(pos, keep, service, sel)
+        out[f"minimal_months{key}"] = batch.total(pos, keep, minimal, sel)
         out[f"parking_rate{key}"] = _rate(out[f"minimal_months{key}"], out[f"service_months{key}"])
-        out[f"referrals{key}"] = reps.count(pos, keep, sel)
-        out[f"dropped{key}"] = reps.count(pos, keep, dropped if sel is None else dropped & sel)
+        out[f"referrals{key}"] = batch.count(pos, keep, sel)
+        out[f"dropped{key}"] = batch.count(pos, keep, dropped if sel is None else dropped & sel)
         out[f"dropped_rate{key}"] = _rate(out[f"dropped{key}"], out[f"referrals{key}"])
 
     orgs = mon["organisation"]
     _, first = np.unique(orgs, return_index=True)
     for code in orgs[np.sort(first)]:  # organisations in order of appearance
         org = mon.vocab["organisation"][code]
-        m = Groups(reps, "monthly", "organisation", code)
+        m = Groups(batch, "monthly", "organisation", code)
         n_full, n_min = m.total("n_full"), m.total("n_minimal")
         out[f"org_service_months[{org}]"] = n_full + n_min
         out[f"org_minimal_months[{org}]"] = n_min
@@ -94,25 +93,25 @@ def figures(batch: Batch) -> dict[str, np.ndarray]:
     if most:
         in_most = np.isin(seg, [segs.index(g) for g in most])
         in_least = np.isin(seg, [segs.index(g) for g in least])
-        out["referrals_complex"] = reps.count(pos, keep, in_most)
-        out["outcomes_complex"] = reps.count(pos, keep, in_most & outcome)
-        out["referrals_least"] = reps.count(pos, keep, in_least)
-        out["outcomes_least"] = reps.count(pos, keep, in_least & outcome)
+        out["referrals_complex"] = batch.count(pos, keep, in_most)
+        out["outcomes_complex"] = batch.count(pos, keep, in_most & outcome)
+        out["referrals_least"] = batch.count(pos, keep, in_least)
+        out["outcomes_least"] = batch.count(pos, keep, in_least & outcome)
         rate_c = _rate(out["outcomes_complex"], out["referrals_complex"])
         rate_l = _rate(out["outcomes_least"], out["referrals_least"])
         out["equity_gap"] = rate_c / np.where(rate_l > 0, rate_l, np.nan)
-        lpos, lkeep = reps.rows("ledger")
+        lpos, lkeep = batch.rows("ledger")
         comm = led["payer"] == led.code("payer", c.commissioner)
         lseg = led["segment"]
-        direct = reps.total(lpos, lkeep, led["amount"], comm & np.isin(lseg, [segs.index(g) for g in most]))
-        fee = reps.total(lpos, lkeep, led["amount"], comm & (lseg < 0))
+        direct = batch.total(lpos, lkeep, led["amount"], comm & np.isin(lseg, [segs.index(g) for g in most]))
+        fee = batch.total(lpos, lkeep, led["amount"], comm & (lseg < 0))
         fee_share = _rate(out["referrals_complex"], out["referrals"])
         out["paid_complex"] = (direct + fee * np.where(np.isnan(fee_share), 0.0, fee_share)) / 100
     else:
         for col in ("referrals_complex", "outcomes_complex", "referrals_least", "outcomes_least"):
-            out[col] = np.zeros(reps.n, dtype=np.int64)
-        out["equity_gap"] = np.full(reps.n, np.nan)
-        out["paid_complex"] = np.zeros(reps.n)
+            out[col] = np.zeros(batch.n, dtype=np.int64)
+        out["equity_gap"] = np.full(batch.n, np.nan)
+        out["paid_complex"] = np.zeros(batch.n)
     return out
 
 
