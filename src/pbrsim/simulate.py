@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import pandas as pd
 
@@ -17,23 +17,29 @@ from .scenario.schema import Scenario
 
 @dataclass
 class SimulationResult:
-    """All tables of a run; money columns in the tables are integer pence, the summary is in pounds."""
+    """All tables of a run; money columns in the tables are integer pence, the summary is in pounds.
+
+    ``clients``, ``ledger``, ``monthly``, ``claims``, ``settlements`` and ``failures`` are DataFrames,
+    each built from the engine's columns the first time it is read.
+    """
 
     model: Model
     seed: int
     replications: int
-    clients: pd.DataFrame
-    ledger: pd.DataFrame
-    monthly: pd.DataFrame
-    claims: pd.DataFrame
-    settlements: pd.DataFrame
-    failures: pd.DataFrame
+    frames: Mapping[str, pd.DataFrame]  # the run tables by name (records.Tables: each built when first read)
     per_replication: pd.DataFrame
     summary: dict = field(default_factory=dict)
 
     @property
     def scenario(self) -> Scenario:
         return self.model.scenario
+
+    clients = property(lambda self: self.frames["clients"], doc="One row per client per replication.")
+    ledger = property(lambda self: self.frames["ledger"], doc="One row per movement of money.")
+    monthly = property(lambda self: self.frames["monthly"], doc="One row per organisation per month.")
+    claims = property(lambda self: self.frames["claims"], doc="Claims made and rejected.")
+    settlements = property(lambda self: self.frames["settlements"], doc="Settlements due, paid and capped.")
+    failures = property(lambda self: self.frames["failures"], doc="Organisations that ran out of cash.")
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The tables written to Parquet, by file stem."""
@@ -98,4 +104,5 @@ def simulate(
     model = compile_model(scenario)
     frames = run_tables(model, seed, range(replications), progress)
     per_rep, summary = summarise_tables(model, frames, seed)
-    return SimulationResult(model=model, seed=seed, replications=replications, per_replication=per_rep, summary=summary, **frames)
+    return SimulationResult(model=model, seed=seed, replications=replications, frames=frames, per_replication=per_rep,
+                            summary=summary)

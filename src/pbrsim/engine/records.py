@@ -7,6 +7,7 @@ Codes (segments, states, parties, items) become pandas categories; month columns
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -125,11 +126,17 @@ def concat_columns(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+@lru_cache(maxsize=256)
+def _dtype(categories: tuple[str, ...]) -> pd.CategoricalDtype:
+    """One dtype per vocabulary, checked once (not at every table of every replication)."""
+    return pd.CategoricalDtype(list(categories))
+
+
 def _cat(codes: np.ndarray, categories, none_code: int | None = None) -> pd.Categorical:
     codes = np.asarray(codes, dtype=np.int64)
     if none_code is not None:
         codes = np.where(codes == none_code, -1, codes)
-    return pd.Categorical.from_codes(codes, categories=list(categories))
+    return pd.Categorical.from_codes(codes, dtype=_dtype(tuple(categories)))
 
 
 def _months(col: np.ndarray) -> pd.arrays.IntegerArray:
