@@ -103,3 +103,15 @@ def scenario(**changes):
 @pytest.fixture
 def base_dict():
     return make()
+
+
+# Test files that take longest, longest first (from `pytest --durations`). Each file runs on one worker
+# (`--dist loadfile`, so module fixtures are computed once) and workers take files in collection order:
+# starting the long files first lets the workers finish together. Order only; nothing is skipped.
+LONGEST_FIRST = ("test_stress.py", "test_report.py", "test_contract_features.py", "test_exact.py", "test_supply_chain.py",
+                 "test_executors.py", "test_cli.py", "test_validation.py", "test_experiment.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its own order

@@ -545,7 +545,9 @@ def test_a_dask_cluster_lost_mid_batch_stops_in_one_line_and_the_batch_resumes(k
     distributed = pytest.importorskip("distributed")
     path, reference = kill_experiment
     out = tmp_path / "out"
-    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+    # a scheduler in this process on TCP, so the batch's own process can reach it (inproc addresses cannot be)
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp://",
+                                       dashboard_address=None)
     try:
         proc = _batch(path, out, "--executor", "dask", "--scheduler", cluster.scheduler_address, "--chunk", "1")
         _wait_for_runs(proc, out, 2)

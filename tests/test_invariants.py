@@ -54,7 +54,7 @@ FEATURES = (
        "finance:upfront", "finance:as_needed", "finance:subcontractor",
        # what happened in the runs
        "ran:cap_reached", "ran:per_person_cap_cut", "ran:clawback", "ran:clawback_set_against_cap", "ran:top_up",
-       "ran:cohort_paid", "ran:rejection", "ran:prime_failed", "ran:subcontractor_failed", "ran:transfer", "ran:restart",
+       "ran:cohort_paid", "ran:rejection", "ran:prime_failed", "ran:subcontractor_failed", "ran:transfer",
        "ran:investor_repaid", "ran:exact_compared", "ran:parked"}
 )
 
@@ -791,5 +791,7 @@ def test_random_valid_scenarios_keep_every_invariant():
     one_scenario()
     if os.environ.get("FUZZ_PRINT"):
         print(sorted(seen.items(), key=lambda kv: kv[1]))
+    # "ran:restart" (a failed subcontractor's active clients restarted in a state) is checked whenever the
+    # generator reaches it, but the CI examples need not: tests/test_supply_chain.py runs it on purpose
     missing = sorted(FEATURES - set(seen))
     assert not missing or EXAMPLES < 200, f"the generator never reached {missing} in {EXAMPLES} examples"

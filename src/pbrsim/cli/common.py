@@ -5,23 +5,38 @@ from __future__ import annotations
 import functools
 import sys
 from contextlib import contextmanager
+from functools import cache
+from typing import TYPE_CHECKING
 
 import click
-
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..scenario import limits
 from ..scenario.schema import ScenarioError, load_scenario
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
 EXIT_INPUT = 2
 EXIT_ENVIRONMENT = 1  # the machine refused a write (full disk, no permission); nothing half-written
-err_console = Console(stderr=True)
+
+
+@cache
+def _err_console() -> "Console":
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def __getattr__(name: str):
+    if name == "err_console":  # the console on stderr, made on first use (rich loads only when something is printed)
+        return _err_console()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def fail_input(message: str):
     """One-line input error (the message is printed as plain text: field paths keep their brackets); exit 2."""
+    err_console = _err_console()
     err_console.print("[bold red]error:[/bold red] ", end="", highlight=False)
     err_console.print(message, highlight=False, markup=False, soft_wrap=True)
     sys.exit(EXIT_INPUT)
@@ -29,6 +44,7 @@ def fail_input(message: str):
 
 def fail_environment(message: str):
     """One-line error for a write the machine refused (the earlier results are intact); exit 1."""
+    err_console = _err_console()
     err_console.print("[bold red]error:[/bold red] ", end="", highlight=False)
     err_console.print(message, highlight=False, markup=False, soft_wrap=True)
     sys.exit(EXIT_ENVIRONMENT)
@@ -58,6 +74,9 @@ def exit_with_problems(source: str, problems: list[tuple[str, str]], advice: str
     """Every problem as ``FILE: field.path: rule`` (``sources``: the file of each problem, default ``source``),
     then what to do; exit 2."""
     n = len(problems)
+    from rich.markup import escape
+
+    err_console = _err_console()
     err_console.print(f"[bold red]{escape(source)}: {n} problem{'s' if n != 1 else ''}[/bold red]", highlight=False, soft_wrap=True)
     for src, (p, rule) in zip(sources or [source] * n, problems):
         err_console.print(f"  {src}: {p + ': ' if p else ''}{rule}", highlight=False, markup=False, soft_wrap=True)
@@ -99,7 +118,9 @@ def run_size_or_exit(sc, replications: int, source: str, what: str = "--replicat
         exit_with_problems(source, problems, "Nothing was run or written (docs/scenarios.md, Limits).")
 
 
-def progress_bar(console: Console, disable: bool = False) -> Progress:
+def progress_bar(console: "Console", disable: bool = False) -> "Progress":
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),

@@ -152,8 +152,10 @@ def _print(summary, manifest, console: Console):
 @overwrite_option
 def compare(experiment, out, executor, workers, scheduler, connect_timeout, chunk, force, quiet, with_report, overwrite):
     """Run every design of EXPERIMENT and print them side by side, with paired differences from the baseline."""
+    import pandas as pd
+
     from ..experiments import scratch
-    from ..experiments.batch import resummarise
+    from ..experiments.batch import SUMMARY_PARQUET
     from ..store import KIND_REPORT, check_out, output_path
 
     exp = _load_experiment_or_exit(experiment)
@@ -169,10 +171,11 @@ def compare(experiment, out, executor, workers, scheduler, connect_timeout, chun
     try:
         target = Path(out) if out else tmp / exp.name
         # the report's charts over time need the monthly tables; a plain comparison keeps only per-run figures
-        _execute(exp, target, executor=executor, workers=workers, scheduler=scheduler, connect_timeout=connect_timeout,
-                 chunk=chunk, force=force, quiet=quiet, tables=None if with_report else ("replications",),
-                 label="comparing", kept=out is not None, overwrite=overwrite)
-        summary, manifest = resummarise(target)
+        manifest = _execute(exp, target, executor=executor, workers=workers, scheduler=scheduler,
+                            connect_timeout=connect_timeout, chunk=chunk, force=force, quiet=quiet,
+                            tables=None if with_report else ("replications",), label="comparing", kept=out is not None,
+                            overwrite=overwrite)
+        summary = pd.read_parquet(target / SUMMARY_PARQUET)  # the batch has just summarised the dataset
         if not quiet:
             _print(summary, manifest, console)
             if out:

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from ..scenario.schema import ScenarioError, file_hash, json_schema, load_scenario
 from ..value.appraisal import check as check_value
@@ -39,6 +38,8 @@ def run(scenario, seed, replications, out, method, quiet, with_report, overwrite
 
     Running again into the same folder replaces the earlier results (and their report); a folder holding
     anything else is refused unless --overwrite (docs/outputs.md)."""
+    from rich.console import Console
+
     from ..store import KIND_REPORT, KIND_RUN, check_out, manifest, output_path, write_folder
     from .terminal import print_exact, print_summary
 

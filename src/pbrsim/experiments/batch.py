@@ -2,7 +2,7 @@
 
 One task is one design and a chunk of consecutive replications. A worker compiles the design's model
 (once per design per worker), runs the chunk's replications with ``simulate.run_tables``, computes their
-per-replication figures with ``simulate.summarise_tables`` and returns the chunk's tables as Parquet bytes
+per-replication figures with ``simulate.replication_figures`` and returns the chunk's tables as Parquet bytes
 — nothing else. The driver moves each chunk's files into place as it arrives (``dataset.write_chunk``)
 and forgets it, so memory stays bounded by the few tasks in flight. Random streams depend on the seed,
 the replication and the purpose only (``pbrsim.engine.rng``), never on the design, the chunk or the
@@ -122,16 +122,16 @@ def _model(task: Task):
 
 def run_task(task: Task) -> RunOutput:
     """Run one task and return its tables as Parquet bytes (``replications`` = one row per replication)."""
-    from ..simulate import run_tables, summarise_tables
+    from ..simulate import replication_figures, run_tables
 
     model = _model(task)
-    tables = run_tables(model, task.seed, task.reps)
-    per_rep, _ = summarise_tables(model, tables, task.seed)
-    tables = {**tables, "replications": per_rep.reset_index()}
+    tables = run_tables(model, task.seed, task.reps)  # DataFrames are built only for the tables kept
+    names = (*tables, "replications")
+    keep = task.tables if task.tables is not None else names
     meta = {"experiment": task.experiment, "design": task.design, "design_sha256": task.fingerprint,
             "seed": task.seed, "replications": f"{task.reps.start}-{task.reps.stop - 1}", "version": __version__}
-    keep = task.tables if task.tables is not None else tuple(tables)
-    files = {name: table_bytes(df, {**meta, "table": name}) for name, df in tables.items() if name in keep}
+    files = {name: table_bytes(replication_figures(model, tables, task.seed).reset_index() if name == "replications"
+                               else tables[name], {**meta, "table": name}) for name in names if name in keep}
     return RunOutput(task.design, task.reps, files)
 
 

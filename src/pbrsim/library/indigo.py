@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from scipy.optimize import brentq
 
 from ..scenario import limits
 from ..scenario.errors import ScenarioError
@@ -630,6 +629,8 @@ def _root(f, lo: float, hi: float) -> float:
         return lo
     if f(hi) <= REACH_TOLERANCE:
         return hi
+    from scipy.optimize import brentq  # scipy loads only when a ladder is fitted
+
     return brentq(f, lo, hi, xtol=1e-15, rtol=1e-15, maxiter=500)
 
 
