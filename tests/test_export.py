@@ -220,3 +220,24 @@ def test_every_chart_of_each_report_type_is_readable(folders):
     assert len(charts) > 20
     bad = {c.name: c.problems for c in charts if c.problems}
     assert not bad, bad
+
+
+def test_json_prints_the_summary_for_scripts(folders, tmp_path):
+    """--json: one JSON document on standard output, the same figures as the files written."""
+    r = CliRunner().invoke(main, ["run", str(SCENARIOS / "blended_vcs.yaml"), "-n", "4", "--seed", "2",
+                                  "--out", str(tmp_path / "run"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == json.loads((tmp_path / "run" / "summary.json").read_text())
+    r = CliRunner().invoke(main, ["stress", str(SCENARIOS / "blended_vcs.yaml"), "-n", "4", "--only", "shortfall_10",
+                                  "--executor", "serial", "--out", str(tmp_path / "stress"), "--json"])
+    assert r.exit_code == 0, r.output
+    printed = json.loads(r.stdout)
+    written = json.loads((tmp_path / "stress" / "summary.json").read_text())
+    assert printed["stresses"] == written["stresses"] and printed["organisation"] == written["organisation"]
+    exp = folders["experiment"] / "experiment.yaml"
+    r = CliRunner().invoke(main, ["compare", str(exp), "--executor", "serial", "--out", str(tmp_path / "cmp"), "--json"])
+    assert r.exit_code == 0, r.output
+    printed = json.loads(r.stdout)
+    table = pd.read_parquet(tmp_path / "cmp" / "summary.parquet")
+    assert len(printed["rows"]) == len(table)
+    assert [row["mean"] for row in printed["rows"]] == [None if pd.isna(v) else v for v in table["mean"]]
