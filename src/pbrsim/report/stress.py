@@ -194,6 +194,7 @@ def stress_charts(summary: dict) -> list[Chart]:
 _TEMPLATE = """
 <section class="pbrsim-stress" id="stress-test">
 <h{{ h }}>Stress test: {{ s.organisation }}</h{{ h }}>
+{% if headlines %}<div class="headlines" id="stress-headlines"><p><strong>Headline findings</strong></p><ul>{% for line in headlines %}<li>{{ line }}</li>{% endfor %}</ul></div>{% endif %}
 <p>How the cash of <strong>{{ s.organisation }}</strong> ({{ s.role }}) in <em>{{ s.scenario }}</em> responds to things going
 worse than the bid assumed: {{ s.replications }} simulated runs of each stress (seed {{ s.seed }}), the same runs for every
 stress. Opening cash {{ m(terms.opening_cash) }}; {{ limit }}. “Runs out of cash” means the balance went below the overdraft
@@ -240,6 +241,9 @@ th, td { border-bottom: 1px solid #ccc; padding: 0.3rem 0.5rem; text-align: righ
 th:first-child, td:first-child { text-align: left; }
 small { color: #555; }
 figure { margin: 1.5rem 0; } img { max-width: 100%; height: auto; }
+.headlines { border-left: 4px solid #0b5394; padding: .25rem 1rem; margin: 1rem 0 1.5rem; }
+@page { size: A4; margin: 15mm 14mm; }
+@media print { body { max-width: none; margin: 0; font-size: 10pt; } figure, table, .headlines { break-inside: avoid; } }
 </style></head><body>
 {{ body }}
 <p><small>Made by pbrsim {{ version }} from {{ s.scenario_file }}.</small></p>
@@ -258,6 +262,7 @@ def stress_section(summary: dict, *, heading_level: int = 2, charts: list[Chart]
     """An HTML fragment (``<section id="stress-test">``) for the report. ``image_src``: ``inline`` (data URIs,
     self-contained) or ``files`` (``<name>.png`` beside the page)."""
     from ..stress.reverse import reverse_lines
+    from .headlines import stress_headlines
 
     charts = stress_charts(summary) if charts is None else charts
     cur = summary["currency"]
@@ -277,7 +282,7 @@ def stress_section(summary: dict, *, heading_level: int = 2, charts: list[Chart]
         return f"{100 * c['diff']:+.1f} pp ({100 * c['lo']:+.1f} to {100 * c['hi']:+.1f})"
 
     return _env().from_string(_TEMPLATE).render(
-        s=summary, h=heading_level, terms=terms, limit=limit, charts=charts, rev=rev,
+        s=summary, h=heading_level, terms=terms, limit=limit, charts=charts, rev=rev, headlines=stress_headlines(summary),
         rev_lines=reverse_lines(rev, summary["organisation"]) if rev and rev.get("results") else [],
         m=lambda x: money(x, cur), pct=pct, pct0=lambda x: f"{100 * x:.0f}%", pp=pp,
         src=(lambda c: c.data_uri) if image_src == "inline" else (lambda c: c.file),
