@@ -216,7 +216,10 @@ def test_every_chart_of_each_report_type_is_readable(folders):
     for name in ("value", "chain", "blended"):
         charts += run_report(load_run(folders[name])).charts
     charts += experiment_report(load_experiment(folders["experiment"])).charts
-    charts += stress_charts(json.loads((folders["stress"] / "summary.json").read_text()))
+    stress = stress_charts(json.loads((folders["stress"] / "summary.json").read_text()),
+                           pd.read_parquet(folders["stress"] / "cash.parquet"))
+    assert stress[0].name == "stress_cash"  # the cash fan over months comes first on the stress page
+    charts += stress
     assert len(charts) > 20
     bad = {c.name: c.problems for c in charts if c.problems}
     assert not bad, bad

@@ -185,8 +185,69 @@ def reverse_chart(summary: dict) -> Chart | None:
     return _render(fig, "stress_reverse", "How big a shock sinks the bid", alt, note)
 
 
-def stress_charts(summary: dict) -> list[Chart]:
-    charts = [tornado_chart(summary), reserve_chart(summary)]
+def worst_stresses(summary: dict, k: int = 2) -> list[dict]:
+    """The ``k`` shocks that matter most: by the rise in the chance of running out of cash, or, when the base
+    fails in almost no or almost every run (report.headlines.NEAR), by the fall in the median lowest cash."""
+    from .headlines import NEAR
+
+    rows = [r for r in _rows(summary) if r.get("change")]
+    base = summary["stresses"][0]["ran_out_of_cash"]["mean"] or 0.0
+    if NEAR < base < 1 - NEAR:
+        key = lambda r: -((r["change"].get("ran_out_of_cash") or {}).get("diff") or 0.0)  # noqa: E731
+    else:
+        key = lambda r: (r["change"].get("lowest_cash") or {}).get("diff") or 0.0  # noqa: E731
+    return sorted(rows, key=key)[:k]
+
+
+def cash_fan_chart(summary: dict, cash) -> Chart | None:
+    """Cash month by month: the base's median with its 5th–95th percentile band, and the median of the worst shocks."""
+    import numpy as np
+
+    if cash is None or not len(cash):
+        return None
+    plt = _plt()
+    cur = summary["currency"]
+    org = summary["organisation"]
+    names = ["base"] + [r["name"] for r in worst_stresses(summary)]
+    labels = {r["name"]: r["label"] for r in summary["stresses"]}
+    fig, ax = plt.subplots(figsize=(8, 4.2), layout="constrained")
+    parts = []
+    for i, name in enumerate(names):
+        sub = cash[cash["stress"] == name]
+        if not len(sub):
+            continue
+        by = sub.groupby("month")["cash"]
+        months = np.asarray(sorted(sub["month"].unique()))
+        med = by.median().reindex(months).to_numpy() / 100.0
+        style = {"color": COLOURS[i % len(COLOURS)], "linestyle": ["-", "--", ":"][i % 3], "linewidth": 2 if i == 0 else 1.6}
+        if i == 0:
+            lo = by.quantile(0.05).reindex(months).to_numpy() / 100.0
+            hi = by.quantile(0.95).reindex(months).to_numpy() / 100.0
+            ax.fill_between(months, lo, hi, color=COLOURS[0], alpha=0.18, hatch="..", label="base: 5th–95th percentile")
+        ax.plot(months, med, label=f"{labels.get(name, name)}: median", **style)
+        parts.append(f"{labels.get(name, name)}: lowest median balance {money(float(np.min(med)), cur)} in month "
+                     f"{int(months[int(np.argmin(med))])}")
+    limit = summary["organisation_terms"].get("credit_limit")
+    if limit is not None:
+        ax.axhline(-limit, color="#333333", linestyle=(0, (6, 2)), linewidth=1, label=f"overdraft limit ({money(-limit, cur)})")
+    ax.axhline(0, color="#999999", linewidth=0.8)
+    from .charts import _money_axis
+
+    _money_axis(ax, cur, "y")
+    ax.set_xlabel("month of the contract (balance at the end of the month)")
+    ax.set_ylabel("cash")
+    ax.set_title(f"Cash of {org} over the contract: the base and the shocks that matter most", loc="left", fontsize=10)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
+    alt = f"Cash of {org} month by month, median runs: " + "; ".join(parts) + "."
+    note = ("Lines are the median run's cash at each month end; the shaded band holds the middle 90% of base runs. "
+            "Where a line crosses the overdraft limit, the organisation runs out of cash in more than half the runs.")
+    return _render(fig, "stress_cash", "Cash over the contract", alt, note)
+
+
+def stress_charts(summary: dict, cash=None) -> list[Chart]:
+    """The stress page's charts; ``cash`` (the folder's ``cash.parquet``) adds the cash fan over months."""
+    fan = cash_fan_chart(summary, cash)
+    charts = ([fan] if fan else []) + [tornado_chart(summary), reserve_chart(summary)]
     rc = reverse_chart(summary)
     return charts + ([rc] if rc else [])
 
@@ -297,7 +358,12 @@ def write_stress_report(summary: dict, out_dir: str | Path, *, overwrite: bool =
 
     out_dir = Path(out_dir)
     check_out(out_dir, KIND_REPORT, overwrite=overwrite)  # before the charts are drawn
-    charts = stress_charts(summary)
+    cash = None
+    if source is not None and (Path(source) / "cash.parquet").exists():
+        import pandas as pd
+
+        cash = pd.read_parquet(Path(source) / "cash.parquet")
+    charts = stress_charts(summary, cash)
     body = stress_section(summary, heading_level=1, charts=charts)
     page = _env().from_string(_PAGE).render(s=summary, body=_Markup(body), version=__version__)
     files = {c.file: c.png for c in charts}
