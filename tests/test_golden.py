@@ -1,0 +1,137 @@
+"""Golden results: every shipped scenario (and a few variants that reach rarer code paths) run with a
+fixed seed must give exactly the tables recorded in ``fixtures/golden/tables.json``.
+
+The engine's results are a function of the scenario and the seed alone (docs/model.md §12); a change
+that alters any table, even by a penny or one client's month, fails here. Tables are hashed by value:
+column names and values in row order (column order and numeric dtype aside, so that an integer column
+stored as floats hashes the same); non-integer numbers count to 12 significant digits.
+
+After a deliberate change to the model's results, record the new tables with
+``PYTHONPATH=src python -m tests.test_golden --update`` and say why in the commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pbrsim.scenario.schema import load_raw, scenario_from_dict
+from pbrsim.simulate import simulate
+
+from .conftest import override
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = Path(__file__).parent / "fixtures" / "golden" / "tables.json"
+SEED = 20240607
+REPLICATIONS = 3
+NOT_SCENARIOS = ("experiments", "stress", "targets")  # experiment, stresses and calibration-target files
+
+# Variants of shipped scenarios for paths the shipped files do not reach with this seed: a binding cap
+# and per-person cap; a subcontractor that fails and drops its clients; guaranteed referrals; every
+# allocation policy under a capacity limit in one supply chain; a prime that fails.
+_CHAIN = "scenarios/supply_chain/blended.yaml"
+VARIANTS = {
+    "variant/cap_binding": ("scenarios/blended_vcs.yaml", {"contract.cap": 60000, "contract.per_person_cap": 900}),
+    "variant/chain_failures": (_CHAIN, {
+        "organisations.1.opening_cash": 0, "organisations.1.on_failure": {"action": "drop"},
+        "organisations.2.opening_cash": 0, "organisations.2.terms": {
+            "fee_for_service": {"per_client_month": 35}, "pass_through": {"outcome": 0.5}, "extra_lag": 1, "guaranteed_referrals": 25},
+        "organisations.3.opening_cash": 2000,
+    }),
+    "variant/chain_policies": (_CHAIN, {
+        "organisations.0.policy": "needs_first", "organisations.0.capacity": 60,
+        "organisations.1.policy": {"name": "return_maximising", "monthly_discount_rate": 0.01}, "organisations.1.capacity": 30,
+        "organisations.2.policy": {"name": "cash_stressed", "comfortable_cash": 15000, "stressed_cash": 5000},
+        "organisations.3.policy": "return_maximising",
+    }),
+    "variant/prime_fails": ("scenarios/blended_vcs.yaml", {"provider.opening_cash": 2000, "provider.credit": {"limit": 5000, "monthly_interest": 0.02}}),
+}
+
+
+def scenario_files() -> list[str]:
+    """Every scenario file shipped under scenarios/ (sub-folders included), as paths relative to the repository."""
+    files = sorted((ROOT / "scenarios").rglob("*.yaml"))
+    return [p.relative_to(ROOT).as_posix() for p in files
+            if not set(p.relative_to(ROOT / "scenarios").parts[:-1]) & set(NOT_SCENARIOS) and not p.name.endswith(".targets.yaml")]
+
+
+def case_raw(case: str) -> dict:
+    if case in VARIANTS:
+        path, changes = VARIANTS[case]
+        return override(load_raw(ROOT / path), **changes)
+    return load_raw(ROOT / case)
+
+
+def column_digest(s: pd.Series) -> bytes:
+    """A digest of one column's values (nulls included) that does not depend on how they are stored."""
+    if isinstance(s.dtype, pd.CategoricalDtype) or s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
+        text = "\x1f".join("\x00" if pd.isna(v) else str(v) for v in s.astype(object))
+        return b"s" + hashlib.sha256(text.encode()).digest()
+    a = s.astype("float64").to_numpy(na_value=np.nan)
+    null = np.isnan(a)
+    finite = a[~null]
+    if np.all(finite == np.round(finite)) and np.all(np.abs(finite) < 2.0**53):
+        body = np.where(null, 0, a).astype(np.int64).tobytes() + null.tobytes()
+        return b"i" + hashlib.sha256(body).digest()
+    text = "\x1f".join("nan" if np.isnan(v) else f"{v:.12g}" for v in a)
+    return b"f" + hashlib.sha256(text.encode()).digest()
+
+
+def table_digest(df: pd.DataFrame) -> str:
+    h = hashlib.sha256()
+    for col in sorted(df.columns, key=str):
+        h.update(str(col).encode() + b"\x1e" + column_digest(df[col]))
+    return f"{len(df)}:{h.hexdigest()[:20]}"
+
+
+def result_digests(res) -> dict[str, str]:
+    tables = {name: res.__dict__[name] for name in ("clients", "ledger", "monthly", "claims", "settlements", "failures")}
+    tables["per_replication"] = res.per_replication.reset_index()
+    return {name: table_digest(df.reset_index(drop=True)) for name, df in tables.items()}
+
+
+def run_case(case: str):
+    sc = scenario_from_dict(case_raw(case), case)
+    return simulate(sc, seed=SEED, replications=REPLICATIONS)
+
+
+# what each variant is for, checked on its own run
+REACHES = {
+    "variant/cap_binding": lambda r: r.settlements.amount_capped.sum() > 0,
+    "variant/chain_failures": lambda r: (r.failures.clients_to == "drop").any()
+    and r.failures.clients_to.astype(str).str.startswith("transfer").any() and r.clients.months_no_service.sum() > 0,
+    "variant/chain_policies": lambda r: r.clients.months_minimal.sum() > 0,
+    "variant/prime_fails": lambda r: (r.failures.clients_to == "contract_ended").any(),
+}
+
+
+CASES = scenario_files() + list(VARIANTS)
+
+
+def test_every_shipped_scenario_has_a_golden_record():
+    recorded = json.loads(FIXTURE.read_text())
+    assert sorted(recorded) == sorted(CASES), "record the golden tables of new scenarios (module docstring)"
+    assert len(scenario_files()) >= 19
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_tables_match_the_golden_record(case):
+    expected = json.loads(FIXTURE.read_text())[case]
+    res = run_case(case)
+    got = result_digests(res)
+    differ = {t: (expected.get(t), got[t]) for t in got if expected.get(t) != got[t]}
+    assert not differ, f"{case}: tables differ from the golden record (table: (recorded, now)): {differ}"
+    if case in REACHES:
+        assert REACHES[case](res), f"{case} no longer reaches the path it is for"
+
+
+if __name__ == "__main__" and "--update" in sys.argv:
+    FIXTURE.parent.mkdir(parents=True, exist_ok=True)
+    FIXTURE.write_text(json.dumps({c: result_digests(run_case(c)) for c in CASES}, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {FIXTURE} ({len(CASES)} cases)")
