@@ -199,8 +199,8 @@ def test_fee_stops_after_failure():
 def test_invariant_check_catches_a_ledger_that_does_not_match_the_cash():
     run = _Run(compile_model(scenario()), seed=0, replication=0)
     run.run()
-    month, payer, payee, kind, item, seg, amount = run.ledger.rows[0]
-    run.ledger.rows[0] = (month, payer, payee, kind, item, seg, amount + 1)  # a penny appears from nowhere
+    amounts = run.ledger.values["amount"]
+    amounts[0] = amounts[0] + 1  # a penny appears from nowhere
     with pytest.raises(InvariantError, match="cash of charity from the ledger"):
         run._check_invariants()
 
@@ -208,6 +208,6 @@ def test_invariant_check_catches_a_ledger_that_does_not_match_the_cash():
 def test_invariant_check_catches_a_lost_client():
     run = _Run(compile_model(scenario()), seed=0, replication=0)
     run.run()
-    run.end_month[0] = -1 if run.end_month[0] >= 0 else 3
+    run.cl.end_month[0] = -1 if run.cl.end_month[0] >= 0 else 3
     with pytest.raises(InvariantError, match="end months"):
         run._check_invariants()

@@ -34,7 +34,8 @@ NOT_SCENARIOS = ("experiments", "stress", "targets")  # experiment, stresses and
 
 # Variants of shipped scenarios for paths the shipped files do not reach with this seed: a binding cap
 # and per-person cap; a subcontractor that fails and drops its clients; guaranteed referrals; every
-# allocation policy under a capacity limit in one supply chain; a prime that fails.
+# allocation policy under a capacity limit in one supply chain; a prime that fails, during the contract
+# and in the run-off; allocation shares that follow performance; claims at referral with rejections.
 _CHAIN = "scenarios/supply_chain/blended.yaml"
 VARIANTS = {
     "variant/cap_binding": ("scenarios/blended_vcs.yaml", {"contract.cap": 60000, "contract.per_person_cap": 900}),
@@ -51,6 +52,22 @@ VARIANTS = {
         "organisations.3.policy": "return_maximising",
     }),
     "variant/prime_fails": ("scenarios/blended_vcs.yaml", {"provider.opening_cash": 2000, "provider.credit": {"limit": 5000, "monthly_interest": 0.02}}),
+    "variant/runoff_failure": ("scenarios/blended_vcs.yaml", {
+        "provider.opening_cash": 2000, "provider.credit": {"limit": 60000, "monthly_interest": 0.1}, "contract.service_fee.lag": 0,
+        "contract.payments.0.lag": 0, "contract.payments.1.lag": 0, "contract.payments.2.lag": 12, "contract.payments.2.tariff": 1,
+        "contract.payments.3.lag": 0}),
+    "variant/chain_performance": (_CHAIN, {
+        "supply_chain.allocation": {"method": "performance", "review_every": 2, "step": 0.3, "shares": {
+            "prime_plc": 0.4, "east_charity": 0.2, "west_charity": 0.2, "complex_needs_specialist": 0.2}},
+        "organisations.1.opening_cash": 0, "organisations.1.on_failure": {"action": "transfer", "to": "west_charity", "gap_months": 1},
+    }),
+    "variant/referral_claims": ("scenarios/blended_vcs.yaml", {"contract.payments": [
+        {"name": "start", "kind": "attachment", "state": "referred", "tariff": 40, "lag": 0, "rejection": 0.3},
+        {"name": "start_or_engaged", "kind": "attachment", "states": ["referred", "engaged"], "tariff": 25, "lag": 1, "rejection": 0.2},
+        {"name": "any_job", "kind": "milestone", "states": ["job_start", "sustained_3m"], "tariff": 300, "lag": 2, "rejection": 0.1},
+        {"name": "in_work", "kind": "sustainment", "states": ["sustained_3m", "sustained_6m"], "max_months": 2, "tariff": 90, "lag": 1,
+         "rejection": 0.25},
+    ]}),
 }
 
 
@@ -108,6 +125,10 @@ REACHES = {
     and r.failures.clients_to.astype(str).str.startswith("transfer").any() and r.clients.months_no_service.sum() > 0,
     "variant/chain_policies": lambda r: r.clients.months_minimal.sum() > 0,
     "variant/prime_fails": lambda r: (r.failures.clients_to == "contract_ended").any(),
+    "variant/runoff_failure": lambda r: (r.failures.clients_to == "after the contract end").any(),
+    "variant/chain_performance": lambda r: r.failures.clients_to.astype(str).str.contains("west_charity").any()
+    and r.monthly.groupby("organisation", observed=True).referrals.sum().gt(0).all(),
+    "variant/referral_claims": lambda r: r.claims[r.claims.item.isin(["start", "start_or_engaged"])].rejected.sum() > 0,
 }
 
 
@@ -132,6 +153,9 @@ def test_tables_match_the_golden_record(case):
 
 
 if __name__ == "__main__" and "--update" in sys.argv:
+    # --update records every case; --update --new only the cases not yet recorded
     FIXTURE.parent.mkdir(parents=True, exist_ok=True)
-    FIXTURE.write_text(json.dumps({c: result_digests(run_case(c)) for c in CASES}, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {FIXTURE} ({len(CASES)} cases)")
+    recorded = json.loads(FIXTURE.read_text()) if FIXTURE.exists() and "--new" in sys.argv else {}
+    recorded.update({c: result_digests(run_case(c)) for c in CASES if c not in recorded})
+    FIXTURE.write_text(json.dumps(recorded, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {FIXTURE} ({len(recorded)} cases)")

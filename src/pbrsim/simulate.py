@@ -7,10 +7,10 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from .engine.run import Model, compile_model, run_replication
+from .engine.run import Model, batch_size, compile_model, run_batch
 from .analysis import parking
 from .analysis.metrics import per_replication, summarise
-from .engine.records import TABLES, concat_columns, replication_columns, to_frame
+from .engine.records import TABLES, batch_columns, concat_columns, to_frame
 from .scenario.schema import Scenario
 
 
@@ -47,15 +47,20 @@ class SimulationResult:
         }
 
 
-def run_tables(model: Model, seed: int, replications: Iterable[int], progress: Callable[[int], None] | None = None) -> dict[str, pd.DataFrame]:
-    """Tables (clients, ledger, monthly, claims, settlements, failures) for the given replication indices."""
+def run_tables(model: Model, seed: int, replications: Iterable[int], progress: Callable[[int], None] | None = None,
+               batch: int | None = None) -> dict[str, pd.DataFrame]:
+    """Tables (clients, ledger, monthly, claims, settlements, failures) for the given replication indices,
+    run ``batch`` replications at a time (default: as many as keep a batch's memory bounded). The tables
+    are the same whatever the batch size."""
+    reps = list(replications)
+    size = batch or batch_size(model)
     parts: dict[str, list] = {t: [] for t in TABLES}
-    for rep in replications:
-        r = run_replication(model, seed, rep)
-        for table, cols in replication_columns(model, r).items():
+    for i in range(0, len(reps), size):
+        b = run_batch(model, seed, reps[i:i + size])
+        for table, cols in batch_columns(model, b).items():
             parts[table].append(cols)
         if progress:
-            progress(1)
+            progress(len(b))
     return {t: to_frame(model, t, concat_columns(parts[t])) for t in TABLES}
 
 
