@@ -61,14 +61,19 @@ def model_for(clients: int):
 
 def reference(model, seed: int) -> int:
     """Event-driven simulation of the model's chain (full service in service states, minimal elsewhere) for
-    one replication's referrals; returns client-months (active clients at each month's review)."""
+    one replication's referrals; returns client-months (active clients at each month's review).
+
+    Each round handles every client still on the programme once: how long it stays in its state (a
+    geometric number of months, from one uniform and a table of log stay-probabilities), then where it
+    goes (a second uniform against the cumulative row of moves out of the state); the programme limit
+    and the contract end cut the stay short."""
     pw, T = model.pathway, model.months
     from pbrsim.engine.referrals import expected_counts
 
     counts = expected_counts(model.scenario).astype(np.int64)  # fixed referrals [T, G]
     S, G = pw.n_states, len(pw.segments)
     r = np.random.default_rng(seed)
-    seg = np.concatenate([np.repeat(np.arange(G), counts[t]) for t in range(T)])
+    seg = np.repeat(np.tile(np.arange(G), T), counts.reshape(-1))
     ref = np.repeat(np.arange(T), counts.sum(axis=1))
     level = np.where(pw.service, 0, 1)
     Q = pw.P[:, level, np.arange(S), :]  # [G, S, S]: each state's row at its level
@@ -77,10 +82,11 @@ def reference(model, seed: int) -> int:
     move[:, np.arange(S), np.arange(S)] = 0.0
     with np.errstate(invalid="ignore", divide="ignore"):
         cum = np.cumsum(move, axis=2) / (1.0 - stay)[:, :, None]
-    cum[..., -1] = 1.0
+        log_stay = np.log(stay).reshape(-1)  # -inf when a state is always left
+    cum_t = np.ascontiguousarray(cum.reshape(-1, S)[:, : S - 1].T)  # [S-1, G*S]
     M = pw.max_months if pw.max_months is not None else 10**6
     n = len(seg)
-    state = np.full(n, pw.initial)
+    state = np.full(n, pw.initial, dtype=np.int64)
     first = np.full((n, S), -1, dtype=np.int16)
     first[:, pw.initial] = ref
     end = np.full(n, -1, dtype=np.int16)
@@ -88,20 +94,21 @@ def reference(model, seed: int) -> int:
     idx = np.arange(n)
     months = 0
     while len(idx):
-        g, s, tt = seg[idx], state[idx], t_next[idx]
-        p_leave = 1.0 - stay[g, s]
-        hold = r.geometric(np.maximum(p_leave, 1e-300))
-        leave = tt + hold - 1
+        row = seg[idx] * S + state[idx]
+        tt = t_next[idx]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            hold = np.floor(np.log(r.random(len(idx))) / log_stay[row])  # months stayed before the month it leaves
+        leave = tt + np.nan_to_num(hold, nan=0.0, posinf=1e9).astype(np.int64)
         forced_at = ref[idx] + M - 1
         last = np.minimum(forced_at, T - 1)
         u = r.random(len(idx))
-        new = (cum[g, s] <= u[:, None]).sum(axis=1)
+        new = np.zeros(len(idx), dtype=np.int64)
+        for j in range(S - 1):
+            new += cum_t[j][row] <= u
         moves = leave <= last
         exit_now = ~moves & (forced_at <= T - 1)  # still here at the programme limit: forced exit
-        new = np.where(moves, new, pw.exit_state)
         at = np.where(moves, leave, forced_at)
-        forced = moves & (at == forced_at) & ~pw.absorbing[new]
-        new[forced] = pw.exit_state
+        new[~moves | ((at == forced_at) & ~pw.absorbing[new])] = pw.exit_state
         happens = moves | exit_now
         months += int((np.where(happens, at, T - 1) - tt + 1).sum())
         i, new, at = idx[happens], new[happens], at[happens]

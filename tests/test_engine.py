@@ -199,8 +199,7 @@ def test_fee_stops_after_failure():
 def test_invariant_check_catches_a_ledger_that_does_not_match_the_cash():
     run = _Run(compile_model(scenario()), seed=0, replication=0)
     run.run()
-    amounts = run.ledger.values["amount"]
-    amounts[0] = amounts[0] + 1  # a penny appears from nowhere
+    run.ledger.amounts[0] = run.ledger.amounts[0] + 1  # a penny appears from nowhere
     with pytest.raises(InvariantError, match="cash of charity from the ledger"):
         run._check_invariants()
 

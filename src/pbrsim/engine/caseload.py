@@ -6,8 +6,9 @@ organisation, state, first month in each state, months by service level, end mon
 The *working* arrays hold only the active clients (not absorbed), with what a month's transition needs:
 the client's record index, its replication's position in the batch, its random-number counter, state,
 transition row and count cell. A client joins them the month it is referred and leaves them the month
-it is absorbed, so a month costs work in proportion to the clients still active; within a replication
-the working arrays stay in client-index order (first come, first served).
+it is absorbed (its place taken by the last client), so a month costs work in proportion to the clients
+still active. Their order carries no meaning: a review sorts its candidates first come, first served,
+and everything else a month does is a sum or a per-client update.
 
 Bookkeeping is done for clients who move: first-entry months, end months and the running counts of
 clients by (replication, organisation, segment, state) change only for them. Months in a service state
@@ -60,14 +61,13 @@ class Caseload:
         N = int(self.offset[-1])
         self.N = N
         # the within-month order of segments: one permutation per month with referrals, months in order
-        seg = np.empty(N, dtype=np.int16)
-        labels = np.arange(G, dtype=np.int16)
+        seg = np.repeat(np.tile(np.arange(G, dtype=np.int16), R * T), counts.reshape(-1))  # in segment order each month
         for b, r in enumerate(reps):
             order_rng = rng.stream(seed, r, rng.TIE_BREAKS)
             base = self.offset[b]
             for t in np.flatnonzero(per_month[b]):
                 lo, hi = base + self.month_start[b, t], base + self.month_start[b, t + 1]
-                seg[lo:hi] = order_rng.permutation(np.repeat(labels, counts[b, t]))
+                seg[lo:hi] = order_rng.permutation(seg[lo:hi])
         self.seg = seg
         self.ref_month = np.repeat(np.tile(np.arange(T, dtype=np.int16), R), per_month.reshape(-1))
         self.org = np.zeros(N, dtype=np.int16)
@@ -99,28 +99,63 @@ class Caseload:
         self.counts = np.zeros(R * O * G * S, dtype=np.int64)
         self.n_active = np.zeros(R, dtype=np.int64)
         self.client_months = np.zeros(R, dtype=np.int64)
-        self.any_paused = False
-        # working arrays (active clients)
-        self.w_g = np.zeros(0, dtype=np.int64)  # record index
-        self.w_rb = np.zeros(0, dtype=np.int64)  # batch position
-        self.w_ctr = np.zeros(0, dtype=np.uint64)  # counter half of the client's random draws
-        self.w_state = np.zeros(0, dtype=self.state_dtype)
-        self.w_rowbase = np.zeros(0, dtype=np.int64)  # segment * 2 * S: the client's rows of P
-        self.w_ref = np.zeros(0, dtype=np.int16)
-        self.w_cell = np.zeros(0, dtype=np.int64)  # (batch position * O + organisation) * G + segment
-        self.w_pause = None  # paused_until, once some client has been transferred with a gap
+        # working arrays (active clients): buffers with spare room, the first ``n`` entries in use
+        self.n = 0
+        self.any_paused = False  # some client has been transferred with a gap (the working column "pause")
+        self._w = {
+            "g": np.zeros(0, dtype=np.int64),  # record index
+            "rb": np.zeros(0, dtype=np.int64),  # batch position
+            "ctr": np.zeros(0, dtype=np.uint64),  # counter half of the client's random draws
+            "state": np.zeros(0, dtype=self.state_dtype),
+            "rowk": np.zeros(0, dtype=np.int64),  # segment * 2 * S << bits: the client's rows of the lookup table
+            "ref": np.zeros(0, dtype=np.int16),
+            "cell": np.zeros(0, dtype=np.int64),  # (batch position * O + organisation) * G + segment
+        }
+        bits = pw.bits if pw.table is not None else 0
+        self.bits = bits
+        self.row_of_state_k = self.row_of_state << bits
+        self.minimal_shift = (MINIMAL - FULL) * S << bits  # a service state's minimal row, relative to its full row
 
     # -- helpers ------------------------------------------------------------------------------------
+    def __getattr__(self, name: str):
+        """``w_<column>``: the working column in use (a view)."""
+        if name.startswith("w_"):
+            w = self.__dict__["_w"]
+            if name[2:] in w:
+                return w[name[2:]][: self.__dict__["n"]]
+        raise AttributeError(name)
+
     def local(self, g: np.ndarray, rb: np.ndarray) -> np.ndarray:
         """Client index within its replication."""
         return g - self.offset[rb]
 
-    def _working(self) -> list[str]:
-        return ["w_g", "w_rb", "w_ctr", "w_state", "w_rowbase", "w_ref", "w_cell"] + (["w_pause"] if self.w_pause is not None else [])
+    def _append(self, columns: dict[str, np.ndarray]):
+        k = len(columns["g"])
+        n = self.n
+        cap = len(self._w["g"])
+        if n + k > cap:
+            cap = max(n + k, 2 * cap, 1024)
+            for name, buf in self._w.items():
+                grown = np.zeros(cap, dtype=buf.dtype) if name != "pause" else np.full(cap, -1, dtype=buf.dtype)
+                grown[:n] = buf[:n]
+                self._w[name] = grown
+        for name, buf in self._w.items():
+            buf[n:n + k] = columns[name] if name in columns else -1
+        self.n = n + k
 
-    def _keep(self, keep: np.ndarray):
-        for name in self._working():
-            setattr(self, name, getattr(self, name)[keep])
+    def _remove(self, pos: np.ndarray):
+        """Take working positions ``pos`` (distinct) out: the last clients in use fill their places."""
+        a = len(pos)
+        if not a:
+            return
+        m = self.n - a
+        holes = pos[pos < m]
+        stay = np.ones(a, dtype=bool)
+        stay[pos[pos >= m] - m] = False
+        fillers = m + np.flatnonzero(stay)
+        for buf in self._w.values():
+            buf[holes] = buf[fillers]
+        self.n = m
 
     def _count(self, cell: np.ndarray, state: np.ndarray, sign: int):
         idx = cell * self.S + state.astype(np.int64)
@@ -167,14 +202,8 @@ class Caseload:
         cell = (rb * self.O + org64) * self.G + seg
         self._count(cell, np.full(len(g), init), +1)
         self.n_active += np.bincount(rb, minlength=self.R)
-        new = {
-            "w_g": g, "w_rb": rb, "w_ctr": rng.counters(self.local(g, rb)), "w_state": np.full(len(g), init, dtype=self.state_dtype),
-            "w_rowbase": seg * (2 * self.S), "w_ref": self.ref_month[g], "w_cell": cell,
-        }
-        if self.w_pause is not None:
-            new["w_pause"] = np.full(len(g), -1, dtype=np.int16)
-        for name, values in new.items():
-            setattr(self, name, np.concatenate([getattr(self, name), values]))
+        self._append({"g": g, "rb": rb, "ctr": rng.counters(self.local(g, rb)), "state": np.full(len(g), init, dtype=self.state_dtype),
+                      "rowk": (seg * (2 * self.S)) << self.bits, "ref": self.ref_month[g], "cell": cell})
 
     # -- review -----------------------------------------------------------------------------------
     def review(self, t: int, orgs, policies, cash: np.ndarray, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -209,7 +238,7 @@ class Caseload:
             if self.any_paused:
                 cand = cand[self.w_pause[cand] < t]
             grp = self.w_cell[cand] // G  # rb * O + o
-            order = np.argsort(grp.astype(np.uint16) if R * O < 1 << 16 else grp, kind="stable")
+            order = np.lexsort((self.w_g[cand], grp))  # by group, then first come first served
             cand, grp = cand[order], grp[order]
             bounds = np.searchsorted(grp, np.arange(R * O + 1))
             for o, org in enumerate(orgs):
@@ -217,11 +246,9 @@ class Caseload:
                 if not len(rows):
                     continue
                 k = rows * O + o
-                parts = [np.arange(bounds[j], bounds[j + 1]) for j in k]
-                sel = np.concatenate(parts)
-                c = cand[sel]
-                full = self._decide(t, org, policies[o], c, np.repeat(np.arange(len(k)), [len(p) for p in parts]),
-                                    cash[rows, o], rows)
+                lens = bounds[k + 1] - bounds[k]
+                c = cand[_ranges(bounds[k], lens)]
+                full = self._decide(t, org, policies[o], c, np.repeat(np.arange(len(k)), lens), cash[rows, o], rows)
                 parked = c[~full]
                 if len(parked):
                     g = self.w_g[parked]
@@ -266,35 +293,51 @@ class Caseload:
         """Every active client draws its next state (``slow`` positions at their minimal row); forced exits;
         first-entry and end months; counts; absorbed clients leave the working arrays."""
         pw, S = self.pw, self.S
-        n = len(self.w_g)
+        n = self.n
         empty = np.zeros(0, dtype=np.int64)
         if n == 0:
             return Moves([(s, empty, empty) for s in first_states], empty, empty)
         k = self.trans_keys[:, t]
+        state = self.w_state
         with np.errstate(over="ignore"):
             z = self.w_ctr + (k[0] if self.R == 1 else k[self.w_rb])
         rng.mix_bits(z)
-        row = self.w_rowbase + self.row_of_state[self.w_state]
-        if len(slow):
-            row[slow] = self.w_rowbase[slow] + MINIMAL * S + self.w_state[slow]
-        new = step_bits(pw, row, z)
+        if pw.table is None:
+            row = (self.w_rowk + self.row_of_state_k[state])
+            if len(slow):
+                row[slow] += self.minimal_shift
+            new = step_bits(pw, row, z)
+        else:
+            # one gather from the lookup table; exact comparisons only where a bucket is ambiguous
+            idx = self.w_rowk + self.row_of_state_k[state]
+            if len(slow):
+                idx[slow] += self.minimal_shift
+            z_top = z >> np.uint64(64 - pw.bits)
+            idx += z_top.view(np.int64)
+            new = pw.table[idx]
+        fix = _AmbiguousFix(pw, new, idx if pw.table is not None else None, z)
         if pw.max_months is not None:
             old_enough = np.flatnonzero(self.w_ref <= t + 1 - pw.max_months)
             if len(old_enough):
+                fix(old_enough)
                 forced = old_enough[pw.exit_applies[new[old_enough]]]
                 new[forced] = pw.exit_state
-        mv = np.flatnonzero(new != self.w_state)
+        mv = np.flatnonzero(new != state)
+        if len(mv) and fix.needed:
+            fix(mv)
+            mv = mv[new[mv] != state[mv]]
         sust_pos = np.flatnonzero(sust_any[new]) if sust_any is not None else empty
         in_states, in_states_rb = self.w_g[sust_pos], self.w_rb[sust_pos]
         if not len(mv):
             return Moves([(s, empty, empty) for s in first_states], in_states, in_states_rb)
         g, rb, cell = self.w_g[mv], self.w_rb[mv], self.w_cell[mv]
-        old, nw = self.w_state[mv].astype(np.int64), new[mv].astype(np.int64)
+        old, nw = state[mv].astype(np.int64), new[mv].astype(np.int64)
         # service months accrued in the state left
         since = self.since[g]
         self.months_full[g] += np.maximum(0, t - since + 1).astype(np.int16) * self.svc16[old]
         self.since[g] = np.maximum(since, t + 1)
         self.state[g] = nw
+        state[mv] = nw
         self._count(cell, old, -1)
         self._count(cell, nw, +1)
         flat = self.first_month.reshape(-1)
@@ -310,22 +353,19 @@ class Caseload:
             hit = nf == target_state
             np.add.at(hits, (rbf[hit], self.first_org[gf[hit]]), 1)
         absorbed = self.absorbing[nw]
-        self.w_state = new
         if absorbed.any():
-            ga = g[absorbed]
-            self.end_month[ga] = t
+            self.end_month[g[absorbed]] = t
             self.n_active -= np.bincount(rb[absorbed], minlength=self.R)
-            keep = np.ones(n, dtype=bool)
-            keep[mv[absorbed]] = False
-            self._keep(keep)
+            self._remove(mv[absorbed])
         return Moves(entries, in_states, in_states_rb)
 
     # -- failures -----------------------------------------------------------------------------------
     def active_of(self, b: int, o: int | None) -> np.ndarray:
-        """Working positions of replication ``b``'s active clients (of organisation ``o``, or all)."""
+        """Working positions of replication ``b``'s active clients (of organisation ``o``, or all), first come first served."""
         cells = self.w_cell // self.G
         lo, hi = b * self.O, (b + 1) * self.O
-        return np.flatnonzero((cells == b * self.O + o) if o is not None else (cells >= lo) & (cells < hi))
+        pos = np.flatnonzero((cells == b * self.O + o) if o is not None else (cells >= lo) & (cells < hi))
+        return pos[np.argsort(self.w_g[pos])]
 
     def _accrue(self, pos: np.ndarray, through: int):
         """Count service months up to and including month ``through`` for clients at working ``pos``."""
@@ -347,9 +387,7 @@ class Caseload:
         self.first_month[g, dropped] = t
         self.end_month[g] = t
         self.n_active -= np.bincount(self.w_rb[pos], minlength=self.R)
-        keep = np.ones(len(self.w_g), dtype=bool)
-        keep[pos] = False
-        self._keep(keep)
+        self._remove(pos)
 
     def transfer(self, t: int, pos: np.ndarray, target: int, gap: int, restart: int | None):
         """Clients at working ``pos`` move to organisation ``target``, unserved for ``gap`` months, restarting
@@ -370,12 +408,34 @@ class Caseload:
         self._count(new_cell, self.w_state[pos], +1)
         self.w_cell[pos] = new_cell
         if gap > 0:
-            if self.w_pause is None:
-                self.w_pause = np.full(len(self.w_g), -1, dtype=np.int16)
+            if "pause" not in self._w:
+                self._w["pause"] = np.full(len(self._w["g"]), -1, dtype=np.int16)
             self.w_pause[pos] = t + gap
             self.any_paused = True
 
     def finish(self):
         """Accrue the service months of clients still active at the end of the contract."""
-        if len(self.w_g):
-            self._accrue(np.arange(len(self.w_g)), self.T - 1)
+        if self.n:
+            self._accrue(np.arange(self.n), self.T - 1)
+
+
+class _AmbiguousFix:
+    """Exact next states, on demand, for the draws whose lookup-table bucket holds a cumulative boundary."""
+
+    def __init__(self, pw, new: np.ndarray, idx: np.ndarray | None, z: np.ndarray):
+        self.pw, self.new, self.idx, self.z = pw, new, idx, z
+        self.needed = idx is not None
+
+    def __call__(self, pos: np.ndarray):
+        if not self.needed:
+            return
+        amb = pos[self.new[pos] == AMBIGUOUS]
+        if len(amb):
+            row = self.idx[amb] >> self.pw.bits
+            self.new[amb] = step_bits(self.pw, row, self.z[amb])
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(s, s + n)`` for each start and length."""
+    total = int(lengths.sum())
+    return np.arange(total) + np.repeat(starts - np.cumsum(lengths) + lengths, lengths)

@@ -77,37 +77,54 @@ class Rows:
         return out
 
 
-class Ledger(Rows):
+class Ledger:
     """The ledgers of a batch of replications: rows plus running balances ``[R, parties]``.
 
     ``post`` moves money for many replications at once (one row for each replication given, none where
-    the amount is 0).
+    the amount is 0); ``arrays`` returns the rows grouped by replication (``rep``: batch position), each
+    replication's rows in the order they were posted.
     """
 
     def __init__(self, vocab: Vocabulary, opening: dict[int, int], replications: int = 1):
-        super().__init__(LEDGER_COLUMNS)
         self.vocab = vocab
         self.opening = np.zeros(len(vocab.parties), dtype=np.int64)
         for p, amount in opening.items():
             self.opening[p] = amount
         self.balance = np.tile(self.opening, (replications, 1))
         self.no_segment = len(vocab.segments)
+        self.reps: list[np.ndarray] = []
+        self.amounts: list[np.ndarray] = []
+        self.fields: list[tuple[int, int, int, int, int, int]] = []  # month, payer, payee, kind, item, segment
 
     def post(self, reps: np.ndarray, month: int, payer: int, payee: int, kind: int, amounts: np.ndarray, item: int,
              segment: int | None = None):
         """Pay ``amounts[i]`` pence from ``payer`` to ``payee`` in batch position ``reps[i]`` (positions distinct)."""
         amounts = np.asarray(amounts, dtype=np.int64)
-        if len(amounts) and amounts.min() < 0:
-            raise ValueError(f"negative ledger amount {int(amounts.min())} ({KINDS[kind]})")
-        keep = amounts != 0
-        if not keep.all():
+        if not amounts.all():  # zeros are not recorded; a negative amount is a fault
+            keep = amounts != 0
             reps, amounts = reps[keep], amounts[keep]
         if not len(amounts):
             return
+        if amounts.min() < 0:
+            raise ValueError(f"negative ledger amount {int(amounts.min())} ({KINDS[kind]})")
         self.balance[reps, payer] -= amounts
         self.balance[reps, payee] += amounts
-        self.add(reps, month=month, payer=payer, payee=payee, kind=kind, item=item,
-                 segment=self.no_segment if segment is None else segment, amount=amounts)
+        self.reps.append(reps)
+        self.amounts.append(amounts)
+        self.fields.append((month, payer, payee, kind, item, self.no_segment if segment is None else segment))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        if not self.reps:
+            return {c: np.zeros(0, dtype=np.int64) for c in ["rep"] + LEDGER_COLUMNS}
+        lengths = np.array([len(r) for r in self.reps])
+        reps = np.concatenate(self.reps)
+        order = np.argsort(reps.astype(np.uint16) if reps.max(initial=0) < 1 << 16 else reps, kind="stable")
+        fields = np.repeat(np.array(self.fields, dtype=np.int64), lengths, axis=0)[order]
+        out = {"rep": reps[order].astype(np.int64)}
+        for j, col in enumerate(LEDGER_COLUMNS[:-1]):
+            out[col] = np.ascontiguousarray(fields[:, j])
+        out["amount"] = np.concatenate(self.amounts)[order]
+        return out
 
 
 class LedgerRows:

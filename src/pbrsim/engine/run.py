@@ -317,7 +317,7 @@ class _Run:
                      "first_month": cl.first_month, "months_full": cl.months_full, "months_minimal": cl.months_minimal,
                      "months_no_service": cl.months_no_service, "end_month": cl.end_month},
             ledger=self._ledger_arrays, cash=self.cash, caseload=self.caseload, level_counts=self.level_counts,
-            referred=self.referred, claims=self.claims.arrays(), settlements=self.settlements.arrays(),
+            referred=self.referred, claims=self._claim_arrays, settlements=self._settlement_arrays,
             failures=self.failures, failure_months=self.failed.copy(), client_months=cl.client_months.copy(), vocab=self.m.vocab,
         )
 
@@ -743,7 +743,8 @@ class _Run:
         ended = cl.end_month[admitted] >= 0
         check(np.bincount(adm_rb, weights=ended != self.pw.absorbing[np.clip(st, 0, None)], minlength=R) > 0,
               lambda b: "end months disagree with final states")
-        cm, sm = self.claims.arrays(), self.settlements.arrays()
+        cm = self._claim_arrays = self.claims.arrays()
+        sm = self._settlement_arrays = self.settlements.arrays()
         fee_cum = np.concatenate([[0], np.cumsum(self.c.fee_due)])
         fee_months = np.minimum(np.where(self.alive(0), self.m.months, self.failed[:, 0] + 1), self.m.months)
         claimed = by_rep(slice(None), "amount_claimed", cm) - by_rep(slice(None), "amount_rejected", cm) + fee_cum[fee_months]
