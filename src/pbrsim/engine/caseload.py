@@ -40,6 +40,7 @@ class Moves:
     first_entries: list[tuple[int, np.ndarray, np.ndarray]]  # (state, clients, batch positions) first entering it
     in_states: np.ndarray  # clients whose new state is in some sustainment line's states
     in_states_rb: np.ndarray
+    in_states_state: np.ndarray  # and that state
 
 
 class Caseload:
@@ -67,7 +68,7 @@ class Caseload:
             base = self.offset[b]
             for t in np.flatnonzero(per_month[b]):
                 lo, hi = base + self.month_start[b, t], base + self.month_start[b, t + 1]
-                seg[lo:hi] = order_rng.permutation(seg[lo:hi])
+                order_rng.shuffle(seg[lo:hi])  # what ``permutation`` does to a copy
         self.seg = seg
         self.ref_month = np.repeat(np.tile(np.arange(T, dtype=np.int16), R), per_month.reshape(-1))
         self.org = np.zeros(N, dtype=np.int16)
@@ -107,7 +108,7 @@ class Caseload:
             "rb": np.zeros(0, dtype=np.int64),  # batch position
             "ctr": np.zeros(0, dtype=np.uint64),  # counter half of the client's random draws
             "state": np.zeros(0, dtype=self.state_dtype),
-            "rowk": np.zeros(0, dtype=np.int64),  # segment * 2 * S << bits: the client's rows of the lookup table
+            "row": np.zeros(0, dtype=np.int64),  # the client's row of the lookup table at its usual level, << bits
             "ref": np.zeros(0, dtype=np.int16),
             "cell": np.zeros(0, dtype=np.int64),  # (batch position * O + organisation) * G + segment
         }
@@ -203,7 +204,7 @@ class Caseload:
         self._count(cell, np.full(len(g), init), +1)
         self.n_active += np.bincount(rb, minlength=self.R)
         self._append({"g": g, "rb": rb, "ctr": rng.counters(self.local(g, rb)), "state": np.full(len(g), init, dtype=self.state_dtype),
-                      "rowk": (seg * (2 * self.S)) << self.bits, "ref": self.ref_month[g], "cell": cell})
+                      "row": ((seg * (2 * self.S)) << self.bits) + self.row_of_state_k[init], "ref": self.ref_month[g], "cell": cell})
 
     # -- review -----------------------------------------------------------------------------------
     def review(self, t: int, orgs, policies, cash: np.ndarray, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -296,24 +297,23 @@ class Caseload:
         n = self.n
         empty = np.zeros(0, dtype=np.int64)
         if n == 0:
-            return Moves([(s, empty, empty) for s in first_states], empty, empty)
+            return Moves([(s, empty, empty) for s in first_states], empty, empty, empty)
         k = self.trans_keys[:, t]
         state = self.w_state
         with np.errstate(over="ignore"):
             z = self.w_ctr + (k[0] if self.R == 1 else k[self.w_rb])
         rng.mix_bits(z)
         if pw.table is None:
-            row = (self.w_rowk + self.row_of_state_k[state])
+            row = self.w_row.copy()
             if len(slow):
                 row[slow] += self.minimal_shift
             new = step_bits(pw, row, z)
         else:
             # one gather from the lookup table; exact comparisons only where a bucket is ambiguous
-            idx = self.w_rowk + self.row_of_state_k[state]
+            idx = (z >> np.uint64(64 - pw.bits)).view(np.int64)
+            idx += self.w_row
             if len(slow):
                 idx[slow] += self.minimal_shift
-            z_top = z >> np.uint64(64 - pw.bits)
-            idx += z_top.view(np.int64)
             new = pw.table[idx]
         fix = _AmbiguousFix(pw, new, idx if pw.table is not None else None, z)
         if pw.max_months is not None:
@@ -326,18 +326,22 @@ class Caseload:
         if len(mv) and fix.needed:
             fix(mv)
             mv = mv[new[mv] != state[mv]]
-        sust_pos = np.flatnonzero(sust_any[new]) if sust_any is not None else empty
-        in_states, in_states_rb = self.w_g[sust_pos], self.w_rb[sust_pos]
+        sust_pos = _members(new, sust_any) if sust_any is not None else empty
+        in_states, in_states_rb, in_states_state = self.w_g[sust_pos], self.w_rb[sust_pos], new[sust_pos]
         if not len(mv):
-            return Moves([(s, empty, empty) for s in first_states], in_states, in_states_rb)
+            return Moves([(s, empty, empty) for s in first_states], in_states, in_states_rb, in_states_state)
         g, rb, cell = self.w_g[mv], self.w_rb[mv], self.w_cell[mv]
         old, nw = state[mv].astype(np.int64), new[mv].astype(np.int64)
         # service months accrued in the state left
         since = self.since[g]
-        self.months_full[g] += np.maximum(0, t - since + 1).astype(np.int16) * self.svc16[old]
-        self.since[g] = np.maximum(since, t + 1)
-        self.state[g] = nw
+        if self.any_paused:  # paused clients accrue nothing until their pause ends
+            self.months_full[g] += np.maximum(0, t - since + 1).astype(np.int16) * self.svc16[old]
+            self.since[g] = np.maximum(since, t + 1)
+        else:
+            self.months_full[g] += (t + 1 - since) * self.svc16[old]
+            self.since[g] = t + 1
         state[mv] = nw
+        self.w_row[mv] += self.row_of_state_k[nw] - self.row_of_state_k[old]
         self._count(cell, old, -1)
         self._count(cell, nw, +1)
         flat = self.first_month.reshape(-1)
@@ -354,10 +358,12 @@ class Caseload:
             np.add.at(hits, (rbf[hit], self.first_org[gf[hit]]), 1)
         absorbed = self.absorbing[nw]
         if absorbed.any():
-            self.end_month[g[absorbed]] = t
+            ga = g[absorbed]
+            self.end_month[ga] = t
+            self.state[ga] = nw[absorbed]
             self.n_active -= np.bincount(rb[absorbed], minlength=self.R)
             self._remove(mv[absorbed])
-        return Moves(entries, in_states, in_states_rb)
+        return Moves(entries, in_states, in_states_rb, in_states_state)
 
     # -- failures -----------------------------------------------------------------------------------
     def active_of(self, b: int, o: int | None) -> np.ndarray:
@@ -403,7 +409,7 @@ class Caseload:
         self.paused_until[g] = t + gap
         self.since[g] = t + gap + 1
         if restart is not None:
-            self.state[g] = restart
+            self.w_row[pos] += self.row_of_state_k[restart] - self.row_of_state_k[self.w_state[pos].astype(np.int64)]
             self.w_state[pos] = restart
         self._count(new_cell, self.w_state[pos], +1)
         self.w_cell[pos] = new_cell
@@ -417,6 +423,7 @@ class Caseload:
         """Accrue the service months of clients still active at the end of the contract."""
         if self.n:
             self._accrue(np.arange(self.n), self.T - 1)
+            self.state[self.w_g] = self.w_state
 
 
 class _AmbiguousFix:
@@ -433,6 +440,16 @@ class _AmbiguousFix:
         if len(amb):
             row = self.idx[amb] >> self.pw.bits
             self.new[amb] = step_bits(self.pw, row, self.z[amb])
+
+
+def _members(values: np.ndarray, member: np.ndarray) -> np.ndarray:
+    """Positions of ``values`` (small integers) for which ``member[value]`` is True."""
+    states = np.flatnonzero(member)
+    if len(states) == 1:
+        return np.flatnonzero(values == states[0])
+    if len(states) == 2:
+        return np.flatnonzero((values == states[0]) | (values == states[1]))
+    return np.flatnonzero(member[values])
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

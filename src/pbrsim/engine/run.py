@@ -509,8 +509,7 @@ class _Run:
                 self._claim(t, rule, g, rb, phase=1)
         if self.sust_any is None or not len(moves.in_states):
             return
-        g_all, rb_all = moves.in_states, moves.in_states_rb
-        st = cl.state[g_all]
+        g_all, rb_all, st = moves.in_states, moves.in_states_rb, moves.in_states_state
         for k, rule in enumerate(self.sust_rules):
             ok = rule.in_states[st] & (cl.sust_count[g_all, k] < rule.max_months)
             if ok.any():
