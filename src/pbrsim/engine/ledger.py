@@ -113,13 +113,43 @@ class Ledger:
         self.amounts.append(amounts)
         self.fields.append((month, payer, payee, kind, item, self.no_segment if segment is None else segment))
 
+    def post_rows(self, reps: np.ndarray, month: int, payer, payee, kind, amounts: np.ndarray, item, segment):
+        """Several rows per replication at once: ``payer``, ``payee``, ``kind``, ``item`` and ``segment`` (None for no
+        segment) are each one value or one per row; each replication's rows are kept in the order given."""
+        amounts = np.asarray(amounts, dtype=np.int64)
+        segment = self.no_segment if segment is None else segment
+        cols = [np.broadcast_to(np.asarray(v, dtype=np.int64), amounts.shape) for v in (month, payer, payee, kind, item, segment)]
+        keep = amounts != 0
+        if not keep.all():
+            reps, amounts, cols = reps[keep], amounts[keep], [c[keep] for c in cols]
+        if not len(amounts):
+            return
+        if amounts.min() < 0:
+            raise ValueError(f"negative ledger amount {int(amounts.min())}")
+        np.subtract.at(self.balance, (reps, cols[1]), amounts)
+        np.add.at(self.balance, (reps, cols[2]), amounts)
+        self.reps.append(reps)
+        self.amounts.append(amounts)
+        self.fields.append(np.stack(cols, axis=1))
+
     def arrays(self) -> dict[str, np.ndarray]:
         if not self.reps:
             return {c: np.zeros(0, dtype=np.int64) for c in ["rep"] + LEDGER_COLUMNS}
         lengths = np.array([len(r) for r in self.reps])
         reps = np.concatenate(self.reps)
         order = np.argsort(reps.astype(np.uint16) if reps.max(initial=0) < 1 << 16 else reps, kind="stable")
-        fields = np.repeat(np.array(self.fields, dtype=np.int64), lengths, axis=0)[order]
+        fields = np.empty((len(reps), 6), dtype=np.int64)
+        scalar = np.array([isinstance(f, tuple) for f in self.fields])
+        ends = np.cumsum(lengths)
+        starts = ends - lengths
+        if scalar.any():  # rows of one-value posts: repeat each post's fields over its rows
+            k = np.flatnonzero(scalar)
+            rows = np.repeat(k, lengths[k])
+            offset = np.arange(len(rows)) - np.repeat(np.cumsum(lengths[k]) - lengths[k], lengths[k])
+            fields[starts[rows] + offset] = np.repeat(np.array([self.fields[i] for i in k], dtype=np.int64), lengths[k], axis=0)
+        for i in np.flatnonzero(~scalar):
+            fields[starts[i]:ends[i]] = self.fields[i]
+        fields = fields[order]
         out = {"rep": reps[order].astype(np.int64)}
         for j, col in enumerate(LEDGER_COLUMNS[:-1]):
             out[col] = np.ascontiguousarray(fields[:, j])

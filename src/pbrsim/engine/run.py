@@ -348,31 +348,54 @@ class _Run:
             self.caseload[:, t] = self.cl.counts_rogs().sum(axis=2)
             yield self.env.timeout(1)
 
-    def _later(self, month: int, sub: int, kind: int, item: int, segment: int | None, reps: np.ndarray, amounts: np.ndarray):
-        """The prime pays subcontractor ``sub`` at ``month`` (its settlement phase, or now if that has passed)."""
+    def _later(self, month: int, sub, kind: int, item: int, segment, reps: np.ndarray, amounts: np.ndarray):
+        """The prime pays subcontractor(s) ``sub`` at ``month`` (its settlement phase, or now if that has passed);
+        ``sub`` and ``segment`` are one value or one per row."""
         yield self.env.timeout(max(0.0, month + SETTLE_PHASE - self.env.now))
-        self.ledger.post(reps, month, self.P_ORG[0], self.P_ORG[sub], kind, amounts, item, segment)
-        self.income_cum[reps, sub] += amounts
+        if np.ndim(sub) == 0 and np.ndim(segment) == 0:
+            self.ledger.post(reps, month, self.P_ORG[0], self.P_ORG[sub], kind, amounts, item, segment)
+            self.income_cum[reps, sub] += amounts
+        else:
+            self.ledger.post_rows(reps, month, self.P_ORG[0], np.asarray(self.P_ORG)[sub], kind, amounts, item, segment)
+            np.add.at(self.income_cum, (reps, sub), amounts)
 
-    def _transfer(self, month: int, sub: int, kind: int, item: int, segment: int | None, reps: np.ndarray, amounts: np.ndarray):
-        """The prime pays a subcontractor (pass-through or fee for service) at ``month``."""
+    def _transfer(self, month: int, sub, kind: int, item: int, segment, reps: np.ndarray, amounts: np.ndarray):
+        """The prime pays a subcontractor (pass-through or fee for service) at ``month``; with ``sub`` and
+        ``segment`` given per row, several payments that fall due together, each replication's in row order."""
         pos = amounts > 0
         if not pos.any():
             return
-        reps, amounts = reps[pos], amounts[pos]
-        self.scheduled_transfers[reps] += amounts
+        if not pos.all():
+            reps, amounts = reps[pos], amounts[pos]
+            sub = sub if np.ndim(sub) == 0 else sub[pos]
+            segment = segment if np.ndim(segment) == 0 else segment[pos]
+        np.add.at(self.scheduled_transfers, reps, amounts)
         self.env.process(self._later(month, sub, kind, item, segment, reps, amounts))
 
     def _settle(self, due: int, rule: Rule, amounts: np.ndarray):
-        """Commissioner settles accepted claims (amounts[rep, org, segment]) with the prime, who passes on the subs' share."""
+        """Commissioner settles accepted claims (amounts[rep, org, segment]) with the prime, who passes on the subs' share.
+        Within a replication, cells are paid in (organisation, segment) order, each up to what the cap leaves."""
         yield self.env.timeout(due + SETTLE_PHASE - self.env.now)
-        for o, g in zip(*np.nonzero(amounts.any(axis=0))):
-            reps = np.flatnonzero(amounts[:, o, g])
-            paid = self._pay(due, K[rule.kind], self.rule_item[rule.index], int(g), amounts[reps, o, g], int(o), reps)
-            if o > 0:
-                sub = self.orgs[o]
-                self._transfer(due + sub.extra_lag, int(o), K[rule.kind], self.rule_item[rule.index], int(g), reps,
-                               _passed(sub, rule.kind, paid))
+        R, O, G = amounts.shape
+        a = amounts.reshape(R, O * G)
+        reps = np.flatnonzero(a.any(axis=1))
+        a = a[reps]
+        kind, item = K[rule.kind], self.rule_item[rule.index]
+        paid = self._pay_cells(due, kind, item, a, reps)
+        if O == 1:
+            return
+        # what the prime owes each subcontractor: payments falling due in the same month go in one process
+        by_month: dict[int, list] = {}
+        for cell in range(G, O * G):  # cells of subcontractors' clients, in order
+            o, g = divmod(cell, G)
+            sub = self.orgs[o]
+            rows = np.flatnonzero(a[:, cell])
+            if len(rows):
+                by_month.setdefault(due + sub.extra_lag, []).append((o, g, rows, _passed(sub, rule.kind, paid[rows, cell])))
+        for month, parts in by_month.items():
+            self._transfer(month, np.concatenate([np.full(len(p[2]), p[0]) for p in parts]), kind, item,
+                           np.concatenate([np.full(len(p[2]), p[1]) for p in parts]),
+                           reps[np.concatenate([p[2] for p in parts])], np.concatenate([p[3] for p in parts]))
 
     def _fee_instalment(self, t: int):
         due = t + self.c.fee_lag
@@ -400,6 +423,27 @@ class _Run:
         seg_code = len(self.pw.segments) if segment is None else segment
         self.settlements.add(reps, month=month, item=item, segment=seg_code, organisation=org, amount_due=amount,
                              amount_paid=paid, amount_capped=amount - paid)
+        return paid
+
+    def _pay_cells(self, month: int, kind: int, item: int, amounts: np.ndarray, reps: np.ndarray) -> np.ndarray:
+        """``_pay`` for the cells (organisation * G + segment) of ``amounts[i]``, replication ``reps[i]`` at a
+        time, in cell order: paid so far after k cells is min(paid before + their amounts, cap), never less
+        than before."""
+        G = len(self.pw.segments)
+        paid = amounts
+        if self.c.cap is not None:
+            before = self.paid_total[reps][:, None]
+            after = np.maximum(before, np.minimum(before + np.cumsum(amounts, axis=1), self.c.cap))
+            paid = np.diff(after, axis=1, prepend=before)
+        total = paid.sum(axis=1)
+        self.paid_total[reps] += total
+        self.income_cum[reps, 0] += total
+        rows, cells = np.nonzero(amounts)  # each replication's cells in order
+        r = reps[rows]
+        due, p = amounts[rows, cells], paid[rows, cells]
+        self.ledger.post_rows(r, month, self.P_COMM, self.P_ORG[0], kind, p, item, cells % G)
+        self.settlements.add(r, month=month, item=item, segment=cells % G, organisation=cells // G, amount_due=due,
+                             amount_paid=p, amount_capped=due - p)
         return paid
 
     def _current_shares(self) -> np.ndarray:
@@ -528,7 +572,7 @@ class _Run:
             rejected = u < rule.rejection
         else:
             rejected = np.zeros(len(g), dtype=bool)
-        amount = rule.amounts(seg, t, cl.ref_month[g].astype(np.int64))
+        amount = rule.tariff[seg] if rule.tariff_years is None else rule.amounts(seg, t, cl.ref_month[g].astype(np.int64))
         if self.person_paid is not None:  # per-person cap: each client's accepted claims stop at the cap
             amount = np.minimum(amount, np.maximum(self.c.per_person_cap - self.person_paid[g], 0))
             self.person_paid[g[~rejected]] += amount[~rejected]
@@ -654,17 +698,23 @@ class _Run:
             self.fin_repaid += repay
 
     def _costs(self, t: int):
-        post = self.ledger.post
+        G = len(self.pw.segments)
+        # each organisation's rows: per segment full then minimal delivery, then the overhead
+        kinds = np.array([K["delivery"]] * (2 * G) + [K["overhead"]])
+        items = np.array([self.I_FULL, self.I_MIN] * G + [self.I_OVER])
+        segs = np.array(list(np.repeat(np.arange(G), 2)) + [self.ledger.no_segment])
         for o, org in enumerate(self.orgs):
             reps = np.flatnonzero(self.alive(o) & ~self.contract_over)
             if not len(reps):
                 continue
-            P = self.P_ORG[o]
             lv = self.month_levels[reps, o]  # [n, G, 2]
-            for g in range(len(self.pw.segments)):
-                post(reps, t, P, self.P_STAFF, K["delivery"], lv[:, g, FULL] * org.cost_full, self.I_FULL, g)
-                post(reps, t, P, self.P_STAFF, K["delivery"], lv[:, g, MINIMAL] * org.cost_minimal, self.I_MIN, g)
-            post(reps, t, P, self.P_STAFF, K["overhead"], np.full(len(reps), org.overhead), self.I_OVER)
+            amounts = np.empty((len(reps), 2 * G + 1), dtype=np.int64)
+            amounts[:, 0:2 * G:2] = lv[:, :, FULL] * org.cost_full
+            amounts[:, 1:2 * G:2] = lv[:, :, MINIMAL] * org.cost_minimal
+            amounts[:, -1] = org.overhead
+            n = 2 * G + 1
+            self.ledger.post_rows(np.repeat(reps, n), t, self.P_ORG[o], self.P_STAFF, np.tile(kinds, len(reps)), amounts.reshape(-1),
+                                  np.tile(items, len(reps)), np.tile(segs, len(reps)))
             if o > 0 and org.ffs_month:
                 months = lv.sum(axis=(1, 2))
                 self._transfer(t + org.extra_lag, o, K["fee_for_service"], self.I_FFS_MONTH, None, reps, months * org.ffs_month)
