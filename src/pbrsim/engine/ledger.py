@@ -117,20 +117,25 @@ class Ledger:
         """Several rows per replication at once: ``payer``, ``payee``, ``kind``, ``item`` and ``segment`` (None for no
         segment) are each one value or one per row; each replication's rows are kept in the order given."""
         amounts = np.asarray(amounts, dtype=np.int64)
-        segment = self.no_segment if segment is None else segment
-        cols = [np.broadcast_to(np.asarray(v, dtype=np.int64), amounts.shape) for v in (month, payer, payee, kind, item, segment)]
+        fields = np.empty((len(amounts), 6), dtype=np.int64)
+        for j, v in enumerate((month, payer, payee, kind, item, self.no_segment if segment is None else segment)):
+            fields[:, j] = v
         keep = amounts != 0
         if not keep.all():
-            reps, amounts, cols = reps[keep], amounts[keep], [c[keep] for c in cols]
+            reps, amounts, fields = reps[keep], amounts[keep], fields[keep]
         if not len(amounts):
             return
         if amounts.min() < 0:
             raise ValueError(f"negative ledger amount {int(amounts.min())}")
-        np.subtract.at(self.balance, (reps, cols[1]), amounts)
-        np.add.at(self.balance, (reps, cols[2]), amounts)
+        for col, sign in ((1, -1), (2, 1)):
+            party = payer if col == 1 else payee
+            if np.ndim(party) == 0:
+                self.balance[:, party] += sign * np.bincount(reps, weights=amounts, minlength=len(self.balance)).round().astype(np.int64)
+            else:
+                np.add.at(self.balance, (reps, fields[:, col]), sign * amounts)
         self.reps.append(reps)
         self.amounts.append(amounts)
-        self.fields.append(np.stack(cols, axis=1))
+        self.fields.append(fields)
 
     def arrays(self) -> dict[str, np.ndarray]:
         if not self.reps:

@@ -325,9 +325,12 @@ class _Run:
         for t in range(self.m.months):
             live = ~self.contract_over
             if live.any():
+                self._due = {}
                 self._refer(t, live)
                 slow = self._review(t, live)
                 self._transition(t, slow)
+                for due, accepted in self._due.items():
+                    self.env.process(self._settle(due, accepted))
             yield self.env.timeout(COST_PHASE)
             if (~self.contract_over).any():
                 self._costs(t)
@@ -372,10 +375,15 @@ class _Run:
         np.add.at(self.scheduled_transfers, reps, amounts)
         self.env.process(self._later(month, sub, kind, item, segment, reps, amounts))
 
-    def _settle(self, due: int, rule: Rule, amounts: np.ndarray):
-        """Commissioner settles accepted claims (amounts[rep, org, segment]) with the prime, who passes on the subs' share.
-        Within a replication, cells are paid in (organisation, segment) order, each up to what the cap leaves."""
+    def _settle(self, due: int, accepted: list[tuple[Rule, np.ndarray]]):
+        """Commissioner settles a month's accepted claims that fall due in month ``due`` (one ``amounts[rep, org,
+        segment]`` per payment line, in the order claimed) with the prime, who passes on the subs' share."""
         yield self.env.timeout(due + SETTLE_PHASE - self.env.now)
+        for rule, amounts in accepted:
+            self._settle_line(due, rule, amounts)
+
+    def _settle_line(self, due: int, rule: Rule, amounts: np.ndarray):
+        """Within a replication, cells are paid in (organisation, segment) order, each up to what the cap leaves."""
         R, O, G = amounts.shape
         a = amounts.reshape(R, O * G)
         reps = np.flatnonzero(a.any(axis=1))
@@ -585,8 +593,8 @@ class _Run:
         self.claims.add(nz // (O * G), month=t, item=self.rule_item[rule.index], segment=nz % G, organisation=nz // G % O,
                         claims=n_claimed[nz], rejected=n_rejected[nz], amount_claimed=a_claimed[nz], amount_rejected=a_rejected[nz])
         accepted = (a_claimed - a_rejected).reshape(R, O, G)
-        if accepted.any():
-            self.env.process(self._settle(t + rule.lag, rule, accepted))
+        if accepted.any():  # settled by one process per due month, started when the month's claims are all made
+            self._due.setdefault(t + rule.lag, []).append((rule, accepted))
 
     def _cohort_payments(self, cr):
         """Measure each cohort when its last member's window closes; pay if the reduction passes the threshold.
