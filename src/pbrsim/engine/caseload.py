@@ -300,8 +300,7 @@ class Caseload:
             return Moves([(s, empty, empty) for s in first_states], empty, empty, empty)
         k = self.trans_keys[:, t]
         state = self.w_state
-        with np.errstate(over="ignore"):
-            z = self.w_ctr + (k[0] if self.R == 1 else k[self.w_rb])
+        z = self.w_ctr + (k[:1] if self.R == 1 else k[self.w_rb])  # arrays: uint64 wraps silently
         rng.mix_bits(z)
         if pw.table is None:
             row = self.w_row.copy()

@@ -102,20 +102,21 @@ def keys(seed: int, spawn_keys: np.ndarray) -> np.ndarray:
     return out[0].astype(np.uint64) | (out[1].astype(np.uint64) << np.uint64(32))
 
 
+# Array arithmetic on uint64 wraps modulo 2**64 without warnings, which is what SplitMix64 needs.
+
+
 def counters(clients: np.ndarray) -> np.ndarray:
     """The per-client half of a counter-based draw: (i + 1) · golden ratio (mod 2**64)."""
-    with np.errstate(over="ignore"):
-        return (np.asarray(clients).astype(np.uint64) + np.uint64(1)) * _GOLDEN
+    return (np.asarray(clients).astype(np.uint64) + np.uint64(1)) * _GOLDEN
 
 
 def mix_bits(z: np.ndarray) -> np.ndarray:
     """SplitMix64's finaliser, in place on a uint64 array ``z`` = key + counter; returns ``z``."""
-    with np.errstate(over="ignore"):
-        z ^= z >> np.uint64(30)
-        z *= _M1
-        z ^= z >> np.uint64(27)
-        z *= _M2
-        z ^= z >> np.uint64(31)
+    z ^= z >> np.uint64(30)
+    z *= _M1
+    z ^= z >> np.uint64(27)
+    z *= _M2
+    z ^= z >> np.uint64(31)
     return z
 
 
@@ -126,9 +127,7 @@ def to_uniform(z: np.ndarray) -> np.ndarray:
 
 def uniforms_from_keys(k, ctr: np.ndarray) -> np.ndarray:
     """Uniforms for clients with counters ``ctr`` under stream key(s) ``k`` (a scalar or one per client)."""
-    with np.errstate(over="ignore"):
-        z = ctr + k
-    return to_uniform(mix_bits(z))
+    return to_uniform(mix_bits(ctr + np.asarray(k, dtype=np.uint64)))
 
 
 def uniforms_at(seed: int, replication: int, purpose: int, month: int, clients: np.ndarray, *more: int) -> np.ndarray:
