@@ -25,7 +25,7 @@ import numpy as np
 
 from . import rng
 from .behaviour import BatchReview, Review
-from .referrals import draw_counts
+from .referrals import draw_counts, expected_counts
 from ..model.pathway import AMBIGUOUS, FULL, MINIMAL, step_bits
 
 
@@ -52,7 +52,8 @@ class Caseload:
         self.R, self.O, self.G, self.S, self.T = len(reps), len(model.organisations), len(pw.segments), pw.n_states, model.months
         R, O, G, S, T = self.R, self.O, self.G, self.S, self.T
         self.reps = np.asarray(reps, dtype=np.int64)
-        counts = np.stack([draw_counts(sc, seed, r) for r in reps]) if R else np.zeros((0, T, G), dtype=np.int64)  # [R, T, G]
+        mean = expected_counts(sc)
+        counts = np.stack([draw_counts(sc, seed, r, mean) for r in reps]) if R else np.zeros((0, T, G), dtype=np.int64)  # [R, T, G]
         per_month = counts.sum(axis=2)
         self.month_start = np.zeros((R, T + 1), dtype=np.int64)
         np.cumsum(per_month, axis=1, out=self.month_start[:, 1:])
@@ -63,7 +64,7 @@ class Caseload:
         self.N = N
         # the within-month order of segments: one permutation per month with referrals, months in order
         seg = np.repeat(np.tile(np.arange(G, dtype=np.int16), R * T), counts.reshape(-1))  # in segment order each month
-        for b, r in enumerate(reps):
+        for b, r in enumerate(reps if G > 1 else ()):  # (one segment: every order is the same)
             order_rng = rng.stream(seed, r, rng.TIE_BREAKS)
             base = self.offset[b]
             for t in np.flatnonzero(per_month[b]):

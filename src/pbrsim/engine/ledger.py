@@ -143,21 +143,15 @@ class Ledger:
         lengths = np.array([len(r) for r in self.reps])
         reps = np.concatenate(self.reps)
         order = np.argsort(reps.astype(np.uint16) if reps.max(initial=0) < 1 << 16 else reps, kind="stable")
-        fields = np.empty((len(reps), 6), dtype=np.int64)
-        scalar = np.array([isinstance(f, tuple) for f in self.fields])
+        per_row = [i for i, f in enumerate(self.fields) if not isinstance(f, tuple)]
+        scalars = np.array([f if isinstance(f, tuple) else (0,) * 6 for f in self.fields], dtype=np.int64)  # [chunks, 6]
         ends = np.cumsum(lengths)
-        starts = ends - lengths
-        if scalar.any():  # rows of one-value posts: repeat each post's fields over its rows
-            k = np.flatnonzero(scalar)
-            rows = np.repeat(k, lengths[k])
-            offset = np.arange(len(rows)) - np.repeat(np.cumsum(lengths[k]) - lengths[k], lengths[k])
-            fields[starts[rows] + offset] = np.repeat(np.array([self.fields[i] for i in k], dtype=np.int64), lengths[k], axis=0)
-        for i in np.flatnonzero(~scalar):
-            fields[starts[i]:ends[i]] = self.fields[i]
-        fields = fields[order]
         out = {"rep": reps[order].astype(np.int64)}
         for j, col in enumerate(LEDGER_COLUMNS[:-1]):
-            out[col] = np.ascontiguousarray(fields[:, j])
+            values = np.repeat(scalars[:, j], lengths)
+            for i in per_row:  # chunks with a value per row
+                values[ends[i] - lengths[i]:ends[i]] = self.fields[i][:, j]
+            out[col] = values[order]
         out["amount"] = np.concatenate(self.amounts)[order]
         return out
 
