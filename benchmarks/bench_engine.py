@@ -7,7 +7,8 @@ chain: each client's holding time in a state drawn as one geometric number, then
 it is absorbed, exits at the programme limit or the contract ends; it counts client-months the engine's
 way. The engine does everything else too (claims, settlements, ledger, cash, invariants).
 
-Three measurements, each a median over ``--repeat`` runs with engine and reference interleaved:
+Three measurements, each a median over ``--repeat`` runs with engine and reference interleaved (CPU
+seconds of this process):
 
 * big: one replication of 1,000,000 clients; the engine's throughput as a share of the reference's
   (target >= 1/3), and peak memory of a fresh process running the engine and building its tables
@@ -123,13 +124,14 @@ def reference(model, seed: int) -> int:
 
 
 def _timed(fn) -> float:
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     fn()
-    return time.perf_counter() - t0
+    return time.process_time() - t0
 
 
 def interleaved(fns: dict, repeat: int) -> dict:
-    """Median seconds of each function, run in turn ``repeat`` times."""
+    """Median CPU seconds of each function, run in turn ``repeat`` times. CPU time rather than wall time:
+    on a machine shared with other jobs it counts only this process's work (both sides are single-threaded)."""
     times = {k: [] for k in fns}
     for _ in range(repeat):
         for k, fn in fns.items():

@@ -585,10 +585,11 @@ class _Run:
             amount = np.minimum(amount, np.maximum(self.c.per_person_cap - self.person_paid[g], 0))
             self.person_paid[g[~rejected]] += amount[~rejected]
         size = R * O * G
-        n_claimed = np.bincount(cell, minlength=size)
-        n_rejected = np.bincount(cell[rejected], minlength=size)
-        a_claimed = _sum_by(cell, amount, size)
-        a_rejected = _sum_by(cell[rejected], amount[rejected], size)
+        key = cell * 2 + rejected  # counts and sums of accepted (even) and rejected (odd) claims per cell
+        n = np.bincount(key, minlength=2 * size).reshape(size, 2)
+        a = _sum_by(key, amount, 2 * size).reshape(size, 2)
+        n_claimed, n_rejected = n.sum(axis=1), n[:, 1]
+        a_claimed, a_rejected = a.sum(axis=1), a[:, 1]
         nz = np.flatnonzero(n_claimed)
         self.claims.add(nz // (O * G), month=t, item=self.rule_item[rule.index], segment=nz % G, organisation=nz // G % O,
                         claims=n_claimed[nz], rejected=n_rejected[nz], amount_claimed=a_claimed[nz], amount_rejected=a_rejected[nz])
