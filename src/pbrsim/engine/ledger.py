@@ -94,7 +94,7 @@ class Ledger:
         self.no_segment = len(vocab.segments)
         self.reps: list[np.ndarray] = []
         self.amounts: list[np.ndarray] = []
-        self.fields: list[tuple[int, int, int, int, int, int]] = []  # month, payer, payee, kind, item, segment
+        self.fields: list = []  # per post: month, payer, payee, kind, item, segment (each a value, or one per row)
 
     def post(self, reps: np.ndarray, month: int, payer: int, payee: int, kind: int, amounts: np.ndarray, item: int,
              segment: int | None = None):
@@ -117,40 +117,39 @@ class Ledger:
         """Several rows per replication at once: ``payer``, ``payee``, ``kind``, ``item`` and ``segment`` (None for no
         segment) are each one value or one per row; each replication's rows are kept in the order given."""
         amounts = np.asarray(amounts, dtype=np.int64)
-        fields = np.empty((len(amounts), 6), dtype=np.int64)
-        for j, v in enumerate((month, payer, payee, kind, item, self.no_segment if segment is None else segment)):
-            fields[:, j] = v
+        fields = [month, payer, payee, kind, item, self.no_segment if segment is None else segment]
         keep = amounts != 0
         if not keep.all():
-            reps, amounts, fields = reps[keep], amounts[keep], fields[keep]
+            reps, amounts = reps[keep], amounts[keep]
+            fields = [f[keep] if np.ndim(f) else f for f in fields]
         if not len(amounts):
             return
         if amounts.min() < 0:
             raise ValueError(f"negative ledger amount {int(amounts.min())}")
         for col, sign in ((1, -1), (2, 1)):
-            party = payer if col == 1 else payee
+            party = fields[col]
             if np.ndim(party) == 0:
-                self.balance[:, party] += sign * np.bincount(reps, weights=amounts, minlength=len(self.balance)).round().astype(np.int64)
+                self.balance[:, party] += sign * np.rint(np.bincount(reps, weights=amounts, minlength=len(self.balance))).astype(np.int64)
             else:
-                np.add.at(self.balance, (reps, fields[:, col]), sign * amounts)
+                np.add.at(self.balance, (reps, party), sign * amounts)
         self.reps.append(reps)
         self.amounts.append(amounts)
         self.fields.append(fields)
 
     def arrays(self) -> dict[str, np.ndarray]:
+        """All rows as int64 columns (``rep``: batch position, then LEDGER_COLUMNS), grouped by replication."""
         if not self.reps:
             return {c: np.zeros(0, dtype=np.int64) for c in ["rep"] + LEDGER_COLUMNS}
         lengths = np.array([len(r) for r in self.reps])
         reps = np.concatenate(self.reps)
         order = np.argsort(reps.astype(np.uint16) if reps.max(initial=0) < 1 << 16 else reps, kind="stable")
-        per_row = [i for i, f in enumerate(self.fields) if not isinstance(f, tuple)]
-        scalars = np.array([f if isinstance(f, tuple) else (0,) * 6 for f in self.fields], dtype=np.int64)  # [chunks, 6]
         ends = np.cumsum(lengths)
         out = {"rep": reps[order].astype(np.int64)}
         for j, col in enumerate(LEDGER_COLUMNS[:-1]):
-            values = np.repeat(scalars[:, j], lengths)
-            for i in per_row:  # chunks with a value per row
-                values[ends[i] - lengths[i]:ends[i]] = self.fields[i][:, j]
+            per_row = [i for i, f in enumerate(self.fields) if np.ndim(f[j])]  # chunks with a value per row
+            values = np.repeat(np.array([0 if np.ndim(f[j]) else f[j] for f in self.fields], dtype=np.int64), lengths)
+            for i in per_row:
+                values[ends[i] - lengths[i]:ends[i]] = self.fields[i][j]
             out[col] = values[order]
         out["amount"] = np.concatenate(self.amounts)[order]
         return out
@@ -181,28 +180,13 @@ class LedgerRows:
         })
 
 
-def flows(a: dict[str, np.ndarray], party: int, horizon: int, kind: int | None = None, incoming: bool = True) -> np.ndarray:
-    """Money into (or out of) ``party`` per month, optionally of one kind, from ledger arrays."""
-    sel = (a["payee"] if incoming else a["payer"]) == party
-    if kind is not None:
-        sel &= a["kind"] == kind
-    out = np.zeros(horizon, dtype=np.int64)
-    np.add.at(out, a["month"][sel], a["amount"][sel])
-    return out
-
-
 def flows_by_rep(a: dict[str, np.ndarray], party: int, reps: int, horizon: int, kind: int | None = None,
                  incoming: bool = True) -> np.ndarray:
-    """``flows`` for every replication of a batch's ledger arrays (with ``rep``): int64 ``[reps, horizon]``."""
+    """Money into (or out of) ``party`` per replication and month, optionally of one kind, from a batch's ledger
+    arrays (with ``rep``): int64 ``[reps, horizon]``."""
     sel = (a["payee"] if incoming else a["payer"]) == party
     if kind is not None:
         sel &= a["kind"] == kind
     cell = a["rep"][sel] * horizon + a["month"][sel]
     # float sums of integer pence are exact below 2**53 (£90 trillion)
     return np.rint(np.bincount(cell, weights=a["amount"][sel], minlength=reps * horizon)).astype(np.int64).reshape(reps, horizon)
-
-
-def cash_curve(a: dict[str, np.ndarray], party: int, opening: int, horizon: int) -> np.ndarray:
-    """End-of-month cash of ``party`` for months 0..horizon-1, derived from ledger rows alone."""
-    net = flows(a, party, horizon, incoming=True) - flows(a, party, horizon, incoming=False)
-    return opening + np.cumsum(net)
