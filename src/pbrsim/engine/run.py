@@ -132,8 +132,8 @@ class Replication:
     caseload: np.ndarray  # clients by organisation and state at month end [H, O, S]
     level_counts: np.ndarray  # client-months at full / minimal [H, O, 2]
     referred: np.ndarray  # clients referred per month [H, O]
-    claims: np.ndarray = None  # [n, 8] int64, CLAIM_COLUMNS
-    settlements: np.ndarray = None  # [n, 7] int64, SETTLEMENT_COLUMNS
+    claims: np.ndarray | None = None  # [n, 8] int64, CLAIM_COLUMNS
+    settlements: np.ndarray | None = None  # [n, 7] int64, SETTLEMENT_COLUMNS
     failures: list = field(default_factory=list)  # (organisation, month, clients affected, action)
     failure_months: np.ndarray | None = None  # [O], -1 when the organisation did not fail
     client_months: int = 0
@@ -181,7 +181,7 @@ class Batch:
 
         def rows(cols: dict, names: list[str]) -> np.ndarray:
             sel = cols["rep"] == b
-            return np.stack([cols[n][sel] for n in names], axis=1) if len(names) else np.zeros((0, 0), dtype=np.int64)
+            return np.stack([cols[n][sel] for n in names], axis=1)
 
         led = {k: v[self.ledger["rep"] == b] for k, v in self.ledger.items()}
         return Replication(
@@ -199,6 +199,8 @@ class Batch:
 def admitted_mask(offset: np.ndarray, admitted: np.ndarray) -> np.ndarray:
     """Over all referred clients of a batch (replication b's from ``offset[b]``): admitted or not."""
     n = offset[1:] - offset[:-1]
+    if np.array_equal(n, admitted):  # every referral admitted (no prime failed)
+        return np.ones(int(offset[-1]), dtype=bool)
     local = np.arange(int(offset[-1])) - np.repeat(offset[:-1], n)
     return local < np.repeat(admitted, n)
 
