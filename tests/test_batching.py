@@ -108,3 +108,15 @@ def test_lookup_table_transitions_equal_the_cumulative_comparison():
     assert np.array_equal(step_bits(pw, row, z), step(pw, seg, state.astype(np.int16), level, u))
     assert (pw.table != AMBIGUOUS).mean() > 0.99  # nearly every draw needs only the table
     assert np.array_equal(row_index(pw, seg, level, state), row)
+
+
+def test_transitions_without_the_lookup_table_are_the_same():
+    """The exact comparison the table stands in for (used on its own when a pathway has 255 states or more)."""
+    import dataclasses
+
+    model = compile_model(scenario_from_dict(case_raw("variant/chain_failures")))
+    plain = dataclasses.replace(model, pathway=dataclasses.replace(model.pathway, table=None, bits=0))
+    a, b = run_batch(model, 3, [0, 1]), run_batch(plain, 3, [0, 1])
+    for name in ("state", "first_month", "months_full", "months_minimal", "months_no_service", "end_month"):
+        assert np.array_equal(a.clients[name], b.clients[name]), name
+    assert np.array_equal(a.cash, b.cash) and len(a.failures) == len(b.failures) > 0
