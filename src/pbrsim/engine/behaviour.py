@@ -48,15 +48,17 @@ class Review:
 
 @dataclass
 class BatchReview:
-    """Many reviews of one organisation at once: candidates grouped (one group per replication), each group
-    in first-come first-served order; ``starts[k]:starts[k + 1]`` are group k's candidates."""
+    """Many reviews of one organisation at once, one group of candidates per replication. With a capacity,
+    candidates come sorted by group, each group first come first served (``starts[k]:starts[k + 1]`` are
+    group k's); without one they may come in any order (``starts`` is None), and a decision must not depend
+    on it."""
 
     month: int
     segment: np.ndarray
     state: np.ndarray
     ref_month: np.ndarray
-    group: np.ndarray  # group of each candidate, non-decreasing
-    starts: np.ndarray  # [groups + 1]
+    group: np.ndarray  # group of each candidate
+    starts: np.ndarray | None  # [groups + 1] when sorted
     capacity: int | None
     cash: np.ndarray  # pence per group, at the start of the month
 

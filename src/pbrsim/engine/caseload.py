@@ -240,17 +240,20 @@ class Caseload:
             if self.any_paused:
                 cand = cand[self.w_pause[cand] < t]
             grp = self.w_cell[cand] // G  # rb * O + o
-            order = np.lexsort((self.w_g[cand], grp))  # by group, then first come first served
-            cand, grp = cand[order], grp[order]
-            bounds = np.searchsorted(grp, np.arange(R * O + 1))
+            # first come first served within each group, where the decision can depend on order
+            ordered = any(need[:, o].any() and (org.capacity is not None or not hasattr(policies[o], "batch"))
+                          for o, org in enumerate(orgs))
+            if ordered:
+                order = np.lexsort((self.w_g[cand], grp))
+                cand, grp = cand[order], grp[order]
             for o, org in enumerate(orgs):
                 rows = np.flatnonzero(need[:, o])
                 if not len(rows):
                     continue
-                k = rows * O + o
-                lens = bounds[k + 1] - bounds[k]
-                c = cand[_ranges(bounds[k], lens)]
-                full = self._decide(t, org, policies[o], c, np.repeat(np.arange(len(k)), lens), cash[rows, o], rows)
+                c, rb = (cand, grp) if O == 1 else (cand[grp % O == o], grp[grp % O == o] // O)
+                position = np.full(R, -1)
+                position[rows] = np.arange(len(rows))
+                full = self._decide(t, org, policies[o], c, position[rb], cash[rows, o], rows, ordered)
                 parked = c[~full]
                 if len(parked):
                     g = self.w_g[parked]
@@ -263,11 +266,13 @@ class Caseload:
         slow_pos = np.concatenate(slow) if slow else np.zeros(0, dtype=np.int64)
         return slow_pos, levels
 
-    def _decide(self, t: int, org, policy, c: np.ndarray, group: np.ndarray, cash: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Full service (True) or minimal for candidates ``c`` (working positions, grouped by replication)."""
+    def _decide(self, t: int, org, policy, c: np.ndarray, group: np.ndarray, cash: np.ndarray, rows: np.ndarray,
+                ordered: bool) -> np.ndarray:
+        """Full service (True) or minimal for candidates ``c`` (working positions) of groups (replications
+        ``rows``); ``ordered``: sorted by group, first come first served within each."""
         g = self.w_g[c]
         seg, state, ref = self.seg[g], self.w_state[c].astype(np.int16), self.w_ref[c]
-        starts = np.searchsorted(group, np.arange(len(rows) + 1))
+        starts = np.searchsorted(group, np.arange(len(rows) + 1)) if ordered else None
         batch = getattr(policy, "batch", None)
         if batch is not None:
             full = np.asarray(batch(BatchReview(month=t, segment=seg, state=state, ref_month=ref, group=group, starts=starts,
@@ -450,9 +455,3 @@ def _members(values: np.ndarray, member: np.ndarray) -> np.ndarray:
     if len(states) == 2:
         return np.flatnonzero((values == states[0]) | (values == states[1]))
     return np.flatnonzero(member[values])
-
-
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenated ``arange(s, s + n)`` for each start and length."""
-    total = int(lengths.sum())
-    return np.arange(total) + np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
