@@ -120,3 +120,14 @@ def test_transitions_without_the_lookup_table_are_the_same():
     for name in ("state", "first_month", "months_full", "months_minimal", "months_no_service", "end_month"):
         assert np.array_equal(a.clients[name], b.clients[name]), name
     assert np.array_equal(a.cash, b.cash) and len(a.failures) == len(b.failures) > 0
+
+
+def test_a_broken_invariant_names_its_replication():
+    from pbrsim.engine.run import InvariantError, _Run
+
+    run = _Run(compile_model(scenario()), seed=0, replications=[5, 6, 7])
+    run.run()
+    last = run.cl.offset[2]  # the first client of replication 7
+    run.cl.end_month[last] = -1 if run.cl.end_month[last] >= 0 else 3
+    with pytest.raises(InvariantError, match="replication 7: end months"):
+        run._check_invariants()

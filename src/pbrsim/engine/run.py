@@ -771,6 +771,7 @@ class _Run:
 
     # -- invariants -------------------------------------------------------------------------------
     def _check_invariants(self):
+        """docs/model.md §11, for every replication of the batch; a failure names the first replication it finds."""
         led = self._ledger_arrays = self.ledger.arrays()
         R, H = self.R, self.m.horizon
         rep = self.reps
