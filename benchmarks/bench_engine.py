@@ -90,14 +90,15 @@ def reference(model, seed: int) -> int:
     M = pw.max_months if pw.max_months is not None else 10**6
     n = len(seg)
     state = np.full(n, pw.initial, dtype=np.int64)
-    first = np.full((n, S), -1, dtype=np.int16)
-    first[:, pw.initial] = ref
+    first = np.full(n * S, -1, dtype=np.int16)  # first month in each state, [client, state] flattened
+    first[np.arange(n) * S + pw.initial] = ref
+    seg_rows = seg * S
     end = np.full(n, -1, dtype=np.int16)
     t_next = ref.copy()
     idx = np.arange(n)
     months = 0
     while len(idx):
-        row = seg[idx] * S + state[idx]
+        row = seg_rows[idx] + state[idx]
         tt = t_next[idx]
         leave = tt + np.minimum(r.standard_exponential(len(idx)) / rate[row], 1e9).astype(np.int64)
         forced_at = ref[idx] + M - 1
@@ -109,8 +110,9 @@ def reference(model, seed: int) -> int:
         months += int((np.where(happens, at, T - 1) - tt + 1).sum())
         i, new, at = idx[happens], new[happens], at[happens]
         state[i] = new
-        f = first[i, new] < 0
-        first[i[f], new[f]] = at[f]
+        cell = i * S + new
+        f = first[cell] < 0
+        first[cell[f]] = at[f]
         absorbed = pw.absorbing[new]
         end[i[absorbed]] = at[absorbed]
         t_next[i] = at + 1
