@@ -27,7 +27,7 @@ from . import rng
 from .behaviour import make_policy
 from .caseload import Caseload, PolicyError
 from ..model.contract import Contract, Rule, compile_contract
-from .ledger import KINDS, LENDER, STAFF_AND_SUPPLIERS, Ledger, LedgerRows, Rows, Vocabulary, flows_by_rep
+from .ledger import KINDS, LENDER, STAFF_AND_SUPPLIERS, Ledger, LedgerRows, Rows, Vocabulary
 from ..model.organisation import Allocation, Organisation, compile_allocation, compile_organisations
 from ..model.pathway import FULL, MINIMAL, Pathway, compile_pathway
 from ..model.money import to_pence
@@ -781,12 +781,22 @@ class _Run:
                 b = int(np.flatnonzero(bad)[0])
                 raise InvariantError(f"replication {rep[b]}: {message(b)}")
 
-        def by_rep(sel: np.ndarray, col: str = "amount", rows: dict = led) -> np.ndarray:
-            return np.rint(np.bincount(rows["rep"][sel], weights=rows[col][sel], minlength=R)).astype(np.int64)
+        def by_rep(col: str, rows: dict) -> np.ndarray:
+            return np.rint(np.bincount(rows["rep"], weights=rows[col], minlength=R)).astype(np.int64)
 
+        # money by (replication, payer, payee), and into / out of each party by month, from the ledger rows
+        NP = len(self.m.vocab.parties)
+        pence = led["amount"].astype(np.float64)  # float sums of integer pence are exact below 2**53
+
+        def total(key: np.ndarray, size: int) -> np.ndarray:
+            return np.rint(np.bincount(key, weights=pence, minlength=size)).astype(np.int64)
+
+        pair = total((led["rep"] * NP + led["payer"]) * NP + led["payee"], R * NP * NP).reshape(R, NP, NP)
+        into = total((led["rep"] * NP + led["payee"]) * H + led["month"], R * NP * H).reshape(R, NP, H)
+        out_of = total((led["rep"] * NP + led["payer"]) * H + led["month"], R * NP * H).reshape(R, NP, H)
         for o, org in enumerate(self.orgs):
             P = self.P_ORG[o]
-            derived = org.opening_cash + np.cumsum(flows_by_rep(led, P, R, H) - flows_by_rep(led, P, R, H, incoming=False), axis=1)
+            derived = org.opening_cash + np.cumsum(into[:, P] - out_of[:, P], axis=1)
             differs = derived != self.cash[:, :, o]
             check(differs.any(axis=1), lambda b: f"cash of {org.name} from the ledger differs from the engine's at month "
                                                  f"{int(np.flatnonzero(differs[b])[0])}")
@@ -808,19 +818,19 @@ class _Run:
         sm = self._settlement_arrays = self.settlements.arrays()
         fee_cum = np.concatenate([[0], np.cumsum(self.c.fee_due)])
         fee_months = np.minimum(np.where(self.alive(0), self.m.months, self.failed[:, 0] + 1), self.m.months)
-        claimed = by_rep(slice(None), "amount_claimed", cm) - by_rep(slice(None), "amount_rejected", cm) + fee_cum[fee_months]
-        settled = by_rep(slice(None), "amount_due", sm)
+        claimed = by_rep("amount_claimed", cm) - by_rep("amount_rejected", cm) + fee_cum[fee_months]
+        settled = by_rep("amount_due", sm)
         check(claimed != settled, lambda b: f"accepted claims {claimed[b]} != settled {settled[b]}")
-        paid = by_rep(slice(None), "amount_paid", sm)
-        from_commissioner = by_rep(led["payer"] == self.P_COMM)
+        paid = by_rep("amount_paid", sm)
+        from_commissioner = pair[:, self.P_COMM].sum(axis=1)
         check((paid != from_commissioner) | ((paid > self.c.cap) if self.c.cap is not None else False),
               lambda b: f"commissioner paid {from_commissioner[b]}, settlements say {paid[b]}")
         # the chain: what the commissioner pays is what the prime keeps plus what it passed down
         prime = self.P_ORG[0]
-        to_subs = by_rep((led["payer"] == prime) & np.isin(led["payee"], self.P_ORG[1:]))
+        to_subs = pair[:, prime, self.P_ORG[1:]].sum(axis=1)
         check(to_subs != self.scheduled_transfers,
               lambda b: f"prime owed subcontractors {self.scheduled_transfers[b]}, paid {to_subs[b]}")
-        clawed = by_rep((led["payer"] == prime) & (led["payee"] == self.P_COMM))
+        clawed = pair[:, prime, self.P_COMM]
         check((clawed != self.clawed) | ((paid - clawed > self.c.cap) if self.c.cap is not None else False),
               lambda b: f"clawbacks in the ledger {clawed[b]} != {self.clawed[b]}")
         if self.person_paid is not None:
@@ -829,13 +839,12 @@ class _Run:
                   lambda b: "a client's payments exceed the per-person cap")
         if self.fin is not None:
             inv = self.P_INV
-            drawn = by_rep(led["payer"] == inv)
-            repaid = by_rep(led["payee"] == inv)
+            drawn = pair[:, inv].sum(axis=1)
+            repaid = pair[:, :, inv].sum(axis=1)
             check((drawn != self.fin_drawn) | (repaid != self.fin_repaid) | (drawn > self.fin.commitment),
                   lambda b: "investor flows in the ledger disagree with the engine")
-        into_prime = by_rep((led["payee"] == prime) & (led["payer"] == self.P_COMM))
+        into_prime = pair[:, self.P_COMM, prime]
         check(into_prime != from_commissioner, lambda b: "commissioner payments did not all reach the prime")
-
 
 def _passed(sub: Organisation, kind: str, paid: np.ndarray) -> np.ndarray:
     """Pence the prime passes on of each payment ``paid`` of ``kind`` received for ``sub``'s clients (truncated)."""
