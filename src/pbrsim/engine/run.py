@@ -41,8 +41,9 @@ FFS_ITEMS = ("ffs_start", "ffs_month")
 K = {k: i for i, k in enumerate(KINDS)}
 CLAIM_COLUMNS = ["month", "item", "segment", "organisation", "claims", "rejected", "amount_claimed", "amount_rejected"]
 SETTLEMENT_COLUMNS = ["month", "item", "segment", "organisation", "amount_due", "amount_paid", "amount_capped"]
-# clients of one batch: bounds the arrays (about 50 bytes a client) whatever the number of replications
-MAX_BATCH_CLIENTS = 1_000_000
+# memory of one batch's arrays, whatever the number of replications: about 50 bytes a client, plus the
+# monthly arrays and ledger rows of each replication (a million clients of a small contract)
+MAX_BATCH_BYTES = 80 << 20
 
 
 class InvariantError(RuntimeError):
@@ -859,11 +860,13 @@ def _sum_by(cell: np.ndarray, amount: np.ndarray, size: int) -> np.ndarray:
 
 
 def batch_size(model: Model) -> int:
-    """Replications per batch: as many as keep a batch's clients near ``MAX_BATCH_CLIENTS``."""
+    """Replications per batch: as many as keep a batch's arrays within ``MAX_BATCH_BYTES`` (expected clients,
+    monthly arrays by organisation and state, ledger rows of a month's costs and payments)."""
     from .referrals import expected_counts
 
-    per_rep = float(expected_counts(model.scenario).sum())
-    return max(1, int(MAX_BATCH_CLIENTS // max(per_rep, 1.0)))
+    H, O, S, G = model.horizon, len(model.organisations), model.pathway.n_states, len(model.pathway.segments)
+    per_rep = 50 * float(expected_counts(model.scenario).sum()) + 8 * H * O * (S + 4) + 56 * H * O * (2 * G + 4)
+    return max(1, int(MAX_BATCH_BYTES // per_rep))
 
 
 def run_batch(model: Model, seed: int, replications) -> Batch:
