@@ -81,7 +81,6 @@ class Caseload:
         self.months_no_service = np.zeros(N, dtype=np.int16)
         self.end_month = np.full(N, -1, dtype=np.int16)
         self.since = np.zeros(N, dtype=np.int16)  # first month in the current state not yet accrued
-        self.paused_until = np.full(N, -1, dtype=np.int16)
         self.sust_count = np.zeros((N, n_sust), dtype=np.int16)
         self.admitted = np.zeros(R, dtype=np.int64)  # clients admitted so far, per replication
         # keys for every month's transitions (and allocations), derived once
@@ -411,7 +410,6 @@ class Caseload:
         rb, seg = self.w_rb[pos], self.seg[g].astype(np.int64)
         new_cell = (rb * self.O + target) * self.G + seg
         self.org[g] = target
-        self.paused_until[g] = t + gap
         self.since[g] = t + gap + 1
         if restart is not None:
             self.w_row[pos] += self.row_of_state_k[restart] - self.row_of_state_k[self.w_state[pos].astype(np.int64)]
