@@ -121,14 +121,14 @@ class Ledger:
         keep = amounts != 0
         if not keep.all():
             reps, amounts = reps[keep], amounts[keep]
-            fields = [f[keep] if np.ndim(f) else f for f in fields]
+            fields = [f[keep] if isinstance(f, np.ndarray) else f for f in fields]
         if not len(amounts):
             return
         if amounts.min() < 0:
             raise ValueError(f"negative ledger amount {int(amounts.min())}")
         for col, sign in ((1, -1), (2, 1)):
             party = fields[col]
-            if np.ndim(party) == 0:
+            if not isinstance(party, np.ndarray):
                 self.balance[:, party] += sign * np.rint(np.bincount(reps, weights=amounts, minlength=len(self.balance))).astype(np.int64)
             else:
                 np.add.at(self.balance, (reps, party), sign * amounts)
@@ -145,9 +145,10 @@ class Ledger:
         order = np.argsort(reps.astype(np.uint16) if reps.max(initial=0) < 1 << 16 else reps, kind="stable")
         ends = np.cumsum(lengths)
         out = {"rep": reps[order].astype(np.int64)}
+        varies = [i for i, f in enumerate(self.fields) if not isinstance(f, tuple)]  # posts with values per row
         for j, col in enumerate(LEDGER_COLUMNS[:-1]):
-            per_row = [i for i, f in enumerate(self.fields) if np.ndim(f[j])]  # chunks with a value per row
-            values = np.repeat(np.array([0 if np.ndim(f[j]) else f[j] for f in self.fields], dtype=np.int64), lengths)
+            per_row = [i for i in varies if isinstance(self.fields[i][j], np.ndarray)]
+            values = np.repeat(np.array([0 if isinstance(f[j], np.ndarray) else f[j] for f in self.fields], dtype=np.int64), lengths)
             for i in per_row:
                 values[ends[i] - lengths[i]:ends[i]] = self.fields[i][j]
             out[col] = values[order]

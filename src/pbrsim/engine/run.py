@@ -358,7 +358,7 @@ class _Run:
         """The prime pays subcontractor(s) ``sub`` at ``month`` (its settlement phase, or now if that has passed);
         ``sub`` and ``segment`` are one value or one per row."""
         yield self.env.timeout(max(0.0, month + SETTLE_PHASE - self.env.now))
-        if np.ndim(sub) == 0 and np.ndim(segment) == 0:
+        if not isinstance(sub, np.ndarray) and not isinstance(segment, np.ndarray):
             self.ledger.post(reps, month, self.P_ORG[0], self.P_ORG[sub], kind, amounts, item, segment)
             self.income_cum[reps, sub] += amounts
         else:
@@ -373,8 +373,8 @@ class _Run:
             return
         if not pos.all():
             reps, amounts = reps[pos], amounts[pos]
-            sub = sub if np.ndim(sub) == 0 else sub[pos]
-            segment = segment if np.ndim(segment) == 0 else segment[pos]
+            sub = sub[pos] if isinstance(sub, np.ndarray) else sub
+            segment = segment[pos] if isinstance(segment, np.ndarray) else segment
         np.add.at(self.scheduled_transfers, reps, amounts)
         self.env.process(self._later(month, sub, kind, item, segment, reps, amounts))
 
