@@ -21,10 +21,10 @@ COMPARE_SCRATCH = "pbrsim-compare-"  # compare's folder in the system temporary 
 
 def _dataset_names() -> list[str]:
     """The names a dataset uses at its top level (experiments/dataset.py, experiments/batch.py)."""
-    from ..experiments.batch import SUMMARY_CSV, SUMMARY_PARQUET
+    from ..experiments.batch import LONG_PARQUET, SUMMARY_CSV, SUMMARY_PARQUET
     from ..experiments.dataset import LOCK, MANIFEST, RUNS
 
-    return [MANIFEST, "experiment.yaml", "designs", RUNS, SUMMARY_PARQUET, SUMMARY_CSV, LOCK]
+    return [MANIFEST, "experiment.yaml", "designs", RUNS, SUMMARY_PARQUET, SUMMARY_CSV, LONG_PARQUET, LOCK]
 
 
 def _claim_dataset_folder(out: Path, overwrite: bool) -> None:
