@@ -167,16 +167,17 @@ def simulate(
     *,
     workers: int | None = 1,
     executor: str = "process",
+    scheduler=None,
 ) -> SimulationResult:
     """Run replications 0..replications-1 of ``scenario`` with root ``seed``; ``workers`` processes (None: one
-    per core) give the same result as one."""
+    per core), or a Dask cluster (``executor="dask"``, ``scheduler`` its address), give the same result as one."""
     if replications < 1:
         raise ValueError("replications must be at least 1")
     model = compile_model(scenario)
     if executor == "serial" or (workers == 1 and executor == "process") or replications == 1:
         frames = run_tables(model, seed, range(replications), progress)
     else:
-        frames = run_tables_parallel(model, seed, replications, workers, executor, progress)
+        frames = run_tables_parallel(model, seed, replications, workers, executor, progress, scheduler)
     per_rep, summary = summarise_tables(model, frames, seed)
     return SimulationResult(model=model, seed=seed, replications=replications, frames=frames, per_replication=per_rep,
                             summary=summary)

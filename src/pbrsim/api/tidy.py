@@ -29,13 +29,17 @@ def unit_words(unit: str, currency: str) -> str:
 
 def tidy_summary(summary: pd.DataFrame, segments: Iterable[str], organisations: Iterable[str], currency: str) -> pd.DataFrame:
     """``summary_table`` rows as a tidy table: the bracketed figure name split into metric, organisation,
-    segment and item, the unit in words; ``figure`` keeps the name used in summary files."""
+    segment and item, the unit in words; ``figure`` keeps the name used in summary files. Columns the
+    summary has beyond the standard ones (a dataset's sweep values) stay, at the end."""
+    from ..analysis.compare import SUMMARY_COLUMNS
+
+    extra = [c for c in summary.columns if c not in SUMMARY_COLUMNS]
     keys = key_columns(summary["metric"].unique(), segments, organisations).rename(columns={"name": "figure"})
     out = summary.rename(columns={"metric": "figure"}).merge(keys, on="figure", how="left")
     out["unit"] = [unit_words(u, currency) for u in out["unit"]]
     for col in ("organisation", "segment", "item"):
         out[col] = out[col].astype("string")
-    return out[TIDY_COLUMNS].reset_index(drop=True)
+    return out[TIDY_COLUMNS + extra].reset_index(drop=True)
 
 
 def headline(table: pd.DataFrame) -> pd.DataFrame:

@@ -25,6 +25,7 @@ COMMANDS = {
     "import-indigo": "indigo",
     "calibrate": "calibrate",
     "portfolio": "portfolio",
+    "completion": "completion",
 }
 
 

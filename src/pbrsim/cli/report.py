@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import click
 
-from .common import allow_large_option, fail_input, overwrite_option, writing
+from .common import allow_large_option, fail_input, out_option, overwrite_option, quiet_option, writing
 
 
 @click.command()
 @click.argument("directory", type=click.Path(file_okay=False, exists=True))
-@click.option("--out", type=click.Path(file_okay=False),
-              help="Folder for report.html and the chart PNG files [default: DIRECTORY/report].")
-@click.option("--quiet", is_flag=True, help="Print nothing on success.")
+@out_option("Folder for report.html and the chart PNG files [default: DIRECTORY/report].")
+@quiet_option("Print nothing on success.")
 @overwrite_option
 @allow_large_option
 def report(directory, out, quiet, overwrite):

@@ -187,7 +187,7 @@ def _changes(old: dict, exp: Experiment) -> list[str]:
     elif file_changed and not (changed or added or removed):
         notes.append("no design changed (comments or formatting only?)")
     if old.get("layout") != LAYOUT:
-        notes.append("the dataset was written by an earlier pbrsim, one file per run: --force rewrites it in chunks")
+        notes.append("the dataset was written by an earlier pbrsim, one file per run: --accept-changes rewrites it in chunks")
     return notes
 
 
@@ -205,7 +205,7 @@ def _prepare(exp: Experiment, out: Path, force: bool, overwrite: bool = False) -
     if notes and not force:
         raise ChangedExperiment(
             f"{out} holds runs of a different version of this experiment:\n  - " + "\n  - ".join(notes)
-            + "\nRerun with --force to keep the runs that are still valid and run the rest, or choose another --out."
+            + "\nRerun with --accept-changes to keep the runs that are still valid and run the rest, or choose another --out."
         )
     valid = {d.name: d.fingerprint for d in exp.designs}
     before = {d["name"]: d["sha256"] for d in (old or {}).get("designs", [])}
@@ -232,7 +232,7 @@ def _prepare(exp: Experiment, out: Path, force: bool, overwrite: bool = False) -
         "status": "running",
         "runs": {"total": exp.runs, "done": 0},
         "sessions": (old or {}).get("sessions", [])
-        + ([{"at": _now(), "note": "experiment changed, accepted with --force: " + "; ".join(notes)}] if notes else []),
+        + ([{"at": _now(), "note": "experiment changed, accepted with --accept-changes: " + "; ".join(notes)}] if notes else []),
     }
     return manifest
 

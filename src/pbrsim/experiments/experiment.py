@@ -486,3 +486,28 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ExperimentError(src, problems)
     return Experiment(name=spec.name or path.stem, path=path, sha256=file_hash(path), description=spec.description, seed=spec.seed,
                       replications=spec.replications, tables=tables, designs=tuple(designs), base_hashes=base_hashes)
+
+
+def with_runs(exp: Experiment, seed: int | None = None, replications: int | None = None) -> Experiment:
+    """``exp`` with another root seed and/or number of replications (the command line's --seed and -n),
+    checked against the same limits as the file's own; raises ExperimentError naming the option."""
+    from dataclasses import replace
+
+    if seed is None and replications is None:
+        return exp
+    seed = exp.seed if seed is None else seed
+    replications = exp.replications if replications is None else replications
+    limits = lim.active()
+    runs = len(exp.designs) * replications
+    problems: list[tuple[str, str]] = []
+    if replications > 1_000_000:
+        problems.append(("--replications", "at most 1,000,000 replications of each design"))
+    elif limits.runs is not None and runs > limits.runs:
+        problems.append(("--replications", f"{len(exp.designs):,} designs × {replications:,} replications = {lim.fmt_count(runs)} runs; "
+                         f"at most {limits.runs:,} ({limits.flag_hint()})"))
+    else:
+        problems += [("--replications", rule) for _, rule in _run_size_problems(list(exp.designs), replications, limits)]
+    if problems:
+        raise ExperimentError(str(exp.path), problems)
+    designs = tuple(replace(d, fingerprint=fingerprint(d.raw, seed, exp.tables)) for d in exp.designs)
+    return replace(exp, seed=seed, replications=replications, designs=designs)
