@@ -72,7 +72,8 @@ def test_summary_table_is_in_pounds_and_agrees_with_the_summary(result):
     t = result.summary_table()
     spend = t[t.figure == "paid_total"].iloc[0]
     assert spend.unit == "pounds" and spend["mean"] == pytest.approx(result.summary["commissioner"]["paid_total"]["mean"])
-    ledger_pounds = result.ledger.loc[result.ledger["from"] == "commissioner", "amount"].sum() / 100 / result.replications
+    ledger = result.ledger
+    ledger_pounds = ledger.loc[ledger.payer == result.scenario.contract.commissioner, "amount"].sum() / 100 / result.replications
     assert spend["mean"] == pytest.approx(ledger_pounds)
     rates = t[(t.metric == "outcome_rate") & t.segment.notna()]
     assert set(rates.segment) == {"easy", "complex"} and (rates.unit == "fraction").all()
@@ -131,14 +132,14 @@ def test_compare_in_memory_matches_pbrsim_compare(tmp_path):
     out = tmp_path / "ds"
     r = CliRunner().invoke(main, ["compare", str(EXPERIMENT), "-n", "4", "-o", str(out), "--executor", "serial", "-q"])
     assert r.exit_code == 0, r.output
-    cli = pd.read_parquet(out / "summary.parquet").set_index(["design", "metric"])
-    mine = comparison.table().set_index(["design", "figure"])
-    joined = mine.join(cli[["mean", "diff"]], rsuffix="_cli", how="inner")
-    assert len(joined) == len(cli)
+    cli = pd.read_parquet(out / "summary.parquet").rename(columns={"metric": "figure"})
+    mine = comparison.table()
+    joined = mine.merge(cli[["design", "figure", "mean", "diff"]], on=["design", "figure"], suffixes=("", "_cli"))
+    assert len(joined) == len(cli) == len(mine)
     np.testing.assert_allclose(joined["mean"], joined["mean_cli"])
     np.testing.assert_allclose(joined["diff"].astype(float), joined["diff_cli"].astype(float))
     # the copy of the baseline differs by exactly nothing; the sweep's values are a typed column
-    same = mine.loc[("same_as_blended", "paid_total")]
+    same = mine.set_index(["design", "figure"]).loc[("same_as_blended", "paid_total")]
     assert same["diff"] == 0 and same["diff_lo"] == 0
     assert str(comparison.table()["share_of_value"].dtype) == "Float64"
     assert "difference from blended" in comparison._repr_html_()
