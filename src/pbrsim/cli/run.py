@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from ..scenario.schema import ScenarioError, file_hash, json_schema, load_scenario
-from ..value.appraisal import check as check_value
 from .common import (EXIT_INPUT, allow_large_option, executor_option, exit_with_problems, fail_input, format_option, load_or_exit,
                      out_option, overwrite_option, print_frame, progress_bar, quiet_option, replications_option, report_option,
                      run_size_or_exit, scheduler_option, seed_option, workers_option, writing)
@@ -19,6 +18,8 @@ PARALLEL_FROM = 50  # replications from which `run` uses worker processes by def
 
 def check_value_or_exit(sc, path: str) -> None:
     """Value input the schema cannot check (unit-cost keys, deflators, appraisal length): exit 2 before running."""
+    from ..value.appraisal import check as check_value
+
     try:
         check_value(sc, path)
     except ScenarioError as exc:
@@ -134,7 +135,10 @@ def _check_one(path: str) -> str:
     kind = kind_of_file(path) or "scenario"
     if kind == "scenario":
         sc = load_scenario(path)
-        check_value(sc, path)
+        if sc.value is not None:  # the value checks need the unit-cost table and numpy: only with a value section
+            from ..value.appraisal import check as check_value
+
+            check_value(sc, path)
         return (f"{path}: OK (scenario {sc.name}: {len(sc.segments)} segments, {len(sc.pathway.states)} states, "
                 f"{len(sc.contract.payments)} payment lines, {sc.months} months)")
     if kind == "experiment":
