@@ -102,22 +102,17 @@ class RunMethods:
 
     # -- exports -------------------------------------------------------------------------------------
 
-    def save(self, folder: str | Path, *, overwrite: bool = False, report: bool = False) -> Path:
+    def save(self, folder: str | Path, *, overwrite: bool = False) -> Path:
         """Write the run as ``pbrsim run`` does (Parquet tables, summary.json, manifest.json; docs/outputs.md):
         a folder holding files pbrsim did not write is refused unless ``overwrite`` (which still never
-        changes them). ``report`` also writes the HTML report into ``folder/report``."""
+        changes them). ``pbrsim report FOLDER`` then draws its HTML report."""
         from ..store import manifest, write_folder
 
         sc = self.model.scenario
         digest = hashlib.sha256(json.dumps(sc.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
         man = manifest(digest, self.seed, {"scenario": sc.name, "method": "montecarlo", "replications": self.replications,
                                            "made_by": "pbrsim Python API (SimulationResult.save)"})
-        out = write_folder(folder, self.tables(), self.summary, man, overwrite=overwrite)
-        if report:
-            from ..report import build_report
-
-            build_report(Path(folder), overwrite=overwrite)
-        return Path(out)
+        return Path(write_folder(folder, self.tables(), self.summary, man, overwrite=overwrite))
 
     def export(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write ``summary_table()`` to one file: .csv, .parquet or .json by its suffix (atomically; an

@@ -76,6 +76,8 @@ def run(scenario, seed, replications, out, method, workers, executor, scheduler,
         man["seed"] = None
         if with_report:
             fail_input("--report needs a Monte Carlo run (cash-flow charts come from simulated months); drop --method exact")
+        if fmt != "table":
+            fail_input("--format csv/json prints the Monte Carlo summary; drop --method exact (its tables are written as Parquet)")
         summary = ex.summary()
         if sc.value is not None:
             from ..value.exact import expected_value
