@@ -26,6 +26,7 @@ VOCABULARY = {
     "out": (["--out", "-o"], None),
     "with_report": (["--report"], None),
     "fmt": (["--format"], common.FORMAT_HELP),
+    "as_json": (["--json"], None),
     "quiet": (["--quiet", "-q"], None),
     "overwrite": (["--overwrite"], None),
     "allow_large": (["--allow-large"], None),

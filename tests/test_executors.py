@@ -416,14 +416,17 @@ def test_compare_removes_the_temporary_folders_of_a_killed_compare(tmp_path):
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     code = "import sys; from pbrsim.cli.main import main; sys.exit(main())"
     long = write_experiment(tmp_path, "long", 400)
+    err_file = (tmp_path / "compare-stderr.txt").open("w")
     proc = subprocess.Popen([sys.executable, "-c", code, "compare", str(long), "--workers", "2", "--quiet", "--chunk", "1"],
-                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=err_file)
     deadline = time.monotonic() + 240  # generous: a loaded machine starts processes slowly
     while time.monotonic() < deadline and not list(tmp_path.glob("pbrsim-compare-*/long/runs/replications/*/*")):
         time.sleep(0.01)
-    assert proc.poll() is None, "the compare ended before it could be killed"
+    err_file.close()
+    assert proc.poll() is None, f"the compare ended before it could be killed: {(tmp_path / 'compare-stderr.txt').read_text()}"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
+    (tmp_path / "compare-stderr.txt").unlink()
     assert len(list(tmp_path.glob("pbrsim-compare-*"))) == 1 and len(list(tmp_path.glob("pbrsim-mp-*"))) == 1
     (tmp_path / "notes").mkdir()  # a folder of someone else's beside them is never touched
     short = write_experiment(tmp_path, "short", 1)

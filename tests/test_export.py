@@ -1,4 +1,5 @@
-"""Spreadsheet exports (``pbrsim export``): the workbook and CSV files read back match the folder's own figures."""
+"""Outputs people read: spreadsheet exports (``pbrsim export``) read back match the folder's own figures, and
+every chart of every report type is readable (no repeated tick labels, no overlapping or cut-off text)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,9 @@ def folders(tmp_path_factory):
     r = _invoke("batch", exp, "--out", base / "experiment", "--executor", "serial", "--quiet")
     assert r.exit_code == 0, r.output
     runs["experiment"] = base / "experiment"
-    r = _invoke("stress", SCENARIOS / "blended_vcs.yaml", "-n", "6", "--only", "shortfall_10", "--out", base / "stress", "--quiet")
+    # a bid that fails in most runs: every built-in shock, some helping and some hurting
+    r = _invoke("stress", SCENARIOS / "outcomes_only_vcs.yaml", "-n", "12", "--executor", "serial", "--out", base / "stress",
+                "--quiet")
     assert r.exit_code == 0, r.output
     runs["stress"] = base / "stress"
     return runs
@@ -178,3 +181,121 @@ def test_export_keeps_the_output_rule(folders, tmp_path):
     r = _invoke("run", SCENARIOS / "blended_vcs.yaml", "-n", "6", "--seed", "4", "--out", out, "--quiet")
     assert r.exit_code == 0, r.output
     assert not (out / "export").exists()
+
+
+def test_the_layout_check_finds_repeated_ticks_overlaps_and_cut_off_text():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
+
+    from pbrsim.report.style import layout_problems, percent_formatter
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.set_xlim(0.311, 0.324)  # a narrow range of rates, as in a comparison of close designs
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.text(0.315, 0.5, "a label here")
+    ax.text(0.315, 0.5, "and one on top of it")
+    ax.set_ylabel("a y label far longer than the figure is tall, so that it cannot fit " * 2)
+    problems = layout_problems(fig)
+    assert any("tick labels repeat" in p for p in problems)
+    assert any("overlap" in p for p in problems)
+    assert any("cut off" in p for p in problems)
+    ax.xaxis.set_major_formatter(percent_formatter(ax.xaxis))
+    assert not any("tick labels repeat" in p for p in layout_problems(fig))
+    plt.close(fig)
+
+
+def test_every_chart_of_each_report_type_is_readable(folders):
+    from pbrsim.report.build import experiment_report, run_report
+    from pbrsim.report.data import load_experiment, load_run
+    from pbrsim.report.stress import stress_charts
+
+    charts = []
+    for name in ("value", "chain", "blended"):
+        charts += run_report(load_run(folders[name])).charts
+    charts += experiment_report(load_experiment(folders["experiment"])).charts
+    stress = stress_charts(json.loads((folders["stress"] / "summary.json").read_text()),
+                           pd.read_parquet(folders["stress"] / "cash.parquet"))
+    assert stress[0].name == "stress_cash"  # the cash fan over months comes first on the stress page
+    charts += stress
+    assert len(charts) > 20
+    bad = {c.name: c.problems for c in charts if c.problems}
+    assert not bad, bad
+
+
+def test_json_prints_the_summary_for_scripts(folders, tmp_path):
+    """--json: one JSON document on standard output, the same figures as the files written."""
+    r = CliRunner().invoke(main, ["run", str(SCENARIOS / "blended_vcs.yaml"), "-n", "4", "--seed", "2",
+                                  "--out", str(tmp_path / "run"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == json.loads((tmp_path / "run" / "summary.json").read_text())
+    r = CliRunner().invoke(main, ["stress", str(SCENARIOS / "blended_vcs.yaml"), "-n", "4", "--only", "shortfall_10",
+                                  "--executor", "serial", "--out", str(tmp_path / "stress"), "--json"])
+    assert r.exit_code == 0, r.output
+    printed = json.loads(r.stdout)
+    written = json.loads((tmp_path / "stress" / "summary.json").read_text())
+    assert printed["stresses"] == written["stresses"] and printed["organisation"] == written["organisation"]
+    exp = folders["experiment"] / "experiment.yaml"
+    r = CliRunner().invoke(main, ["compare", str(exp), "--executor", "serial", "--out", str(tmp_path / "cmp"), "--json"])
+    assert r.exit_code == 0, r.output
+    printed = json.loads(r.stdout)
+    table = pd.read_parquet(tmp_path / "cmp" / "summary.parquet")
+    assert len(printed["rows"]) == len(table)
+    assert [row["mean"] for row in printed["rows"]] == [None if pd.isna(v) else v for v in table["mean"]]
+
+
+def test_headlines_quote_the_figures_of_the_summary(folders):
+    from pbrsim.model.money import money
+    from pbrsim.report.headlines import experiment_headlines, pct, pct_interval, run_headlines, stress_headlines
+
+    summary = json.loads((folders["blended"] / "summary.json").read_text())
+    lines = run_headlines(summary, "GBP")
+    text = " ".join(lines)
+    allc = next(s for s in summary["segments"] if s["segment"] == "all")
+    assert pct_interval(allc["outcome_rate"]) in text
+    assert money(summary["commissioner"]["paid_total"]["mean"]) in text
+    assert money(summary["commissioner"]["cost_per_outcome"]["lo"]) in text
+    for org in summary["organisations"]:
+        assert f"{org['organisation']} runs out of cash in {pct_interval(org['ran_out_of_cash'])} of runs" in text
+        assert money(org["lowest_cash"]["p50"]) in text
+    value = json.loads((folders["value"] / "summary.json").read_text())
+    assert money(value["value"]["net_public_value"]["mean"]) in " ".join(run_headlines(value, "GBP"))
+
+    table = pd.read_parquet(folders["experiment"] / "summary.parquet")
+    lines = experiment_headlines(table, "blended", "GBP")
+    failed = table[table.metric.str.startswith("failed[")]
+    first = next(line for line in lines if "runs out of cash" in line)
+    for row in failed.itertuples():
+        if row.design != "blended":
+            assert f"under {row.design} in {pct(row.mean)}" in first
+    cpo = table[(table.metric == "cost_per_outcome") & (table.design == "outcomes_only")].iloc[0]
+    assert f"{money(cpo['mean'])} under outcomes_only (paired difference {money(cpo['diff'])}" in " ".join(lines)
+
+    stress = json.loads((folders["stress"] / "summary.json").read_text())
+    lines = stress_headlines(stress)
+    base = stress["stresses"][0]
+    assert lines[0] == f"Unstressed, {stress['organisation']} runs out of cash in {pct_interval(base['ran_out_of_cash'])} of runs."
+    assert money(base["working_capital"]["estimate"], stress["currency"]) in lines[-1]
+    # near 0% or 100% failure: shocks ranked by lowest cash, and the sentence says why
+    p = base["ran_out_of_cash"]["mean"]
+    if p <= 0.02 or p >= 0.98:
+        assert any("ranked by the lowest cash" in line for line in lines)
+    else:
+        worst = max(stress["stresses"][1:], key=lambda r: r["change"]["ran_out_of_cash"]["diff"])
+        assert any(worst["label"] in line for line in lines)
+
+
+def test_reports_open_with_headlines_and_leave_out_empty_sections(folders, tmp_path):
+    r = _invoke("report", folders["blended"], "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert html.index('id="headlines"') < html.index('id="contents"')
+    assert 'id="design-comparison"' not in html  # a single run has nothing to compare
+    assert "(prime)" not in html  # a lone provider is a provider
+    assert "@page { size: A4" in html
+    r = _invoke("report", folders["experiment"], "--out", tmp_path / "exp")
+    assert r.exit_code == 0, r.output
+    html = (tmp_path / "exp" / "report.html").read_text()
+    assert html.index('id="headlines"') < html.index('<section id="design-comparison"') < html.index('<section id="cash-flow"')

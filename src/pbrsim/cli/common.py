@@ -64,6 +64,22 @@ def writing():
         fail_environment(str(exc))
 
 
+def json_option(f):
+    """``--json``: the summary as JSON on standard output, for scripts (no tables, no progress bar)."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print the summary as JSON on standard output, for scripts (no tables or progress bar; "
+                             "money in pounds, rates as fractions).")(f)
+
+
+def print_json(obj) -> None:
+    """Write ``obj`` as one JSON document on standard output (NaN written as null)."""
+    import json
+
+    from ..store import jsonable
+
+    click.echo(json.dumps(jsonable(obj), ensure_ascii=False, allow_nan=False))
+
+
 def overwrite_option(f):
     return click.option("--overwrite", is_flag=True,
                         help="Write into an output that holds other files: pbrsim's own files there are replaced, "
@@ -156,7 +172,8 @@ WORKERS_HELP = "Worker processes [default: all cores]."
 SCHEDULER_HELP = "dask.distributed scheduler address (with --executor dask) [default: start a local cluster]."
 QUIET_HELP = "No progress bar or tables."
 REPORT_HELP = "Also write the HTML report."
-FORMAT_HELP = "How the summary is printed: a table for people, or CSV / JSON (one row per figure, money in pounds) for programs."
+FORMAT_HELP = ("How the summary is printed: a table for people, or CSV for programs (a tidy table, one row per figure; "
+               "money in pounds, rates as fractions). --json prints the summary as one JSON document instead.")
 
 
 def seed_option(default: int | None = 0, help: str = "Root random seed.", **kw):
@@ -203,8 +220,8 @@ def report_option(help: str = REPORT_HELP):
 
 
 def format_option(f):
-    """``--format table|csv|json``."""
-    return click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+    """``--format table|csv``."""
+    return click.option("--format", "fmt", type=click.Choice(["table", "csv"]), default="table", show_default=True,
                         help=FORMAT_HELP)(f)
 
 
@@ -222,8 +239,5 @@ def deprecated_alias(old: str, dest: str, new: str, flag: bool = True, **kw):
 
 
 def print_frame(df, fmt: str) -> None:
-    """A tidy table on stdout as CSV or JSON records (for ``--format csv|json``)."""
-    if fmt == "csv":
-        click.echo(df.to_csv(index=False), nl=False)
-    else:
-        click.echo(df.to_json(orient="records", indent=1))
+    """A tidy table on stdout as CSV (for ``--format csv``)."""
+    click.echo(df.to_csv(index=False), nl=False)

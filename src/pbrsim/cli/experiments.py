@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 
 from .common import (allow_large_option, deprecated_alias, err_console, executor_option, exit_if_wrong_kind, exit_with_error, fail_environment,
-                     fail_input, format_option, out_option, overwrite_option, print_frame, progress_bar, quiet_option,
+                     fail_input, format_option, json_option, out_option, overwrite_option, print_frame, print_json, progress_bar, quiet_option,
                      replications_option, report_option, scheduler_option, seed_option, workers_option, writing)
 from ..scenario.schema import ScenarioError
 
@@ -165,10 +165,12 @@ def _print(summary, manifest, console: Console):
 @report_option("Also write the HTML report (to OUT/report, or results/<experiment>/report without --out).")
 @_execution_options
 @format_option
+@json_option
 @overwrite_option
 def compare(experiment, out, seed, replications, executor, workers, scheduler, connect_timeout, chunk, accept_changes, quiet,
-            with_report, fmt, overwrite):
+            with_report, fmt, as_json, overwrite):
     """Run every design of EXPERIMENT and print them side by side, with paired differences from the baseline."""
+    quiet = quiet or as_json
     import pandas as pd
 
     from ..experiments import scratch
@@ -176,8 +178,10 @@ def compare(experiment, out, seed, replications, executor, workers, scheduler, c
     from ..store import KIND_REPORT, check_out, output_path
 
     force = accept_changes
+    if fmt != "table" and as_json:
+        fail_input("--format csv and --json both print to standard output; choose one")
     if fmt != "table":
-        quiet = True  # the summary goes to stdout as CSV or JSON instead
+        quiet = True  # the summary goes to stdout as CSV instead
     exp = _load_experiment_or_exit(experiment, seed, replications)
     console = Console()
     report_out = (Path(out) / "report") if out else output_path("results", exp.name, "report")
@@ -198,6 +202,9 @@ def compare(experiment, out, seed, replications, executor, workers, scheduler, c
         summary = pd.read_parquet(target / SUMMARY_PARQUET)  # the batch has just summarised the dataset
         if fmt != "table":
             _print_tidy(summary, target, manifest, fmt)
+        if as_json:
+            print_json({"experiment": exp.name, "seed": exp.seed, "replications": exp.replications,
+                        "baseline": exp.baseline.name, "rows": summary.to_dict(orient="records")})
         if not quiet:
             _print(summary, manifest, console)
             if out:
@@ -207,7 +214,8 @@ def compare(experiment, out, seed, replications, executor, workers, scheduler, c
 
             with writing():
                 html = build_report(target, out=report_out, overwrite=overwrite)
-            console.print(f"Report: [bold]{html}[/bold]")
+            if not quiet:
+                console.print(f"Report: [bold]{html}[/bold]")
     finally:
         if tmp is not None:
             scratch.release(tmp)

@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from ..scenario.schema import ScenarioError, file_hash, json_schema, load_scenario
-from .common import (EXIT_INPUT, allow_large_option, executor_option, exit_with_problems, fail_input, format_option, load_or_exit,
-                     out_option, overwrite_option, print_frame, progress_bar, quiet_option, replications_option, report_option,
+from .common import (EXIT_INPUT, allow_large_option, executor_option, exit_with_problems, fail_input, format_option, json_option, load_or_exit,
+                     out_option, overwrite_option, print_frame, print_json, progress_bar, quiet_option, replications_option, report_option,
                      run_size_or_exit, scheduler_option, seed_option, workers_option, writing)
 
 PARALLEL_FROM = 50  # replications from which `run` uses worker processes by default (below, starting them costs more)
@@ -39,22 +39,26 @@ def check_value_or_exit(sc, path: str) -> None:
 @quiet_option()
 @report_option("Also write the HTML report (DIR/report/report.html).")
 @format_option
+@json_option
 @overwrite_option
 @allow_large_option
-def run(scenario, seed, replications, out, method, workers, executor, scheduler, quiet, with_report, fmt, overwrite):
+def run(scenario, seed, replications, out, method, workers, executor, scheduler, quiet, with_report, fmt, as_json, overwrite):
     """Run SCENARIO and print a summary; tables are written as Parquet files.
 
     Running again into the same folder replaces the earlier results (and their report); a folder holding
     anything else is refused unless --overwrite (docs/outputs.md)."""
     if scheduler and executor != "dask":
         fail_input("--scheduler needs --executor dask")
+    if fmt != "table" and as_json:
+        fail_input("--format csv and --json both print to standard output; choose one")
     if fmt != "table":
-        quiet = True  # the table goes to stdout as CSV or JSON instead
+        quiet = True  # the table goes to stdout as CSV instead
     from rich.console import Console
 
     from ..store import KIND_REPORT, KIND_RUN, check_out, manifest, output_path, write_folder
     from .terminal import print_exact, print_summary
 
+    quiet = quiet or as_json
     sc = load_or_exit(scenario)
     check_value_or_exit(sc, scenario)
     if method == "montecarlo":
@@ -77,7 +81,7 @@ def run(scenario, seed, replications, out, method, workers, executor, scheduler,
         if with_report:
             fail_input("--report needs a Monte Carlo run (cash-flow charts come from simulated months); drop --method exact")
         if fmt != "table":
-            fail_input("--format csv/json prints the Monte Carlo summary; drop --method exact (its tables are written as Parquet)")
+            fail_input("--format csv prints the Monte Carlo summary; drop --method exact (its tables are written as Parquet)")
         summary = ex.summary()
         if sc.value is not None:
             from ..value.exact import expected_value
@@ -93,6 +97,8 @@ def run(scenario, seed, replications, out, method, workers, executor, scheduler,
 
                 print_exact_value(summary["value"], console, sc.currency)
             console.print(f"Results written to [bold]{out}[/bold].")
+        if as_json:
+            print_json(summary)
         return
 
     from ..experiments.executors import ExecutorFailed, ExecutorUnavailable
@@ -127,7 +133,10 @@ def run(scenario, seed, replications, out, method, workers, executor, scheduler,
 
         with writing():
             html = build_report(out, overwrite=overwrite)
-        console.print(f"Report: [bold]{html}[/bold]")
+        if not quiet:
+            console.print(f"Report: [bold]{html}[/bold]")
+    if as_json:
+        print_json(result.summary)
 
 
 def _check_one(path: str) -> str:
