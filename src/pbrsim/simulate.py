@@ -132,8 +132,9 @@ def _chunk_columns(task: tuple[str, dict, int, range]) -> dict[str, list]:
         _WORKER_MODELS.clear()
         model = _WORKER_MODELS[key] = compile_model(scenario_from_dict(raw, "<scenario>", LARGE))  # checked by the caller
     parts: dict[str, list] = {t: [] for t in TABLES}
-    for rep in reps:
-        for table, cols in replication_columns(model, run_replication(model, seed, rep)).items():
+    reps, size = list(reps), batch_size(model)
+    for i in range(0, len(reps), size):  # as run_tables does: the tables are the same whatever the batch size
+        for table, cols in batch_columns(model, run_batch(model, seed, reps[i:i + size])).items():
             parts[table].append(cols)
     return parts
 
