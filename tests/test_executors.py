@@ -235,11 +235,11 @@ def test_changed_experiment_is_refused_unless_forced_and_force_keeps_valid_runs(
     text = " ".join(r.output.split())
     assert "holds runs of a different version of this experiment" in text
     assert "designs whose scenario, seed, tables or pbrsim version changed: outcomes_only" in text
-    assert "replications 3 → 4" in text and "--force" in text
+    assert "replications 3 → 4" in text and "--accept-changes" in text
     with pytest.raises(ChangedExperiment):
         run_batch(load_experiment(path), out, executor="serial")
 
-    r = CliRunner().invoke(main, ["batch", str(path), "--out", str(out), "--executor", "serial", "--force"])
+    r = CliRunner().invoke(main, ["batch", str(path), "--out", str(out), "--executor", "serial", "--accept-changes"])
     assert r.exit_code == 0, r.output
     assert "5 run now, 3 already done" in r.output  # blended rep 3 and outcomes_only reps 0-3
     assert all(p.stat().st_mtime_ns == t for p, t in blended.items())  # unchanged design: its runs were kept

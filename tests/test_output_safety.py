@@ -375,7 +375,7 @@ def test_a_hostile_organisation_name_cannot_write_outside_results(org, tmp_path,
     work.mkdir()
     monkeypatch.chdir(work)
     outside = tree(tmp_path)
-    r = invoke("stress", sc, "-o", org, "-n", 2, "--only", "delay_3", "--executor", "serial", "--quiet")
+    r = invoke("stress", sc, "--organisation", org, "-n", 2, "--only", "delay_3", "--executor", "serial", "--quiet")
     assert r.exit_code in (0, 2), r.output
     now = tree(tmp_path)
     changed = {k for k in set(now) | set(outside) if now.get(k) != outside.get(k)}

@@ -86,7 +86,7 @@ def test_run_report_shows_names_literally_in_charts_and_escapes_them_in_html(tmp
 def test_stress_report_shows_the_organisation_name_literally(tmp_path, monkeypatch):
     texts, _ = _spy_on_chart_text(monkeypatch, stress_page)
     out = tmp_path / "stress"
-    r = CliRunner().invoke(main, ["stress", str(_hostile_scenario(tmp_path)), "-o", PROVIDER, "-n", "4", "--executor", "serial",
+    r = CliRunner().invoke(main, ["stress", str(_hostile_scenario(tmp_path)), "--organisation", PROVIDER, "-n", "4", "--executor", "serial",
                                   "--only", "delay_3,shortfall_25", "--report", "--quiet", "--out", str(out)])
     assert r.exit_code == 0, r.output
     html = (out / "report" / "stress.html").read_text(encoding="utf-8")

@@ -301,7 +301,7 @@ def test_a_bad_stresses_file_stops_with_file_field_and_rule(tmp_path, name):
 
 
 def test_unknown_organisation_and_unknown_combination_exit_2(tmp_path):
-    r = CliRunner().invoke(main, ["stress", SMALL, "-o", "nobody", "--out", str(tmp_path / "o")])
+    r = CliRunner().invoke(main, ["stress", SMALL, "--organisation", "nobody", "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "unknown organisation 'nobody'" in r.output and "small_charity" in r.output
     r = CliRunner().invoke(main, ["stress", SMALL, "--combine", "delay_3,nope", "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "--combine delay_3,nope: unknown stress 'nope'" in " ".join(r.output.split())

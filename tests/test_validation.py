@@ -69,7 +69,7 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "rejection_above_one": ("contract.payments[2].rejection", r"less than or equal to 1"),
     # --- pathway ---------------------------------------------------------------------------------
     "row_not_summing_to_one": ("pathway.transitions.complex.full.engaged", r"^row must sum to 1 \(it sums to 1\.1\)"),
-    "probability_above_one": ("pathway.transitions.easy.full.referred.engaged", r"^probability 1\.2 must be between 0 and 1"),
+    "probability_above_one": ("pathway.transitions.easy.full.referred.engaged", r"^probability 1\.2 must be a fraction between 0 and 1"),
     "transition_to_unknown_state": ("pathway.transitions.easy.minimal.engaged.disengagd", UNKNOWN_STATE + r" 'disengagd'"),
     "transition_from_unknown_state": ("pathway.transitions.easy.full.job_strat", UNKNOWN_STATE + r" 'job_strat'"),
     "missing_row_non_absorbing": ("pathway.transitions.complex.minimal", r"^no row for non-absorbing state 'job_start'"),

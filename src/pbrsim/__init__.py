@@ -11,7 +11,8 @@ import types
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
-__all__ = ["Scenario", "ScenarioError", "SimulationResult", "load_scenario", "simulate", "__version__"]
+__all__ = ["Comparison", "Scenario", "ScenarioError", "SimulationResult", "StressTest", "compare", "load_scenario",
+           "simulate", "stress", "__version__"]
 
 _LAZY = {
     "Scenario": "pbrsim.scenario.schema",
@@ -19,11 +20,14 @@ _LAZY = {
     "load_scenario": "pbrsim.scenario.schema",
     "SimulationResult": "pbrsim.simulate",
     "simulate": "pbrsim.simulate",
+    "compare": "pbrsim.api.comparison",
+    "Comparison": "pbrsim.api.comparison",
+    "stress": "pbrsim.api.stress_test",
+    "StressTest": "pbrsim.api.stress_test",
 }
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (simulate, compare and stress are left out: their modules write through store, which imports this package)
     from .scenario.schema import Scenario, ScenarioError, load_scenario
-    from .simulate import SimulationResult, simulate
 
 
 def __getattr__(name: str):

@@ -13,11 +13,13 @@ from .analysis.columns import Batch
 from .analysis.metrics import figures, frame, summarise
 from .engine.records import TABLES, Tables, batch_columns, concat_columns
 from .scenario.schema import Scenario
+from .api.run_methods import RunMethods
 
 
-@dataclass
-class SimulationResult:
-    """All tables of a run; money columns in the tables are integer pence, the summary is in pounds.
+@dataclass(repr=False)
+class SimulationResult(RunMethods):
+    """All tables of a run; money columns in the tables are integer pence, the summary is in pounds
+    (``summary_table()``, ``replications_long()`` and the plots are in pounds too; docs/python.md).
 
     ``clients``, ``ledger``, ``monthly``, ``claims``, ``settlements`` and ``failures`` are DataFrames,
     each built from the engine's columns the first time it is read.
@@ -116,17 +118,71 @@ def _figures(model: Model, tables) -> tuple:
     return batch.labels, cols
 
 
+_WORKER_MODELS: dict[str, Model] = {}
+
+
+def _chunk_columns(task: tuple[str, dict, int, range]) -> dict[str, list]:
+    """In a worker: the engine's columns of replications ``reps`` (the model compiled once per worker)."""
+    from .scenario.limits import LARGE
+    from .scenario.schema import scenario_from_dict
+
+    key, raw, seed, reps = task
+    model = _WORKER_MODELS.get(key)
+    if model is None:
+        _WORKER_MODELS.clear()
+        model = _WORKER_MODELS[key] = compile_model(scenario_from_dict(raw, "<scenario>", LARGE))  # checked by the caller
+    parts: dict[str, list] = {t: [] for t in TABLES}
+    reps, size = list(reps), batch_size(model)
+    for i in range(0, len(reps), size):  # as run_tables does: the tables are the same whatever the batch size
+        for table, cols in batch_columns(model, run_batch(model, seed, reps[i:i + size])).items():
+            parts[table].append(cols)
+    return parts
+
+
+def run_tables_parallel(model: Model, seed: int, replications: int, workers: int | None, executor: str = "process",
+                        progress: Callable[[int], None] | None = None, scheduler=None) -> Tables:
+    """``run_tables`` for replications 0..replications-1 on ``workers`` processes (or a Dask cluster): the
+    same tables, row for row, as one process gives (each replication's random streams depend only on the
+    seed and the replication)."""
+    import hashlib
+    import json
+
+    from .experiments.executors import Executor, default_workers
+
+    raw = model.scenario.to_dict()
+    key = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
+    n = workers or default_workers()
+    size = max(1, min(50, -(-replications // (4 * n))))  # about four chunks per worker, at most 50 replications each
+    tasks = [(key, raw, seed, range(a, min(a + size, replications))) for a in range(0, replications, size)]
+    done: dict[int, dict[str, list]] = {}
+    with Executor(executor, workers=workers, scheduler=scheduler) as ex:
+        for task, parts in ex.map(_chunk_columns, tasks, key=lambda t: f"pbrsim-sim-{t[0][:12]}-{t[3].start}"):
+            done[task[3].start] = parts
+            if progress:
+                progress(len(task[3]))
+    parts = {t: [c for start in sorted(done) for c in done[start][t]] for t in TABLES}
+    return Tables(model, {t: concat_columns(parts[t]) for t in TABLES})
+
+
 def simulate(
     scenario: Scenario,
     seed: int = 0,
     replications: int = 1,
     progress: Callable[[int], None] | None = None,
+    *,
+    workers: int | None = 1,
+    executor: str = "process",
+    scheduler=None,
 ) -> SimulationResult:
-    """Run replications 0..replications-1 of ``scenario`` with root ``seed``."""
+    """Run replications 0..replications-1 of ``scenario`` with root ``seed``; ``workers`` processes (None: one
+    per core), or a Dask cluster (``executor="dask"``, ``scheduler`` its address), give the same result as one."""
     if replications < 1:
         raise ValueError("replications must be at least 1")
     model = compile_model(scenario)
-    frames = run_tables(model, seed, range(replications), progress)
+    if executor == "serial" or (workers == 1 and executor == "process") or replications == 1:
+        frames = run_tables(model, seed, range(replications), progress)
+    else:
+        frames = run_tables_parallel(model, seed, replications, workers, executor, progress, scheduler)
     per_rep, summary = summarise_tables(model, frames, seed)
     return SimulationResult(model=model, seed=seed, replications=replications, frames=frames, per_replication=per_rep,
                             summary=summary)

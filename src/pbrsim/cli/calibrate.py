@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .common import allow_large_option, err_console, exit_with_error, fail_input, overwrite_option, writing
+from .common import allow_large_option, err_console, exit_if_wrong_kind, exit_with_error, fail_input, out_option, overwrite_option, writing
 from ..scenario.schema import ScenarioError, load_scenario
 
 EXIT_NOT_MET_CHECK = 1  # --check: some target is not met
@@ -57,7 +57,7 @@ def _unmet_text(table) -> str:
 @click.command()
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.argument("targets", type=click.Path(dir_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False), help="Where to write the calibrated scenario [default: <scenario stem>.calibrated.yaml beside it].")
+@out_option("Where to write the calibrated scenario (a file) [default: <scenario stem>.calibrated.yaml beside it].", file=True)
 @click.option("--in-place", is_flag=True, help="Overwrite SCENARIO with the calibrated values.")
 @click.option("--check", is_flag=True, help="Only evaluate the targets against SCENARIO as it is; write nothing (exit 0 if all met, 1 if not).")
 @overwrite_option
@@ -85,7 +85,15 @@ def calibrate(scenario, targets, out, in_place, check, overwrite):
     console = Console()
     try:
         load_scenario(scenario)  # scenario problems first, reported against the scenario file
+    except ScenarioError as exc:
+        exit_if_wrong_kind(scenario, "scenario")
+        _problems_exit(exc)
+    try:
         tg = cal.load_targets(targets)
+    except ScenarioError as exc:
+        exit_if_wrong_kind(targets, "targets")
+        _problems_exit(exc)
+    try:
         if check:
             table = cal.check_targets(scenario, tg)
         else:

@@ -105,10 +105,20 @@ def exit_with_error(exc: ScenarioError, advice: str):
     exit_with_problems(exc.source, exc.problems, advice, exc.sources)
 
 
+def exit_if_wrong_kind(path: str, expected: str) -> None:
+    """One line and exit 2 when ``path`` is plainly another kind of file (an experiment given to `run`, say)."""
+    from ..scenario.kinds import wrong_kind
+
+    message = wrong_kind(path, expected)
+    if message:
+        fail_input(message)
+
+
 def load_or_exit(path: str):
     try:
         return load_scenario(path)
     except ScenarioError as exc:
+        exit_if_wrong_kind(path, "scenario")
         exit_with_error(exc, "Nothing was run or written. Fix the file and try again (fields are described in docs/scenarios.md).")
 
 
@@ -149,3 +159,85 @@ def progress_bar(console: "Console", disable: bool = False) -> "Progress":
         disable=disable,
         transient=True,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# One flag vocabulary (docs/cli.md): every command that takes one of these takes it under the same name,
+# with the same short form and the same meaning. tests/test_cli_vocabulary.py walks every command.
+
+EXECUTORS = ("process", "serial", "dask")
+EXECUTOR_HELP = ("Where the replications run: a local process pool, this process only, or a dask.distributed "
+                 "cluster (pip install 'pbrsim[dask]').")
+WORKERS_HELP = "Worker processes [default: all cores]."
+SCHEDULER_HELP = "dask.distributed scheduler address (with --executor dask) [default: start a local cluster]."
+QUIET_HELP = "No progress bar or tables."
+REPORT_HELP = "Also write the HTML report."
+FORMAT_HELP = ("How the summary is printed: a table for people, or CSV for programs (a tidy table, one row per figure; "
+               "money in pounds, rates as fractions). --json prints the summary as one JSON document instead.")
+
+
+def seed_option(default: int | None = 0, help: str = "Root random seed.", **kw):
+    """``--seed``: the root random seed (``default`` None: the file's own)."""
+    extra = {"show_default": True} if default is not None else {}
+    return click.option("--seed", default=default, type=click.IntRange(min=0), help=help, **extra, **kw)
+
+
+def replications_option(default: int | None = 100, help: str = "Independent replications.", min: int = 1):
+    """``-n/--replications`` (``default`` None: the file's own)."""
+    extra = {"show_default": True} if default is not None else {}
+    return click.option("--replications", "-n", default=default, type=click.IntRange(min=min), help=help, **extra)
+
+
+def workers_option(help: str = WORKERS_HELP):
+    """``-j/--workers``: worker processes."""
+    return click.option("--workers", "-j", type=click.IntRange(min=1), default=None, help=help)
+
+
+def executor_option(f):
+    """``--executor``: process, serial or dask."""
+    return click.option("--executor", type=click.Choice(EXECUTORS), default="process", show_default=True, help=EXECUTOR_HELP)(f)
+
+
+def scheduler_option(f):
+    """``--scheduler ADDRESS``: a dask.distributed scheduler."""
+    return click.option("--scheduler", metavar="ADDRESS", help=SCHEDULER_HELP)(f)
+
+
+def out_option(help: str, file: bool = False, **kw):
+    """``-o/--out``: where the output goes (a folder, or a file for commands that write one file)."""
+    kind = click.Path(dir_okay=False) if file else click.Path(file_okay=False)
+    return click.option("--out", "-o", type=kind, metavar="FILE" if file else "DIR", help=help, **kw)
+
+
+def quiet_option(help: str = QUIET_HELP):
+    """``-q/--quiet``."""
+    return click.option("--quiet", "-q", is_flag=True, help=help)
+
+
+def report_option(help: str = REPORT_HELP):
+    """``--report``: also write the HTML report (passed to the command as ``with_report``)."""
+    return click.option("--report", "with_report", is_flag=True, help=help)
+
+
+def format_option(f):
+    """``--format table|csv``."""
+    return click.option("--format", "fmt", type=click.Choice(["table", "csv"]), default="table", show_default=True,
+                        help=FORMAT_HELP)(f)
+
+
+def deprecated_alias(old: str, dest: str, new: str, flag: bool = True, **kw):
+    """A hidden old spelling of an option that still works, with a note on stderr naming the new one."""
+
+    def note(ctx, param, value):
+        if value:
+            _err_console().print(f"[yellow]note:[/yellow] {old} is now {new}; the old spelling will be removed in a later version.",
+                                 highlight=False)
+        return value
+
+    return click.option(old, dest, is_flag=flag, hidden=True, expose_value=True, callback=note,
+                        help=f"Old spelling of {new}.", **kw)
+
+
+def print_frame(df, fmt: str) -> None:
+    """A tidy table on stdout as CSV (for ``--format csv``)."""
+    click.echo(df.to_csv(index=False), nl=False)

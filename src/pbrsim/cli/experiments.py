@@ -10,8 +10,9 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from .common import (allow_large_option, err_console, exit_with_error, fail_environment, fail_input,
-                     json_option, overwrite_option, print_json, progress_bar, writing)
+from .common import (allow_large_option, deprecated_alias, err_console, executor_option, exit_if_wrong_kind, exit_with_error, fail_environment,
+                     fail_input, format_option, json_option, out_option, overwrite_option, print_frame, print_json, progress_bar, quiet_option,
+                     replications_option, report_option, scheduler_option, seed_option, workers_option, writing)
 from ..scenario.schema import ScenarioError
 
 EXIT_INTERRUPTED = 130
@@ -21,10 +22,10 @@ COMPARE_SCRATCH = "pbrsim-compare-"  # compare's folder in the system temporary 
 
 def _dataset_names() -> list[str]:
     """The names a dataset uses at its top level (experiments/dataset.py, experiments/batch.py)."""
-    from ..experiments.batch import SUMMARY_CSV, SUMMARY_PARQUET
+    from ..experiments.batch import LONG_PARQUET, SUMMARY_CSV, SUMMARY_PARQUET
     from ..experiments.dataset import LOCK, MANIFEST, RUNS
 
-    return [MANIFEST, "experiment.yaml", "designs", RUNS, SUMMARY_PARQUET, SUMMARY_CSV, LOCK]
+    return [MANIFEST, "experiment.yaml", "designs", RUNS, SUMMARY_PARQUET, SUMMARY_CSV, LONG_PARQUET, LOCK]
 
 
 def _claim_dataset_folder(out: Path, overwrite: bool) -> None:
@@ -41,31 +42,34 @@ def _claim_dataset_folder(out: Path, overwrite: bool) -> None:
                 fail_environment(f"cannot remove pbrsim's earlier files in {out}: {exc.strerror or exc}")
 
 
-def _load_experiment_or_exit(path: str):
-    from ..experiments.experiment import load_experiment
+def _load_experiment_or_exit(path: str, seed: int | None = None, replications: int | None = None):
+    from ..experiments.experiment import load_experiment, with_runs
 
     try:
-        return load_experiment(path)
+        return with_runs(load_experiment(path), seed, replications)
     except ScenarioError as exc:
+        if exc.source == str(path):
+            exit_if_wrong_kind(path, "experiment")
         exit_with_error(exc, "Nothing was run or written. Fix the file and try again "
                            "(the format is described in docs/experiments.md).")
 
 
 def _execution_options(f):
     f = allow_large_option(f)
-    f = click.option("--quiet", is_flag=True, help="No progress bar or tables.")(f)
-    f = click.option("--force", is_flag=True,
+    f = quiet_option()(f)
+    f = deprecated_alias("--force", "accept_changes", "--accept-changes")(f)
+    f = click.option("--accept-changes", "accept_changes", is_flag=True,
                      help="Accept a changed experiment file: keep the runs that are still valid, rerun the rest.")(f)
     f = click.option("--chunk", type=click.IntRange(min=1), metavar="N",
                      help="Replications per task and per file [default: about an eighth of the replications, at most 50]; "
                      "results never depend on it.")(f)
     f = click.option("--connect-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
                      metavar="SECONDS", help="How long to wait for the Dask scheduler given with --scheduler to answer.")(f)
-    f = click.option("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler address (with --executor dask); "
-                     "default: start a LocalCluster.")(f)
-    f = click.option("--workers", "-j", type=click.IntRange(min=1), help="Worker processes [default: all cores].")(f)
-    f = click.option("--executor", type=click.Choice(["process", "serial", "dask"]), default="process", show_default=True,
-                     help="Local process pool, this process only, or a dask.distributed cluster (pip install 'pbrsim[dask]').")(f)
+    f = scheduler_option(f)
+    f = workers_option()(f)
+    f = executor_option(f)
+    f = replications_option(None, "Replications of each design [default: the experiment file's].")(f)
+    f = seed_option(None, "Root random seed [default: the experiment file's].")(f)
     return f
 
 
@@ -135,6 +139,19 @@ def _execute(exp, out: Path, *, executor, workers, scheduler, connect_timeout, c
         sys.exit(EXIT_STOPPED)
 
 
+def _print_tidy(summary, out: Path, manifest, fmt: str) -> None:
+    """The summary as a tidy table (docs/python.md) on stdout, as CSV or JSON."""
+    from ..api.tidy import tidy_summary
+    from ..experiments.batch import _names_in
+
+    segments, orgs = set(), set()
+    for d in manifest["designs"]:
+        s, o = _names_in(out, d["name"])
+        segments |= set(s)
+        orgs |= set(o)
+    print_frame(tidy_summary(summary, segments, orgs, manifest.get("currency", "GBP")), fmt)
+
+
 def _print(summary, manifest, console: Console):
     from ..analysis.compare import print_comparison
 
@@ -144,14 +161,14 @@ def _print(summary, manifest, console: Console):
 
 @click.command()
 @click.argument("experiment", type=click.Path(dir_okay=False))
-@click.option("--out", type=click.Path(file_okay=False),
-              help="Also keep the per-replication figures and summary here (a dataset `pbrsim summarise` can read).")
-@click.option("--report", "with_report", is_flag=True,
-              help="Also write the HTML report (to OUT/report, or results/<experiment>/report without --out).")
+@out_option("Also keep the per-replication figures and summary here (a dataset `pbrsim summarise` can read).")
+@report_option("Also write the HTML report (to OUT/report, or results/<experiment>/report without --out).")
 @_execution_options
+@format_option
 @json_option
 @overwrite_option
-def compare(experiment, out, executor, workers, scheduler, connect_timeout, chunk, force, quiet, with_report, as_json, overwrite):
+def compare(experiment, out, seed, replications, executor, workers, scheduler, connect_timeout, chunk, accept_changes, quiet,
+            with_report, fmt, as_json, overwrite):
     """Run every design of EXPERIMENT and print them side by side, with paired differences from the baseline."""
     quiet = quiet or as_json
     import pandas as pd
@@ -160,7 +177,12 @@ def compare(experiment, out, executor, workers, scheduler, connect_timeout, chun
     from ..experiments.batch import SUMMARY_PARQUET
     from ..store import KIND_REPORT, check_out, output_path
 
-    exp = _load_experiment_or_exit(experiment)
+    force = accept_changes
+    if fmt != "table" and as_json:
+        fail_input("--format csv and --json both print to standard output; choose one")
+    if fmt != "table":
+        quiet = True  # the summary goes to stdout as CSV instead
+    exp = _load_experiment_or_exit(experiment, seed, replications)
     console = Console()
     report_out = (Path(out) / "report") if out else output_path("results", exp.name, "report")
     if out:
@@ -178,6 +200,8 @@ def compare(experiment, out, executor, workers, scheduler, connect_timeout, chun
                             tables=None if with_report else ("replications",), label="comparing", kept=out is not None,
                             overwrite=overwrite)
         summary = pd.read_parquet(target / SUMMARY_PARQUET)  # the batch has just summarised the dataset
+        if fmt != "table":
+            _print_tidy(summary, target, manifest, fmt)
         if as_json:
             print_json({"experiment": exp.name, "seed": exp.seed, "replications": exp.replications,
                         "baseline": exp.baseline.name, "rows": summary.to_dict(orient="records")})
@@ -199,14 +223,16 @@ def compare(experiment, out, executor, workers, scheduler, connect_timeout, chun
 
 @click.command()
 @click.argument("experiment", type=click.Path(dir_okay=False))
-@click.option("--out", type=click.Path(file_okay=False), help="Dataset folder [default: results/<experiment name>].")
+@out_option("Dataset folder [default: results/<experiment name>].")
 @_execution_options
 @overwrite_option
-def batch(experiment, out, executor, workers, scheduler, connect_timeout, chunk, force, quiet, overwrite):
+def batch(experiment, out, seed, replications, executor, workers, scheduler, connect_timeout, chunk, accept_changes, quiet,
+          overwrite):
     """Run every design x replication of EXPERIMENT into a Parquet dataset; rerun to resume after an interruption."""
     from ..store import output_path
 
-    exp = _load_experiment_or_exit(experiment)
+    force = accept_changes
+    exp = _load_experiment_or_exit(experiment, seed, replications)
     out = Path(out) if out else output_path("results", exp.name)
     _claim_dataset_folder(out, overwrite)
     manifest = _execute(exp, out, executor=executor, workers=workers, scheduler=scheduler,
@@ -221,8 +247,9 @@ def batch(experiment, out, executor, workers, scheduler, connect_timeout, chunk,
 
 @click.command()
 @click.argument("directory", type=click.Path(file_okay=False, exists=True))
-@click.option("--quiet", is_flag=True, help="Write the summary files without printing the tables.")
-def summarise(directory, quiet):
+@quiet_option("Write the summary files without printing the tables.")
+@format_option
+def summarise(directory, quiet, fmt):
     """Recompute summary.parquet and summary.csv of the dataset in DIRECTORY and print the comparison."""
     from ..experiments.batch import resummarise
     from ..experiments.dataset import DatasetError
@@ -237,7 +264,9 @@ def summarise(directory, quiet):
     if manifest.get("status") != "complete":
         err_console.print(f"[yellow]note:[/yellow] the batch is not complete ({manifest.get('status')}); the summary uses the "
                           "runs finished so far. Rerun the same command to finish it.", highlight=False)
-    if not quiet:
+    if fmt != "table":
+        _print_tidy(summary, Path(directory), manifest, fmt)
+    elif not quiet:
         _print(summary, manifest, Console())
         click.echo(f"Summary written to {Path(directory) / 'summary.csv'} and summary.parquet.")
 

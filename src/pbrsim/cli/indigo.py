@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .common import allow_large_option, fail_input, writing
+from .common import allow_large_option, fail_input, out_option, writing
 from ..library.indigo import DEFAULT_DROPOUT, DEFAULT_LAG, Draft, IndigoError, build_draft
 from ..scenario.schema import ScenarioError, load_scenario
 
@@ -64,7 +64,7 @@ def print_summary(draft: Draft, console: Console) -> None:
 @click.command("import-indigo")
 @click.argument("project_id")
 @click.option("--folder", required=True, type=click.Path(), help="Folder holding the INDIGO CSV files (projects.csv, ...).")
-@click.option("--out", type=click.Path(dir_okay=False), help="Draft scenario file to write [default: <project name>.yaml].")
+@out_option("Draft scenario file to write (a file) [default: <project name>.yaml].", file=True)
 @click.option("--overwrite", is_flag=True, help="Replace the draft and targets files if they exist (otherwise nothing is written).")
 @click.option("--force", "overwrite", is_flag=True, hidden=True, help="Old name of --overwrite.")
 @click.option("--dropout", default=DEFAULT_DROPOUT, show_default=True, type=click.FloatRange(0.0, 0.5),

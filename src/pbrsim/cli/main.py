@@ -26,6 +26,7 @@ COMMANDS = {
     "import-indigo": "indigo",
     "calibrate": "calibrate",
     "portfolio": "portfolio",
+    "completion": "completion",
 }
 
 

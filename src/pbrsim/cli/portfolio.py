@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..model.money import interval, money, pct
-from .common import exit_with_problems, progress_bar
+from .common import exit_if_wrong_kind, exit_with_problems, out_option, progress_bar, quiet_option, replications_option, seed_option
 
 
 def print_portfolio(summary: dict, console: Console, out_dir: str | None = None) -> None:
@@ -43,10 +43,10 @@ def print_portfolio(summary: dict, console: Console, out_dir: str | None = None)
 
 @click.command()
 @click.argument("portfolio_file", metavar="PORTFOLIO", type=click.Path(dir_okay=False))
-@click.option("--seed", type=int, help="Root random seed [default: the file's].")
-@click.option("--replications", "-n", type=click.IntRange(min=1), help="Replications of every contract [default: the file's].")
-@click.option("--out", type=click.Path(file_okay=False), help="Output folder [default: results/<portfolio name>].")
-@click.option("--quiet", is_flag=True, help="No progress bar or tables.")
+@seed_option(None, "Root random seed [default: the file's].")
+@replications_option(None, "Replications of every contract [default: the file's].")
+@out_option("Output folder [default: results/<portfolio name>].")
+@quiet_option()
 def portfolio(portfolio_file, seed, replications, out, quiet):
     """Run every contract of PORTFOLIO and report each one and their total (a fund of projects, say)."""
     from ..portfolio.portfolio import load_portfolio
@@ -57,6 +57,8 @@ def portfolio(portfolio_file, seed, replications, out, quiet):
     try:
         pf = load_portfolio(portfolio_file)
     except ScenarioError as exc:
+        if exc.source == str(portfolio_file):
+            exit_if_wrong_kind(portfolio_file, "portfolio")
         exit_with_problems(exc.source, exc.problems,
                            "Nothing was run or written. Fix the file and try again (fields are described in docs/portfolios.md).")
     R = replications or pf.replications

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import click
 
-from .common import allow_large_option, fail_input, overwrite_option, writing
+from .common import allow_large_option, fail_input, out_option, overwrite_option, quiet_option, writing
 
 
 @click.command()
 @click.argument("directory", type=click.Path(file_okay=False, exists=True))
-@click.option("--out", type=click.Path(file_okay=False),
-              help="Folder for report.html and the chart PNG files [default: DIRECTORY/report].")
-@click.option("--quiet", is_flag=True, help="Print nothing on success.")
+@out_option("Folder for report.html and the chart PNG files [default: DIRECTORY/report].")
+@quiet_option("Print nothing on success.")
 @overwrite_option
 @allow_large_option
 def report(directory, out, quiet, overwrite):
@@ -33,8 +32,8 @@ def report(directory, out, quiet, overwrite):
 @click.option("--format", "formats", type=click.Choice(["xlsx", "csv"]), multiple=True,
               help="xlsx: one Excel workbook (pbrsim.xlsx); csv: one CSV file per sheet. Repeat for both "
                    "[default: xlsx].")
-@click.option("--out", type=click.Path(file_okay=False), help="Folder for the export [default: DIRECTORY/export].")
-@click.option("--quiet", is_flag=True, help="Print nothing on success.")
+@out_option("Folder for the export [default: DIRECTORY/export].")
+@quiet_option("Print nothing on success.")
 @overwrite_option
 @allow_large_option
 def export(directory, formats, out, quiet, overwrite):

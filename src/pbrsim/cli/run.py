@@ -9,8 +9,11 @@ from pathlib import Path
 import click
 
 from ..scenario.schema import ScenarioError, file_hash, json_schema, load_scenario
-from .common import (EXIT_INPUT, allow_large_option, exit_with_problems, fail_input, json_option, load_or_exit, overwrite_option,
-                     print_json, progress_bar, run_size_or_exit, writing)
+from .common import (EXIT_INPUT, allow_large_option, executor_option, exit_with_problems, fail_input, format_option, json_option, load_or_exit,
+                     out_option, overwrite_option, print_frame, print_json, progress_bar, quiet_option, replications_option, report_option,
+                     run_size_or_exit, scheduler_option, seed_option, workers_option, writing)
+
+PARALLEL_FROM = 50  # replications from which `run` uses worker processes by default (below, starting them costs more)
 
 
 def check_value_or_exit(sc, path: str) -> None:
@@ -25,21 +28,31 @@ def check_value_or_exit(sc, path: str) -> None:
 
 @click.command()
 @click.argument("scenario", type=click.Path(dir_okay=False))
-@click.option("--seed", default=0, show_default=True, type=int, help="Root random seed.")
-@click.option("--replications", "-n", default=100, show_default=True, type=click.IntRange(min=1), help="Independent replications.")
-@click.option("--out", type=click.Path(file_okay=False), help="Output folder [default: results/<scenario name>].")
+@seed_option()
+@replications_option(100)
+@out_option("Output folder [default: results/<scenario name>].")
 @click.option("--method", type=click.Choice(["montecarlo", "exact"]), default="montecarlo", show_default=True,
               help="Monte Carlo simulation, or exact expected values by Markov-chain algebra where that is exact.")
-@click.option("--quiet", is_flag=True, help="No progress bar or tables.")
-@click.option("--report", "with_report", is_flag=True, help="Also write the HTML report (DIR/report/report.html).")
+@workers_option(f"Worker processes [default: all cores from {PARALLEL_FROM} replications, else 1]; results never depend on it.")
+@executor_option
+@scheduler_option
+@quiet_option()
+@report_option("Also write the HTML report (DIR/report/report.html).")
+@format_option
 @json_option
 @overwrite_option
 @allow_large_option
-def run(scenario, seed, replications, out, method, quiet, with_report, as_json, overwrite):
+def run(scenario, seed, replications, out, method, workers, executor, scheduler, quiet, with_report, fmt, as_json, overwrite):
     """Run SCENARIO and print a summary; tables are written as Parquet files.
 
     Running again into the same folder replaces the earlier results (and their report); a folder holding
     anything else is refused unless --overwrite (docs/outputs.md)."""
+    if scheduler and executor != "dask":
+        fail_input("--scheduler needs --executor dask")
+    if fmt != "table" and as_json:
+        fail_input("--format csv and --json both print to standard output; choose one")
+    if fmt != "table":
+        quiet = True  # the table goes to stdout as CSV instead
     from rich.console import Console
 
     from ..store import KIND_REPORT, KIND_RUN, check_out, manifest, output_path, write_folder
@@ -67,6 +80,8 @@ def run(scenario, seed, replications, out, method, quiet, with_report, as_json, 
         man["seed"] = None
         if with_report:
             fail_input("--report needs a Monte Carlo run (cash-flow charts come from simulated months); drop --method exact")
+        if fmt != "table":
+            fail_input("--format csv prints the Monte Carlo summary; drop --method exact (its tables are written as Parquet)")
         summary = ex.summary()
         if sc.value is not None:
             from ..value.exact import expected_value
@@ -86,8 +101,11 @@ def run(scenario, seed, replications, out, method, quiet, with_report, as_json, 
             print_json(summary)
         return
 
+    from ..experiments.executors import ExecutorFailed, ExecutorUnavailable
     from ..simulate import simulate
 
+    if workers is None and executor == "process" and replications < PARALLEL_FROM:
+        workers = 1
     with progress_bar(console, disable=quiet) as bar:
         task = bar.add_task(f"simulating {sc.name}", total=replications, rate="")
         def tick(k):
@@ -95,9 +113,15 @@ def run(scenario, seed, replications, out, method, quiet, with_report, as_json, 
             done = bar.tasks[0].completed
             elapsed = bar.tasks[0].elapsed or 1e-9
             bar.update(task, rate=f"{done / elapsed:.1f} runs/s")
-        result = simulate(sc, seed=seed, replications=replications, progress=tick)
+        try:
+            result = simulate(sc, seed=seed, replications=replications, progress=tick, workers=workers, executor=executor,
+                              scheduler=scheduler)
+        except (ExecutorUnavailable, ExecutorFailed) as exc:  # no dask, the scheduler gone, workers killed: nothing written
+            fail_input(f"{executor} executor: {exc}")
     with writing():
         write_folder(out, result.tables(), result.summary, man, overwrite=overwrite)
+    if fmt != "table":
+        print_frame(result.summary_table(), fmt)
     if not quiet:
         print_summary(result.summary, console, str(out))
         if "value" in result.summary:
@@ -115,21 +139,56 @@ def run(scenario, seed, replications, out, method, quiet, with_report, as_json, 
         print_json(result.summary)
 
 
+def _check_one(path: str) -> str:
+    """Check one file of whatever kind it is; the OK line, or ScenarioError with every problem."""
+    from ..scenario.kinds import KINDS, kind_of_file
+
+    kind = kind_of_file(path) or "scenario"
+    if kind == "scenario":
+        sc = load_scenario(path)
+        if sc.value is not None:  # the value checks need the unit-cost table and numpy: only with a value section
+            from ..value.appraisal import check as check_value
+
+            check_value(sc, path)
+        return (f"{path}: OK (scenario {sc.name}: {len(sc.segments)} segments, {len(sc.pathway.states)} states, "
+                f"{len(sc.contract.payments)} payment lines, {sc.months} months)")
+    if kind == "experiment":
+        from ..experiments.experiment import load_experiment
+
+        exp = load_experiment(path)
+        return (f"{path}: OK (experiment {exp.name}: {len(exp.designs)} designs x {exp.replications} replications, "
+                f"baseline {exp.baseline.name}; run it with pbrsim compare or pbrsim batch)")
+    if kind == "stresses":
+        from ..stress.catalogue import load_stresses_file
+
+        sf = load_stresses_file(path)
+        return (f"{path}: OK (stresses file: {len(sf.user)} stresses of its own; names and paths are checked against a "
+                "scenario by pbrsim stress SCENARIO --stresses FILE)")
+    if kind == "targets":
+        from ..library.calibrate import load_targets
+
+        tg = load_targets(path)
+        return (f"{path}: OK (calibration targets: {len(tg.targets)} targets, {len(tg.parameters)} parameters; "
+                "checked against a scenario by pbrsim calibrate SCENARIO FILE --check)")
+    if kind == "portfolio":
+        from ..portfolio.portfolio import load_portfolio
+
+        pf = load_portfolio(path)
+        return f"{path}: OK (portfolio {pf.name}: {len(pf.members)} contracts x {pf.replications} replications)"
+    label, command = KINDS[kind]
+    raise ScenarioError(path, [("", f"this is {label}; validate cannot check it yet: {command.replace('FILE', path)} does")])
+
+
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @allow_large_option
 def validate(files):
-    """Check scenario FILES; print OK or every problem found (exit code 2 if any)."""
+    """Check FILES of any kind (scenario, experiment, stresses, calibration targets, portfolio); print OK
+    or every problem found (exit code 2 if any)."""
     bad = False
     for f in files:
         try:
-            sc = load_scenario(f)
-            if sc.value is not None:  # the value checks need the unit-cost table and numpy: only with a value section
-                from ..value.appraisal import check as check_value
-
-                check_value(sc, f)
-            click.echo(f"{f}: OK ({sc.name}: {len(sc.segments)} segments, {len(sc.pathway.states)} states, "
-                       f"{len(sc.contract.payments)} payment lines, {sc.months} months)")
+            click.echo(_check_one(f))
         except ScenarioError as exc:
             bad = True
             for line in exc.lines():

@@ -8,8 +8,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .common import (allow_large_option, exit_with_error, fail_input, json_option, overwrite_option, print_json, progress_bar,
-                     run_size_or_exit, writing)
+from .common import (allow_large_option, executor_option, exit_if_wrong_kind, exit_with_error, fail_input, json_option, out_option, overwrite_option, print_json, progress_bar,
+                     quiet_option, replications_option, report_option, run_size_or_exit, seed_option, workers_option, writing)
 from ..scenario.schema import ScenarioError, file_hash, validate_file
 from ..stress.reverse import reverse_lines
 from .terminal import money
@@ -162,12 +162,12 @@ def print_reverse(summary: dict, console: Console) -> None:
 
 @click.command()
 @click.argument("scenario", type=click.Path(dir_okay=False))
-@click.option("--organisation", "-o", help="Organisation to stress-test [default: the contract holder].")
+@click.option("--organisation", help="Organisation to stress-test [default: the contract holder].")
 @click.option("--stresses", "stresses_path", type=click.Path(dir_okay=False), help="YAML file of your own stresses (docs/stress-testing.md).")
 @click.option("--combine", multiple=True, help="Also run stresses together, e.g. --combine shortfall_25,delay_3 (repeatable).")
 @click.option("--only", help="Run only these stresses (comma-separated names; the base always runs).")
-@click.option("--replications", "-n", default=500, show_default=True, type=click.IntRange(min=2), help="Replications of each stress.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Root random seed (the same streams for every stress).")
+@replications_option(500, "Replications of each stress.", min=2)
+@seed_option(0, "Root random seed (the same streams for every stress).")
 @click.option("--target", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Highest acceptable chance of running out of cash, for the working capital figure.")
 @click.option("--reverse", is_flag=True, help="Also find, per stress dimension, the smallest shock that sinks the bid 50% (and target) of the time.")
@@ -177,16 +177,16 @@ def print_reverse(summary: dict, console: Console) -> None:
               help="Run everything as if the organisation started with this much more cash (pounds), e.g. the working capital found.")
 @click.option("--value-replications", type=click.IntRange(min=0), default=20, show_default=True,
               help="Scenarios with a value section: replications of each stress for its net present public value (0: skip).")
-@click.option("--report", is_flag=True, help="Also write stress.html with a tornado chart and failure-against-reserve chart.")
-@click.option("--out", type=click.Path(file_okay=False), help="Output folder [default: results/stress/<scenario>/<organisation>].")
-@click.option("--executor", type=click.Choice(["process", "serial", "dask"]), default="process", show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes [default: one per core].")
-@click.option("--quiet", is_flag=True, help="No progress bar or tables.")
+@report_option("Also write stress.html with a tornado chart and failure-against-reserve chart.")
+@out_option("Output folder [default: results/stress/<scenario>/<organisation>].")
+@executor_option
+@workers_option()
+@quiet_option()
 @json_option
 @overwrite_option
 @allow_large_option
 def stress(scenario, organisation, stresses_path, combine, only, replications, seed, target, reverse, reverse_replications,
-           extra_reserve, value_replications, report, out, executor, workers, quiet, as_json, overwrite):
+           extra_reserve, value_replications, with_report, out, executor, workers, quiet, as_json, overwrite):
     """Stress-test one organisation's cash in SCENARIO: chance of running out, the cash trough, working capital needed."""
     quiet = quiet or as_json
     from ..stress.run import (StressError, contract_holder, load_stresses_file, parse_combine_option, results_folder,
@@ -197,9 +197,14 @@ def stress(scenario, organisation, stresses_path, combine, only, replications, s
     try:
         raw, sc = validate_file(scenario)
     except ScenarioError as exc:
+        exit_if_wrong_kind(scenario, "scenario")
         _problems_exit(exc, "the scenario")
-    org = organisation or contract_holder(raw)
+    report = with_report
     names = [o.name for o in sc.organisation_specs]
+    if out and not organisation and out in names and not Path(out).exists():
+        fail_input(f"-o is now short for --out (the output folder), not --organisation; to stress-test {out!r}, "
+                   f"write --organisation {out}. Nothing was run or written.")
+    org = organisation or contract_holder(raw)
     if org not in names:
         fail_input(f"--organisation: unknown organisation {org!r} in {scenario}; organisations are {names}")
     run_size_or_exit(sc, replications, scenario)
@@ -216,6 +221,7 @@ def stress(scenario, organisation, stresses_path, combine, only, replications, s
         try:
             sfile = load_stresses_file(stresses_path)
         except ScenarioError as exc:
+            exit_if_wrong_kind(stresses_path, "stresses")
             _problems_exit(exc, "the stresses file")
     only_list = [s.strip() for s in only.split(",") if s.strip()] if only else None
     rev_n = reverse_replications or min(replications, DEFAULT_REVERSE_REPLICATIONS)

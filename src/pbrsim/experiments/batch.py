@@ -47,6 +47,7 @@ from .experiment import Experiment
 
 SUMMARY_PARQUET = "summary.parquet"
 SUMMARY_CSV = "summary.csv"
+LONG_PARQUET = "replications_long.parquet"  # the per-replication figures in long format (experiments/long_format.py)
 MAX_CHUNK = 50  # replications per task, at most
 CHUNKS_PER_DESIGN = 8  # aim: a design's replications in about this many tasks (load balance, resume granularity)
 CLIENTS_PER_TASK = 100_000  # memory: expected clients in one task's tables, at most
@@ -186,7 +187,7 @@ def _changes(old: dict, exp: Experiment) -> list[str]:
     elif file_changed and not (changed or added or removed):
         notes.append("no design changed (comments or formatting only?)")
     if old.get("layout") != LAYOUT:
-        notes.append("the dataset was written by an earlier pbrsim, one file per run: --force rewrites it in chunks")
+        notes.append("the dataset was written by an earlier pbrsim, one file per run: --accept-changes rewrites it in chunks")
     return notes
 
 
@@ -204,7 +205,7 @@ def _prepare(exp: Experiment, out: Path, force: bool, overwrite: bool = False) -
     if notes and not force:
         raise ChangedExperiment(
             f"{out} holds runs of a different version of this experiment:\n  - " + "\n  - ".join(notes)
-            + "\nRerun with --force to keep the runs that are still valid and run the rest, or choose another --out."
+            + "\nRerun with --accept-changes to keep the runs that are still valid and run the rest, or choose another --out."
         )
     valid = {d.name: d.fingerprint for d in exp.designs}
     before = {d["name"]: d["sha256"] for d in (old or {}).get("designs", [])}
@@ -231,7 +232,7 @@ def _prepare(exp: Experiment, out: Path, force: bool, overwrite: bool = False) -
         "status": "running",
         "runs": {"total": exp.runs, "done": 0},
         "sessions": (old or {}).get("sessions", [])
-        + ([{"at": _now(), "note": "experiment changed, accepted with --force: " + "; ".join(notes)}] if notes else []),
+        + ([{"at": _now(), "note": "experiment changed, accepted with --accept-changes: " + "; ".join(notes)}] if notes else []),
     }
     return manifest
 
@@ -330,6 +331,7 @@ def _run_locked(exp: Experiment, out: Path, ex: Executor, chunk: int, force: boo
     shutil.rmtree(out / "runs" / ".tmp", ignore_errors=True)
     summary = summarise_dataset(out, manifest)
     write_frame(summary, out / SUMMARY_PARQUET, out / SUMMARY_CSV, {"experiment_sha256": exp.sha256, "seed": exp.seed})
+    write_frame(long_dataset(out, manifest), out / LONG_PARQUET, None, {"experiment_sha256": exp.sha256, "seed": exp.seed})
     session.update(status="complete", finished_at=_now())
     manifest.update(status="complete", finished_at=session["finished_at"])
     write_json(out / MANIFEST, manifest)
@@ -359,9 +361,51 @@ def _write_inputs(exp: Experiment, out: Path) -> None:
         (ddir / f"{d.name}.yaml").write_text(header + "\n" + yaml.safe_dump(d.raw, sort_keys=False, allow_unicode=True))
 
 
+def _sweeps(manifest: dict) -> dict[str, dict]:
+    """Each design's sweep values by label (datasets of older versions have none)."""
+    return {d["name"]: d.get("sweep") or {} for d in manifest["designs"]}
+
+
+def _names_in(out: Path, design: str) -> tuple[list[str], list[str]]:
+    """Segment and organisation names of a design, from the complete scenario the batch wrote for it."""
+    path = out / "designs" / f"{design}.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return [], []
+    orgs = [o.get("name") for o in raw.get("organisations") or [] if isinstance(o, dict)]
+    if not orgs and isinstance(raw.get("provider"), dict):
+        orgs = [raw["provider"].get("name")]
+    return list(raw.get("segments") or {}), [o for o in orgs if o]
+
+
+def long_dataset(out: str | Path, manifest: dict | None = None) -> pd.DataFrame:
+    """Every finished replication's figures as the long table (one row per design x replication x figure),
+    with the sweep values as typed columns after ``design``."""
+    from .long_format import LONG_COLUMNS, long_replications, with_sweep_columns
+
+    out = Path(out)
+    manifest = manifest or read_manifest(out)
+    parts = []
+    for d in manifest["designs"]:
+        df = read_table(out, "replications", designs=[d["name"]])
+        if df.empty:
+            continue
+        segments, orgs = _names_in(out, d["name"])
+        part = long_replications(df.drop(columns="design"), segments, orgs)
+        part.insert(0, "design", d["name"])
+        parts.append(part)
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["design", *LONG_COLUMNS])
+    for col in ("design", "metric", "organisation", "segment", "item"):
+        table[col] = table[col].astype("string")
+    return with_sweep_columns(table, "design", _sweeps(manifest))
+
+
 def summarise_dataset(out: str | Path, manifest: dict | None = None) -> pd.DataFrame:
-    """One row per design x metric from the per-replication tables of a dataset (see compare.summary_table)."""
+    """One row per design x metric from the per-replication tables of a dataset (see compare.summary_table),
+    with the sweep values as typed columns at the end."""
     from ..analysis.compare import summary_table
+    from .long_format import with_sweep_columns
 
     out = Path(out)
     manifest = manifest or read_manifest(out)
@@ -373,7 +417,8 @@ def summarise_dataset(out: str | Path, manifest: dict | None = None) -> pd.DataF
             frames[name] = df.drop(columns="design").set_index("replication").sort_index()
     if not frames:
         raise DatasetError(f"{out} has no finished runs yet")
-    return summary_table(frames, [n for n in names if n in frames], manifest["baseline"])
+    summary = summary_table(frames, [n for n in names if n in frames], manifest["baseline"])
+    return with_sweep_columns(summary, "design", _sweeps(manifest), at_end=True)
 
 
 def resummarise(out: str | Path) -> tuple[pd.DataFrame, dict]:
@@ -381,6 +426,7 @@ def resummarise(out: str | Path) -> tuple[pd.DataFrame, dict]:
     out = Path(out)
     manifest = read_manifest(out)
     summary = summarise_dataset(out, manifest)
-    write_frame(summary, out / SUMMARY_PARQUET, out / SUMMARY_CSV,
-                {"experiment_sha256": manifest["experiment"]["sha256"], "seed": manifest["seed"]})
+    meta = {"experiment_sha256": manifest["experiment"]["sha256"], "seed": manifest["seed"]}
+    write_frame(summary, out / SUMMARY_PARQUET, out / SUMMARY_CSV, meta)
+    write_frame(long_dataset(out, manifest), out / LONG_PARQUET, None, meta)
     return summary, manifest

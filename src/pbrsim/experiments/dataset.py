@@ -6,7 +6,8 @@ Layout (``OUT`` is e.g. ``results/<experiment>``)::
     OUT/experiment.yaml                    a copy of the experiment file
     OUT/designs/<design>.yaml              each design's complete scenario (runnable with `pbrsim run`)
     OUT/runs/<table>/design=<design>/reps-<first>-<last>.parquet   replications first..last (5 digits)
-    OUT/summary.parquet, OUT/summary.csv   one row per design x metric
+    OUT/summary.parquet, OUT/summary.csv   one row per design x metric (sweep values as typed columns)
+    OUT/replications_long.parquet          one row per design x replication x figure (experiments/long_format.py)
 
 Each ``OUT/runs/<table>`` folder is a hive-partitioned Parquet dataset, so one call reads a table of every
 design and replication, with a ``design`` column from the folder names (every table has its own
@@ -170,7 +171,8 @@ def remove_stale_temporaries(out: Path) -> None:
     """Temporaries a killed pbrsim left beside the files it writes (call with the folder's lock held)."""
     out = Path(out)
     shutil.rmtree(out / RUNS / TMP, ignore_errors=True)
-    earlier = tuple(f".{name}." for name in (MANIFEST, "experiment.yaml", "summary.parquet", "summary.csv"))
+    earlier = tuple(f".{name}." for name in (MANIFEST, "experiment.yaml", "summary.parquet", "summary.csv",
+                                             "replications_long.parquet"))
     for folder in (out, out / "designs"):
         if folder.is_dir():
             for entry in os.scandir(folder):

@@ -23,7 +23,7 @@ from .. import __version__
 from ..scenario import limits as lim
 from ..scenario.bounds import run_problems
 from ..scenario.overrides import PathError, apply_overrides, parse_path
-from ..scenario.schema import Scenario, ScenarioError, file_hash, read_yaml, scenario_from_dict, validate_file
+from ..scenario.schema import Scenario, ScenarioError, file_hash, read_yaml, scenario_from_dict, unknown_field_rule, validate_file
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 _NAME = re.compile(NAME_PATTERN)
@@ -67,6 +67,8 @@ class ExperimentSpec(_Model):
     seed: int = Field(0, ge=0, description="Root random seed; replication r of every design uses the same random streams.")
     replications: int = Field(..., ge=1, le=1_000_000, description="Replications of each design.")
     tables: list[str] | None = Field(None, description="Tables a batch keeps per run (default all); `replications` is always kept.")
+    set: dict[str, Any] = Field(default_factory=dict, description="Overrides applied to every design and sweep point, before their own.")
+    remove: list[str] = Field(default_factory=list, description="Field paths deleted from every design's base scenario.")
     designs: list[DesignSpec] = Field(default_factory=list)
     sweeps: list[SweepSpec] = Field(default_factory=list)
 
@@ -85,10 +87,12 @@ class Design:
     scenario: Scenario
     fingerprint: str
     baseline: bool = False
+    sweep: dict = field(default_factory=dict)  # a sweep point's values by label (its typed columns in summaries)
 
     def manifest_entry(self) -> dict:
         return {"name": self.name, "sha256": self.fingerprint, "origin": self.origin, "description": self.description,
-                "base": str(self.base), "remove": list(self.remove), "set": self.overrides, "baseline": self.baseline}
+                "base": str(self.base), "remove": list(self.remove), "set": self.overrides, "baseline": self.baseline,
+                "sweep": self.sweep}
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,7 @@ def _spec_problems(exc: ValidationError) -> list[tuple[str, str]]:
     for err in exc.errors():
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown field (see docs/experiments.md for the fields allowed here)"
+            msg = unknown_field_rule(ExperimentSpec, tuple(err["loc"]), "docs/experiments.md")
         elif err["type"] == "missing":
             msg = "required field is missing"
         elif err["type"] == "string_pattern_mismatch":
@@ -206,6 +210,11 @@ def _labels(paths: list[str], given: dict[str, str]) -> dict[str, str]:
         if len(set(labels.values())) == len(labels) or depth > max(len(k) for k in keys.values()):
             return {p: re.sub(r"[^A-Za-z0-9_.+-]", "_", lab) for p, lab in labels.items()}
         depth += 1
+
+
+def sweep_labels(sweep: SweepSpec) -> dict[str, str]:
+    """The label of each swept path (its column in summaries and the long replications table)."""
+    return _labels(list(sweep.grid or {}) + list(sweep.zip or {}), sweep.labels)
 
 
 def sweep_points(sweep: SweepSpec) -> list[tuple[str, dict]]:
@@ -373,6 +382,11 @@ def load_experiment(path: str | Path) -> Experiment:
         problems.append(("designs", f"only one design can be the baseline; marked: {baselines}"))
     for i, sw in enumerate(spec.sweeps):
         problems += _sweep_rules(i, sw)
+    for fpath in list(spec.set) + spec.remove:
+        try:
+            parse_path(fpath)
+        except PathError as exc:
+            problems.append(("set" if fpath in spec.set else "remove", str(exc)))
     for i, d in enumerate(spec.designs):
         for fpath in list(d.set) + d.remove:
             try:
@@ -388,13 +402,17 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ExperimentError(src, problems)
 
     # every design as (name, origin, description, base file, overrides, remove, sweep index or None)
-    entries = [(d.name, f"designs[{i}] ({d.name})", d.description, d.base, dict(d.set), tuple(d.remove), None)
-               for i, d in enumerate(spec.designs)]
+    # the experiment-wide `remove` and `set` come first; a design's own override of the same path wins
+    entries = [(d.name, f"designs[{i}] ({d.name})", d.description, d.base, {**spec.set, **d.set},
+                tuple(dict.fromkeys([*spec.remove, *d.remove])), None) for i, d in enumerate(spec.designs)]
+    sweep_values: dict[str, dict] = {}
     for i, sw in enumerate(spec.sweeps):
         points = sweep_points(sw)
+        labels = sweep_labels(sw)
         for name, values in points:
             entries.append((name, f"sweeps[{i}] ({sw.name}) point {name}", sw.description, sw.base,
-                            {**sw.set, **values}, tuple(sw.remove), i))
+                            {**spec.set, **sw.set, **values}, tuple(dict.fromkeys([*spec.remove, *sw.remove])), i))
+            sweep_values[name] = {labels[p]: v for p, v in values.items()}
     seen: dict[str, str] = {}
     for name, origin, *_ in entries:
         if name in seen:
@@ -423,7 +441,8 @@ def load_experiment(path: str | Path) -> Experiment:
     # a sweep's own `set` / `remove` must apply to its base; reported once rather than for every point
     for i, sw in enumerate(spec.sweeps):
         try:
-            apply_overrides(bases[(path.parent / (sw.base or spec.base)).resolve()] or {}, sw.set, src, remove=sw.remove)
+            apply_overrides(bases[(path.parent / (sw.base or spec.base)).resolve()] or {}, {**spec.set, **sw.set}, src,
+                            remove=list(dict.fromkeys([*spec.remove, *sw.remove])))
         except ScenarioError as exc:
             problems += [(f"sweeps[{i}] ({sw.name}): {_action(p)}", rule) for p, rule in exc.problems]
     if problems:
@@ -451,7 +470,8 @@ def load_experiment(path: str | Path) -> Experiment:
                 found = [(f"in the scenario it makes, {p}" if p else "in the scenario it makes", rule) for p, rule in exc.problems]
         if not found:
             designs.append(Design(name=name, origin=origin, description=desc, base=bpath, overrides=overrides, remove=remove,
-                                  raw=raw, scenario=sc, fingerprint=fingerprint(raw, spec.seed, tables), baseline=name == base_name))
+                                  raw=raw, scenario=sc, fingerprint=fingerprint(raw, spec.seed, tables), baseline=name == base_name,
+                                  sweep=sweep_values.get(name, {})))
             continue
         for p, rule in found:
             if sweep is None:
@@ -466,3 +486,28 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ExperimentError(src, problems)
     return Experiment(name=spec.name or path.stem, path=path, sha256=file_hash(path), description=spec.description, seed=spec.seed,
                       replications=spec.replications, tables=tables, designs=tuple(designs), base_hashes=base_hashes)
+
+
+def with_runs(exp: Experiment, seed: int | None = None, replications: int | None = None) -> Experiment:
+    """``exp`` with another root seed and/or number of replications (the command line's --seed and -n),
+    checked against the same limits as the file's own; raises ExperimentError naming the option."""
+    from dataclasses import replace
+
+    if seed is None and replications is None:
+        return exp
+    seed = exp.seed if seed is None else seed
+    replications = exp.replications if replications is None else replications
+    limits = lim.active()
+    runs = len(exp.designs) * replications
+    problems: list[tuple[str, str]] = []
+    if replications > 1_000_000:
+        problems.append(("--replications", "at most 1,000,000 replications of each design"))
+    elif limits.runs is not None and runs > limits.runs:
+        problems.append(("--replications", f"{len(exp.designs):,} designs × {replications:,} replications = {lim.fmt_count(runs)} runs; "
+                         f"at most {limits.runs:,} ({limits.flag_hint()})"))
+    else:
+        problems += [("--replications", rule) for _, rule in _run_size_problems(list(exp.designs), replications, limits)]
+    if problems:
+        raise ExperimentError(str(exp.path), problems)
+    designs = tuple(replace(d, fingerprint=fingerprint(d.raw, seed, exp.tables)) for d in exp.designs)
+    return replace(exp, seed=seed, replications=replications, designs=designs)

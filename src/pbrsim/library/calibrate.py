@@ -108,7 +108,7 @@ class Targets(_Model):
 
 def _problems(exc: ValidationError) -> list[tuple[str, str]]:
     """Schema errors as scenario files report them, without pydantic's 'Value error, ' prefix."""
-    return [(loc, msg.removeprefix("Value error, ")) for loc, msg in pydantic_problems(exc, DOC)]
+    return [(loc, msg.removeprefix("Value error, ")) for loc, msg in pydantic_problems(exc, DOC, Targets)]
 
 
 def targets_from_dict(data: Any, source: str = "<targets>") -> Targets:

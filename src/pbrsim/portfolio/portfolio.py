@@ -74,7 +74,7 @@ def load_portfolio(path: str | Path) -> Portfolio:
     try:
         spec = PortfolioSpec.model_validate(raw)
     except ValidationError as exc:
-        raise PortfolioError(str(path), pydantic_problems(exc, "docs/portfolios.md")) from None
+        raise PortfolioError(str(path), pydantic_problems(exc, "docs/portfolios.md", PortfolioSpec)) from None
     problems: list[tuple[str, str]] = []
     members: list[Member] = []
     for i, m in enumerate(spec.members):

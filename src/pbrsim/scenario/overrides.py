@@ -5,11 +5,12 @@ A field path is dotted keys into the mapping read from YAML, with list selectors
     contract.service_fee.share_of_value          a key in nested mappings
     contract.payments[1].tariff.complex          the second item of a list (negative indices count from the end)
     contract.payments[name=sustained_job].lag    the one list item whose ``name`` is ``sustained_job``
+    contract.payments[+]                         (setting only) a new item appended to the end of the list
 
 Overrides are applied to the raw mapping *before* validation, so every overridden scenario is checked
 exactly like a scenario file. Setting a key that is missing from a mapping adds it (the schema then
-decides whether it is allowed); intermediate mappings are created when missing. Nothing else is created:
-list items must exist. Removing deletes a key or a list item.
+decides whether it is allowed); intermediate mappings are created when missing. List items must exist,
+except that setting ``list[+]`` appends a new item. Removing deletes a key or a list item.
 
     >>> raw = {"contract": {"payments": [{"name": "a", "tariff": 1}]}}
     >>> apply_overrides(raw, {"contract.payments[name=a].tariff": 5}, "x.yaml")
@@ -23,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from .schema import ScenarioError
+from .errors import ScenarioError
 
 _KEY = r"[^.\[\]]+"
 _SEGMENT = re.compile(rf"({_KEY})((?:\[[^\[\]]*\])*)$")
@@ -34,16 +35,20 @@ _MATCH = re.compile(r"([^=\s]+)\s*=\s*(.*)$")
 
 @dataclass(frozen=True)
 class Step:
-    """One step of a path: a mapping key, a list index, or a list item matched by ``field == value``."""
+    """One step of a path: a mapping key, a list index, a list item matched by ``field == value``, or
+    ``[+]`` (``append``): a new item at the end of a list."""
 
     key: str | None = None
     index: int | None = None
     field: str | None = None
     value: str | None = None
+    append: bool = False
 
     def __str__(self) -> str:
         if self.key is not None:
             return self.key
+        if self.append:
+            return "[+]"
         if self.index is not None:
             return f"[{self.index}]"
         return f"[{self.field}={self.value}]"
@@ -68,10 +73,12 @@ def parse_path(path: str) -> list[Step]:
             sel = sel.strip()
             if _INDEX.match(sel):
                 steps.append(Step(index=int(sel)))
+            elif sel == "+":
+                steps.append(Step(append=True))
             elif mm := _MATCH.match(sel):
                 steps.append(Step(field=mm.group(1), value=mm.group(2).strip().strip("'\"")))
             else:
-                raise PathError(f"cannot read selector [{sel}] in {path!r}: use [index] or [field=value]")
+                raise PathError(f"cannot read selector [{sel}] in {path!r}: use [index], [field=value] or [+] (append)")
     return steps
 
 
@@ -93,9 +100,12 @@ def _mapping_key(node: dict, key: str):
 
 def _list_position(node: list, step: Step, steps: list[Step], i: int) -> int:
     where = _where(steps, i)
+    if step.append:
+        raise PathError(f"[+] appends a new item, so it can only end a path that is set: write {where}[+] alone")
     if step.index is not None:
         if not -len(node) <= step.index < len(node):
-            raise PathError(f"{where} has {len(node)} item{'s' if len(node) != 1 else ''}; index {step.index} is out of range")
+            hint = f" (to add an item, set {where}[+])" if step.index == len(node) else ""
+            raise PathError(f"{where} has {len(node)} item{'s' if len(node) != 1 else ''}; index {step.index} is out of range{hint}")
         return step.index % len(node)
     hits = [j for j, item in enumerate(node) if isinstance(item, dict) and str(item.get(step.field)) == step.value]
     if len(hits) == 1:
@@ -156,7 +166,10 @@ def set_value(raw: dict, path: str, value: Any) -> None:
     else:
         if not isinstance(node, list):
             raise PathError(f"{_where(steps, len(steps) - 1)} is {_kind(node)}, not a list, so {last} cannot select an item")
-        node[_list_position(node, last, steps, len(steps) - 1)] = copy.deepcopy(value)
+        if last.append:
+            node.append(copy.deepcopy(value))
+        else:
+            node[_list_position(node, last, steps, len(steps) - 1)] = copy.deepcopy(value)
 
 
 def remove_value(raw: dict, path: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -294,7 +294,7 @@ class Terms(_Model):
             if kind not in PASS_THROUGH_KINDS:
                 raise ValueError(f"unknown payment kind {kind!r}; kinds are {list(PASS_THROUGH_KINDS)}")
             if not 0 <= share <= 1:
-                raise ValueError(f"pass-through share for {kind} must be between 0 and 1")
+                raise ValueError(f"pass-through share for {kind} must be a fraction between 0 and 1 (0.4 for 40%)")
         return v
 
 
@@ -393,6 +393,32 @@ class Scenario(_Model):
                 return rule.state
         return None
 
+    # --- variants ---------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """The scenario as the mapping a file would hold (fields left at their defaults are left out)."""
+        return self.model_dump(mode="python", exclude_unset=True, by_alias=True)
+
+    def get(self, path: str):
+        """The value at a field path such as ``contract.payments[name=job].tariff`` (docs/python.md)."""
+        from .overrides import PathError, get_value
+
+        try:
+            return get_value(self.to_dict(), path)
+        except PathError as exc:
+            raise KeyError(f"{path}: {exc}") from None
+
+    def vary(self, changes: dict | None = None, *, remove=(), name: str | None = None) -> "Scenario":
+        """A new, validated scenario: field paths in ``remove`` deleted, then each ``path: value`` of ``changes``
+        set, as a design in an experiment file does (``list[+]`` appends an item); ``name`` renames it.
+        Raises ScenarioError naming every path or rule the variant breaks; this scenario is unchanged."""
+        from .overrides import apply_overrides
+
+        source = f"variant of {self.name}"
+        raw = apply_overrides(self.to_dict(), dict(changes or {}), source, remove=list(remove))
+        if name is not None:
+            raw["name"] = name
+        return scenario_from_dict(raw, source)
+
 
 # ---------------------------------------------------------------------------------------------
 # Loading
@@ -414,16 +440,57 @@ def _is_type_tag(part) -> bool:
     return isinstance(part, str) and (part in ("float", "int", "str", "bool") or "[" in part or "(" in part)
 
 
-def pydantic_problems(exc: ValidationError, doc: str = "docs/scenarios.md") -> list[tuple[str, str]]:
-    """(field path, rule) for each schema error; ``doc`` is where the fields of this kind of file are listed."""
+def _models_in(annotation) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (through lists, mappings, unions and Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def known_fields(root: type[BaseModel], loc: tuple) -> list[str]:
+    """The field names allowed at ``loc[:-1]`` below ``root`` (list indices and mapping keys are passed through)."""
+    models = [root]
+    for part in loc[:-1]:
+        nxt = []
+        for m in models:
+            field = m.model_fields.get(part) if isinstance(part, str) else None
+            nxt += _models_in(field.annotation) if field is not None else [m]
+        models = list(dict.fromkeys(nxt))
+    return sorted({name for m in models for name in m.model_fields})
+
+
+def unknown_field_rule(root: type[BaseModel], loc: tuple, doc: str) -> str:
+    """'unknown field' with the closest allowed name, if one is close: did you mean ...?"""
+    import difflib
+
+    allowed = known_fields(root, loc)
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6) if loc else []
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown field ({hint}check the spelling; see {doc} for the fields allowed here)"
+
+
+def fraction_hint(err: dict) -> str:
+    """For a share or rate written as a percentage (``40`` for ``0.4``): the fraction to write instead."""
+    value, ctx = err.get("input"), err.get("ctx") or {}
+    if (err["type"] in ("less_than_equal", "less_than") and ctx.get(err["type"].replace("less_than_equal", "le").replace("less_than", "lt")) == 1
+            and isinstance(value, (int, float)) and 1 < value <= 100):
+        return f"; shares and rates are fractions between 0 and 1: write {value / 100:g} for {value:g}%"
+    return ""
+
+
+def pydantic_problems(exc: ValidationError, doc: str = "docs/scenarios.md", root: type[BaseModel] | None = None) -> list[tuple[str, str]]:
+    """(field path, rule) for each schema error; ``doc`` is where the fields of this kind of file are listed,
+    ``root`` the model validated (default Scenario), used to suggest the field meant by an unknown one."""
     problems = []
     for err in exc.errors():
         loc = tuple(part for part in err["loc"] if not _is_type_tag(part))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = f"unknown field (check the spelling; see {doc} for the fields allowed here)"
+            msg = unknown_field_rule(root or Scenario, loc, doc)
         elif err["type"] == "missing":
             msg = "required field is missing"
+        else:
+            msg += fraction_hint(err)
         problems.append((_loc_to_path(loc), msg))
     # de-duplicate union noise while keeping order
     seen, unique = set(), []
@@ -572,7 +639,7 @@ def _check_rows(prefix: str, rows: TransitionRows, states: list[str], absorbing:
             if to not in known:
                 problems.append((f"{path}.{to}", f"unknown state {to!r}; states are {states}"))
             if not (0 <= p <= 1):
-                problems.append((f"{path}.{to}", f"probability {p} must be between 0 and 1"))
+                problems.append((f"{path}.{to}", f"probability {p} must be a fraction between 0 and 1 (0.4 for 40%)"))
         total = sum(row.values())
         if abs(total - 1) > ROW_TOLERANCE:
             problems.append((path, f"row must sum to 1 (it sums to {total:.10g})"))
@@ -869,7 +936,7 @@ def _check_share_map(path: str, shares: dict[str, float], names: list[str]) -> l
         if org not in names:
             p.append((f"{path}.{org}", f"unknown organisation {org!r}; organisations are {names}"))
         if not 0 <= share <= 1:
-            p.append((f"{path}.{org}", "share must be between 0 and 1"))
+            p.append((f"{path}.{org}", "share must be a fraction between 0 and 1 (0.4 for 40%)"))
     total = sum(shares.values())
     if abs(total - 1) > SHARE_TOLERANCE:
         p.append((path, f"shares must sum to 1 (they sum to {total:.6g})"))

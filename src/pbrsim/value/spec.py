@@ -33,7 +33,7 @@ def shipped_unit_costs() -> dict[str, UnitCost]:
         try:
             out[key] = UnitCost.model_validate(entry)
         except ValidationError as exc:  # a broken shipped file is a bug, said plainly
-            raise ScenarioError(str(UNIT_COSTS_FILE), [(f"{key}.{p}", r) for p, r in pydantic_problems(exc)]) from None
+            raise ScenarioError(str(UNIT_COSTS_FILE), [(f"{key}.{p}", r) for p, r in pydantic_problems(exc, root=UnitCost)]) from None
     return out
 
 
