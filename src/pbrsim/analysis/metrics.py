@@ -12,6 +12,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from . import investors, returns
+
 Z95 = 1.959963984540054
 PAYMENT_KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment")
 
@@ -112,17 +114,71 @@ def per_replication(model, clients: pd.DataFrame, ledger: pd.DataFrame, monthly:
         out[f"failed[{name}]"] = f.notna().astype(int)
         out[f"failure_month[{name}]"] = f.astype(float)
     fin = model.finance
-    if fin is not None:  # investor: drawn, repaid, money multiple, loss
-        m = monthly[monthly.organisation == model.organisations[fin.organisation].name].groupby("replication")
-        out["investor_drawn"] = m["finance_in"].sum().reindex(reps) / 100
-        out["investor_repaid"] = m["finance_out"].sum().reindex(reps) / 100
-        out["investor_multiple"] = out["investor_repaid"] / out["investor_drawn"].where(out["investor_drawn"] > 0)
-        out["investor_loss"] = (out["investor_drawn"] - out["investor_repaid"]).clip(lower=0)
+    if fin is not None:  # investors: drawn, repaid, multiple, loss, IRR, payback (analysis/investors.py)
+        parties = model.vocab.parties
+        codes = {col: pd.Categorical(ledger[col].astype(object), categories=list(parties)).codes.astype(np.int64)
+                 for col in ("payer", "payee")}
+        pos = np.searchsorted(reps.to_numpy(), ledger["replication"].to_numpy())
+        keep = (pos < len(reps)) & (reps.to_numpy()[np.minimum(pos, len(reps) - 1)] == ledger["replication"].to_numpy())
+        payer, payee, pos = codes["payer"][keep], codes["payee"][keep], pos[keep]
+        month, amount = ledger["month"].to_numpy()[keep].astype(np.int64), ledger["amount"].to_numpy()[keep]
+        F = investors.flows(fin, parties, payer, payee, month, amount, pos, len(reps), model.horizon)
+        for col, values in investors.figures(fin, F).items():
+            out[col] = values
+        out["investor_guaranteed"] = investors.received_from(fin, parties, payer, payee, amount, pos, len(reps), fin.guarantor) / 100
+        out["intermediary_fees"] = investors.received_from(fin, parties, payer, payee, amount, pos, len(reps), fin.intermediary, False) / 100
+        if fin.top_up_funder is not None:  # what the top-up funder paid (to the commissioner)
+            out["topped_up"] = _paid_by(fin.top_up_funder, parties, payer, amount, pos, len(reps)) / 100
     names = [o.name for o in model.organisations]
     out["failed_any"] = out[[f"failed[{n}]" for n in names]].max(axis=1)
     if len(names) > 1:
         out["paid_to_subcontractors"] = sum(out[f"income[{n}]"] for n in names[1:])
         out["prime_kept"] = out["paid_total"] - out["paid_to_subcontractors"]
+    return out
+
+
+def _paid_by(party: str, parties, payer: np.ndarray, amount: np.ndarray, pos: np.ndarray, n: int) -> np.ndarray:
+    sel = payer == parties.index(party)
+    return np.bincount(pos[sel], weights=amount[sel].astype(np.float64), minlength=n)
+
+
+def investor_summary(model, per_rep, R: int) -> dict:
+    """The investors' figures across replications: means with intervals, shares of runs (Wilson) and the
+    IRR distribution (quantiles over runs where it has a value; docs/social-investment.md)."""
+    fin = model.finance
+    out = {"investor": fin.investor, "organisation": model.organisations[fin.organisation].name,
+           "commitment": fin.commitment / 100, "hurdle_rate": fin.hurdle}
+    groups = [("", fin.investor)] + ([(f"[{n}]", n) for n in fin.investors] if len(fin.investors) > 1 else [])
+    tranches = []
+    for key, name in groups:
+        drawn = np.asarray(per_rep[f"investor_drawn{key}"], dtype=float)
+        invested = drawn > 0
+        irr = np.asarray(per_rep[f"investor_irr{key}"], dtype=float)
+        status = np.asarray(per_rep[f"investor_irr_status{key}"])
+        has = invested & ~np.isnan(irr)
+        payback = np.asarray(per_rep[f"investor_payback_month{key}"], dtype=float)
+        row = {
+            "tranche": name,
+            "drawn": mean_ci(drawn),
+            "repaid": mean_ci(per_rep[f"investor_repaid{key}"]),
+            "multiple": ratio_ci(per_rep[f"investor_repaid{key}"], drawn),
+            "loss": mean_ci(per_rep[f"investor_loss{key}"]),
+            "lost_money": wilson(int(np.asarray(per_rep[f"investor_lost{key}"])[invested].sum()), int(invested.sum())),
+            "irr": {**({"median": float(np.median(irr[has])), **quantiles(irr[has], (0.05, 0.25, 0.75, 0.95)),
+                        "min": float(irr[has].min()), "max": float(irr[has].max())} if has.any() else {"median": None}),
+                    "runs": int(has.sum())},
+            "irr_below_hurdle": wilson(int((irr[has] < fin.hurdle).sum()), int(has.sum())),
+            "irr_status": {returns.STATUS_NAMES[s]: int((status[invested] == s).sum()) for s in returns.STATUS_NAMES},
+            "payback_month": {"median": float(np.median(payback[invested & ~np.isnan(payback)])) if (invested & ~np.isnan(payback)).any() else None,
+                              "never": wilson(int((invested & np.isnan(payback)).sum()), int(invested.sum()))},
+        }
+        tranches.append(row)
+    out.update({k: v for k, v in tranches[0].items() if k != "tranche"})
+    if len(tranches) > 1:
+        out["tranches"] = tranches[1:]
+    for col, name in (("investor_guaranteed", "guaranteed"), ("intermediary_fees", "intermediary_fees"), ("topped_up", "topped_up")):
+        if col in per_rep:
+            out[name] = mean_ci(per_rep[col])
     return out
 
 
@@ -173,17 +229,7 @@ def summarise(model, per_rep: pd.DataFrame, seed: int) -> dict:
         })
     extra = {}
     if "investor_drawn" in per_rep:
-        fin = model.finance
-        lost = int((per_rep["investor_loss"] > 0.005).sum())
-        extra["investor"] = {
-            "investor": fin.investor,
-            "organisation": model.organisations[fin.organisation].name,
-            "drawn": mean_ci(per_rep["investor_drawn"]),
-            "repaid": mean_ci(per_rep["investor_repaid"]),
-            "multiple": ratio_ci(per_rep["investor_repaid"], per_rep["investor_drawn"]),
-            "loss": mean_ci(per_rep["investor_loss"]),
-            "lost_money": wilson(lost, R),
-        }
+        extra["investor"] = investor_summary(model, per_rep, R)
     return {
         **extra,
         "scenario": model.scenario.name,
