@@ -30,13 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "golden" / "tables.json"
 SEED = 20240607
 REPLICATIONS = 3
-NOT_SCENARIOS = ("experiments", "stress", "targets")  # experiment, stresses and calibration-target files
+NOT_SCENARIOS = ("experiments", "stress", "targets", "portfolios")  # experiment, stress, calibration-target and portfolio files
 
 # Variants of shipped scenarios for paths the shipped files do not reach with this seed: a binding cap
 # and per-person cap; a subcontractor that fails and drops its clients; guaranteed referrals; every
 # allocation policy under a capacity limit in one supply chain; a prime that fails, during the contract
 # and in the run-off; allocation shares that follow performance; claims at referral with rejections.
 _CHAIN = "scenarios/supply_chain/blended.yaml"
+CLAWBACK_CAP = 80_000_000  # pounds: binds before the last year's clawback
 VARIANTS = {
     "variant/cap_binding": ("scenarios/blended_vcs.yaml", {"contract.cap": 60000, "contract.per_person_cap": 900}),
     "variant/chain_failures": (_CHAIN, {
@@ -68,6 +69,7 @@ VARIANTS = {
         {"name": "in_work", "kind": "sustainment", "states": ["sustained_3m", "sustained_6m"], "max_months": 2, "tariff": 90, "lag": 1,
          "rejection": 0.25},
     ]}),
+    "variant/clawback_capped": ("scenarios/library/tr_crc_volume_shortfall.yaml", {"contract.cap": CLAWBACK_CAP}),
 }
 
 
@@ -108,7 +110,7 @@ def table_digest(df: pd.DataFrame) -> str:
 
 
 def result_digests(res) -> dict[str, str]:
-    tables = {name: res.__dict__[name] for name in ("clients", "ledger", "monthly", "claims", "settlements", "failures")}
+    tables = {name: getattr(res, name) for name in ("clients", "ledger", "monthly", "claims", "settlements", "failures")}
     tables["per_replication"] = res.per_replication.reset_index()
     return {name: table_digest(df.reset_index(drop=True)) for name, df in tables.items()}
 
@@ -128,6 +130,7 @@ REACHES = {
     "variant/runoff_failure": lambda r: (r.failures.clients_to == "after the contract end").any(),
     "variant/chain_performance": lambda r: r.failures.clients_to.astype(str).str.contains("west_charity").any()
     and r.monthly.groupby("organisation", observed=True).referrals.sum().gt(0).all(),
+    "variant/clawback_capped": lambda r: (r.settlements[r.settlements.item == "volume_reconciliation"].amount_capped < 0).any(),
     "variant/referral_claims": lambda r: r.claims[r.claims.item.isin(["start", "start_or_engaged"])].rejected.sum() > 0,
 }
 

@@ -94,6 +94,14 @@ def test_engine_never_imports_later_stages(graph):
     assert offences(graph, "engine", forbidden={"analysis", "experiments", "stress", "library", "report", "cli"}) == []
 
 
+def test_engine_never_imports_public_value(graph):
+    assert offences(graph, "engine", forbidden={"value"}) == []
+
+
+def test_public_value_uses_only_earlier_stages(graph):
+    assert offences(graph, "value", allowed={"scenario", "model", "engine", "analysis"}) == []
+
+
 def test_report_never_imports_the_cli(graph):
     assert offences(graph, "report", forbidden={"cli"}) == []
 

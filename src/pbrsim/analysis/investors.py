@@ -38,16 +38,17 @@ def flows(fin, parties: tuple[str, ...], payer: np.ndarray, payee: np.ndarray, m
     return np.rint(out).reshape(2, n, K, horizon)
 
 
-def received_from(fin, parties: tuple[str, ...], payer: np.ndarray, payee: np.ndarray, amount: np.ndarray,
-                  pos: np.ndarray, n: int, party: str | None, to_investors: bool = True) -> np.ndarray:
-    """Pence ``party`` paid to the investors (or, ``to_investors`` False, received from anyone) per replication."""
+def paid_by(parties: tuple[str, ...], party: str | None, payer: np.ndarray, amount: np.ndarray, pos: np.ndarray, n: int) -> np.ndarray:
+    """Pence ``party`` paid (to anyone) per replication (zeros without such a party)."""
     if party is None:
         return np.zeros(n)
-    p = parties.index(party)
-    if to_investors:
-        sel = (payer == p) & np.isin(payee, [parties.index(i) for i in fin.investors])
-    else:
-        sel = payee == p
+    sel = payer == parties.index(party)
+    return np.bincount(pos[sel], weights=amount[sel].astype(np.float64), minlength=n)
+
+
+def paid_to(parties: tuple[str, ...], party: str, payee: np.ndarray, amount: np.ndarray, pos: np.ndarray, n: int) -> np.ndarray:
+    """Pence ``party`` received per replication."""
+    sel = payee == parties.index(party)
     return np.bincount(pos[sel], weights=amount[sel].astype(np.float64), minlength=n)
 
 

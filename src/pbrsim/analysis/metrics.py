@@ -8,11 +8,14 @@ error, a Wilson interval for a share of replications, or empirical quantiles.
 from __future__ import annotations
 
 import math
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
+from ..engine.ledger import KINDS
 from . import investors, returns
+from .columns import Batch, Groups, and_
 
 Z95 = 1.959963984540054
 PAYMENT_KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment")
@@ -58,88 +61,141 @@ def quantiles(x, qs=(0.05, 0.5)) -> dict:
     return {f"p{int(q * 100)}": float(np.quantile(x, q)) for q in qs}
 
 
-def per_replication(model, clients: pd.DataFrame, ledger: pd.DataFrame, monthly: pd.DataFrame,
-                    settlements: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame:
-    """One row per replication (those present in ``monthly``) with every figure the summary needs (pounds)."""
+def per_replication(model, clients, ledger, monthly, settlements, failures) -> pd.DataFrame:
+    """One row per replication (those present in ``monthly``) with every figure the summary needs (pounds).
+
+    Tables are DataFrames or the engine's columns; ``figures`` computes the same from a ``Batch``.
+    """
+    batch = Batch(model, {"clients": clients, "ledger": ledger, "monthly": monthly, "settlements": settlements,
+                          "failures": failures})
+    return frame(batch.labels, figures(batch))
+
+
+def frame(labels: np.ndarray, cols: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Per-replication figures as a DataFrame indexed by replication."""
+    return pd.DataFrame(cols, index=pd.Index(labels, name="replication"))
+
+
+def figures(batch: Batch) -> dict[str, np.ndarray]:
+    """Every figure the summary needs (pounds), one value per replication of the batch, by column name.
+
+    Each figure is one grouped sum over the whole batch (``analysis.columns``), not a pass per replication.
+    """
+    model = batch.model
     pw, c = model.pathway, model.contract
-    reps = pd.Index(np.sort(monthly["replication"].unique()), name="replication")
-    out = pd.DataFrame(index=reps)
+    cl, led, mon, st, fl = (batch.table(t) for t in ("clients", "ledger", "monthly", "settlements", "failures"))
+    out: dict[str, np.ndarray] = {}
     segs = list(pw.segments)
     primary = pw.states[c.primary_outcome] if c.primary_outcome >= 0 else None
     milestone = pw.states[c.milestone] if c.milestone >= 0 else None
-    cl = clients
-    for g in segs:
-        sel = cl[cl.segment == g]
-        out[f"referrals[{g}]"] = sel.groupby("replication").size().reindex(reps, fill_value=0)
+    pos, keep = batch.rows("clients")
+    seg = cl["segment"]
+    for gi, g in enumerate(segs):
+        sel = seg == gi
+        out[f"referrals[{g}]"] = batch.count(pos, keep, sel)
         if primary:
-            out[f"outcomes[{g}]"] = sel[f"first_{primary}"].notna().groupby(sel.replication).sum().reindex(reps, fill_value=0)
+            out[f"outcomes[{g}]"] = batch.count(pos, keep, sel & (cl[f"first_{primary}"] >= 0))
         if milestone:
-            out[f"milestones[{g}]"] = sel[f"first_{milestone}"].notna().groupby(sel.replication).sum().reindex(reps, fill_value=0)
-    out["referrals"] = out[[f"referrals[{g}]" for g in segs]].sum(axis=1)
+            out[f"milestones[{g}]"] = batch.count(pos, keep, sel & (cl[f"first_{milestone}"] >= 0))
+    out["referrals"] = _row_sum(out, [f"referrals[{g}]" for g in segs], batch.n)
     if primary:
-        out["outcomes"] = out[[f"outcomes[{g}]" for g in segs]].sum(axis=1)
+        out["outcomes"] = _row_sum(out, [f"outcomes[{g}]" for g in segs], batch.n)
     if milestone:
-        out["milestones"] = out[[f"milestones[{g}]" for g in segs]].sum(axis=1)
+        out["milestones"] = _row_sum(out, [f"milestones[{g}]" for g in segs], batch.n)
 
-    comm = ledger[ledger.payer == c.commissioner]
-    for kind in PAYMENT_KINDS:
-        out[f"paid[{kind}]"] = comm[comm.kind == kind].groupby("replication").amount.sum().reindex(reps, fill_value=0) / 100
-    out["paid_total"] = comm.groupby("replication").amount.sum().reindex(reps, fill_value=0) / 100
+    pos, keep = batch.rows("ledger")
+    amount = led["amount"]
+    comm = led["payer"] == led.code("payer", c.commissioner)
+    kind = led["kind"]
+    for k in PAYMENT_KINDS:
+        out[f"paid[{k}]"] = batch.total(pos, keep, amount, comm & (kind == KINDS.index(k))) / 100
+    out["paid_total"] = batch.total(pos, keep, amount, comm) / 100
     if c.volume_band is not None:  # fee clawed back at year-end reconciliation: the commissioner's spend is net of it
-        back = ledger[(ledger.payee == c.commissioner) & (ledger.kind == "clawback")]
-        out["clawed_back"] = back.groupby("replication").amount.sum().reindex(reps, fill_value=0) / 100
-        out["paid_total"] -= out["clawed_back"]
-    out["capped_total"] = settlements.groupby("replication").amount_capped.sum().reindex(reps, fill_value=0) / 100 if len(settlements) else 0.0
+        back = (led["payee"] == led.code("payee", c.commissioner)) & (kind == KINDS.index("clawback"))
+        out["clawed_back"] = batch.total(pos, keep, amount, back) / 100
+        out["paid_total"] = out["paid_total"] - out["clawed_back"]
+    if len(st):
+        pos, keep = batch.rows("settlements")
+        out["capped_total"] = batch.total(pos, keep, st["amount_capped"]) / 100
+    else:
+        out["capped_total"] = np.zeros(batch.n)
     cap = model.contract.cap
-    out["cap_reached"] = ((out["capped_total"] > 0) | ((out["paid_total"] * 100).round() >= cap if cap is not None else False)).astype(int)
+    reached = out["capped_total"] > 0
+    if cap is not None:
+        reached = reached | (np.round(out["paid_total"] * 100) >= cap)
+    out["cap_reached"] = reached.astype(np.int64)
 
     income_cols = [f"income_{k}" for k in PAYMENT_KINDS + ("fee_for_service",)]
     cost_cols = ["cost_delivery", "cost_overhead", "cost_interest", "cost_clawback", "paid_to_subcontractors"]
-    fail_rows = failures if len(failures) else pd.DataFrame(columns=["replication", "organisation", "failure_month"])
+    fpos, fkeep = batch.rows("failures") if len(fl) else (None, None)
     for org in model.organisations:
         name = org.name
-        m = monthly[monthly.organisation == name]
-        g = m.groupby("replication")
-        out[f"income[{name}]"] = g[income_cols].sum().sum(axis=1).reindex(reps) / 100
-        out[f"costs[{name}]"] = g[cost_cols].sum().sum(axis=1).reindex(reps) / 100
-        out[f"interest[{name}]"] = g["cost_interest"].sum().reindex(reps) / 100
-        out[f"lowest_cash[{name}]"] = np.minimum(g["cash"].min().reindex(reps), org.opening_cash) / 100
-        out[f"trough_month[{name}]"] = m.loc[g["cash"].idxmin().reindex(reps), "month"].to_numpy()
-        out[f"months_below_zero[{name}]"] = (m.cash < 0).groupby(m.replication).sum().reindex(reps)
-        out[f"final_cash[{name}]"] = g["cash"].last().reindex(reps) / 100
+        m = Groups(batch, "monthly", "organisation", mon.code("organisation", name))
+        out[f"income[{name}]"] = sum(m.total(col, np.nan) for col in income_cols) / 100
+        out[f"costs[{name}]"] = sum(m.total(col, np.nan) for col in cost_cols) / 100
+        out[f"interest[{name}]"] = m.total("cost_interest", np.nan) / 100
+        out[f"lowest_cash[{name}]"] = np.minimum(m.minimum("cash", np.nan), org.opening_cash) / 100
+        out[f"trough_month[{name}]"] = mon["month"][m.first_argmin("cash")]
+        out[f"months_below_zero[{name}]"] = m.total(m.values("cash") < 0, np.nan)
+        out[f"final_cash[{name}]"] = m.last("cash", np.nan) / 100
         out[f"margin[{name}]"] = out[f"final_cash[{name}]"] - org.opening_cash / 100
-        rows = fail_rows[fail_rows.organisation == name].set_index("replication")
-        f = rows["failure_month"].reindex(reps)
-        out[f"clients_affected[{name}]"] = rows["clients_affected"].reindex(reps).astype(float) if len(rows) else np.nan
-        out[f"failed[{name}]"] = f.notna().astype(int)
-        out[f"failure_month[{name}]"] = f.astype(float)
+        month = np.full(batch.n, np.nan)
+        affected = np.full(batch.n, np.nan)
+        if fpos is not None:
+            sel = and_(fkeep, fl["organisation"] == fl.code("organisation", name))
+            month[fpos[sel]] = fl["failure_month"][sel]
+            affected[fpos[sel]] = fl["clients_affected"][sel]
+        out[f"clients_affected[{name}]"] = affected
+        out[f"failed[{name}]"] = (~np.isnan(month)).astype(np.int64)
+        out[f"failure_month[{name}]"] = month
     fin = model.finance
     if fin is not None:  # investors: drawn, repaid, multiple, loss, IRR, payback (analysis/investors.py)
         parties = model.vocab.parties
-        codes = {col: pd.Categorical(ledger[col].astype(object), categories=list(parties)).codes.astype(np.int64)
-                 for col in ("payer", "payee")}
-        pos = np.searchsorted(reps.to_numpy(), ledger["replication"].to_numpy())
-        keep = (pos < len(reps)) & (reps.to_numpy()[np.minimum(pos, len(reps) - 1)] == ledger["replication"].to_numpy())
-        payer, payee, pos = codes["payer"][keep], codes["payee"][keep], pos[keep]
-        month, amount = ledger["month"].to_numpy()[keep].astype(np.int64), ledger["amount"].to_numpy()[keep]
-        F = investors.flows(fin, parties, payer, payee, month, amount, pos, len(reps), model.horizon)
-        for col, values in investors.figures(fin, F).items():
-            out[col] = values
-        out["investor_guaranteed"] = investors.received_from(fin, parties, payer, payee, amount, pos, len(reps), fin.guarantor) / 100
-        out["intermediary_fees"] = investors.received_from(fin, parties, payer, payee, amount, pos, len(reps), fin.intermediary, False) / 100
+        pos, keep = batch.rows("ledger")
+        cols = [led[c] for c in ("payer", "payee", "month", "amount")]
+        if keep is not None:
+            pos, cols = pos[keep], [c[keep] for c in cols]
+        payer, payee, month, amount = cols
+        F = investors.flows(fin, parties, payer, payee, month.astype(np.int64), amount, pos, batch.n, model.horizon)
+        out.update(investors.figures(fin, F))
+        n = batch.n
+        out["investor_guaranteed"] = investors.paid_by(parties, fin.guarantor, payer, amount, pos, n) / 100
+        if fin.intermediary is not None:
+            out["intermediary_fees"] = investors.paid_to(parties, fin.intermediary, payee, amount, pos, n) / 100
         if fin.top_up_funder is not None:  # what the top-up funder paid (to the commissioner)
-            out["topped_up"] = _paid_by(fin.top_up_funder, parties, payer, amount, pos, len(reps)) / 100
+            out["topped_up"] = investors.paid_by(parties, fin.top_up_funder, payer, amount, pos, n) / 100
     names = [o.name for o in model.organisations]
-    out["failed_any"] = out[[f"failed[{n}]" for n in names]].max(axis=1)
+    out["failed_any"] = np.max([out[f"failed[{n}]"] for n in names], axis=0)
     if len(names) > 1:
         out["paid_to_subcontractors"] = sum(out[f"income[{n}]"] for n in names[1:])
         out["prime_kept"] = out["paid_total"] - out["paid_to_subcontractors"]
     return out
 
 
-def _paid_by(party: str, parties, payer: np.ndarray, amount: np.ndarray, pos: np.ndarray, n: int) -> np.ndarray:
-    sel = payer == parties.index(party)
-    return np.bincount(pos[sel], weights=amount[sel].astype(np.float64), minlength=n)
+def _row_sum(out: dict, cols: list[str], n: int) -> np.ndarray:
+    total = np.zeros(n, dtype=np.int64)
+    for col in cols:
+        total += out[col]
+    return total
+
+
+def columns_of(per_rep) -> tuple[dict[str, np.ndarray], int]:
+    """Per-replication figures as arrays by column name, and the number of replications
+    (from a DataFrame, or the dict ``figures`` returns)."""
+    if isinstance(per_rep, Mapping):
+        return per_rep, len(next(iter(per_rep.values()))) if per_rep else 0
+    return {col: per_rep[col].to_numpy() for col in per_rep.columns}, len(per_rep)
+
+
+def nan_median(x: np.ndarray) -> float:
+    """Median of the values that are not NaN (as pandas ``Series.median``)."""
+    return float(np.median(x[~np.isnan(x)]))
+
+
+def nan_mean(x: np.ndarray) -> float:
+    """Mean of the values that are not NaN (as pandas ``Series.mean``)."""
+    missing = np.isnan(x)
+    return float(np.where(missing, 0.0, x).sum() / (len(x) - missing.sum()))
 
 
 def investor_summary(model, per_rep, R: int) -> dict:
@@ -149,7 +205,7 @@ def investor_summary(model, per_rep, R: int) -> dict:
     out = {"investor": fin.investor, "organisation": model.organisations[fin.organisation].name,
            "commitment": fin.commitment / 100, "hurdle_rate": fin.hurdle}
     groups = [("", fin.investor)] + ([(f"[{n}]", n) for n in fin.investors] if len(fin.investors) > 1 else [])
-    tranches = []
+    rows = []
     for key, name in groups:
         drawn = np.asarray(per_rep[f"investor_drawn{key}"], dtype=float)
         invested = drawn > 0
@@ -157,7 +213,8 @@ def investor_summary(model, per_rep, R: int) -> dict:
         status = np.asarray(per_rep[f"investor_irr_status{key}"])
         has = invested & ~np.isnan(irr)
         payback = np.asarray(per_rep[f"investor_payback_month{key}"], dtype=float)
-        row = {
+        paid_back = invested & ~np.isnan(payback)
+        rows.append({
             "tranche": name,
             "drawn": mean_ci(drawn),
             "repaid": mean_ci(per_rep[f"investor_repaid{key}"]),
@@ -169,23 +226,22 @@ def investor_summary(model, per_rep, R: int) -> dict:
                     "runs": int(has.sum())},
             "irr_below_hurdle": wilson(int((irr[has] < fin.hurdle).sum()), int(has.sum())),
             "irr_status": {returns.STATUS_NAMES[s]: int((status[invested] == s).sum()) for s in returns.STATUS_NAMES},
-            "payback_month": {"median": float(np.median(payback[invested & ~np.isnan(payback)])) if (invested & ~np.isnan(payback)).any() else None,
+            "payback_month": {"median": float(np.median(payback[paid_back])) if paid_back.any() else None,
                               "never": wilson(int((invested & np.isnan(payback)).sum()), int(invested.sum()))},
-        }
-        tranches.append(row)
-    out.update({k: v for k, v in tranches[0].items() if k != "tranche"})
-    if len(tranches) > 1:
-        out["tranches"] = tranches[1:]
+        })
+    out.update({k: v for k, v in rows[0].items() if k != "tranche"})
+    if len(rows) > 1:
+        out["tranches"] = rows[1:]
     for col, name in (("investor_guaranteed", "guaranteed"), ("intermediary_fees", "intermediary_fees"), ("topped_up", "topped_up")):
         if col in per_rep:
             out[name] = mean_ci(per_rep[col])
     return out
 
 
-def summarise(model, per_rep: pd.DataFrame, seed: int) -> dict:
-    """Summary figures with 95% intervals, as a JSON-ready dict."""
+def summarise(model, per_rep, seed: int) -> dict:
+    """Summary figures with 95% intervals, as a JSON-ready dict (from a per-replication DataFrame or ``figures``)."""
     pw = model.pathway
-    R = len(per_rep)
+    per_rep, R = columns_of(per_rep)
     has_outcome = "outcomes" in per_rep
     has_milestone = "milestones" in per_rep
     segments = []
@@ -224,8 +280,8 @@ def summarise(model, per_rep: pd.DataFrame, seed: int) -> dict:
             "trough_month": {"median": float(np.median(per_rep[f"trough_month[{n}]"]))},
             "months_below_zero": mean_ci(per_rep[f"months_below_zero[{n}]"]),
             "ran_out_of_cash": wilson(fails, R),
-            "failure_month": {"median": float(per_rep[f"failure_month[{n}]"].median()) if fails else None},
-            "clients_affected": {"mean": float(per_rep[f"clients_affected[{n}]"].mean()) if fails else None},
+            "failure_month": {"median": nan_median(per_rep[f"failure_month[{n}]"]) if fails else None},
+            "clients_affected": {"mean": nan_mean(per_rep[f"clients_affected[{n}]"]) if fails else None},
         })
     extra = {}
     if "investor_drawn" in per_rep:

@@ -169,38 +169,40 @@ class Investors:
         np.add.at(self.topped_up, reps, amount)
 
     # -- invariants ---------------------------------------------------------------------------------
-    def check(self, check, led: dict, pair: np.ndarray, P_ORG: int, P_COMM: int):
-        """Investor money in the ledger agrees with the engine's books and keeps the terms, in every replication."""
+    def check(self, run, led: dict, pair: np.ndarray, P_ORG: int, P_COMM: int):
+        """Investor money in the ledger agrees with the engine's books and keeps the terms, in every replication
+        (``run``'s checks name the replication and show money to the penny)."""
         f = self.f
+        check, same, within, money = run._fault, run._same, run._within, run._money
         inv = self.P_INV
         for k, p in enumerate(inv):
             name = f.investors[k]
-            put_in = pair[:, p].sum(axis=1)
-            check(put_in != self.drawn[:, k], lambda b: f"{name}: the ledger has {put_in[b]} pence put in, the engine {self.drawn[b, k]}")
-            back = pair[:, P_ORG, p]
-            check(back != self.received[:, k], lambda b: f"{name}: the ledger has {back[b]} pence repaid, the engine {self.received[b, k]}")
+            same(f"{name}: money put in", "in the ledger", pair[:, p].sum(axis=1), "in the engine", self.drawn[:, k])
+            same(f"{name}: repayments", "in the ledger", pair[:, P_ORG, p], "in the engine", self.received[:, k])
             if self.P_GUAR is not None:
                 g = pair[:, self.P_GUAR, p]
-                check(g != self.guaranteed[:, k], lambda b: f"{name}: guarantee payments disagree")
-                short = (self.received[:, k] + g) < np.ceil(self.drawn[:, k] * f.protection[k])
-                check(short, lambda b: f"{name}: received less than its capital protection")
+                same(f"{name}: guarantee payments", "in the ledger", g, "in the engine", self.guaranteed[:, k])
+                floor = np.ceil(self.drawn[:, k] * f.protection[k]).astype(np.int64)
+                got = self.received[:, k] + g
+                check(got < floor, lambda b: f"{name}: received {money(got[b])}, less than its capital protection {money(floor[b])}")
             if f.cap_multiple is not None:
-                over = self.received[:, k] > _floor(self.drawn[:, k] * f.cap_multiple)
-                check(over, lambda b: f"{name}: received more than {f.cap_multiple} times what it put in")
+                cap = _floor(self.drawn[:, k] * f.cap_multiple)
+                check(self.received[:, k] > cap,
+                      lambda b: f"{name}: received {money(self.received[b, k])}, more than {f.cap_multiple} times what it put in ({money(cap[b])})")
             others = np.setdiff1d(np.arange(pair.shape[1]), [P_ORG, p] + ([self.P_GUAR] if self.P_GUAR is not None else []))
-            stray = pair[:, others, p].sum(axis=1)
-            check(stray != 0, lambda b: f"{name} received money from a party other than the organisation or the guarantor")
-        total = self.drawn.sum(axis=1)
-        check(total > f.commitment, lambda b: f"investors put in {total[b]} pence, more than the commitment {f.commitment}")
+            same(f"{name}: money from parties other than the organisation and the guarantor", "received",
+                 pair[:, others, p].sum(axis=1), "expected", 0)
+        within("investors' commitment", "put in", self.drawn.sum(axis=1), "the commitment", f.commitment)
         if self.P_FEE is not None:
             fees = pair[:, :, self.P_FEE].sum(axis=1)
-            check((fees != self.fees.sum(axis=1)) | (fees != pair[:, inv, self.P_FEE].sum(axis=1)) | (fees > f.monthly_fee * self.T),
-                  lambda b: "management fees in the ledger disagree with the engine or exceed the fee")
+            same("management fees", "in the ledger", fees, "in the engine", self.fees.sum(axis=1))
+            same("management fees", "received by the intermediary", fees, "paid by the investors", pair[:, inv, self.P_FEE].sum(axis=1))
+            within("management fees", "paid", fees, "the fee for the contract", f.monthly_fee * self.T)
         if self.P_GUAR is not None:
-            check(self.first_loss_paid > f.first_loss, lambda b: "first-loss payments exceed the guarantee")
+            within("first-loss guarantee", "paid", self.first_loss_paid, "the guarantee", f.first_loss)
         if self.P_TOP is not None:
             sel = (led["payer"] == P_COMM) & np.isin(led["kind"], list(self.top_kinds))
             due = np.bincount(led["rep"][sel], weights=top_up_amounts(led["amount"][sel], f.top_up_share), minlength=self.R)
             got = pair[:, self.P_TOP, P_COMM]
-            check((np.rint(due).astype(np.int64) != got) | (got != self.topped_up),
-                  lambda b: f"top-up paid {got[b]} pence, its share of results payments is {int(due[b])}")
+            same("top-up", "paid by the funder", got, "its share of results payments", np.rint(due).astype(np.int64))
+            same("top-up", "in the ledger", got, "in the engine", self.topped_up)

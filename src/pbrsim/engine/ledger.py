@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 LEDGER_COLUMNS = ["month", "payer", "payee", "kind", "item", "segment", "amount"]
 KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment", "fee_for_service", "delivery", "overhead", "interest",
@@ -166,7 +165,10 @@ class LedgerRows:
     def arrays(self) -> dict[str, np.ndarray]:
         return {col: self.columns[col] for col in LEDGER_COLUMNS}
 
-    def frame(self, replication: int) -> pd.DataFrame:
+    def frame(self, replication: int):
+        """The rows as a tidy DataFrame with categories (pandas loads here, not with the engine)."""
+        import pandas as pd
+
         a = self.arrays()
         v = self.vocab
         return pd.DataFrame({

@@ -31,6 +31,7 @@ from .ledger import KINDS, LENDER, STAFF_AND_SUPPLIERS, Ledger, LedgerRows, Rows
 from ..model.organisation import Allocation, Organisation, compile_allocation, compile_organisations
 from ..model.pathway import FULL, MINIMAL, Pathway, compile_pathway
 from ..model.finance import Financing, compile_financing
+from ..model.money import pence_exact
 from .investors import Investors
 from ..scenario.schema import EXTRA_ITEMS, Scenario
 
@@ -178,6 +179,27 @@ class Batch:
         )
 
 
+def batch_of(r: Replication, vocab: Vocabulary) -> Batch:
+    """One replication's results as a batch of one (so that one set of table builders serves both)."""
+    n = len(r.segment)
+
+    def rows(a: np.ndarray, names: list[str]) -> dict:
+        a = np.asarray(a, dtype=np.int64).reshape(-1, len(names))
+        return {"rep": np.zeros(len(a), dtype=np.int64), **{c: a[:, i] for i, c in enumerate(names)}}
+
+    led = r.ledger.arrays()
+    return Batch(
+        replications=np.array([r.replication]), offset=np.array([0, n]), admitted=np.array([n]),
+        clients={"segment": r.segment, "ref_month": r.ref_month, "org": r.org, "first_org": r.first_org, "state": r.state,
+                 "first_month": r.first_month, "months_full": r.months_full, "months_minimal": r.months_minimal,
+                 "months_no_service": r.months_no_service, "end_month": r.end_month},
+        ledger={"rep": np.zeros(len(led["amount"]), dtype=np.int64), **led}, cash=r.cash[None], caseload=r.caseload[None],
+        level_counts=r.level_counts[None], referred=r.referred[None], claims=rows(r.claims, CLAIM_COLUMNS),
+        settlements=rows(r.settlements, SETTLEMENT_COLUMNS), failures=[(0,) + tuple(f) for f in r.failures],
+        failure_months=r.failure_months[None], client_months=np.array([r.client_months]), vocab=vocab,
+    )
+
+
 def admitted_mask(offset: np.ndarray, admitted: np.ndarray) -> np.ndarray:
     """Over all referred clients of a batch (replication b's from ``offset[b]``): admitted or not."""
     n = offset[1:] - offset[:-1]
@@ -237,6 +259,12 @@ class _Run:
         self.scheduled_transfers = np.zeros(R, dtype=np.int64)  # pence the prime has committed to pass on or pay as fees
         self.person_paid = np.zeros(self.cl.N, dtype=np.int64) if self.c.per_person_cap is not None else None
         self.clawed = np.zeros(R, dtype=np.int64)  # pence the prime has repaid the commissioner (volume reconciliation)
+        self.clawback_due = np.zeros(R, dtype=np.int64)  # pence the reconciliations took off what the commissioner owes
+        self.withheld = np.zeros(R, dtype=np.int64)  # pence owed beyond the cap and not paid (net of clawbacks set against it)
+        # lines that another line `requires`: when each client's claim on them was accepted (2 * month + phase), -1 if not
+        required = sorted({r.requires for r in self.c.rules if r.requires >= 0})
+        self.required_col = {ri: j for j, ri in enumerate(required)}
+        self.accepted_at = np.full((self.cl.N, len(required)), -1, dtype=np.int32) if required else None
         self.I_RECON = v.item("volume_reconciliation")
         self.income_cum = np.zeros((R, O), dtype=np.int64)  # contract income received so far, per organisation
         self.target_state = self.c.primary_outcome if self.c.primary_outcome >= 0 else self.c.milestone
@@ -404,6 +432,7 @@ class _Run:
         if self.c.cap is not None:
             paid = np.maximum(0, np.minimum(amount, self.c.cap - self.paid_total[reps]))
         self.paid_total[reps] += paid
+        self.withheld[reps] += amount - paid
         self.income_cum[reps, 0] += paid
         self.ledger.post(reps, month, self.P_COMM, self.P_ORG[0], kind, paid, item, segment)
         if self.investors is not None:
@@ -423,6 +452,7 @@ class _Run:
             before = self.paid_total[reps][:, None]
             after = np.maximum(before, np.minimum(before + np.cumsum(amounts, axis=1), self.c.cap))
             paid = np.diff(after, axis=1, prepend=before)
+            self.withheld[reps] += (amounts - paid).sum(axis=1)
         total = paid.sum(axis=1)
         self.paid_total[reps] += total
         self.income_cum[reps, 0] += total
@@ -539,6 +569,9 @@ class _Run:
             if rule.is_sustainment or rule.state == self.pw.initial:
                 continue
             g, rb = entries[rule.state]
+            if rule.requires >= 0 and len(g):
+                ok = self._eligible(rule, g, t, phase=1)
+                g, rb = g[ok], rb[ok]
             if len(g):
                 self._claim(t, rule, g, rb, phase=1)
         if self.sust_any is None or not len(moves.in_states):
@@ -546,10 +579,22 @@ class _Run:
         g_all, rb_all, st = moves.in_states, moves.in_states_rb, moves.in_states_state
         for k, rule in enumerate(self.sust_rules):
             ok = rule.in_states[st] & (cl.sust_count[g_all, k] < rule.max_months)
+            if rule.requires >= 0 and rule.kind == "sustainment":
+                ok &= self._eligible(rule, g_all, t, phase=1)  # a month counts only once the requirement is met
             if ok.any():
-                g = g_all[ok]
+                g, rb = g_all[ok], rb_all[ok]
                 cl.sust_count[g, k] += 1
-                self._claim(t, rule, g, rb_all[ok], phase=1)
+                if rule.requires >= 0 and rule.kind != "sustainment":  # first entry into a set: used up even if not paid
+                    paid = self._eligible(rule, g, t, phase=1)
+                    g, rb = g[paid], rb[paid]
+                if len(g):
+                    self._claim(t, rule, g, rb, phase=1)
+
+    def _eligible(self, rule: Rule, g: np.ndarray, t: int, phase: int) -> np.ndarray:
+        """Clients ``g`` whose claim on the line ``rule`` requires was accepted before this claim: in an earlier
+        month, or at referral when this claim follows a transition (docs/model.md §7)."""
+        at = self.accepted_at[g, self.required_col[rule.requires]]
+        return (at >= 0) & (at < 2 * t + phase)
 
     def _claim(self, t: int, rule: Rule, g: np.ndarray, rb: np.ndarray, phase: int):
         """Claims for clients ``g`` (batch positions ``rb``) under ``rule``; accepted ones settle ``rule.lag`` months later."""
@@ -562,6 +607,9 @@ class _Run:
             rejected = u < rule.rejection
         else:
             rejected = np.zeros(len(g), dtype=bool)
+        col = self.required_col.get(rule.index)
+        if col is not None:
+            self.accepted_at[g[~rejected], col] = 2 * t + phase
         amount = rule.tariff[seg] if rule.tariff_years is None else rule.amounts(seg, t, cl.ref_month[g].astype(np.int64))
         if self.person_paid is not None:  # per-person cap: each client's accepted claims stop at the cap
             amount = np.minimum(amount, np.maximum(self.c.per_person_cap - self.person_paid[g], 0))
@@ -636,9 +684,14 @@ class _Run:
         month = last + vb.lag
         up, up_due, down, down_back = [], [], [], []
         for b in range(self.R):
-            if self.failed[b, 0] >= 0 and self.failed[b, 0] <= last:
-                continue  # the contract ended before the year did
+            if self.failed[b, 0] >= 0 and self.failed[b, 0] < last:
+                continue  # the contract ended before the year did (failing at the year's last month end still completes it)
             actual = int(self.referred[b, 12 * y: last + 1].sum())
+            if vb.counted is not None:  # the paid volume: referrals of the counted segments only
+                cl = self.cl
+                first = int(cl.offset[b] + cl.month_start[b, 12 * y])
+                end = int(cl.offset[b] + min(cl.month_start[b, last + 1], cl.admitted[b]))
+                actual = int(vb.counted[cl.seg[first:end]].sum())
             if actual > hi:
                 due = int(round(vb.unit_price[y] * (actual - hi)))
                 if due > 0:
@@ -654,10 +707,18 @@ class _Run:
         if up:
             self._pay(month, K["service_fee"], self.I_RECON, None, np.array(up_due, dtype=np.int64), 0, np.array(up))
         if down:
+            # The clawback lowers what the commissioner owes. Money the cap already withheld was never
+            # paid, so it is set against that first; only the rest is repaid (docs/model.md, the cap).
             reps, back = np.array(down), np.array(down_back, dtype=np.int64)
-            self.clawed[reps] += back
-            self.paid_total[reps] -= back
-            self.ledger.post(reps, month, self.P_ORG[0], self.P_COMM, K["clawback"], back, self.I_RECON)
+            absorbed = np.minimum(back, self.withheld[reps])
+            self.withheld[reps] -= absorbed
+            cash = back - absorbed
+            self.clawback_due[reps] += back
+            self.clawed[reps] += cash
+            self.paid_total[reps] -= cash
+            self.settlements.add(reps, month=month, item=self.I_RECON, segment=len(self.pw.segments), organisation=0,
+                                 amount_due=-back, amount_paid=-cash, amount_capped=-absorbed)
+            self.ledger.post(reps, month, self.P_ORG[0], self.P_COMM, K["clawback"], cash, self.I_RECON)
 
     def _costs(self, t: int):
         G = len(self.pw.segments)
@@ -714,25 +775,53 @@ class _Run:
             action = org.on_failure if self.failed[b, target] < 0 else "drop"
         n = len(mine)
         if action == "transfer":
-            cl.transfer(t, mine, target, org.gap_months, self.pw.index(org.restart_state) if org.restart_state is not None else None)
+            restart = self.pw.index(org.restart_state) if org.restart_state is not None else None
+            cl.transfer(t, mine, target, org.gap_months, restart)
+            if restart is not None and n:
+                # not an entry (nothing is paid), but from now on the client has been in that state
+                g = cl.w_g[mine]
+                never = g[cl.first_month[g, restart] < 0]
+                cl.first_month[never, restart] = t
+                for k, rule in enumerate(self.sust_rules):  # first-entry lines over several states: not a first entry later
+                    if rule.kind != "sustainment" and rule.in_states[restart]:
+                        cl.sust_count[g, k] = rule.max_months
             action = f"transfer to {self.orgs[target].name}"
         else:
             cl.drop(t, mine)
         self.failures.append((b, o, t, n, action))
 
     # -- invariants -------------------------------------------------------------------------------
+    def _money(self, pence: int) -> str:
+        return pence_exact(pence, self.m.scenario.currency)
+
+    def _fault(self, bad: np.ndarray, message):
+        """Raise for the first replication where ``bad`` holds, naming it."""
+        if np.any(bad):
+            b = int(np.flatnonzero(bad)[0])
+            raise InvariantError(f"replication {self.reps[b]}: {message(b)}")
+
+    def _same(self, what: str, a_label: str, a: np.ndarray, b_label: str, b: np.ndarray):
+        """Raise unless two money figures ([R]) agree, showing both sides to the penny and the difference."""
+        a, b = np.broadcast_to(a, (self.R,)), np.broadcast_to(b, (self.R,))
+        self._fault(a != b, lambda r: f"{what}: {a_label} {self._money(a[r])}, {b_label} {self._money(b[r])} "
+                                      f"(difference {self._money(int(a[r]) - int(b[r]))})")
+
+    def _within(self, what: str, label: str, amount: np.ndarray, limit_label: str, limit: int):
+        """Raise if a money figure ([R]) exceeds its limit, showing both to the penny and the excess."""
+        amount = np.broadcast_to(amount, (self.R,))
+        self._fault(amount > limit, lambda r: f"{what}: {label} {self._money(amount[r])} exceeds {limit_label} "
+                                              f"{self._money(limit)} (difference {self._money(int(amount[r]) - limit)})")
+
     def _check_invariants(self):
-        """docs/model.md §11, for every replication of the batch; a failure names the first replication it finds."""
+        """docs/model.md §11, for every replication of the batch: money and clients are conserved and every total
+        agrees with the ledger; a failure names the first replication it finds."""
         led = self._ledger_arrays = self.ledger.arrays()
         R, H = self.R, self.m.horizon
-        rep = self.reps
+        check, same, within = self._fault, self._same, self._within
 
-        def check(bad: np.ndarray, message):
-            if np.any(bad):
-                b = int(np.flatnonzero(bad)[0])
-                raise InvariantError(f"replication {rep[b]}: {message(b)}")
-
-        def by_rep(col: str, rows: dict) -> np.ndarray:
+        def by_rep(col: str, rows: dict, sel=None) -> np.ndarray:
+            if sel is not None:
+                return np.rint(np.bincount(rows["rep"][sel], weights=rows[col][sel], minlength=R)).astype(np.int64)
             return np.rint(np.bincount(rows["rep"], weights=rows[col], minlength=R)).astype(np.int64)
 
         # money by (replication, payer, payee), and into / out of each party by month, from the ledger rows
@@ -749,9 +838,18 @@ class _Run:
             P = self.P_ORG[o]
             derived = org.opening_cash + np.cumsum(into[:, P] - out_of[:, P], axis=1)
             differs = derived != self.cash[:, :, o]
-            check(differs.any(axis=1), lambda b: f"cash of {org.name} from the ledger differs from the engine's at month "
-                                                 f"{int(np.flatnonzero(differs[b])[0])}")
-        check(self.ledger.balance.sum(axis=1) != self.ledger.opening.sum(), lambda b: "ledger balances do not net to the opening balances")
+            if differs.any():
+                b = int(np.flatnonzero(differs.any(axis=1))[0])
+                m = int(np.flatnonzero(differs[b])[0])
+                rows = np.arange(R) == b
+                same(f"cash of {org.name} from the ledger differs from the engine's at month {m}",
+                     "from the ledger", np.where(rows, derived[:, m], 0), "engine", np.where(rows, self.cash[:, m, o], 0))
+        net = pair.sum(axis=1) - pair.sum(axis=2)  # [R, parties]: received less paid
+        for p, name in enumerate(self.m.vocab.parties):
+            same(f"balance of {name}", "opening plus ledger rows", self.ledger.opening[p] + net[:, p],
+                 "running balance", self.ledger.balance[:, p])
+        same("money is not conserved across all parties", "balances", self.ledger.balance.sum(axis=1),
+             "opening balances", np.full(R, int(self.ledger.opening.sum())))
         cl = self.cl
         adm = np.repeat(np.arange(R), cl.offset[1:] - cl.offset[:-1])
         admitted = admitted_mask(cl.offset, cl.admitted)
@@ -760,38 +858,60 @@ class _Run:
         check(np.bincount(adm_rb, weights=(st < 0) | (st >= self.pw.n_states), minlength=R) > 0,
               lambda b: "a referred client has no valid final state")
         final = self.caseload[:, -1].sum(axis=(1, 2))
-        check((final != n) | (self.referred.sum(axis=(1, 2)) != n),
-              lambda b: f"{n[b]} clients referred but {final[b]} accounted for at the end")
+        referred = self.referred.sum(axis=(1, 2))
+        check((final != n) | (referred != n),
+              lambda b: f"{n[b]} clients admitted, {int(final[b])} counted by state at the end and {int(referred[b])} counted as referred")
         ended = cl.end_month[admitted] >= 0
-        check(np.bincount(adm_rb, weights=ended != self.pw.absorbing[np.clip(st, 0, None)], minlength=R) > 0,
-              lambda b: "end months disagree with final states")
+        wrong = ended != self.pw.absorbing[np.clip(st, 0, None)]
+
+        def end_months(b: int) -> str:
+            g = int(np.flatnonzero(admitted)[np.flatnonzero(wrong & (adm_rb == b))[0]])
+            return (f"end months disagree with final states (client {g - int(cl.offset[b])}: end month "
+                    f"{int(cl.end_month[g])}, final state {self.pw.states[int(cl.state[g])]})")
+
+        check(np.bincount(adm_rb, weights=wrong, minlength=R) > 0, end_months)
         cm = self._claim_arrays = self.claims.arrays()
         sm = self._settlement_arrays = self.settlements.arrays()
         fee_cum = np.concatenate([[0], np.cumsum(self.c.fee_due)])
         fee_months = np.minimum(np.where(self.alive(0), self.m.months, self.failed[:, 0] + 1), self.m.months)
-        claimed = by_rep("amount_claimed", cm) - by_rep("amount_rejected", cm) + fee_cum[fee_months]
-        settled = by_rep("amount_due", sm)
-        check(claimed != settled, lambda b: f"accepted claims {claimed[b]} != settled {settled[b]}")
-        paid = by_rep("amount_paid", sm)
+        accepted = by_rep("amount_claimed", cm) - by_rep("amount_rejected", cm)
+        due, paid = by_rep("amount_due", sm), by_rep("amount_paid", sm)
+        same("claims are not all settled", "accepted claims plus service fee less clawbacks",
+             accepted + fee_cum[fee_months] - self.clawback_due, "due in the settlements", due)
+        adds_up = sm["amount_paid"] + sm["amount_capped"] == sm["amount_due"]
+        if not adds_up.all():
+            i = int(np.flatnonzero(~adds_up)[0])
+            b = int(sm["rep"][i])
+            k = i - int(np.searchsorted(sm["rep"], b))  # the row's place among its replication's settlements
+            rows = np.arange(R) == b
+            same(f"settlement {k} does not add up", "paid plus capped", np.where(rows, sm["amount_paid"][i] + sm["amount_capped"][i], 0),
+                 "due", np.where(rows, sm["amount_due"][i], 0))
         from_commissioner = pair[:, self.P_COMM].sum(axis=1)
-        check((paid != from_commissioner) | ((paid > self.c.cap) if self.c.cap is not None else False),
-              lambda b: f"commissioner paid {from_commissioner[b]}, settlements say {paid[b]}")
-        # the chain: what the commissioner pays is what the prime keeps plus what it passed down
         prime = self.P_ORG[0]
-        to_subs = pair[:, prime, self.P_ORG[1:]].sum(axis=1)
-        check(to_subs != self.scheduled_transfers,
-              lambda b: f"prime owed subcontractors {self.scheduled_transfers[b]}, paid {to_subs[b]}")
         clawed = pair[:, prime, self.P_COMM]
-        check((clawed != self.clawed) | ((paid - clawed > self.c.cap) if self.c.cap is not None else False),
-              lambda b: f"clawbacks in the ledger {clawed[b]} != {self.clawed[b]}")
+        same("clawbacks", "in the ledger", clawed, "in the engine", self.clawed)
+        same("commissioner payments", "paid in the settlements", paid, "paid in the ledger net of clawbacks", from_commissioner - clawed)
+        if self.c.cap is not None:
+            within("the cap", "net paid", paid, "the cap", self.c.cap)
+            same("the cap", "net paid", paid, "the lesser of the cap and what was due", np.minimum(self.c.cap, due))
+        else:
+            same("no cap, yet money was withheld", "net paid", paid, "due", due)
+        # the chain: what the commissioner pays is what the prime keeps plus what it passed down
+        to_subs = pair[:, prime, self.P_ORG[1:]].sum(axis=1)
+        same("payments down the chain", "prime paid subcontractors", to_subs, "prime owed them", self.scheduled_transfers)
         if self.person_paid is not None:
-            over = self.person_paid > self.c.per_person_cap
-            check(np.bincount(adm, weights=over, minlength=R) > 0,
-                  lambda b: "a client's payments exceed the per-person cap")
+            worst = np.zeros(R, dtype=np.int64)
+            np.maximum.at(worst, adm, self.person_paid)
+            within("the per-person cap", "most paid for one client", worst, "the per-person cap", self.c.per_person_cap)
+            lines = np.isin(cm["item"], self.rule_item)
+            same("per-person totals", "clients' accepted payments", _sum_by(adm, self.person_paid, R),
+                 "accepted claims on payment lines", by_rep("amount_claimed", cm, lines) - by_rep("amount_rejected", cm, lines))
         if self.investors is not None:
-            self.investors.check(check, led, pair, self.P_ORG[self.fin.organisation], self.P_COMM)
+            self.investors.check(self, led, pair, self.P_ORG[self.fin.organisation], self.P_COMM)
         into_prime = pair[:, self.P_COMM, prime]
-        check(into_prime != from_commissioner, lambda b: "commissioner payments did not all reach the prime")
+        same("commissioner payments did not all reach the prime", "reached the prime", into_prime,
+             "paid by the commissioner", from_commissioner)
+
 
 def _passed(sub: Organisation, kind: str, paid: np.ndarray) -> np.ndarray:
     """Pence the prime passes on of each payment ``paid`` of ``kind`` received for ``sub``'s clients (truncated)."""

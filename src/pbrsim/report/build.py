@@ -17,6 +17,7 @@ from .. import __version__
 from ..analysis.metrics import PAYMENT_KINDS
 from . import charts, fmt
 from .data import ExperimentData, RunData, break_even, break_even_summary, fan, spend_shares
+from .value import value_content
 
 SECTIONS = [
     ("cash-flow", "Cash flow"),
@@ -33,6 +34,7 @@ BETTER = {
     "parking_rate": "lower", "dropped": "lower", "dropped_rate": "lower", "equity_gap": "higher",
     "lowest_cash": "higher", "margin": "higher", "failed": "lower", "failed_any": "lower",
     "months_below_zero": "lower", "capped_total": None, "cap_reached": None,
+    "net_public_value": "higher", "benefit_cost_ratio": "higher", "fiscal_return": "higher",
 }
 
 
@@ -182,8 +184,23 @@ def run_report(d: RunData) -> Report:
                "see docs/reports.md."),
         ]),
     ]
+    if "value" in s:  # public value comes first: what the outcomes are worth, to whom (pbrsim.value)
+        sections.insert(0, Section("value-for-money", "Value for money", _plain_blocks(value_content(s["value"], d.currency))))
     return Report(f"pbrsim report: {scen}", f"{R:,} runs of scenario {scen}, seed {s.get('seed')}", "run", facts, notes,
                   sections, _now())
+
+
+def _plain_blocks(items: list[tuple]) -> list[Block]:
+    """Paragraphs and tables given as plain tuples (see ``report.value``) as blocks."""
+    out = []
+    for item in items:
+        if item[0] == "p":
+            out.append(_p(item[1]))
+        else:
+            _, id_, caption, head, rows, note = item
+            out.append(_table(Table(id_, caption, head, [(label, [cell(text, metric=metric) for text, metric in cells])
+                                                         for label, cells in rows], note)))
+    return out
 
 
 def _run_cash(d: RunData, R: int) -> list[Block]:

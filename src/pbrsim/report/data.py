@@ -49,6 +49,8 @@ def kind_of(path: Path) -> str:
         return "experiment"
     if manifest.get("kind") == "pbrsim-stress":
         return "stress"
+    if manifest.get("kind") == "pbrsim-report":
+        raise ReportError(f"{path} is a report folder; give the run, experiment or stress-test folder it was made from")
     if (path / "summary.json").exists():
         return "run"
     raise ReportError(f"{path} is not a pbrsim run or experiment folder (manifest.json but no summary.json)")
