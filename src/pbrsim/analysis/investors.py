@@ -10,6 +10,7 @@ One definition per figure (docs/social-investment.md):
 - ``multiple``: repaid / drawn; ``loss``: capital not received back (drawn - repaid, at least 0);
 - ``lost``: 1 if the investors received less than they put in (by more than half a penny);
 - ``irr``: annualised IRR (``returns.irr``; NaN where it has no value) with ``irr_status``;
+- ``below_hurdle``: 1 if the IRR has a value below the finance's ``hurdle_rate``;
 - ``payback_month``: month from which the investors are never again out of pocket (NaN if never).
 """
 
@@ -73,5 +74,6 @@ def figures(fin, F: np.ndarray) -> dict[str, np.ndarray]:
         rate, status = returns.irr(f)
         out[f"investor_irr{key}"] = rate
         out[f"investor_irr_status{key}"] = status
+        out[f"investor_below_hurdle{key}"] = (~np.isnan(rate) & (rate < fin.hurdle)).astype(np.int64)
         out[f"investor_payback_month{key}"] = returns.payback_month(f)
     return out

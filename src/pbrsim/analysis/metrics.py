@@ -159,7 +159,8 @@ def figures(batch: Batch) -> dict[str, np.ndarray]:
         F = investors.flows(fin, parties, payer, payee, month.astype(np.int64), amount, pos, batch.n, model.horizon)
         out.update(investors.figures(fin, F))
         n = batch.n
-        out["investor_guaranteed"] = investors.paid_by(parties, fin.guarantor, payer, amount, pos, n) / 100
+        if fin.guarantor is not None:
+            out["investor_guaranteed"] = investors.paid_by(parties, fin.guarantor, payer, amount, pos, n) / 100
         if fin.intermediary is not None:
             out["intermediary_fees"] = investors.paid_to(parties, fin.intermediary, payee, amount, pos, n) / 100
         if fin.top_up_funder is not None:  # what the top-up funder paid (to the commissioner)
