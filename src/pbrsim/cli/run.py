@@ -15,9 +15,7 @@ from .common import (EXIT_INPUT, allow_large_option, exit_with_problems, fail_in
 
 def check_value_or_exit(sc, path: str) -> None:
     """Value input the schema cannot check (unit-cost keys, deflators, appraisal length): exit 2 before running."""
-    if sc.value is None:
-        return
-    from ..value.appraisal import check as check_value  # numpy and pandas load only for a value section
+    from ..value.appraisal import check as check_value
 
     try:
         check_value(sc, path)
@@ -119,8 +117,8 @@ def validate(files):
     for f in files:
         try:
             sc = load_scenario(f)
-            if sc.value is not None:
-                from ..value.appraisal import check as check_value  # numpy and pandas load only for a value section
+            if sc.value is not None:  # the value checks need the unit-cost table and numpy: only with a value section
+                from ..value.appraisal import check as check_value
 
                 check_value(sc, f)
             click.echo(f"{f}: OK ({sc.name}: {len(sc.segments)} segments, {len(sc.pathway.states)} states, "
