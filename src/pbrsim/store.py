@@ -541,16 +541,20 @@ def write_file(path: str | Path, data: bytes) -> Path:
 
 
 def jsonable(obj):
-    """Plain JSON types: numpy numbers to Python, NaN to null."""
+    """Plain JSON types: numpy numbers to Python, NaN, infinities and missing values to null."""
+    if obj is None or obj is pd.NA:
+        return None
     if isinstance(obj, dict):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [jsonable(v) for v in obj]
     if isinstance(obj, (np.integer,)):
         return int(obj)
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
     if isinstance(obj, (np.floating, float)):
         f = float(obj)
-        return None if math.isnan(f) else f
+        return f if math.isfinite(f) else None
     return obj
 
 
