@@ -29,8 +29,8 @@ from __future__ import annotations
 import numpy as np
 
 OK, SEVERAL_ROOTS, TOTAL_LOSS, NO_SIGN_CHANGE, NO_ROOT = 0, 1, 2, 3, 4
-STATUS_NAMES = {OK: "ok", SEVERAL_ROOTS: "several roots (nearest 0% reported)", TOTAL_LOSS: "total loss",
-                NO_SIGN_CHANGE: "no sign change", NO_ROOT: "no root"}
+STATUS_NAMES = {OK: "ok", SEVERAL_ROOTS: "several_roots", TOTAL_LOSS: "total_loss", NO_SIGN_CHANGE: "no_sign_change",
+                NO_ROOT: "no_root"}  # keys of the summary's count of runs by status
 PERIODS_PER_YEAR = 12
 # grid in annual log growth a = ln(1 + annual rate): dense near 0% a year, up to e**40 either way
 _U = np.linspace(-np.arcsinh(800.0), np.arcsinh(800.0), 801)

@@ -115,7 +115,8 @@ def print_investors(inv: dict, m, console: Console):
         ("IRR: median (5th to 95th percentile)", lambda c: irr_range(c["irr"])),
         (f"IRR below the {hurdle} hurdle (share of runs)", lambda c: interval(c["irr_below_hurdle"])),
         ("payback month (median)", lambda c: "–" if c["payback_month"]["median"] is None else f"{c['payback_month']['median']:.0f}"),
-        ("IRR undefined (runs)", lambda c: ", ".join(f"{n}: {k}" for n, k in c["irr_status"].items() if k and n not in ("ok", "total loss")) or "none"),
+        ("runs with several IRRs (nearest 0% shown)", lambda c: str(c["irr_status"]["several_roots"])),
+        ("runs with no IRR (nothing drawn, or no root)", lambda c: str(c["irr_status"]["no_sign_change"] + c["irr_status"]["no_root"])),
     ]
     for label, cell in rows:
         t.add_row(label, *[cell(c) for c in cols])
