@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from pbrsim.analysis import returns
-from pbrsim.engine.run import InvariantError, _Run, compile_model
+from pbrsim.engine.ledger import KINDS
+from pbrsim.engine.run import InvariantError, _Run, compile_model, run_batch
 from pbrsim.scenario.schema import ScenarioError, load_raw, load_scenario, scenario_from_dict
 from pbrsim.simulate import simulate
 from pbrsim.analysis.compare import metric_list
@@ -210,6 +211,22 @@ def test_management_fee_and_top_up_and_recycling():
     # recycling: nothing is repaid before the contract ends
     rep = led[led.kind == "repayment"]
     assert len(rep) and (rep.month >= 18).all()
+
+
+def test_investor_money_does_not_depend_on_the_batch():
+    sc = _financed({"tranches": [{"investor": "senior", "commitment": 24000, "annual_return": 0.05, "protection": 0.6},
+                                 {"investor": "junior", "commitment": 16000, "annual_return": None}],
+                    "return_cap": {"annual": 0.2, "multiple": 1.5}, "drawdown": "as_needed", "cash_floor": 500,
+                    "intermediary": {"name": "spv", "management_fee": 600}, "guarantee": {"guarantor": "trust", "first_loss": 2000},
+                    "top_up": {"funder": "lcf", "share": 0.3}}, tariff_scale=0.25)
+    model = compile_model(sc)
+    together = run_batch(model, 5, range(6))
+    for b in range(6):
+        alone = run_batch(model, 5, [b]).replication(0).ledger.arrays()
+        both = together.replication(b).ledger.arrays()
+        assert all(np.array_equal(alone[k], both[k]) for k in alone)
+    kinds = set(np.asarray(together.ledger["kind"]).tolist())
+    assert {KINDS.index(k) for k in ("investment", "repayment", "fee", "guarantee", "top_up")} <= kinds
 
 
 def test_invariants_catch_books_that_disagree_with_the_ledger():
