@@ -216,7 +216,10 @@ def test_every_chart_of_each_report_type_is_readable(folders):
     for name in ("value", "chain", "blended"):
         charts += run_report(load_run(folders[name])).charts
     charts += experiment_report(load_experiment(folders["experiment"])).charts
-    charts += stress_charts(json.loads((folders["stress"] / "summary.json").read_text()))
+    stress = stress_charts(json.loads((folders["stress"] / "summary.json").read_text()),
+                           pd.read_parquet(folders["stress"] / "cash.parquet"))
+    assert stress[0].name == "stress_cash"  # the cash fan over months comes first on the stress page
+    charts += stress
     assert len(charts) > 20
     bad = {c.name: c.problems for c in charts if c.problems}
     assert not bad, bad
@@ -241,3 +244,58 @@ def test_json_prints_the_summary_for_scripts(folders, tmp_path):
     table = pd.read_parquet(tmp_path / "cmp" / "summary.parquet")
     assert len(printed["rows"]) == len(table)
     assert [row["mean"] for row in printed["rows"]] == [None if pd.isna(v) else v for v in table["mean"]]
+
+
+def test_headlines_quote_the_figures_of_the_summary(folders):
+    from pbrsim.model.money import money
+    from pbrsim.report.headlines import experiment_headlines, pct, pct_interval, run_headlines, stress_headlines
+
+    summary = json.loads((folders["blended"] / "summary.json").read_text())
+    lines = run_headlines(summary, "GBP")
+    text = " ".join(lines)
+    allc = next(s for s in summary["segments"] if s["segment"] == "all")
+    assert pct_interval(allc["outcome_rate"]) in text
+    assert money(summary["commissioner"]["paid_total"]["mean"]) in text
+    assert money(summary["commissioner"]["cost_per_outcome"]["lo"]) in text
+    for org in summary["organisations"]:
+        assert f"{org['organisation']} runs out of cash in {pct_interval(org['ran_out_of_cash'])} of runs" in text
+        assert money(org["lowest_cash"]["p50"]) in text
+    value = json.loads((folders["value"] / "summary.json").read_text())
+    assert money(value["value"]["net_public_value"]["mean"]) in " ".join(run_headlines(value, "GBP"))
+
+    table = pd.read_parquet(folders["experiment"] / "summary.parquet")
+    lines = experiment_headlines(table, "blended", "GBP")
+    failed = table[table.metric.str.startswith("failed[")]
+    first = next(line for line in lines if "runs out of cash" in line)
+    for row in failed.itertuples():
+        if row.design != "blended":
+            assert f"under {row.design} in {pct(row.mean)}" in first
+    cpo = table[(table.metric == "cost_per_outcome") & (table.design == "outcomes_only")].iloc[0]
+    assert f"{money(cpo['mean'])} under outcomes_only (paired difference {money(cpo['diff'])}" in " ".join(lines)
+
+    stress = json.loads((folders["stress"] / "summary.json").read_text())
+    lines = stress_headlines(stress)
+    base = stress["stresses"][0]
+    assert lines[0] == f"Unstressed, {stress['organisation']} runs out of cash in {pct_interval(base['ran_out_of_cash'])} of runs."
+    assert money(base["working_capital"]["estimate"], stress["currency"]) in lines[-1]
+    # near 0% or 100% failure: shocks ranked by lowest cash, and the sentence says why
+    p = base["ran_out_of_cash"]["mean"]
+    if p <= 0.02 or p >= 0.98:
+        assert any("ranked by the lowest cash" in line for line in lines)
+    else:
+        worst = max(stress["stresses"][1:], key=lambda r: r["change"]["ran_out_of_cash"]["diff"])
+        assert any(worst["label"] in line for line in lines)
+
+
+def test_reports_open_with_headlines_and_leave_out_empty_sections(folders, tmp_path):
+    r = _invoke("report", folders["blended"], "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert html.index('id="headlines"') < html.index('id="contents"')
+    assert 'id="design-comparison"' not in html  # a single run has nothing to compare
+    assert "(prime)" not in html  # a lone provider is a provider
+    assert "@page { size: A4" in html
+    r = _invoke("report", folders["experiment"], "--out", tmp_path / "exp")
+    assert r.exit_code == 0, r.output
+    html = (tmp_path / "exp" / "report.html").read_text()
+    assert html.index('id="headlines"') < html.index('<section id="design-comparison"') < html.index('<section id="cash-flow"')
