@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pbrsim.analysis import returns
 from pbrsim.analysis.metrics import PAYMENT_KINDS, mean_ci, quantiles, ratio_ci, wilson
 from pbrsim.analysis.parking import complexity_groups, ratio_of_ratios_ci
 from pbrsim.engine.behaviour import complexity
@@ -74,12 +75,30 @@ def per_replication(model, clients: pd.DataFrame, ledger: pd.DataFrame, monthly:
         out[f"failed[{name}]"] = f.notna().astype(int)
         out[f"failure_month[{name}]"] = f.astype(float)
     fin = model.finance
-    if fin is not None:  # investor: drawn, repaid, money multiple, loss
-        m = monthly[monthly.organisation == model.organisations[fin.organisation].name].groupby("replication")
-        out["investor_drawn"] = m["finance_in"].sum().reindex(reps) / 100
-        out["investor_repaid"] = m["finance_out"].sum().reindex(reps) / 100
-        out["investor_multiple"] = out["investor_repaid"] / out["investor_drawn"].where(out["investor_drawn"] > 0)
-        out["investor_loss"] = (out["investor_drawn"] - out["investor_repaid"]).clip(lower=0)
+    if fin is not None:  # investors: money put in and received by tranche and month, from the ledger
+        H = model.horizon
+        tranches = [("", list(fin.investors))] + ([(f"[{n}]", [n]) for n in fin.investors] if len(fin.investors) > 1 else [])
+        for key, names in tranches:
+            got = ledger[ledger.payee.isin(names)].groupby(["replication", "month"]).amount.sum()
+            put = ledger[ledger.payer.isin(names)].groupby(["replication", "month"]).amount.sum()
+            full = pd.MultiIndex.from_product([reps, range(H)], names=["replication", "month"])
+            net = (got.reindex(full, fill_value=0) - put.reindex(full, fill_value=0)).to_numpy().reshape(len(reps), H)
+            drawn = put.groupby(level=0).sum().reindex(reps, fill_value=0) / 100
+            repaid = got.groupby(level=0).sum().reindex(reps, fill_value=0) / 100
+            out[f"investor_drawn{key}"] = drawn.astype(float)
+            out[f"investor_repaid{key}"] = repaid.astype(float)
+            out[f"investor_multiple{key}"] = out[f"investor_repaid{key}"] / out[f"investor_drawn{key}"].where(out[f"investor_drawn{key}"] > 0)
+            out[f"investor_loss{key}"] = (out[f"investor_drawn{key}"] - out[f"investor_repaid{key}"]).clip(lower=0)
+            out[f"investor_lost{key}"] = (out[f"investor_drawn{key}"] - out[f"investor_repaid{key}"] > 0.005).astype(np.int64)
+            rate, status = returns.irr(net)
+            out[f"investor_irr{key}"] = rate
+            out[f"investor_irr_status{key}"] = status
+            out[f"investor_below_hurdle{key}"] = (~np.isnan(rate) & (rate < fin.hurdle)).astype(np.int64)
+            out[f"investor_payback_month{key}"] = returns.payback_month(net)
+        for col, party, side in (("investor_guaranteed", fin.guarantor, "payer"), ("intermediary_fees", fin.intermediary, "payee"),
+                                 ("topped_up", fin.top_up_funder, "payer")):
+            if party is not None:
+                out[col] = (ledger[ledger[side] == party].groupby("replication").amount.sum().reindex(reps, fill_value=0) / 100).astype(float)
     names = [o.name for o in model.organisations]
     out["failed_any"] = out[[f"failed[{n}]" for n in names]].max(axis=1)
     if len(names) > 1:
@@ -208,16 +227,36 @@ def summarise(model, per_rep: pd.DataFrame, seed: int) -> dict:
     extra = {}
     if "investor_drawn" in per_rep:
         fin = model.finance
-        lost = int((per_rep["investor_loss"] > 0.005).sum())
-        extra["investor"] = {
-            "investor": fin.investor,
-            "organisation": model.organisations[fin.organisation].name,
-            "drawn": mean_ci(per_rep["investor_drawn"]),
-            "repaid": mean_ci(per_rep["investor_repaid"]),
-            "multiple": ratio_ci(per_rep["investor_repaid"], per_rep["investor_drawn"]),
-            "loss": mean_ci(per_rep["investor_loss"]),
-            "lost_money": wilson(lost, R),
-        }
+        inv = {"investor": fin.investor, "organisation": model.organisations[fin.organisation].name,
+               "commitment": fin.commitment / 100, "hurdle_rate": fin.hurdle}
+        rows = []
+        for key, name in [("", fin.investor)] + ([(f"[{n}]", n) for n in fin.investors] if len(fin.investors) > 1 else []):
+            invested = per_rep[f"investor_drawn{key}"] > 0
+            irr = per_rep[f"investor_irr{key}"][invested].dropna()
+            status = per_rep[f"investor_irr_status{key}"][invested]
+            payback = per_rep[f"investor_payback_month{key}"][invested]
+            rows.append({
+                "tranche": name,
+                "drawn": mean_ci(per_rep[f"investor_drawn{key}"]),
+                "repaid": mean_ci(per_rep[f"investor_repaid{key}"]),
+                "multiple": ratio_ci(per_rep[f"investor_repaid{key}"], per_rep[f"investor_drawn{key}"]),
+                "loss": mean_ci(per_rep[f"investor_loss{key}"]),
+                "lost_money": wilson(int(per_rep[f"investor_lost{key}"][invested].sum()), int(invested.sum())),
+                "irr": {**({"median": float(irr.median()), **quantiles(irr, (0.05, 0.25, 0.75, 0.95)),
+                            "min": float(irr.min()), "max": float(irr.max())} if len(irr) else {"median": None}),
+                        "runs": int(len(irr))},
+                "irr_below_hurdle": wilson(int((irr < fin.hurdle).sum()), int(len(irr))),
+                "irr_status": {returns.STATUS_NAMES[k]: int((status == k).sum()) for k in returns.STATUS_NAMES},
+                "payback_month": {"median": float(payback.dropna().median()) if payback.notna().any() else None,
+                                  "never": wilson(int(payback.isna().sum()), int(invested.sum()))},
+            })
+        inv.update({k: v for k, v in rows[0].items() if k != "tranche"})
+        if len(rows) > 1:
+            inv["tranches"] = rows[1:]
+        for col, name in (("investor_guaranteed", "guaranteed"), ("intermediary_fees", "intermediary_fees"), ("topped_up", "topped_up")):
+            if col in per_rep:
+                inv[name] = mean_ci(per_rep[col])
+        extra["investor"] = inv
     return {
         **extra,
         "scenario": model.scenario.name,

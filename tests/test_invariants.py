@@ -493,11 +493,11 @@ def check_replication(model, cols: dict[str, dict[str, np.ndarray]]) -> set[str]
     # the investor draws at most its commitment and deals only with the organisation it finances
     if model.finance is not None:
         f = model.finance
-        inv = v.party(f.investor)
+        inv = v.party(f.investors[0])
         assert set(payee[payer == inv]) | set(payer[payee == inv]) <= {orgs[f.organisation]}
         drawn, repaid = int(amt[payer == inv].sum()), int(amt[payee == inv].sum())
         assert drawn <= f.commitment
-        assert repaid <= math.ceil(drawn * (1 + f.monthly_return) ** H) + H  # a penny of rounding a month
+        assert repaid <= math.ceil(drawn * (1 + f.monthly_rate[0]) ** H)  # returns accrue rounded down
         happened |= {"ran:investor_repaid"} if repaid else set()
     cohorts = [v.item(cr.name) for cr in c.cohorts]
     happened |= {"ran:cohort_paid"} if np.isin(item, cohorts).any() else set()
@@ -640,7 +640,8 @@ def check_terms(model, cols: dict[str, dict[str, np.ndarray]]) -> None:
     if f is not None:
         org = model.organisations[f.organisation]
         party = v.party(org.name)
-        inv = v.party(f.investor)
+        inv = v.party(f.investors[0])
+        rate = float(f.monthly_rate[0])
         income_from = v.party(c.commissioner) if f.organisation == 0 else prime
 
         def flow(sel):
@@ -655,7 +656,7 @@ def check_terms(model, cols: dict[str, dict[str, np.ndarray]]) -> None:
         owed = drawn = 0
         floor = 0 if f.upfront else f.floor
         for t in range(H):
-            owed += int(round(owed * f.monthly_return))
+            owed += math.floor(owed * rate)  # rounded down to the penny
             before_repay = int(cash[t] + interest[t] + repays[t])  # month-end cash before interest, after the drawdown
             can_draw = t < T and failed.get(party, H) >= t and prime_failed >= t
             if f.upfront:
@@ -665,7 +666,7 @@ def check_terms(model, cols: dict[str, dict[str, np.ndarray]]) -> None:
             assert draws[t] == draw, f"drawdown in month {t}"
             drawn += draw
             owed += draw
-            repay = min(owed, int(round(int(income[t]) * f.share)), max(0, before_repay - floor))
+            repay = min(owed, math.floor(int(income[t]) * f.share), max(0, before_repay - floor))
             assert repays[t] == max(0, repay), f"repayment in month {t}"
             owed -= max(0, repay)
 

@@ -180,7 +180,7 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "finance_cash_floor_upfront": ("finance.cash_floor", r"only applies with drawdown: as_needed"),
     "finance_return_above_one": ("finance.annual_return", r"less than or equal to 1"),
     "finance_repayment_share_zero": ("finance.repayment_share", r"greater than 0"),
-    "finance_without_commitment": ("finance.commitment", r"required field is missing"),
+    "finance_without_commitment": ("finance.commitment", r"give the commitment, or .tranches."),
     "reporting_share_above_one": ("reporting.dropped_full_service_share", r"less than or equal to 1"),
     "months_float": ("months", r"valid integer"),
     "name_not_text": ("name", r"valid string"),

@@ -112,9 +112,24 @@ def metric_list(columns) -> list[Metric]:
     m += _family(cols, "prime_kept", "kept by the prime", "mean", "money", in_table=False)
     # contract features present only in some designs
     m += _family(cols, "clawed_back", "clawed back (volume band)", "mean", "money")
-    if {"investor_repaid", "investor_drawn"} <= have:
-        m.append(Metric("investor_multiple", "investor money multiple", "ratio", "ratio", "investor_repaid", "investor_drawn"))
-    m += _family(cols, "investor_loss", "investor loss", "mean", "money")
+    m += _investor_metrics(cols, have)
+    return m
+
+
+def _investor_metrics(cols, have) -> list[Metric]:
+    """Investors (docs/social-investment.md): all of them, then each tranche where there are several."""
+    m: list[Metric] = []
+    for key in [""] + [f"[{k}]" for k in _bracketed(cols, "investor_drawn")]:
+        name = key[1:-1] + ": " if key else ""
+        if {f"investor_repaid{key}", f"investor_drawn{key}"} <= have:
+            m.append(Metric(f"investor_multiple{key}", f"investor money multiple{': ' + key[1:-1] if key else ''}", "ratio", "ratio",
+                            f"investor_repaid{key}", f"investor_drawn{key}"))
+        for col, label, est, unit, shown in (("investor_irr", "investor IRR a year", "distribution", "pct", True),
+                                             ("investor_lost", "investors lost capital", "share", "pct", True),
+                                             ("investor_below_hurdle", "investor IRR below the hurdle", "share", "pct", False),
+                                             ("investor_loss", "investor capital lost", "mean", "money", not key)):
+            if col + key in have:
+                m.append(Metric(col + key, (name + label) if key else label, est, unit, col + key, None, shown))
     return m
 
 
@@ -181,6 +196,9 @@ def _estimate(metric: Metric, df: _Design) -> dict:
         w = wilson(int(np.nansum(x)), n)
         row.update(mean=w["mean"], lo=w["lo"], hi=w["hi"])
         return row
+    x = x[~np.isnan(x)]  # a figure with no value in some runs (an IRR where nothing was put in)
+    if not len(x):
+        return row
     m, se = float(np.mean(x)), _se_mean(x)
     p5, p50 = np.quantile(x, [0.05, 0.5])
     row.update(mean=m, lo=m - Z95 * se, hi=m + Z95 * se, p5=float(p5), p50=float(p50))
@@ -212,6 +230,12 @@ def _difference(metric: Metric, d: _Design, b: _Design, pairs: tuple[np.ndarray,
         se = math.sqrt((z**2).sum() / (n * (n - 1))) if n > 1 else nan
         unpaired = math.sqrt(sed**2 + seb**2)
     else:
+        both = ~(np.isnan(xd) | np.isnan(xb))  # pairs where both runs have a value
+        if not both.all():
+            xd, xb, n = xd[both], xb[both], int(both.sum())
+            out["pairs"] = n
+            if n == 0:
+                return out
         delta = xd - xb
         diff = float(delta.mean())
         se = _se_mean(delta)

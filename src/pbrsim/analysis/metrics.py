@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..engine.ledger import KINDS
+from . import investors, returns
 from .columns import Batch, Groups, and_
 
 Z95 = 1.959963984540054
@@ -148,13 +149,22 @@ def figures(batch: Batch) -> dict[str, np.ndarray]:
         out[f"failed[{name}]"] = (~np.isnan(month)).astype(np.int64)
         out[f"failure_month[{name}]"] = month
     fin = model.finance
-    if fin is not None:  # investor: drawn, repaid, money multiple, loss
-        m = Groups(batch, "monthly", "organisation", mon.code("organisation", model.organisations[fin.organisation].name))
-        drawn = out["investor_drawn"] = m.total("finance_in", np.nan) / 100
-        repaid = out["investor_repaid"] = m.total("finance_out", np.nan) / 100
-        out["investor_multiple"] = repaid / np.where(drawn > 0, drawn, np.nan)
-        loss = drawn - repaid
-        out["investor_loss"] = np.where(loss < 0, 0.0, loss)
+    if fin is not None:  # investors: drawn, repaid, multiple, loss, IRR, payback (analysis/investors.py)
+        parties = model.vocab.parties
+        pos, keep = batch.rows("ledger")
+        cols = [led[c] for c in ("payer", "payee", "month", "amount")]
+        if keep is not None:
+            pos, cols = pos[keep], [c[keep] for c in cols]
+        payer, payee, month, amount = cols
+        F = investors.flows(fin, parties, payer, payee, month.astype(np.int64), amount, pos, batch.n, model.horizon)
+        out.update(investors.figures(fin, F))
+        n = batch.n
+        if fin.guarantor is not None:
+            out["investor_guaranteed"] = investors.paid_by(parties, fin.guarantor, payer, amount, pos, n) / 100
+        if fin.intermediary is not None:
+            out["intermediary_fees"] = investors.paid_to(parties, fin.intermediary, payee, amount, pos, n) / 100
+        if fin.top_up_funder is not None:  # what the top-up funder paid (to the commissioner)
+            out["topped_up"] = investors.paid_by(parties, fin.top_up_funder, payer, amount, pos, n) / 100
     names = [o.name for o in model.organisations]
     out["failed_any"] = np.max([out[f"failed[{n}]"] for n in names], axis=0)
     if len(names) > 1:
@@ -187,6 +197,46 @@ def nan_mean(x: np.ndarray) -> float:
     """Mean of the values that are not NaN (as pandas ``Series.mean``)."""
     missing = np.isnan(x)
     return float(np.where(missing, 0.0, x).sum() / (len(x) - missing.sum()))
+
+
+def investor_summary(model, per_rep, R: int) -> dict:
+    """The investors' figures across replications: means with intervals, shares of runs (Wilson) and the
+    IRR distribution (quantiles over runs where it has a value; docs/social-investment.md)."""
+    fin = model.finance
+    out = {"investor": fin.investor, "organisation": model.organisations[fin.organisation].name,
+           "commitment": fin.commitment / 100, "hurdle_rate": fin.hurdle}
+    groups = [("", fin.investor)] + ([(f"[{n}]", n) for n in fin.investors] if len(fin.investors) > 1 else [])
+    rows = []
+    for key, name in groups:
+        drawn = np.asarray(per_rep[f"investor_drawn{key}"], dtype=float)
+        invested = drawn > 0
+        irr = np.asarray(per_rep[f"investor_irr{key}"], dtype=float)
+        status = np.asarray(per_rep[f"investor_irr_status{key}"])
+        has = invested & ~np.isnan(irr)
+        payback = np.asarray(per_rep[f"investor_payback_month{key}"], dtype=float)
+        paid_back = invested & ~np.isnan(payback)
+        rows.append({
+            "tranche": name,
+            "drawn": mean_ci(drawn),
+            "repaid": mean_ci(per_rep[f"investor_repaid{key}"]),
+            "multiple": ratio_ci(per_rep[f"investor_repaid{key}"], drawn),
+            "loss": mean_ci(per_rep[f"investor_loss{key}"]),
+            "lost_money": wilson(int(np.asarray(per_rep[f"investor_lost{key}"])[invested].sum()), int(invested.sum())),
+            "irr": {**({"median": float(np.median(irr[has])), **quantiles(irr[has], (0.05, 0.25, 0.75, 0.95)),
+                        "min": float(irr[has].min()), "max": float(irr[has].max())} if has.any() else {"median": None}),
+                    "runs": int(has.sum())},
+            "irr_below_hurdle": wilson(int((irr[has] < fin.hurdle).sum()), int(has.sum())),
+            "irr_status": {returns.STATUS_NAMES[s]: int((status[invested] == s).sum()) for s in returns.STATUS_NAMES},
+            "payback_month": {"median": float(np.median(payback[paid_back])) if paid_back.any() else None,
+                              "never": wilson(int((invested & np.isnan(payback)).sum()), int(invested.sum()))},
+        })
+    out.update({k: v for k, v in rows[0].items() if k != "tranche"})
+    if len(rows) > 1:
+        out["tranches"] = rows[1:]
+    for col, name in (("investor_guaranteed", "guaranteed"), ("intermediary_fees", "intermediary_fees"), ("topped_up", "topped_up")):
+        if col in per_rep:
+            out[name] = mean_ci(per_rep[col])
+    return out
 
 
 def summarise(model, per_rep, seed: int) -> dict:
@@ -236,17 +286,7 @@ def summarise(model, per_rep, seed: int) -> dict:
         })
     extra = {}
     if "investor_drawn" in per_rep:
-        fin = model.finance
-        lost = int((per_rep["investor_loss"] > 0.005).sum())
-        extra["investor"] = {
-            "investor": fin.investor,
-            "organisation": model.organisations[fin.organisation].name,
-            "drawn": mean_ci(per_rep["investor_drawn"]),
-            "repaid": mean_ci(per_rep["investor_repaid"]),
-            "multiple": ratio_ci(per_rep["investor_repaid"], per_rep["investor_drawn"]),
-            "loss": mean_ci(per_rep["investor_loss"]),
-            "lost_money": wilson(lost, R),
-        }
+        extra["investor"] = investor_summary(model, per_rep, R)
     return {
         **extra,
         "scenario": model.scenario.name,

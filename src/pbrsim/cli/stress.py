@@ -44,6 +44,28 @@ def _wc(wc: dict, m) -> str:
     return f"{m(wc['estimate'])}\n({m(wc['lo'])}–\n{hi})"
 
 
+def _print_investors(rows: list[dict], console: Console) -> None:
+    """The investors' view of each stress (docs/social-investment.md)."""
+    t = Table(show_lines=True, title="How each stress leaves the investors", title_justify="left")
+    t.add_column("stress", overflow="fold", max_width=24)
+    t.add_column("IRR a year\nmedian\n(5th to 95th pct)", justify="right")
+    t.add_column("investors lost\ncapital\n(share of runs)", justify="right")
+    t.add_column("change\n(percentage\npoints)", justify="right")
+    t.add_column("money\nmultiple", justify="right")
+    for r in rows:
+        inv = r.get("investors")
+        if not r["applicable"] or not inv:
+            continue
+        irr, lost = inv["irr"], inv["lost_capital"]
+        t.add_row(r["name"], "–" if irr["median"] is None else f"{_pct(irr['median'])}\n({_pct(irr['p5'])} to {_pct(irr['p95'])})",
+                  "–" if lost["mean"] is None else f"{_pct(lost['mean'])}\n({100 * lost['lo']:.1f}–{100 * lost['hi']:.1f})",
+                  _delta((r.get("change") or {}).get("investors_lost_capital"), "pp", ""),
+                  "–" if inv["multiple"]["mean"] is None else f"{inv['multiple']['mean']:.2f}")
+    console.print(t)
+    console.print("Investors' figures come from the same runs, in which the organisation's overdraft is extended as far as "
+                  "needed: where it would have run out of cash, they show investors' money had it carried on.", style="dim")
+
+
 def print_stress_table(summary: dict, console: Console) -> None:
     cur = summary["currency"]
     m = lambda x: money(x, cur)  # noqa: E731
@@ -84,6 +106,8 @@ def print_stress_table(summary: dict, console: Console) -> None:
             f"{m(r['margin']['p50'])}\n{m(r['margin']['p5'])}",
         )
     console.print(t)
+    if any("investors" in r for r in rows):
+        _print_investors(rows, console)
     t = Table(show_lines=True, title="Change against the unstressed base (paired: same replications)", title_justify="left")
     t.add_column("stress", overflow="fold", max_width=24)
     t.add_column("runs out of cash\n(percentage points)", justify="right")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from ..model.money import interval, money, pct
+from ..model.money import interval, irr_range, money, pct
 
 
 def print_summary(summary: dict, console: Console | None = None, out_dir: str | None = None):
@@ -93,17 +93,38 @@ def print_summary(summary: dict, console: Console | None = None, out_dir: str | 
     console.print(t)
     inv = summary.get("investor")
     if inv:
-        t = Table(title=f"Investor finance: {inv['investor']} → {inv['organisation']}", title_justify="left")
-        t.add_column("")
-        t.add_column("per contract", justify="right")
-        t.add_row("drawn", interval(inv["drawn"], m))
-        t.add_row("repaid (out of contract income)", interval(inv["repaid"], m))
-        t.add_row("money multiple (repaid ÷ drawn)", interval(inv["multiple"], lambda x: f"{x:.2f}"))
-        t.add_row("loss", interval(inv["loss"], m))
-        t.add_row("investor lost money (share of runs)", interval(inv["lost_money"]))
-        console.print(t)
+        print_investors(inv, m, console)
     if out_dir:
         console.print(f"Results written to [bold]{out_dir}[/bold] (Parquet tables, summary.json, manifest.json).")
+
+
+def print_investors(inv: dict, m, console: Console):
+    """The investors' view: one column for all investors, and one per tranche when there are several."""
+    t = Table(title=f"Investors: {inv['investor']} → {inv['organisation']} (per contract, over replications)", title_justify="left")
+    t.add_column("")
+    cols = [inv] + inv.get("tranches", [])
+    for c in cols:
+        t.add_column("all investors" if c is inv else c["tranche"], justify="right")
+    hurdle = pct(inv["hurdle_rate"])
+    rows = [
+        ("put in (drawdowns and fees)", lambda c: interval(c["drawn"], m)),
+        ("received (repayments, coupons, guarantees)", lambda c: interval(c["repaid"], m)),
+        ("money multiple (received ÷ put in)", lambda c: interval(c["multiple"], lambda x: f"{x:.2f}")),
+        ("capital lost (mean)", lambda c: interval(c["loss"], m)),
+        ("lost capital (share of runs)", lambda c: interval(c["lost_money"])),
+        ("IRR: median (5th to 95th percentile)", lambda c: irr_range(c["irr"])),
+        (f"IRR below the {hurdle} hurdle (share of runs)", lambda c: interval(c["irr_below_hurdle"])),
+        ("payback month (median)", lambda c: "–" if c["payback_month"]["median"] is None else f"{c['payback_month']['median']:.0f}"),
+        ("runs with several IRRs (nearest 0% shown)", lambda c: str(c["irr_status"]["several_roots"])),
+        ("runs with no IRR (nothing drawn, or no root)", lambda c: str(c["irr_status"]["no_sign_change"] + c["irr_status"]["no_root"])),
+    ]
+    for label, cell in rows:
+        t.add_row(label, *[cell(c) for c in cols])
+    for key, label in (("guaranteed", "paid by the guarantor"), ("intermediary_fees", "management fees to the intermediary"),
+                       ("topped_up", "top-up outcome payments")):
+        if key in inv:
+            t.add_row(label, interval(inv[key], m), *[""] * (len(cols) - 1))
+    console.print(t)
 
 
 def print_exact(ex, console: Console | None = None):

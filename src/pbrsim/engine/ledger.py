@@ -13,7 +13,7 @@ import numpy as np
 
 LEDGER_COLUMNS = ["month", "payer", "payee", "kind", "item", "segment", "amount"]
 KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment", "fee_for_service", "delivery", "overhead", "interest",
-         "clawback", "investment", "repayment")
+         "clawback", "investment", "repayment", "fee", "guarantee", "top_up")
 
 # Parties that are not organisations in the model
 STAFF_AND_SUPPLIERS = "staff_and_suppliers"

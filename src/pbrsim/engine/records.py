@@ -192,6 +192,10 @@ def to_frame(model: Model, table: str, cols: dict[str, np.ndarray]) -> pd.DataFr
     return pd.DataFrame(d)
 
 
+# finance items whose kind is not their own name
+ITEM_KINDS = {"coupon": "repayment", "management_fee": "fee", "first_loss": "guarantee", "capital_protection": "guarantee"}
+
+
 def _item_kinds(model: Model) -> np.ndarray:
     """Kind code of each ledger item (service fee, each payment rule, costs)."""
     kinds = []
@@ -210,6 +214,8 @@ def _item_kinds(model: Model) -> np.ndarray:
             kinds.append(KINDS.index("service_fee"))
         elif item in cohort_names:
             kinds.append(KINDS.index("outcome"))
+        elif item in ITEM_KINDS:
+            kinds.append(KINDS.index(ITEM_KINDS[item]))
         else:
             kinds.append(KINDS.index(item))
     return np.array(kinds, dtype=np.int64)

@@ -30,7 +30,9 @@ from ..model.contract import Contract, Rule, compile_contract
 from .ledger import KINDS, LENDER, STAFF_AND_SUPPLIERS, Ledger, LedgerRows, Rows, Vocabulary
 from ..model.organisation import Allocation, Organisation, compile_allocation, compile_organisations
 from ..model.pathway import FULL, MINIMAL, Pathway, compile_pathway
-from ..model.money import pence_exact, to_pence
+from ..model.finance import Financing, compile_financing
+from ..model.money import pence_exact
+from .investors import Investors
 from ..scenario.schema import EXTRA_ITEMS, Scenario
 
 SETTLE_PHASE = 0.5
@@ -84,33 +86,13 @@ def compile_model(sc: Scenario) -> Model:
     fin = sc.finance
     vocab = Vocabulary(
         parties=(contract.commissioner,) + tuple(o.name for o in orgs) + (STAFF_AND_SUPPLIERS, LENDER)
-        + ((fin.investor,) if fin else ()),
+        + (tuple(fin.parties) if fin else ()),
         items=("service_fee",) + tuple(r.name for r in contract.rules) + DELIVERY_ITEMS + ("overhead", "interest") + FFS_ITEMS
         + tuple(c.name for c in contract.cohorts) + EXTRA_ITEMS,
         segments=pw.segments,
     )
-    finance = None
-    if fin is not None:
-        org = next(o.index for o in orgs if o.name == (fin.organisation or orgs[0].name))
-        finance = Financing(
-            investor=fin.investor, organisation=org, commitment=to_pence(fin.commitment), upfront=fin.drawdown == "upfront",
-            floor=to_pence(fin.cash_floor), monthly_return=(1.0 + fin.annual_return) ** (1 / 12) - 1.0, share=fin.repayment_share,
-        )
     return Model(scenario=sc, pathway=pw, contract=contract, organisations=orgs,
-                 allocation=compile_allocation(sc, orgs), vocab=vocab, finance=finance)
-
-
-@dataclass(frozen=True)
-class Financing:
-    """Investor finance compiled to pence (scenario ``finance``)."""
-
-    investor: str
-    organisation: int  # index into Model.organisations
-    commitment: int
-    upfront: bool
-    floor: int
-    monthly_return: float
-    share: float
+                 allocation=compile_allocation(sc, orgs), vocab=vocab, finance=compile_financing(sc, [o.name for o in orgs]))
 
 
 @dataclass
@@ -290,13 +272,7 @@ class _Run:
         self.n_first_org = np.zeros((R, O), dtype=np.int64)  # clients admitted, by first organisation
         self.hits = np.zeros((R, O), dtype=np.int64)  # of those, clients who have entered the target state
         self.fin = model.finance
-        if self.fin is not None:
-            self.P_INV = v.party(self.fin.investor)
-            self.I_INVEST, self.I_REPAY = v.item("investment"), v.item("repayment")
-            self.fin_drawn = np.zeros(R, dtype=np.int64)
-            self.fin_owed = np.zeros(R, dtype=np.int64)  # capital plus return due, pence
-            self.fin_repaid = np.zeros(R, dtype=np.int64)
-            self.fin_income_seen = np.zeros(R, dtype=np.int64)
+        self.investors = Investors(self.fin, v, R, T, H) if self.fin is not None else None
 
     def _rejection_keys(self, seed: int, T: int) -> dict:
         """Keys of the rejection draws of every (line, phase) that can be claimed, for every replication and month."""
@@ -370,8 +346,8 @@ class _Run:
         yield self.env.timeout(MONTH_END_PHASE)
         R, O, S = self.R, len(self.orgs), self.pw.n_states
         for t in range(self.m.horizon):
-            if self.fin is not None:
-                self._finance(t)
+            if self.investors is not None:
+                self.investors.month_end(self, t)
             for o in range(O):
                 self._interest(t, o)
             for o in range(O):
@@ -459,6 +435,8 @@ class _Run:
         self.withheld[reps] += amount - paid
         self.income_cum[reps, 0] += paid
         self.ledger.post(reps, month, self.P_COMM, self.P_ORG[0], kind, paid, item, segment)
+        if self.investors is not None:
+            self.investors.top_up(self.ledger, reps, month, kind, paid, self.P_COMM)
         seg_code = len(self.pw.segments) if segment is None else segment
         self.settlements.add(reps, month=month, item=item, segment=seg_code, organisation=org, amount_due=amount,
                              amount_paid=paid, amount_capped=amount - paid)
@@ -482,6 +460,8 @@ class _Run:
         r = reps[rows]
         due, p = amounts[rows, cells], paid[rows, cells]
         self.ledger.post_rows(r, month, self.P_COMM, self.P_ORG[0], kind, p, item, cells % G)
+        if self.investors is not None:
+            self.investors.top_up(self.ledger, r, month, kind, p, self.P_COMM)
         self.settlements.add(r, month=month, item=item, segment=cells % G, organisation=cells // G, amount_due=due,
                              amount_paid=p, amount_capped=due - p)
         return paid
@@ -740,35 +720,6 @@ class _Run:
                                  amount_due=-back, amount_paid=-cash, amount_capped=-absorbed)
             self.ledger.post(reps, month, self.P_ORG[0], self.P_COMM, K["clawback"], cash, self.I_RECON)
 
-    def _finance(self, t: int):
-        """Month end: the investor tops the organisation up (drawdown), then is repaid out of contract income."""
-        f = self.fin
-        P = self.P_ORG[f.organisation]
-        R = self.R
-        allr = np.arange(R)
-        self.fin_owed += np.rint(self.fin_owed * f.monthly_return).astype(np.int64)
-        can_draw = self.alive(f.organisation) & (t < self.m.months) & ~self.contract_over
-        draw = np.zeros(R, dtype=np.int64)
-        if f.upfront and t == 0:
-            draw = np.where(can_draw, f.commitment, 0)
-        elif not f.upfront:
-            short = f.floor - self.ledger.balance[:, P]
-            draw = np.where(can_draw, np.maximum(0, np.minimum(short, f.commitment - self.fin_drawn)), 0)
-        if draw.any():
-            self.ledger.post(allr, t, self.P_INV, P, K["investment"], draw, self.I_INVEST)
-            self.fin_drawn += draw
-            self.fin_owed += draw
-        income = self.income_cum[:, f.organisation] - self.fin_income_seen
-        self.fin_income_seen += income
-        floor = f.floor if not f.upfront else 0
-        repay = np.minimum(np.minimum(self.fin_owed, np.rint(income * f.share).astype(np.int64)),
-                           np.maximum(0, self.ledger.balance[:, P] - floor))
-        repay = np.maximum(repay, 0)
-        if repay.any():
-            self.ledger.post(allr, t, P, self.P_INV, K["repayment"], repay, self.I_REPAY)
-            self.fin_owed -= repay
-            self.fin_repaid += repay
-
     def _costs(self, t: int):
         G = len(self.pw.segments)
         # each organisation's rows: per segment full then minimal delivery, then the overhead
@@ -955,13 +906,8 @@ class _Run:
             lines = np.isin(cm["item"], self.rule_item)
             same("per-person totals", "clients' accepted payments", _sum_by(adm, self.person_paid, R),
                  "accepted claims on payment lines", by_rep("amount_claimed", cm, lines) - by_rep("amount_rejected", cm, lines))
-        if self.fin is not None:
-            inv = self.P_INV
-            drawn = pair[:, inv].sum(axis=1)
-            repaid = pair[:, :, inv].sum(axis=1)
-            same("investor drawdowns", "in the ledger", drawn, "in the engine", self.fin_drawn)
-            same("investor repayments", "in the ledger", repaid, "in the engine", self.fin_repaid)
-            within("investor drawdowns", "drawn", drawn, "the commitment", self.fin.commitment)
+        if self.investors is not None:
+            self.investors.check(self, led, pair, self.P_ORG[self.fin.organisation], self.P_COMM)
         into_prime = pair[:, self.P_COMM, prime]
         same("commissioner payments did not all reach the prime", "reached the prime", into_prime,
              "paid by the commissioner", from_commissioner)

@@ -45,6 +45,13 @@ def pct(x) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
 
 
+def irr_range(irr: dict | None) -> str:
+    """An IRR distribution over runs: 'median (5th to 95th percentile) a year', e.g. 3.2% (-100.0% to 13.0%) a year."""
+    if not irr or irr.get("median") is None:
+        return "–"
+    return f"{pct(irr['median'])} ({pct(irr['p5'])} to {pct(irr['p95'])}) a year"
+
+
 def interval(ci: dict | None, fmt=pct) -> str:
     """'mean (lo–hi)', with the unit shown once: 31.3% (30.8–31.9), £4,186 (4,145–4,227)."""
     if not ci or ci.get("mean") is None:

@@ -125,6 +125,42 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _investor_table(inv: dict, cur: str) -> Table:
+    """The investors' view (docs/social-investment.md): all investors, and each tranche when there are several."""
+    cols = [inv] + inv.get("tranches", [])
+    key = lambda c: "" if c is inv else f"[{c['tranche']}]"  # noqa: E731
+
+    def irr(c: dict) -> str:
+        q = c["irr"]
+        if q.get("median") is None:
+            return fmt.DASH
+        return f"{fmt.pct(q['median'])} ({fmt.pct(q['p5'])} to {fmt.pct(q['p95'])})"
+
+    def payback(c: dict) -> str:
+        return fmt.DASH if c["payback_month"]["median"] is None else fmt.month(c["payback_month"]["median"])
+
+    rows = [(label, [cell(f(c), metric=m + key(c)) for c in cols]) for label, f, m in (
+        ("put in (drawdowns and fees)", lambda c: fmt.interval(c["drawn"], "money", cur), "investor_drawn"),
+        ("received (repayments, coupons, guarantees)", lambda c: fmt.interval(c["repaid"], "money", cur), "investor_repaid"),
+        ("money multiple (received ÷ put in)", lambda c: fmt.interval(c["multiple"], "ratio"), "investor_multiple"),
+        ("capital lost (mean)", lambda c: fmt.interval(c["loss"], "money", cur), "investor_loss"),
+        ("lost capital (share of runs)", lambda c: fmt.interval(c["lost_money"]), "investor_lost"),
+        ("IRR a year: median (5th to 95th percentile)", irr, "investor_irr"),
+        (f"IRR below the {fmt.pct(inv['hurdle_rate'])} hurdle (share of runs)", lambda c: fmt.interval(c["irr_below_hurdle"]),
+         "investor_below_hurdle"),
+        ("payback month (median)", payback, "investor_payback_month"),
+    )]
+    for k, label in (("guaranteed", "paid by the guarantor"), ("intermediary_fees", "management fees to the intermediary"),
+                     ("topped_up", "top-up outcome payments")):
+        if k in inv:
+            rows.append((label, [cell(fmt.interval(inv[k], "money", cur))] + [cell(fmt.DASH) for _ in cols[1:]]))
+    head = [""] + ["all investors"] + [c["tranche"] for c in cols[1:]]
+    return Table("table-investor", f"Investors: {inv['investor']} → {inv['organisation']} (per contract, over runs)", head, rows,
+                 "Investors are repaid only out of what the contract brings in, so they carry the loss when results fall short. "
+                 "IRR: the annual rate at which the investors' monthly flows net to zero; a run in which nothing came back "
+                 "counts as -100%. Payback month: from when the investors are never again out of pocket.")
+
+
 def _limit_text(o, currency: str) -> str:
     if not o.limit_known:
         return "unknown"
@@ -359,14 +395,7 @@ def _run_commissioner(d: RunData) -> list[Block]:
     blocks.append(_p(f"Cost per outcome: {fmt.interval(c.get('cost_per_outcome'), 'money', cur)}. {cap_text}"))
     inv = s.get("investor")
     if inv:
-        blocks.append(_table(Table("table-investor", f"Investor finance: {inv['investor']} → {inv['organisation']} (per contract)",
-                                   ["", "per contract"], [
-            ("drawn", [cell(fmt.interval(inv["drawn"], "money", cur), metric="investor_drawn")]),
-            ("repaid out of contract income", [cell(fmt.interval(inv["repaid"], "money", cur), metric="investor_repaid")]),
-            ("money multiple (repaid ÷ drawn)", [cell(fmt.interval(inv["multiple"], "ratio"), metric="investor_multiple")]),
-            ("loss", [cell(fmt.interval(inv["loss"], "money", cur), metric="investor_loss")]),
-            ("investor lost money (share of runs)", [cell(fmt.interval(inv["lost_money"]), metric="investor_lost_money")]),
-        ], "The investor is repaid only out of what the contract brings in, so it carries the loss when results fall short.")))
+        blocks.append(_table(_investor_table(inv, cur)))
     if len(d.spend.columns):
         blocks.append(_chart(charts.spend_over_time(d.spend, cur)))
     blocks.append(_chart(charts.spend_shares_bar({s.get("scenario", "this run"): shares}, "spend_shares",

@@ -33,8 +33,12 @@ SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$"}
 # that matches wins; a figure matching none has no unit, which tests/test_export.py does not allow for the
 # shipped scenarios, so a new figure must be given one here.
 _UNIT_RULES: tuple[tuple[str, str], ...] = (
+    # the investors' figures (docs/social-investment.md): IRRs are annual rates, statuses are counts of runs
+    (r"^(irr_status|runs|ok|several_roots|total_loss|no_sign_change|no_root|investor_irr_status)$", "count"),
+    (r"^(investor_)?irr$|^(investor_)?(irr_)?below_hurdle$|^hurdle_rate$|^investor_lost$", "percent"),
+    (r"^(investor_)?(loss|guaranteed)$|^topped_up$|^commitment$", "money"),
     (r"(^|_)(months?|month_p50|payback_months)$|_month$|^month", "months"),
-    (r"ratio|fiscal_return|multiple|^irr", "ratio"),
+    (r"ratio|fiscal_return|multiple", "ratio"),
     (r"rate|share|reached|ran_out|deadweight|^never$|gap|failed|probability|loss|lost", "percent"),
     (r"^(referrals|outcomes|milestones|dropped|clients_affected|additional_outcomes|outcomes_without_programme|claims)$"
      r"|_count$|^n_", "count"),
@@ -202,7 +206,7 @@ def _experiment_sheets(path: Path, symbol: str) -> list[Sheet]:
             Sheet("Designs", designs), Sheet("About", about)]
 
 
-_STRESS_UNITS = ((r"ran_out|never|failed", "percent"), (r"month", "months"),
+_STRESS_UNITS = ((r"ran_out|never|failed|investor_irr|lost_capital", "percent"), (r"investor_multiple", "ratio"), (r"month", "months"),
                  (r"cash|capital|facility|margin|reserve|interest", "money"))
 
 

@@ -278,6 +278,22 @@ limit at a month end. Working capital needed is the extra reserve at the start t
 {% else %}<td colspan="7">{{ r.note }}</td>{% endif %}
 </tr>
 {% endfor %}</tbody></table>
+{% if s.stresses|selectattr("investors", "defined")|list %}
+<table class="pbrsim-stress-table pbrsim-stress-investors">
+<caption>How each stress leaves the investors (docs/social-investment.md). Same runs, with the overdraft extended as far as
+needed: where the organisation would have run out of cash, the investors' money had it carried on.</caption>
+<thead><tr><th>Stress</th><th>IRR a year: median (5th to 95th pct)</th><th>Investors lost capital (share of runs)</th><th>Change</th>
+<th>Money multiple</th></tr></thead>
+<tbody>
+{% for r in s.stresses if r.applicable and r.get("investors") %}<tr>
+<td>{{ r.label }}<br><small>{{ r.name }}</small></td>
+<td>{{ pct(r.investors.irr.median) }} ({{ pct(r.investors.irr.p5) }} to {{ pct(r.investors.irr.p95) }})</td>
+<td>{{ pct(r.investors.lost_capital.mean) }} ({{ pct(r.investors.lost_capital.lo) }}–{{ pct(r.investors.lost_capital.hi) }})</td>
+<td>{% if r.get("change") and r.change.get("investors_lost_capital") %}{{ pp(r.change.investors_lost_capital) }}{% else %}base{% endif %}</td>
+<td>{{ "–" if r.investors.multiple.mean is none else "%.2f"|format(r.investors.multiple.mean) }}</td>
+</tr>
+{% endfor %}</tbody></table>
+{% endif %}
 <ul class="pbrsim-stress-sentences">{% for r in s.stresses %}<li>{{ r.sentence }}</li>{% endfor %}</ul>
 {% for c in charts %}<figure class="pbrsim-chart">
 <img src="{{ src(c) }}" alt="{{ c.alt }}">

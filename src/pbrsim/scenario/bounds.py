@@ -247,9 +247,15 @@ def money_bound(sc) -> MoneyBound:
             rate, rate_at = o.credit.monthly_interest, f"{where}.credit.monthly_interest"
     f = sc.finance
     if f is not None:
-        growth = _power(1 + f.annual_return, H / 12)
-        amount = abs(f.commitment) * 100 * (1 + growth)
-        parts.append(("finance.commitment", amount, f"the commitment and its return over {H} months"))
+        # investors are repaid out of the organisation's income (bounded above) with at most their rate of return;
+        # guarantees make good at most the capital; a top-up funder pays at most what the commissioner pays
+        cap = f.return_cap.annual if f.return_cap is not None else None
+        rates = [r for r in ([t.annual_return if t.annual_return is not None else f.annual_return for t in f.tranche_list]
+                             + [cap]) if r is not None]
+        growth = _power(1 + max(rates, default=0.0), H / 12)
+        commitment = sum(abs(t.commitment) for t in f.tranche_list)
+        amount = commitment * 100 * (2 + growth) + (commissioner if f.top_up is not None else 0.0)
+        parts.append(("finance.commitment", amount, f"the commitment, its return over {H} months and any guarantee or top-up"))
         flows += amount
     interest = _power(1 + rate, H)
     total = flows * interest if flows else 0.0

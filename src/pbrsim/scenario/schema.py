@@ -29,7 +29,8 @@ SERVICE_LEVELS = ("full", "minimal")
 DROPPED_STATE = "dropped_provider_failure"
 
 
-EXTRA_ITEMS = ("volume_reconciliation", "investment", "repayment")  # ledger items the engine adds
+EXTRA_ITEMS = ("volume_reconciliation", "investment", "repayment", "coupon", "management_fee", "first_loss",
+               "capital_protection", "top_up")  # ledger items the engine adds
 
 
 class _Model(BaseModel):
@@ -324,17 +325,78 @@ class SupplyChain(_Model):
     allocation: Allocation = Field(default_factory=Allocation)
 
 
+class Tranche(_Model):
+    """One class of investors: a ledger party, its commitment and its terms. Tranches are listed senior first."""
+
+    investor: str = Field(..., description="Name of this tranche's investors (a party in the ledger).")
+    commitment: Money = Field(..., ge=0, description="Most this tranche puts in; drawdowns are shared in proportion to commitments.")
+    annual_return: float | None = Field(None, ge=0, le=1, description="Return due on its outstanding capital, compounded monthly (default: the finance's `annual_return`).")
+    protection: float = Field(0.0, ge=0, le=1, description="Capital protection: share of the capital drawn that the guarantor makes good at the end.")
+
+
+class ReturnCap(_Model):
+    """The most investors may earn: an annual rate on capital outstanding and/or a multiple of capital drawn."""
+
+    annual: float | None = Field(None, ge=0, le=10, description="Highest return a year (compounded monthly on capital outstanding).")
+    multiple: float | None = Field(None, ge=1, le=100, description="Most each tranche receives, as a multiple of what it put in.")
+
+
+class Intermediary(_Model):
+    """The intermediary or special-purpose vehicle that arranges and manages the investment."""
+
+    name: str = Field(..., description="Party in the ledger.")
+    management_fee: Money = Field(0.0, ge=0, description="Fee a year, paid monthly during the contract out of the investors' commitment (counts as drawn).")
+
+
+class Guarantee(_Model):
+    """A guarantor who makes good investors' losses at the end: first loss, then each tranche's capital protection."""
+
+    guarantor: str = Field(..., description="Party in the ledger.")
+    first_loss: Money = Field(0.0, ge=0, description="The first losses of investors' capital covered, senior tranche first.")
+
+
+class TopUp(_Model):
+    """A second outcome payer who pays a share of each results payment (e.g. the Life Chances Fund)."""
+
+    funder: str = Field(..., description="Party in the ledger; it reimburses the commissioner its share of each payment.")
+    share: float = Field(..., gt=0, le=1, description="Share of each payment of the kinds below that the funder pays.")
+    kinds: list[Literal["attachment", "milestone", "outcome", "sustainment"]] = Field(
+        ["attachment", "milestone", "outcome", "sustainment"], min_length=1, description="Payment kinds topped up.")
+
+
 class Finance(_Model):
     """Social investment financing an organisation's working capital, repaid only out of commissioner income."""
 
-    investor: str = Field(..., description="Name of the investing party in the ledger.")
+    investor: str | None = Field(None, description="Name of the investing party in the ledger (one tranche; or give `tranches`).")
     organisation: str | None = Field(None, description="Organisation financed (default: the contract holder).")
-    commitment: Money = Field(..., ge=0, description="Most the investor puts in.")
+    commitment: Money | None = Field(None, ge=0, description="Most the investor puts in (one tranche; with `tranches`, their sum).")
+    tranches: list[Tranche] | None = Field(None, min_length=1, max_length=8, description="Investor tranches, senior first; repaid in that order (the waterfall).")
     drawdown: Literal["upfront", "as_needed"] = Field("as_needed", description="All at month 0, or at month ends when cash is below `cash_floor`.")
     cash_floor: Money = Field(0.0, description="as_needed: cash the organisation is topped up to at each month end.")
-    annual_return: float = Field(0.0, ge=0, le=1, description="Return due on outstanding capital, compounded monthly.")
-    repayment_share: float = Field(1.0, gt=0, le=1, description="Share of each month's commissioner income paid to the investor until all owed is repaid.")
+    annual_return: float | None = Field(0.0, ge=0, le=1, description="Return due on outstanding capital, compounded monthly; null: no return limit but `return_cap`.")
+    repayment_share: float = Field(1.0, gt=0, le=1, description="Share of each month's commissioner income paid to the investors until all owed is repaid.")
+    protection: float = Field(0.0, ge=0, le=1, description="One tranche: its capital protection share (needs `guarantee`).")
+    return_cap: ReturnCap | None = Field(None, description="The most investors may earn.")
+    intermediary: Intermediary | None = Field(None, description="Intermediary / SPV and its management fee.")
+    guarantee: Guarantee | None = Field(None, description="Guarantor of first loss and capital protection.")
+    top_up: TopUp | None = Field(None, description="A top-up outcome payer (Life Chances Fund).")
+    recycle: bool = Field(False, description="Contract income stays in delivery until the contract ends (or the holder fails); investors are then repaid out of cash.")
+    hurdle_rate: float = Field(0.0, ge=-1, le=10, description="Annual IRR the summary compares each run with (probability of falling below it).")
     source: str | None = None
+
+    @property
+    def tranche_list(self) -> list[Tranche]:
+        """The tranches, senior first (one tranche named ``investor`` when ``tranches`` is not given)."""
+        if self.tranches is not None:
+            return list(self.tranches)
+        return [Tranche(investor=self.investor or "investor", commitment=self.commitment or 0.0, protection=self.protection)]
+
+    @property
+    def parties(self) -> list[str]:
+        """Ledger parties finance adds: tranches' investors, then intermediary, guarantor and top-up funder."""
+        out = [t.investor for t in self.tranche_list]
+        out += [x.name for x in (self.intermediary,) if x] + [x.guarantor for x in (self.guarantee,) if x]
+        return out + [x.funder for x in (self.top_up,) if x]
 
 
 class Reporting(_Model):
@@ -863,12 +925,37 @@ def _check_finance(sc: Scenario) -> list[tuple[str, str]]:
         return []
     p: list[tuple[str, str]] = []
     orgs = [o.name for o in sc.organisation_specs] if (sc.provider is None) != (sc.organisations is None) else []
-    if f.investor in set(orgs) | {sc.contract.commissioner, "staff_and_suppliers", "lender"}:
-        p.append(("finance.investor", f"{f.investor!r} is the name of another party"))
+    taken = set(orgs) | {sc.contract.commissioner, "staff_and_suppliers", "lender"}
+    if f.tranches is None:
+        if f.investor is None:
+            p.append(("finance.investor", "give the investor's name, or `tranches`"))
+        if f.commitment is None:
+            p.append(("finance.commitment", "give the commitment, or `tranches`"))
+    else:
+        for field in ("investor", "commitment", "protection"):
+            if field in f.model_fields_set:
+                p.append((f"finance.{field}", "with `tranches`, give it in each tranche"))
+    paths = ([f"finance.tranches[{i}].investor" for i in range(len(f.tranches))] if f.tranches is not None else ["finance.investor"])
+    paths += ["finance.intermediary.name"] * bool(f.intermediary) + ["finance.guarantee.guarantor"] * bool(f.guarantee)
+    paths += ["finance.top_up.funder"] * bool(f.top_up)
+    seen: set[str] = set()
+    for path, name in zip(paths, f.parties):
+        if name in taken:
+            p.append((path, f"{name!r} is the name of another party"))
+        elif name in seen:
+            p.append((path, f"{name!r} is used by another finance party"))
+        seen.add(name)
     if f.organisation is not None and orgs and f.organisation not in orgs:
         p.append(("finance.organisation", f"unknown organisation {f.organisation!r}; organisations are {orgs}"))
     if "cash_floor" in f.model_fields_set and f.drawdown != "as_needed":
         p.append(("finance.cash_floor", "only applies with drawdown: as_needed"))
+    protected = f.protection > 0 or any(t.protection > 0 for t in f.tranches or [])
+    if (protected or (f.guarantee is not None and f.guarantee.first_loss > 0)) is False and f.guarantee is not None:
+        p.append(("finance.guarantee", "guarantees nothing: give `first_loss` or a tranche's `protection`"))
+    if protected and f.guarantee is None:
+        p.append(("finance.guarantee", "capital protection needs a guarantor: give `guarantee: {guarantor: NAME}`"))
+    if f.return_cap is not None and f.return_cap.annual is None and f.return_cap.multiple is None:
+        p.append(("finance.return_cap", "give `annual`, `multiple` or both"))
     return p
 
 

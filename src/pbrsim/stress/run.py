@@ -34,7 +34,8 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import pandas as pd
 
-from ..analysis.metrics import mean_ci, wilson
+from ..analysis import returns
+from ..analysis.metrics import mean_ci, ratio_ci, wilson
 from ..scenario.schema import scenario_from_dict
 from .runner import DEFAULT_CHUNK, Paths, Runner, binomial_cdf, lockstep, quantile_ranks, scenario_key  # noqa: F401  (re-exported)
 from .catalogue import (  # noqa: F401  (re-exported: the stress API in one place)
@@ -182,6 +183,12 @@ def figures(paths: Paths, terms: OrgTerms) -> pd.DataFrame:
         "reserve_needed": reserve_needed(paths, terms) / 100,
         "facility_needed": np.maximum(0, floor - np.minimum(low, terms.opening)) / 100,
     })
+    if paths.investors is not None:  # the investors' view of the same runs (docs/social-investment.md)
+        got, put = paths.investors[:, 0], paths.investors[:, 1]
+        irr, _ = returns.irr(got - put)
+        drawn, repaid = put.sum(axis=1) / 100, got.sum(axis=1) / 100
+        df["investor_drawn"], df["investor_repaid"], df["investor_irr"] = drawn, repaid, irr
+        df["investor_lost"] = (drawn - repaid > 0.005).astype(int)
     return df.set_index("replication")
 
 
@@ -267,6 +274,15 @@ def summarise_variant(fig: pd.DataFrame, base: pd.DataFrame | None, target: floa
         "interest": {"mean": float(fig["interest"].mean())},
         "reserve_curve": failure_curve(fig["reserve_needed"].to_numpy()),
     }
+    if "investor_irr" in fig:
+        irr = fig["investor_irr"].dropna()
+        invested = fig["investor_drawn"] > 0
+        out["investors"] = {
+            "irr": {"median": float(irr.median()) if len(irr) else None, "p5": float(irr.quantile(0.05)) if len(irr) else None,
+                    "p95": float(irr.quantile(0.95)) if len(irr) else None},
+            "lost_capital": wilson(int(fig["investor_lost"][invested].sum()), int(invested.sum())),
+            "multiple": ratio_ci(fig["investor_repaid"], fig["investor_drawn"]),
+        }
     if base is not None:
         out["change"] = {
             "ran_out_of_cash": paired(fig["failed"], base["failed"], share=True),
@@ -275,6 +291,8 @@ def summarise_variant(fig: pd.DataFrame, base: pd.DataFrame | None, target: floa
             "break_even_month": paired(fig["break_even_month"], base["break_even_month"]),
             "working_capital": bootstrap_quantile_diff(fig["reserve_needed"].to_numpy(), base["reserve_needed"].to_numpy(), target, seed),
         }
+        if "investor_lost" in fig and "investor_lost" in base:
+            out["change"]["investors_lost_capital"] = paired(fig["investor_lost"], base["investor_lost"], share=True)
     return out
 
 
@@ -383,6 +401,10 @@ class StressResult:
                     "break_even_month_p50": r["break_even_month"]["median"], "break_even_never": r["break_even_month"]["never_share"],
                     "margin_p50": r["margin"]["p50"], "margin_p5": r["margin"]["p5"],
                 })
+                if "investors" in r:
+                    inv = r["investors"]
+                    flat.update({"investor_irr_p50": inv["irr"]["median"], "investor_irr_p5": inv["irr"]["p5"],
+                                 "investors_lost_capital": inv["lost_capital"]["mean"], "investor_multiple": inv["multiple"]["mean"]})
                 for k, v in (r.get("change") or {}).items():
                     flat.update({f"d_{k}": v["diff"], f"d_{k}_lo": v["lo"], f"d_{k}_hi": v["hi"]})
             rows.append(flat)

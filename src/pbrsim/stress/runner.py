@@ -43,8 +43,9 @@ class Job:
 _MODELS: dict[str, Any] = {}
 
 
-def run_job(job: Job) -> tuple[np.ndarray, np.ndarray]:
-    """Month-end cash and overdraft interest of the organisation, pence, ``[len(reps), horizon]`` each."""
+def run_job(job: Job) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Month-end cash and overdraft interest of the organisation, pence, ``[len(reps), horizon]`` each, and the
+    investors' money received and put in ``[len(reps), 2, horizon]`` when the scenario has investor finance."""
     from ..engine.run import compile_model, run_batch
     from ..engine.ledger import KINDS, flows_by_rep
 
@@ -61,7 +62,15 @@ def run_job(job: Job) -> tuple[np.ndarray, np.ndarray]:
     interest = np.zeros((len(job.reps), H), dtype=np.int64)
     if model.organisations[o].monthly_interest > 0:
         interest = flows_by_rep(batch.ledger, party, len(job.reps), H, KINDS.index("interest"), incoming=False)
-    return cash, interest
+    investors = None
+    if model.finance is not None:
+        n = len(job.reps)
+        investors = np.zeros((n, 2, H), dtype=np.int64)
+        for name in model.finance.investors:
+            p = model.vocab.party(name)
+            investors[:, 0] += flows_by_rep(batch.ledger, p, n, H, incoming=True)
+            investors[:, 1] += flows_by_rep(batch.ledger, p, n, H, incoming=False)
+    return cash, interest, investors
 
 
 @dataclass
@@ -71,6 +80,7 @@ class Paths:
     reps: np.ndarray
     cash: np.ndarray
     interest: np.ndarray
+    investors: np.ndarray | None = None  # [n, 2, H]: all investors' money received and put in, pence
 
 
 class Runner:
@@ -117,8 +127,8 @@ class Runner:
         else:
             results = self._executor().map(run_job, (j for _, j in jobs))
         owner = {id(j): rid for rid, j in jobs}  # executors hand back the task objects submitted
-        for job, (cash, interest) in results:
-            parts[owner[id(job)]].append((job.reps, cash, interest))
+        for job, (cash, interest, investors) in results:
+            parts[owner[id(job)]].append((job.reps, cash, interest, investors))
             self.replications_run += len(job.reps)
             if self.progress:
                 self.progress(len(job.reps))
@@ -128,7 +138,8 @@ class Runner:
             reps = np.array([r for p in ps for r in p[0]], dtype=np.int64)
             H = max((p[1].shape[1] for p in ps), default=0)
             out[rid] = Paths(reps, np.concatenate([p[1] for p in ps]) if ps else np.zeros((0, H), np.int64),
-                             np.concatenate([p[2] for p in ps]) if ps else np.zeros((0, H), np.int64))
+                             np.concatenate([p[2] for p in ps]) if ps else np.zeros((0, H), np.int64),
+                             np.concatenate([p[3] for p in ps]) if ps and ps[0][3] is not None else None)
         return out
 
 
