@@ -42,6 +42,9 @@ def replication_columns(model: Model, r: Replication) -> dict[str, dict[str, np.
     clients["months_no_service"] = r.months_no_service
     clients["final_state"] = r.state.astype(np.int16)
     clients["end_month"] = r.end_month
+    sust = [rule.name for rule in model.contract.rules if rule.kind == "sustainment"]
+    for j, name in enumerate(sust):
+        clients[f"sustainment_payments_{name}"] = r.sustainment_payments[:, j]
 
     led = r.ledger.arrays()
     ledger = {"replication": np.full(len(led["month"]), rep, dtype=np.int32), **led}

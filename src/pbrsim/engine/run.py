@@ -126,6 +126,7 @@ class Replication:
     failures: list = field(default_factory=list)  # (organisation, month, clients affected, action)
     failure_months: np.ndarray | None = None  # [O], -1 when the organisation did not fail
     client_months: int = 0
+    sustainment_payments: np.ndarray | None = None  # [clients, sustainment lines]: accepted paid claims
 
     @property
     def failure_month(self) -> int:
@@ -169,6 +170,9 @@ class _Run:
         self.end_month = np.full(n, -1, dtype=np.int16)
         self.sust_rules = self.c.sustainment_rules
         self.sust_count = np.zeros((n, len(self.sust_rules)), dtype=np.int16)
+        # accepted claims that paid something, per client, on each line of kind sustainment (the clients table)
+        self.sust_lines = {r.index: j for j, r in enumerate(r for r in self.c.rules if r.kind == "sustainment")}
+        self.sust_paid = np.zeros((n, len(self.sust_lines)), dtype=np.int16)
         # lines that another line `requires`: when each client's claim on them was accepted (2 * month + phase), -1 if not
         required = sorted({r.requires for r in self.c.rules if r.requires >= 0})
         self.required_col = {ri: j for j, ri in enumerate(required)}
@@ -244,6 +248,7 @@ class _Run:
             months_no_service=self.months_no_service[:a],
             end_month=self.end_month[:a],
             ledger=self.ledger,
+            sustainment_payments=self.sust_paid[:a],
             cash=self.cash,
             caseload=self.caseload,
             level_counts=self.level_counts,
@@ -512,6 +517,13 @@ class _Run:
         if self.person_paid is not None:  # per-person cap: each client's accepted claims stop at the cap
             amount = np.minimum(amount, np.maximum(self.c.per_person_cap - self.person_paid[idx], 0))
             self.person_paid[idx[~rejected]] += amount[~rejected]
+        j = self.sust_lines.get(rule.index)
+        if j is not None:
+            paid = idx[~rejected & (amount > 0)]
+            self.sust_paid[paid, j] += 1
+        priced = amount > 0  # a claim at a zero price (a segment the line does not pay for) is not a claim
+        if not priced.all():
+            cell, rejected, amount = cell[priced], rejected[priced], amount[priced]
         n_claimed = np.bincount(cell, minlength=O * G).reshape(O, G)
         n_rejected = np.bincount(cell[rejected], minlength=O * G).reshape(O, G)
         a_claimed = _sum_by(cell, amount, O * G).reshape(O, G)
