@@ -118,7 +118,9 @@ def print_exact(ex, console: Console | None = None):
     s = ex.summary()
     console.print(f"[bold]{s['scenario']}[/bold]: exact expected values (absorbing Markov chain algebra).")
     t = Table(title="Expected clients by segment", title_justify="left")
-    for col in ("segment", "referrals", "outcomes", "outcome rate", "milestone rate"):
+    ms = s.get("milestone_state")
+    for col in ("segment", "referrals", "outcomes", f"outcome rate ({s.get('primary_outcome')})",
+                f"milestone rate ({ms})" if ms else "milestone rate"):
         t.add_column(col, justify="left" if col == "segment" else "right")
     for row in s["segments"]:
         t.add_row(row["segment"], f"{row['referrals']:.1f}", f"{row.get('outcomes', float('nan')):.2f}",
