@@ -118,13 +118,18 @@ class Page(HTMLParser):
         return "\n".join(self.cell(table, **attrs)["lines"])
 
 
-def check_common(html_path: Path):
-    """Structure, charts and accessibility shared by every report; returns the parsed page."""
+def check_common(html_path: Path, single_run: bool = False):
+    """Structure, charts and accessibility shared by every report; returns the parsed page. A single run's
+    report has no design comparison (nothing to compare); every report opens with headline findings."""
     html = html_path.read_text()
     page = Page(html)
     assert [h for h in page.headings if h[0] == "h1"] and len([h for h in page.headings if h[0] == "h1"]) == 1
     h2 = [t for tag, t in page.headings if tag == "h2"]
-    for sid, title in SECTIONS:
+    assert h2[0] == "Headline findings"
+    expected = [(sid, title) for sid, title in SECTIONS if not (single_run and sid == "design-comparison")]
+    if single_run:
+        assert "design-comparison" not in page.sections
+    for sid, title in expected:
         assert title in h2, f"section heading {title!r} missing"
         assert sid in page.sections, f"section {sid} missing"
         s = page.sections[sid]
@@ -180,7 +185,7 @@ def run_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run_report(run_dir):
     path = build_report(run_dir)
-    return path, check_common(path), json.loads((run_dir / "summary.json").read_text())
+    return path, check_common(path, single_run=True), json.loads((run_dir / "summary.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +211,7 @@ def old_run(tmp_path_factory):
     assert r.exit_code == 0, r.output
     assert r.output.startswith(f"Report written to {elsewhere / 'report.html'}")
     html = elsewhere / "report.html"
-    return out, html, check_common(html), summary
+    return out, html, check_common(html, single_run=True), summary
 
 
 EXPERIMENT = {

@@ -317,7 +317,7 @@ def test_stress_command_writes_tables_summary_and_report(tmp_path):
                    "In plain words", "Referrals 25% below forecast and every payment 3 months later"):
         assert phrase in text
     for f in ("stresses.parquet", "replications.parquet", "cash.parquet", "summary.json", "manifest.json",
-              "report/stress.html", "report/stress_tornado.png", "report/stress_reserve.png"):
+              "report/stress.html", "report/stress_cash.png", "report/stress_tornado.png", "report/stress_reserve.png"):
         assert (out / f).exists(), f
     summary = json.loads((out / "summary.json").read_text())
     assert [s["name"] for s in summary["stresses"]] == ["base", "shortfall_25", "delay_3", "shortfall_25+delay_3"]

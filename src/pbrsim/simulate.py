@@ -7,11 +7,11 @@ from typing import Callable, Iterable, Mapping
 
 import pandas as pd
 
-from .engine.run import Model, compile_model, run_replication
+from .engine.run import Model, batch_size, compile_model, run_batch
 from .analysis import parking
 from .analysis.columns import Batch
 from .analysis.metrics import figures, frame, summarise
-from .engine.records import TABLES, Tables, concat_columns, replication_columns
+from .engine.records import TABLES, Tables, batch_columns, concat_columns
 from .scenario.schema import Scenario
 
 
@@ -54,16 +54,20 @@ class SimulationResult:
         }
 
 
-def run_tables(model: Model, seed: int, replications: Iterable[int], progress: Callable[[int], None] | None = None) -> Tables:
+def run_tables(model: Model, seed: int, replications: Iterable[int], progress: Callable[[int], None] | None = None,
+               batch: int | None = None) -> Tables:
     """Tables (clients, ledger, monthly, claims, settlements, failures) for the given replication indices
-    (a mapping of DataFrames, each built when first read)."""
+    (a mapping of DataFrames, each built when first read), run ``batch`` replications at a time (default: as
+    many as keep a batch's memory bounded). The tables are the same whatever the batch size."""
+    reps = list(replications)
+    size = batch or batch_size(model)
     parts: dict[str, list] = {t: [] for t in TABLES}
-    for rep in replications:
-        r = run_replication(model, seed, rep)
-        for table, cols in replication_columns(model, r).items():
+    for i in range(0, len(reps), size):
+        b = run_batch(model, seed, reps[i:i + size])
+        for table, cols in batch_columns(model, b).items():
             parts[table].append(cols)
         if progress:
-            progress(1)
+            progress(len(b))
     return Tables(model, {t: concat_columns(parts[t]) for t in TABLES})
 
 

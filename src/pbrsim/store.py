@@ -48,9 +48,11 @@ KIND_RUN = "pbrsim-run"
 KIND_STRESS = "pbrsim-stress"
 KIND_EXPERIMENT = "pbrsim-experiment"
 KIND_REPORT = "pbrsim-report"
-KIND_LABELS = {KIND_RUN: "run", KIND_STRESS: "stress-test", KIND_EXPERIMENT: "experiment dataset", KIND_REPORT: "report"}
+KIND_EXPORT = "pbrsim-export"
+KIND_LABELS = {KIND_RUN: "run", KIND_STRESS: "stress-test", KIND_EXPERIMENT: "experiment dataset", KIND_REPORT: "report",
+               KIND_EXPORT: "spreadsheet export"}
 
-DERIVED = ("report",)  # a sub-folder made from a folder's results; replacing the results removes it
+DERIVED = ("report", "export")  # sub-folders made from a folder's results; replacing the results removes them
 MAX_NAME_BYTES = 100  # a safe name's length (file systems allow 255 bytes per name)
 STALE_ELSEWHERE_SECONDS = 24 * 3600  # a temporary folder made on another host is stale after a day
 
@@ -539,16 +541,20 @@ def write_file(path: str | Path, data: bytes) -> Path:
 
 
 def jsonable(obj):
-    """Plain JSON types: numpy numbers to Python, NaN to null."""
+    """Plain JSON types: numpy numbers to Python, NaN, infinities and missing values to null."""
+    if obj is None or obj is pd.NA:
+        return None
     if isinstance(obj, dict):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [jsonable(v) for v in obj]
     if isinstance(obj, (np.integer,)):
         return int(obj)
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
     if isinstance(obj, (np.floating, float)):
         f = float(obj)
-        return None if math.isnan(f) else f
+        return f if math.isfinite(f) else None
     return obj
 
 

@@ -64,6 +64,22 @@ def writing():
         fail_environment(str(exc))
 
 
+def json_option(f):
+    """``--json``: the summary as JSON on standard output, for scripts (no tables, no progress bar)."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print the summary as JSON on standard output, for scripts (no tables or progress bar; "
+                             "money in pounds, rates as fractions).")(f)
+
+
+def print_json(obj) -> None:
+    """Write ``obj`` as one JSON document on standard output (NaN written as null)."""
+    import json
+
+    from ..store import jsonable
+
+    click.echo(json.dumps(jsonable(obj), ensure_ascii=False, allow_nan=False))
+
+
 def overwrite_option(f):
     return click.option("--overwrite", is_flag=True,
                         help="Write into an output that holds other files: pbrsim's own files there are replaced, "

@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 
 from .common import (allow_large_option, err_console, exit_with_error, fail_environment, fail_input,
-                     overwrite_option, progress_bar, writing)
+                     json_option, overwrite_option, print_json, progress_bar, writing)
 from ..scenario.schema import ScenarioError
 
 EXIT_INTERRUPTED = 130
@@ -149,9 +149,11 @@ def _print(summary, manifest, console: Console):
 @click.option("--report", "with_report", is_flag=True,
               help="Also write the HTML report (to OUT/report, or results/<experiment>/report without --out).")
 @_execution_options
+@json_option
 @overwrite_option
-def compare(experiment, out, executor, workers, scheduler, connect_timeout, chunk, force, quiet, with_report, overwrite):
+def compare(experiment, out, executor, workers, scheduler, connect_timeout, chunk, force, quiet, with_report, as_json, overwrite):
     """Run every design of EXPERIMENT and print them side by side, with paired differences from the baseline."""
+    quiet = quiet or as_json
     import pandas as pd
 
     from ..experiments import scratch
@@ -176,6 +178,9 @@ def compare(experiment, out, executor, workers, scheduler, connect_timeout, chun
                             tables=None if with_report else ("replications",), label="comparing", kept=out is not None,
                             overwrite=overwrite)
         summary = pd.read_parquet(target / SUMMARY_PARQUET)  # the batch has just summarised the dataset
+        if as_json:
+            print_json({"experiment": exp.name, "seed": exp.seed, "replications": exp.replications,
+                        "baseline": exp.baseline.name, "rows": summary.to_dict(orient="records")})
         if not quiet:
             _print(summary, manifest, console)
             if out:
@@ -185,7 +190,8 @@ def compare(experiment, out, executor, workers, scheduler, connect_timeout, chun
 
             with writing():
                 html = build_report(target, out=report_out, overwrite=overwrite)
-            console.print(f"Report: [bold]{html}[/bold]")
+            if not quiet:
+                console.print(f"Report: [bold]{html}[/bold]")
     finally:
         if tmp is not None:
             scratch.release(tmp)

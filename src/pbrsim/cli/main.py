@@ -21,6 +21,7 @@ COMMANDS = {
     "batch": "experiments",
     "summarise": "experiments",
     "report": "report",
+    "export": "report",
     "stress": "stress",
     "import-indigo": "indigo",
     "calibrate": "calibrate",

@@ -9,13 +9,14 @@ from pathlib import Path
 import click
 
 from ..scenario.schema import ScenarioError, file_hash, json_schema, load_scenario
-from ..value.appraisal import check as check_value
-from .common import (EXIT_INPUT, allow_large_option, exit_with_problems, fail_input, load_or_exit, overwrite_option, progress_bar,
-                     run_size_or_exit, writing)
+from .common import (EXIT_INPUT, allow_large_option, exit_with_problems, fail_input, json_option, load_or_exit, overwrite_option,
+                     print_json, progress_bar, run_size_or_exit, writing)
 
 
 def check_value_or_exit(sc, path: str) -> None:
     """Value input the schema cannot check (unit-cost keys, deflators, appraisal length): exit 2 before running."""
+    from ..value.appraisal import check as check_value
+
     try:
         check_value(sc, path)
     except ScenarioError as exc:
@@ -31,9 +32,10 @@ def check_value_or_exit(sc, path: str) -> None:
               help="Monte Carlo simulation, or exact expected values by Markov-chain algebra where that is exact.")
 @click.option("--quiet", is_flag=True, help="No progress bar or tables.")
 @click.option("--report", "with_report", is_flag=True, help="Also write the HTML report (DIR/report/report.html).")
+@json_option
 @overwrite_option
 @allow_large_option
-def run(scenario, seed, replications, out, method, quiet, with_report, overwrite):
+def run(scenario, seed, replications, out, method, quiet, with_report, as_json, overwrite):
     """Run SCENARIO and print a summary; tables are written as Parquet files.
 
     Running again into the same folder replaces the earlier results (and their report); a folder holding
@@ -43,6 +45,7 @@ def run(scenario, seed, replications, out, method, quiet, with_report, overwrite
     from ..store import KIND_REPORT, KIND_RUN, check_out, manifest, output_path, write_folder
     from .terminal import print_exact, print_summary
 
+    quiet = quiet or as_json
     sc = load_or_exit(scenario)
     check_value_or_exit(sc, scenario)
     if method == "montecarlo":
@@ -79,6 +82,8 @@ def run(scenario, seed, replications, out, method, quiet, with_report, overwrite
 
                 print_exact_value(summary["value"], console, sc.currency)
             console.print(f"Results written to [bold]{out}[/bold].")
+        if as_json:
+            print_json(summary)
         return
 
     from ..simulate import simulate
@@ -104,7 +109,10 @@ def run(scenario, seed, replications, out, method, quiet, with_report, overwrite
 
         with writing():
             html = build_report(out, overwrite=overwrite)
-        console.print(f"Report: [bold]{html}[/bold]")
+        if not quiet:
+            console.print(f"Report: [bold]{html}[/bold]")
+    if as_json:
+        print_json(result.summary)
 
 
 @click.command()
@@ -116,7 +124,10 @@ def validate(files):
     for f in files:
         try:
             sc = load_scenario(f)
-            check_value(sc, f)
+            if sc.value is not None:  # the value checks need the unit-cost table and numpy: only with a value section
+                from ..value.appraisal import check as check_value
+
+                check_value(sc, f)
             click.echo(f"{f}: OK ({sc.name}: {len(sc.segments)} segments, {len(sc.pathway.states)} states, "
                        f"{len(sc.contract.payments)} payment lines, {sc.months} months)")
         except ScenarioError as exc:

@@ -8,7 +8,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .common import allow_large_option, exit_with_error, fail_input, overwrite_option, progress_bar, run_size_or_exit, writing
+from .common import (allow_large_option, exit_with_error, fail_input, json_option, overwrite_option, print_json, progress_bar,
+                     run_size_or_exit, writing)
 from ..scenario.schema import ScenarioError, file_hash, validate_file
 from ..stress.reverse import reverse_lines
 from .terminal import money
@@ -181,11 +182,13 @@ def print_reverse(summary: dict, console: Console) -> None:
 @click.option("--executor", type=click.Choice(["process", "serial", "dask"]), default="process", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes [default: one per core].")
 @click.option("--quiet", is_flag=True, help="No progress bar or tables.")
+@json_option
 @overwrite_option
 @allow_large_option
 def stress(scenario, organisation, stresses_path, combine, only, replications, seed, target, reverse, reverse_replications,
-           extra_reserve, value_replications, report, out, executor, workers, quiet, overwrite):
+           extra_reserve, value_replications, report, out, executor, workers, quiet, as_json, overwrite):
     """Stress-test one organisation's cash in SCENARIO: chance of running out, the cash trough, working capital needed."""
+    quiet = quiet or as_json
     from ..stress.run import (StressError, contract_holder, load_stresses_file, parse_combine_option, results_folder,
                          run_stress_test, write_results)
     from ..store import KIND_REPORT, KIND_STRESS, check_out, manifest
@@ -267,6 +270,8 @@ def stress(scenario, organisation, stresses_path, combine, only, replications, s
 
         with writing():
             report_path = write_stress_report(summary, out / "report", overwrite=overwrite, source=out)
+    if as_json:
+        print_json(summary)
     if quiet:
         return
     print_stress_table(summary, console)

@@ -2,9 +2,14 @@
 
 A policy sees the month's candidates (active clients in service states, in first-come first-served
 order) and returns a boolean mask of those given ``full`` service; the rest get ``minimal``. At most
-``capacity`` may be True. Policies are built once per replication by ``make_policy`` from the
+``capacity`` may be True. Policies are built once per batch of replications by ``make_policy`` from the
 scenario's policy spec, the compiled model and the organisation, so anything expensive (value tables)
 is computed in the factory, not each month. docs/behaviour.md describes each policy.
+
+The built-in policies also decide for many reviews at once (``policy.batch`` takes a ``BatchReview``:
+one group of candidates per replication, the same decisions as calling the policy on each group), and
+say when they need no review at all (``policy.serves_all_within_capacity``: everyone is served while
+the candidates fit the places). A policy without ``batch`` is called once per group.
 
 * ``holistic``: everyone, first come first served, while capacity lasts.
 * ``needs_first``: as holistic, but when capacity is short the most complex segments go first.
@@ -41,12 +46,50 @@ class Review:
     cash: int  # pence, at the start of the month
 
 
+@dataclass
+class BatchReview:
+    """Many reviews of one organisation at once, one group of candidates per replication. With a capacity,
+    candidates come sorted by group, each group first come first served (``starts[k]:starts[k + 1]`` are
+    group k's); without one they may come in any order (``starts`` is None), and a decision must not depend
+    on it."""
+
+    month: int
+    segment: np.ndarray
+    state: np.ndarray
+    ref_month: np.ndarray
+    group: np.ndarray  # group of each candidate
+    starts: np.ndarray | None  # [groups + 1] when sorted
+    capacity: int | None
+    cash: np.ndarray  # pence per group, at the start of the month
+
+    def rank(self) -> np.ndarray:
+        """Position of each candidate within its group (0 = first come)."""
+        return np.arange(len(self.group)) - self.starts[self.group]
+
+    def rank_by(self, *keys: np.ndarray) -> np.ndarray:
+        """Position within its group after a stable sort by ``keys`` (most significant first), ties first come."""
+        order = np.lexsort((np.arange(len(self.group)),) + tuple(reversed(keys)) + (self.group,))
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order)) - self.starts[self.group[order]]
+        return rank
+
+
 def holistic(review: Review) -> np.ndarray:
     """Everyone gets full service while capacity lasts, first come first served."""
     full = np.ones(len(review.candidates), dtype=bool)
     if review.capacity is not None:
         full[review.capacity:] = False
     return full
+
+
+def _holistic_batch(review: BatchReview) -> np.ndarray:
+    if review.capacity is None:
+        return np.ones(len(review.group), dtype=bool)
+    return review.rank() < review.capacity
+
+
+holistic.batch = _holistic_batch
+holistic.serves_all_within_capacity = True
 
 
 def complexity(model) -> np.ndarray:
@@ -70,6 +113,15 @@ def serve_by_score(score: np.ndarray, capacity: int | None) -> np.ndarray:
     return full
 
 
+def serve_by_score_batch(score: np.ndarray, review: BatchReview) -> np.ndarray:
+    """``serve_by_score`` for every group of ``review`` at once: the best ``capacity`` scores of each group
+    that are >= 0 (ties first come first served), i.e. the first ``capacity`` after a stable sort by score."""
+    full = score >= -TIE_TOLERANCE
+    if review.capacity is not None:
+        full &= review.rank_by(-score) < review.capacity
+    return full
+
+
 def _needs_first(spec, model, org):
     rank = complexity(model)
     levels = np.unique(rank)[::-1]  # most complex first
@@ -89,6 +141,13 @@ def _needs_first(spec, model, org):
             cap -= len(take)
         return full
 
+    def needs_first_batch(review: BatchReview) -> np.ndarray:
+        if review.capacity is None:
+            return np.ones(len(review.group), dtype=bool)
+        return review.rank_by(level_of[review.segment]) < review.capacity
+
+    needs_first.batch = needs_first_batch
+    needs_first.serves_all_within_capacity = True
     return needs_first
 
 
@@ -99,7 +158,12 @@ def _return_maximising(spec, model, org):
         net = tables.lookup(review.month, review.segment, review.state, review.ref_month)
         return serve_by_score(net, review.capacity)
 
+    def return_maximising_batch(review: BatchReview) -> np.ndarray:
+        net = tables.lookup(review.month, review.segment, review.state, review.ref_month)
+        return serve_by_score_batch(net, review)
+
     return_maximising.tables = tables
+    return_maximising.batch = return_maximising_batch
     return return_maximising
 
 
@@ -110,6 +174,14 @@ def cash_weight(cash: int, comfortable: int, stressed: int) -> float:
     if cash >= comfortable:
         return 0.0
     return float(min(1.0, max(0.0, (comfortable - cash) / (comfortable - stressed))))
+
+
+def cash_weights(cash: np.ndarray, comfortable: int, stressed: int) -> np.ndarray:
+    """``cash_weight`` of each cash amount (int64 pence), with the same arithmetic."""
+    cash = np.asarray(cash, dtype=np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = np.minimum(1.0, np.maximum(0.0, (comfortable - cash) / (comfortable - stressed)))
+    return np.where(cash <= stressed, 1.0, np.where(cash >= comfortable, 0.0, between))
 
 
 def blended_scores(net: np.ndarray, w: float, cost_gap: int) -> np.ndarray:
@@ -142,7 +214,18 @@ def _cash_stressed(spec, model, org):
         net = tables.lookup(review.month, review.segment, review.state, review.ref_month)
         return serve_by_score(blended_scores(net, w, gap), review.capacity)
 
+    def cash_stressed_batch(review: BatchReview) -> np.ndarray:
+        w = cash_weights(review.cash, comfortable, stressed)[review.group]
+        full = _holistic_batch(review)
+        stressed_ = w > 0.0
+        if stressed_.any():
+            net = tables.lookup(review.month, review.segment, review.state, review.ref_month)
+            score = np.where(stressed_, w * net + (1.0 - w) * float(gap), 0.0)
+            full = np.where(stressed_, serve_by_score_batch(score, review), full)
+        return full
+
     cash_stressed.tables = tables
+    cash_stressed.batch = cash_stressed_batch
     return cash_stressed
 
 

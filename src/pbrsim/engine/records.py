@@ -1,4 +1,4 @@
-"""Tidy tables from replications: columns gathered as numpy arrays, turned into DataFrames once.
+"""Tidy tables from batches of replications: columns gathered as numpy arrays, turned into DataFrames once.
 
 Codes (segments, states, parties, items) become pandas categories; month columns use -1 for
 'never' inside the engine and null in the tables.
@@ -12,8 +12,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from .run import Model, Replication
-from .ledger import KINDS, flows
+from .run import CLAIM_COLUMNS, SETTLEMENT_COLUMNS, Batch, Model, Replication, batch_of
+from .ledger import KINDS, LEDGER_COLUMNS
 from ..model.pathway import FULL, MINIMAL
 
 PAYMENT_KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment", "fee_for_service")
@@ -21,81 +21,96 @@ COST_KINDS = ("delivery", "overhead", "interest", "clawback")
 TABLES = ("clients", "ledger", "monthly", "claims", "settlements", "failures")
 
 
-def replication_columns(model: Model, r: Replication) -> dict[str, dict[str, np.ndarray]]:
-    """Every table's columns for one replication, as plain arrays of codes and integers."""
+def batch_columns(model: Model, batch: Batch) -> dict[str, dict[str, np.ndarray]]:
+    """Every table's columns for a batch of replications (rows by replication, in the batch's order), as
+    plain arrays of codes and integers."""
     pw, H = model.pathway, model.horizon
-    n = len(r.segment)
-    rep = np.int32(r.replication)
+    R, O = len(batch), len(model.organisations)
+    rep_no = batch.replications.astype(np.int32)
     org_party = np.array([model.vocab.party(o.name) for o in model.organisations], dtype=np.int16)
+    adm = batch.admitted_mask()
+    n_b = batch.admitted
+    c = {k: v[adm] for k, v in batch.clients.items()}
+    n = int(n_b.sum())
     clients = {
-        "replication": np.full(n, rep, dtype=np.int32),
-        "client": np.arange(n, dtype=np.int64),
-        "segment": r.segment.astype(np.int16),
-        "referral_month": r.ref_month.astype(np.int16),
-        "referred_to": org_party[r.first_org],
-        "organisation": org_party[r.org],
+        "replication": np.repeat(rep_no, n_b),
+        "client": np.arange(n, dtype=np.int64) - np.repeat(np.cumsum(n_b) - n_b, n_b),
+        "segment": c["segment"].astype(np.int16),
+        "referral_month": c["ref_month"].astype(np.int16),
+        "referred_to": org_party[c["first_org"]],
+        "organisation": org_party[c["org"]],
     }
     for s, name in enumerate(pw.states):
-        clients[f"first_{name}"] = r.first_month[:, s]
-    clients["months_full"] = r.months_full
-    clients["months_minimal"] = r.months_minimal
-    clients["months_no_service"] = r.months_no_service
-    clients["final_state"] = r.state.astype(np.int16)
-    clients["end_month"] = r.end_month
+        clients[f"first_{name}"] = c["first_month"][:, s]
+    clients["months_full"] = c["months_full"]
+    clients["months_minimal"] = c["months_minimal"]
+    clients["months_no_service"] = c["months_no_service"]
+    clients["final_state"] = c["state"].astype(np.int16)
+    clients["end_month"] = c["end_month"]
     sust = [rule.name for rule in model.contract.rules if rule.kind == "sustainment"]
     for j, name in enumerate(sust):
-        clients[f"sustainment_payments_{name}"] = r.sustainment_payments[:, j]
+        clients[f"sustainment_payments_{name}"] = c["sustainment_payments"][:, j]
 
-    led = r.ledger.arrays()
-    ledger = {"replication": np.full(len(led["month"]), rep, dtype=np.int32), **led}
+    led = batch.ledger
+    ledger = {"replication": rep_no[led["rep"]], **{k: led[k] for k in LEDGER_COLUMNS}}
 
-    O = len(model.organisations)
-    parts = []
-    for o in range(O):
-        party = int(org_party[o])
-        m = {
-            "replication": np.full(H, rep, dtype=np.int32),
-            "organisation": np.full(H, party, dtype=np.int16),
-            "month": np.arange(H, dtype=np.int32),
-        }
-        for kind in PAYMENT_KINDS:
-            m[f"income_{kind}"] = flows(led, party, H, KINDS.index(kind), incoming=True)
-        for kind in COST_KINDS:
-            m[f"cost_{kind}"] = flows(led, party, H, KINDS.index(kind), incoming=False)
-        m["finance_in"] = flows(led, party, H, KINDS.index("investment"), incoming=True)
-        m["finance_out"] = flows(led, party, H, KINDS.index("repayment"), incoming=False)
-        to_orgs = led["payer"] == party
-        to_orgs &= np.isin(led["payee"], org_party)
-        paid_down = np.zeros(H, dtype=np.int64)
-        np.add.at(paid_down, led["month"][to_orgs], led["amount"][to_orgs])
-        m["paid_to_subcontractors"] = paid_down
-        m["cash"] = r.cash[:, o]
-        m["referrals"] = r.referred[:, o]
-        for s, name in enumerate(pw.states):
-            m[f"n_{name}"] = r.caseload[:, o, s]
-        m["n_full"] = r.level_counts[:, o, FULL]
-        m["n_minimal"] = r.level_counts[:, o, MINIMAL]
-        parts.append(m)
-    monthly = concat_columns(parts)
+    # money into and out of each organisation by (replication, organisation, kind, month)
+    org_of = np.full(len(model.vocab.parties), -1, dtype=np.int64)
+    org_of[org_party] = np.arange(O)
+    NK = len(KINDS)
 
-    def rows(data: list, names: list[str]) -> dict[str, np.ndarray]:
-        a = np.array(data, dtype=np.int64).reshape(-1, len(names))
-        out = {"replication": np.full(len(a), rep, dtype=np.int32)}
-        out.update({c: a[:, i] for i, c in enumerate(names)})
-        if "organisation" in out:
-            out["organisation"] = org_party[out["organisation"]]
+    def by_org(party: np.ndarray, sel: np.ndarray, kinds: bool) -> np.ndarray:
+        sel = sel & (org_of[party] >= 0)
+        key = led["rep"][sel] * O + org_of[party[sel]]
+        if kinds:
+            key = key * NK + led["kind"][sel]
+        size = R * O * (NK if kinds else 1) * H
+        out = np.rint(np.bincount(key * H + led["month"][sel], weights=led["amount"][sel], minlength=size)).astype(np.int64)
+        return out.reshape(R, O, NK, H) if kinds else out.reshape(R, O, H)
+
+    every = np.ones(len(led["rep"]), dtype=bool)
+    into, out_of = by_org(led["payee"], every, True), by_org(led["payer"], every, True)
+    monthly = {
+        "replication": np.repeat(rep_no, O * H),
+        "organisation": np.tile(np.repeat(org_party, H), R),
+        "month": np.tile(np.arange(H, dtype=np.int32), R * O),
+    }
+    for kind in PAYMENT_KINDS:
+        monthly[f"income_{kind}"] = into[:, :, KINDS.index(kind)].reshape(-1)
+    for kind in COST_KINDS:
+        monthly[f"cost_{kind}"] = out_of[:, :, KINDS.index(kind)].reshape(-1)
+    monthly["finance_in"] = into[:, :, KINDS.index("investment")].reshape(-1)
+    monthly["finance_out"] = out_of[:, :, KINDS.index("repayment")].reshape(-1)
+    monthly["paid_to_subcontractors"] = by_org(led["payer"], org_of[led["payee"]] >= 0, False).reshape(-1)
+    monthly["cash"] = batch.cash.transpose(0, 2, 1).reshape(-1)
+    monthly["referrals"] = batch.referred.transpose(0, 2, 1).reshape(-1)
+    for s, name in enumerate(pw.states):
+        monthly[f"n_{name}"] = batch.caseload[:, :, :, s].transpose(0, 2, 1).reshape(-1)
+    monthly["n_full"] = batch.level_counts[:, :, :, FULL].transpose(0, 2, 1).reshape(-1)
+    monthly["n_minimal"] = batch.level_counts[:, :, :, MINIMAL].transpose(0, 2, 1).reshape(-1)
+
+    def rows(cols: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+        out = {"replication": rep_no[cols["rep"]]}
+        out.update({k: cols[k] for k in names})
+        out["organisation"] = org_party[out["organisation"]]
         return out
 
-    claims = rows(r.claims, ["month", "item", "segment", "organisation", "claims", "rejected", "amount_claimed", "amount_rejected"])
-    settlements = rows(r.settlements, ["month", "item", "segment", "organisation", "amount_due", "amount_paid", "amount_capped"])
+    claims = rows(batch.claims, CLAIM_COLUMNS)
+    settlements = rows(batch.settlements, SETTLEMENT_COLUMNS)
+    fails = sorted(batch.failures, key=lambda f: f[0])  # stable: each replication's failures in the order they happened
     failures = {
-        "replication": np.full(len(r.failures), rep, dtype=np.int32),
-        "organisation": org_party[np.array([f[0] for f in r.failures], dtype=np.int64)],
-        "failure_month": np.array([f[1] for f in r.failures], dtype=np.int32),
-        "clients_affected": np.array([f[2] for f in r.failures], dtype=np.int64),
-        "clients_to": np.array([f[3] for f in r.failures], dtype=object),
+        "replication": np.array([rep_no[f[0]] for f in fails], dtype=np.int32),
+        "organisation": org_party[np.array([f[1] for f in fails], dtype=np.int64)],
+        "failure_month": np.array([f[2] for f in fails], dtype=np.int32),
+        "clients_affected": np.array([f[3] for f in fails], dtype=np.int64),
+        "clients_to": np.array([f[4] for f in fails], dtype=object),
     }
     return {"clients": clients, "ledger": ledger, "monthly": monthly, "claims": claims, "settlements": settlements, "failures": failures}
+
+
+def replication_columns(model: Model, r: Replication) -> dict[str, dict[str, np.ndarray]]:
+    """Every table's columns for one replication's results."""
+    return batch_columns(model, batch_of(r, model.vocab))
 
 
 class Tables(Mapping):

@@ -33,9 +33,10 @@ def expected_counts(sc: Scenario) -> np.ndarray:
     return lam
 
 
-def draw_counts(sc: Scenario, seed: int, replication: int) -> np.ndarray:
-    """Referrals ``[T, G]`` for one replication: independent Poisson per month and segment, or fixed counts."""
-    mean = expected_counts(sc)
+def draw_counts(sc: Scenario, seed: int, replication: int, mean: np.ndarray | None = None) -> np.ndarray:
+    """Referrals ``[T, G]`` for one replication: independent Poisson per month and segment, or fixed counts.
+    ``mean``: ``expected_counts(sc)``, when the caller already has it."""
+    mean = expected_counts(sc) if mean is None else mean
     if sc.referrals.distribution == "fixed":
         return mean.astype(np.int64)
     return rng.stream(seed, replication, rng.REFERRALS).poisson(mean).astype(np.int64)

@@ -1,7 +1,14 @@
-"""The discrete-event engine: SimPy is the calendar, numpy arrays hold the caseload.
+"""The discrete-event engine: SimPy is the calendar, numpy arrays hold the caseload of a batch of replications.
 
-One replication runs months 0..T-1 of client dynamics and a run-off to T + max lag for late
-settlements. Each month's steps, in order (docs/model.md, "One month"):
+A batch runs R replications of one model in one set of arrays (``caseload.py``: clients of every
+replication, with a replication index; cash, failures, caps, volume bands and investor state as
+``[R, organisations]`` arrays). One SimPy calendar serves the whole batch, with one process per kind of
+real event (the monthly cycle, the month end, each service-fee instalment, each settlement of a month's
+accepted claims, each payment owed down the chain, cohort measurements, volume reconciliations); each
+acts on every replication at once. Every replication sees its events in the order a calendar of its
+own would give them, and draws the same random numbers, so its results do not depend on the batch it
+ran in. Months 0..T-1 of client dynamics and a run-off to T + max lag for late settlements. Each
+month's steps, in order (docs/model.md, "One month"):
 
   t+0.0  referrals -> monthly review (allocation) -> transitions -> claims
   t+0.5  settlements due this month (SimPy processes started by earlier claims)
@@ -17,12 +24,12 @@ import numpy as np
 import simpy
 
 from . import rng
-from .behaviour import Review, make_policy
+from .behaviour import make_policy
+from .caseload import Caseload, PolicyError
 from ..model.contract import Contract, Rule, compile_contract
-from .ledger import KINDS, LENDER, STAFF_AND_SUPPLIERS, Ledger, Vocabulary, cash_curve
+from .ledger import KINDS, LENDER, STAFF_AND_SUPPLIERS, Ledger, LedgerRows, Rows, Vocabulary
 from ..model.organisation import Allocation, Organisation, compile_allocation, compile_organisations
-from ..model.pathway import FULL, MINIMAL, Pathway, compile_pathway, step
-from .referrals import draw_counts
+from ..model.pathway import FULL, MINIMAL, Pathway, compile_pathway
 from ..model.money import pence_exact, to_pence
 from ..scenario.schema import EXTRA_ITEMS, Scenario
 
@@ -32,6 +39,11 @@ MONTH_END_PHASE = 0.9
 DELIVERY_ITEMS = ("delivery_full", "delivery_minimal")
 FFS_ITEMS = ("ffs_start", "ffs_month")
 K = {k: i for i, k in enumerate(KINDS)}
+CLAIM_COLUMNS = ["month", "item", "segment", "organisation", "claims", "rejected", "amount_claimed", "amount_rejected"]
+SETTLEMENT_COLUMNS = ["month", "item", "segment", "organisation", "amount_due", "amount_paid", "amount_capped"]
+# memory of one batch's arrays, whatever the number of replications: about 50 bytes a client, plus the
+# monthly arrays and ledger rows of each replication (a million clients of a small contract)
+MAX_BATCH_BYTES = 80 << 20
 
 
 class InvariantError(RuntimeError):
@@ -116,17 +128,17 @@ class Replication:
     months_minimal: np.ndarray
     months_no_service: np.ndarray
     end_month: np.ndarray
-    ledger: Ledger
+    ledger: LedgerRows
     cash: np.ndarray  # month-end cash [H, O]
     caseload: np.ndarray  # clients by organisation and state at month end [H, O, S]
     level_counts: np.ndarray  # client-months at full / minimal [H, O, 2]
     referred: np.ndarray  # clients referred per month [H, O]
-    claims: list = field(default_factory=list)
-    settlements: list = field(default_factory=list)
+    claims: np.ndarray | None = None  # [n, 8] int64, CLAIM_COLUMNS
+    settlements: np.ndarray | None = None  # [n, 7] int64, SETTLEMENT_COLUMNS
     failures: list = field(default_factory=list)  # (organisation, month, clients affected, action)
     failure_months: np.ndarray | None = None  # [O], -1 when the organisation did not fail
     client_months: int = 0
-    sustainment_payments: np.ndarray | None = None  # [clients, sustainment lines]: accepted paid claims
+    sustainment_payments: np.ndarray | None = None  # [clients, sustainment lines]: accepted claims at a price above zero
 
     @property
     def failure_month(self) -> int:
@@ -134,50 +146,119 @@ class Replication:
         return int(self.failure_months[0])
 
 
-class _Run:
-    """State and SimPy processes for one replication of a contract and its supply chain."""
+@dataclass
+class Batch:
+    """Raw arrays from a batch of replications: clients of every replication (``offset[b]`` is where
+    replication ``b``'s clients start, ``admitted[b]`` how many were admitted), tables' rows grouped by
+    replication (``rep``: position in the batch), and ``[R, ...]`` arrays by month."""
 
-    def __init__(self, model: Model, seed: int, replication: int):
+    replications: np.ndarray  # replication numbers, by batch position
+    offset: np.ndarray  # [R + 1]
+    admitted: np.ndarray  # [R]
+    clients: dict  # record arrays over all referred clients: segment, ref_month, org, first_org, state, ...
+    ledger: dict  # ledger columns (rep + LEDGER_COLUMNS)
+    cash: np.ndarray  # [R, H, O]
+    caseload: np.ndarray  # [R, H, O, S]
+    level_counts: np.ndarray  # [R, H, O, 2]
+    referred: np.ndarray  # [R, H, O]
+    claims: dict  # rep + CLAIM_COLUMNS
+    settlements: dict  # rep + SETTLEMENT_COLUMNS
+    failures: list  # (batch position, organisation, month, clients affected, action)
+    failure_months: np.ndarray  # [R, O]
+    client_months: np.ndarray  # [R]
+    vocab: Vocabulary
+
+    def __len__(self) -> int:
+        return len(self.replications)
+
+    def admitted_mask(self) -> np.ndarray:
+        """Over all referred clients: admitted (on the caseload) or not."""
+        return admitted_mask(self.offset, self.admitted)
+
+    def replication(self, b: int) -> Replication:
+        """Replication at batch position ``b``."""
+        lo = int(self.offset[b])
+        hi = lo + int(self.admitted[b])
+        c = self.clients
+
+        def rows(cols: dict, names: list[str]) -> np.ndarray:
+            sel = cols["rep"] == b
+            return np.stack([cols[n][sel] for n in names], axis=1)
+
+        led = {k: v[self.ledger["rep"] == b] for k, v in self.ledger.items()}
+        return Replication(
+            replication=int(self.replications[b]),
+            segment=c["segment"][lo:hi], ref_month=c["ref_month"][lo:hi], org=c["org"][lo:hi], first_org=c["first_org"][lo:hi],
+            state=c["state"][lo:hi], first_month=c["first_month"][lo:hi], months_full=c["months_full"][lo:hi],
+            months_minimal=c["months_minimal"][lo:hi], months_no_service=c["months_no_service"][lo:hi], end_month=c["end_month"][lo:hi],
+            ledger=LedgerRows(self.vocab, led), cash=self.cash[b], caseload=self.caseload[b], level_counts=self.level_counts[b],
+            referred=self.referred[b], claims=rows(self.claims, CLAIM_COLUMNS), settlements=rows(self.settlements, SETTLEMENT_COLUMNS),
+            failures=[f[1:] for f in self.failures if f[0] == b], failure_months=self.failure_months[b].copy(),
+            client_months=int(self.client_months[b]), sustainment_payments=c["sustainment_payments"][lo:hi],
+        )
+
+
+def batch_of(r: Replication, vocab: Vocabulary) -> Batch:
+    """One replication's results as a batch of one (so that one set of table builders serves both)."""
+    n = len(r.segment)
+
+    def rows(a: np.ndarray, names: list[str]) -> dict:
+        a = np.asarray(a, dtype=np.int64).reshape(-1, len(names))
+        return {"rep": np.zeros(len(a), dtype=np.int64), **{c: a[:, i] for i, c in enumerate(names)}}
+
+    led = r.ledger.arrays()
+    return Batch(
+        replications=np.array([r.replication]), offset=np.array([0, n]), admitted=np.array([n]),
+        clients={"segment": r.segment, "ref_month": r.ref_month, "org": r.org, "first_org": r.first_org, "state": r.state,
+                 "first_month": r.first_month, "months_full": r.months_full, "months_minimal": r.months_minimal,
+                 "months_no_service": r.months_no_service, "end_month": r.end_month,
+                 "sustainment_payments": r.sustainment_payments if r.sustainment_payments is not None
+                 else np.zeros((n, 0), dtype=np.int16)},
+        ledger={"rep": np.zeros(len(led["amount"]), dtype=np.int64), **led}, cash=r.cash[None], caseload=r.caseload[None],
+        level_counts=r.level_counts[None], referred=r.referred[None], claims=rows(r.claims, CLAIM_COLUMNS),
+        settlements=rows(r.settlements, SETTLEMENT_COLUMNS), failures=[(0,) + tuple(f) for f in r.failures],
+        failure_months=r.failure_months[None], client_months=np.array([r.client_months]), vocab=vocab,
+    )
+
+
+def admitted_mask(offset: np.ndarray, admitted: np.ndarray) -> np.ndarray:
+    """Over all referred clients of a batch (replication b's from ``offset[b]``): admitted or not."""
+    n = offset[1:] - offset[:-1]
+    if np.array_equal(n, admitted):  # every referral admitted (no prime failed)
+        return np.ones(int(offset[-1]), dtype=bool)
+    local = np.arange(int(offset[-1])) - np.repeat(offset[:-1], n)
+    return local < np.repeat(admitted, n)
+
+
+class _Run:
+    """State and SimPy processes for a batch of replications of a contract and its supply chain."""
+
+    def __init__(self, model: Model, seed: int, replication: int | None = None, replications=None):
+        if replications is None:
+            replications = [0 if replication is None else replication]
+        reps = [int(r) for r in replications]
         self.m = model
         self.seed = seed
-        self.rep = replication
+        self.reps = np.asarray(reps, dtype=np.int64)
         self.pw = model.pathway
         self.c = model.contract
         self.orgs = model.organisations
         self.policies = [make_policy(o.policy, model, o) for o in self.orgs]
         T, H, S = model.months, model.horizon, self.pw.n_states
         G, O = len(self.pw.segments), len(self.orgs)
-        counts = draw_counts(model.scenario, seed, replication)  # [T, G]
-        per_month = counts.sum(axis=1)
-        n = int(per_month.sum())
-        order_rng = rng.stream(seed, replication, rng.TIE_BREAKS)
-        seg = np.empty(n, dtype=np.int16)
-        self.month_start = np.concatenate([[0], np.cumsum(per_month)]).astype(np.int64)
-        for t in range(T):
-            lo, hi = self.month_start[t], self.month_start[t + 1]
-            if hi > lo:
-                seg[lo:hi] = order_rng.permutation(np.repeat(np.arange(G, dtype=np.int16), counts[t]))
-        self.seg = seg
-        self.ref_month = np.repeat(np.arange(T, dtype=np.int16), per_month)
-        self.org = np.zeros(n, dtype=np.int16)
-        self.first_org = np.zeros(n, dtype=np.int16)
-        self.paused_until = np.full(n, -1, dtype=np.int16)
-        self.state = np.full(n, -1, dtype=np.int16)
-        self.first_month = np.full((n, S), -1, dtype=np.int16)
-        self.months_full = np.zeros(n, dtype=np.int16)
-        self.months_minimal = np.zeros(n, dtype=np.int16)
-        self.months_no_service = np.zeros(n, dtype=np.int16)
-        self.end_month = np.full(n, -1, dtype=np.int16)
+        R = self.R = len(reps)
         self.sust_rules = self.c.sustainment_rules
-        self.sust_count = np.zeros((n, len(self.sust_rules)), dtype=np.int16)
-        # accepted claims that paid something, per client, on each line of kind sustainment (the clients table)
+        self.cl = Caseload(model, seed, reps, len(self.sust_rules))
+        # accepted claims at a price above zero, per client, on each line of kind sustainment (the clients table)
         self.sust_lines = {r.index: j for j, r in enumerate(r for r in self.c.rules if r.kind == "sustainment")}
-        self.sust_paid = np.zeros((n, len(self.sust_lines)), dtype=np.int16)
-        # lines that another line `requires`: when each client's claim on them was accepted (2 * month + phase), -1 if not
-        required = sorted({r.requires for r in self.c.rules if r.requires >= 0})
-        self.required_col = {ri: j for j, ri in enumerate(required)}
-        self.accepted_at = np.full((n, len(required)), -1, dtype=np.int32)
-        self.admitted = 0  # clients 0..admitted-1 are on the caseload
+        self.sust_paid = np.zeros((self.cl.N, len(self.sust_lines)), dtype=np.int16)
+        init = self.pw.initial
+        self.first_states = sorted({r.state for r in self.c.rules if not r.is_sustainment and r.state != init})
+        sust_states = np.zeros(S, dtype=bool)
+        for r in self.sust_rules:
+            sust_states |= r.in_states
+        self.sust_any = sust_states if sust_states.any() else None
+        self.rej_keys = self._rejection_keys(seed, T)
         v = model.vocab
         self.P_COMM = v.party(self.c.commissioner)
         self.P_ORG = [v.party(o.name) for o in self.orgs]
@@ -186,41 +267,71 @@ class _Run:
         self.I_OVER, self.I_INT = v.item("overhead"), v.item("interest")
         self.I_FFS_START, self.I_FFS_MONTH = v.item("ffs_start"), v.item("ffs_month")
         self.rule_item = [v.item(r.name) for r in self.c.rules]
-        self.ledger = Ledger(v, {self.P_ORG[o.index]: o.opening_cash for o in self.orgs})
-        self.shares = model.allocation.shares.copy()
-        self.cash = np.zeros((H, O), dtype=np.int64)
-        self.caseload = np.zeros((H, O, S), dtype=np.int64)
-        self.level_counts = np.zeros((H, O, 2), dtype=np.int64)
-        self.referred = np.zeros((H, O), dtype=np.int64)
-        self.month_levels = np.zeros((O, G, 2), dtype=np.int64)  # this month's client-months
-        self.paid_total = 0
-        self.failed = np.full(O, -1, dtype=np.int64)
-        self.contract_over = False  # the prime failed
-        self.claims: list[tuple] = []
-        self.settlements: list[tuple] = []
-        self.failures: list[tuple] = []
-        self.scheduled_transfers = 0  # pence the prime has committed to pass on or pay as fees
-        self.client_months = 0
-        self.person_paid = np.zeros(n, dtype=np.int64) if self.c.per_person_cap is not None else None
-        self.clawed = 0  # pence the prime has repaid the commissioner (volume reconciliation)
-        self.clawback_due = 0  # pence the reconciliations took off what the commissioner owes
-        self.withheld = 0  # pence owed beyond the cap and not paid (net of clawbacks set against it)
+        self.ledger = Ledger(v, {self.P_ORG[o.index]: o.opening_cash for o in self.orgs}, R)
+        self.shares = np.tile(model.allocation.shares, (R, 1, 1))  # [R, G, O]
+        self.cash = np.zeros((R, H, O), dtype=np.int64)
+        self.caseload = np.zeros((R, H, O, S), dtype=np.int64)
+        self.level_counts = np.zeros((R, H, O, 2), dtype=np.int64)
+        self.referred = np.zeros((R, H, O), dtype=np.int64)
+        self.month_levels = np.zeros((R, O, G, 2), dtype=np.int64)  # this month's client-months
+        self.paid_total = np.zeros(R, dtype=np.int64)
+        self.failed = np.full((R, O), -1, dtype=np.int64)
+        self.contract_over = np.zeros(R, dtype=bool)  # the prime failed
+        self.claims = Rows(CLAIM_COLUMNS)
+        self.settlements = Rows(SETTLEMENT_COLUMNS)
+        self.failures: list[tuple] = []  # (batch position, organisation, month, clients affected, action)
+        self.scheduled_transfers = np.zeros(R, dtype=np.int64)  # pence the prime has committed to pass on or pay as fees
+        self.person_paid = np.zeros(self.cl.N, dtype=np.int64) if self.c.per_person_cap is not None else None
+        self.clawed = np.zeros(R, dtype=np.int64)  # pence the prime has repaid the commissioner (volume reconciliation)
+        self.clawback_due = np.zeros(R, dtype=np.int64)  # pence the reconciliations took off what the commissioner owes
+        self.withheld = np.zeros(R, dtype=np.int64)  # pence owed beyond the cap and not paid (net of clawbacks set against it)
+        # lines that another line `requires`: when each client's claim on them was accepted (2 * month + phase), -1 if not
+        required = sorted({r.requires for r in self.c.rules if r.requires >= 0})
+        self.required_col = {ri: j for j, ri in enumerate(required)}
+        self.accepted_at = np.full((self.cl.N, len(required)), -1, dtype=np.int32) if required else None
         self.I_RECON = v.item("volume_reconciliation")
-        self.income_cum = np.zeros(O, dtype=np.int64)  # contract income received so far, per organisation
+        self.income_cum = np.zeros((R, O), dtype=np.int64)  # contract income received so far, per organisation
+        self.target_state = self.c.primary_outcome if self.c.primary_outcome >= 0 else self.c.milestone
+        self.perf = model.allocation.performance and O > 1
+        self.n_first_org = np.zeros((R, O), dtype=np.int64)  # clients admitted, by first organisation
+        self.hits = np.zeros((R, O), dtype=np.int64)  # of those, clients who have entered the target state
         self.fin = model.finance
         if self.fin is not None:
             self.P_INV = v.party(self.fin.investor)
             self.I_INVEST, self.I_REPAY = v.item("investment"), v.item("repayment")
-            self.fin_drawn = 0
-            self.fin_owed = 0  # capital plus return due, pence
-            self.fin_repaid = 0
-            self.fin_income_seen = 0
+            self.fin_drawn = np.zeros(R, dtype=np.int64)
+            self.fin_owed = np.zeros(R, dtype=np.int64)  # capital plus return due, pence
+            self.fin_repaid = np.zeros(R, dtype=np.int64)
+            self.fin_income_seen = np.zeros(R, dtype=np.int64)
 
-    def alive(self, o: int) -> bool:
-        return self.failed[o] < 0
+    def _rejection_keys(self, seed: int, T: int) -> dict:
+        """Keys of the rejection draws of every (line, phase) that can be claimed, for every replication and month."""
+        init = self.pw.initial
+        wanted = []
+        for r in self.c.rules:
+            if r.rejection <= 0:
+                continue
+            at_referral = (not r.is_sustainment and r.state == init) or (r.is_sustainment and r.pays_at_referral and r.in_states[init])
+            if at_referral:
+                wanted.append((r.index, 0))
+            if r.is_sustainment or r.state != init:
+                wanted.append((r.index, 1))
+        if not wanted or not self.R:
+            return {}
+        R = self.R
+        rows = []
+        for index, phase in wanted:
+            rk = self.c.rules[index].key
+            rows.append(np.stack([np.repeat(self.reps, T), np.full(R * T, rng.REJECTIONS), np.tile(np.arange(T), R),
+                                  np.full(R * T, rk), np.full(R * T, phase)], axis=1))
+        keys = rng.keys(seed, np.concatenate(rows)).reshape(len(wanted), R, T)
+        return {w: keys[i] for i, w in enumerate(wanted)}
+
+    def alive(self, o: int) -> np.ndarray:
+        return self.failed[:, o] < 0
 
     # -- SimPy processes -----------------------------------------------------------------------
-    def run(self) -> Replication:
+    def run(self) -> Batch:
         env = simpy.Environment()
         self.env = env
         for t in np.flatnonzero(self.c.fee_due):
@@ -233,344 +344,366 @@ class _Run:
             for y in range(len(self.c.volume_band.expected)):
                 env.process(self._reconcile_volumes(y))
         env.run(until=self.m.horizon)
+        self.cl.finish()
         self._check_invariants()
-        a = self.admitted
-        return Replication(
-            replication=self.rep,
-            segment=self.seg[:a],
-            ref_month=self.ref_month[:a],
-            org=self.org[:a],
-            first_org=self.first_org[:a],
-            state=self.state[:a],
-            first_month=self.first_month[:a],
-            months_full=self.months_full[:a],
-            months_minimal=self.months_minimal[:a],
-            months_no_service=self.months_no_service[:a],
-            end_month=self.end_month[:a],
-            ledger=self.ledger,
-            sustainment_payments=self.sust_paid[:a],
-            cash=self.cash,
-            caseload=self.caseload,
-            level_counts=self.level_counts,
-            referred=self.referred,
-            claims=self.claims,
-            settlements=self.settlements,
-            failures=self.failures,
-            failure_months=self.failed.copy(),
-            client_months=self.client_months,
+        cl = self.cl
+        return Batch(
+            replications=self.reps, offset=cl.offset, admitted=cl.admitted.copy(),
+            clients={"segment": cl.seg, "ref_month": cl.ref_month, "org": cl.org, "first_org": cl.first_org, "state": cl.state,
+                     "first_month": cl.first_month, "months_full": cl.months_full, "months_minimal": cl.months_minimal,
+                     "months_no_service": cl.months_no_service, "end_month": cl.end_month,
+                     "sustainment_payments": self.sust_paid},
+            ledger=self._ledger_arrays, cash=self.cash, caseload=self.caseload, level_counts=self.level_counts,
+            referred=self.referred, claims=self._claim_arrays, settlements=self._settlement_arrays,
+            failures=self.failures, failure_months=self.failed.copy(), client_months=cl.client_months.copy(), vocab=self.m.vocab,
         )
 
     def _monthly_cycle(self):
         for t in range(self.m.months):
-            if not self.contract_over:
-                self._refer(t)
-                active = np.flatnonzero(~self.pw.absorbing[self.state[: self.admitted]])
-                level = self._review(t, active)
-                self._transition(t, active, level)
+            live = ~self.contract_over
+            if live.any():
+                self._due = {}
+                self._refer(t, live)
+                slow = self._review(t, live)
+                self._transition(t, slow)
+                for due, accepted in self._due.items():
+                    self.env.process(self._settle(due, accepted))
             yield self.env.timeout(COST_PHASE)
-            if not self.contract_over:
+            if (~self.contract_over).any():
                 self._costs(t)
             yield self.env.timeout(1 - COST_PHASE)
 
     def _month_end(self):
         yield self.env.timeout(MONTH_END_PHASE)
-        S = self.pw.n_states
+        R, O, S = self.R, len(self.orgs), self.pw.n_states
         for t in range(self.m.horizon):
             if self.fin is not None:
                 self._finance(t)
-            for o in range(len(self.orgs)):
+            for o in range(O):
                 self._interest(t, o)
-            for o in range(len(self.orgs)):
-                if self.alive(o) and self._insolvent(o):
-                    self._fail(t, o)
-            self.cash[t] = self.ledger.balance[self.P_ORG]
-            a = self.admitted
-            if a:
-                flat = np.bincount(self.org[:a].astype(np.int64) * S + self.state[:a], minlength=len(self.orgs) * S)
-                self.caseload[t] = flat.reshape(len(self.orgs), S)
+            for o in range(O):
+                for b in np.flatnonzero(self.alive(o) & self._insolvent(o)):
+                    self._fail(t, o, int(b))
+            self.cash[:, t] = self.ledger.balance[:, self.P_ORG]
+            self.caseload[:, t] = self.cl.counts_rogs().sum(axis=2)
             yield self.env.timeout(1)
 
-    def _later(self, month: int, sub: int, kind: int, item: int, segment: int | None, amount: int):
-        """The prime pays subcontractor ``sub`` at ``month`` (its settlement phase, or now if that has passed)."""
+    def _later(self, month: int, sub, kind: int, item: int, segment, reps: np.ndarray, amounts: np.ndarray):
+        """The prime pays subcontractor(s) ``sub`` at ``month`` (its settlement phase, or now if that has passed);
+        ``sub`` and ``segment`` are one value or one per row."""
         yield self.env.timeout(max(0.0, month + SETTLE_PHASE - self.env.now))
-        self.ledger.post(month, self.P_ORG[0], self.P_ORG[sub], kind, amount, item, segment)
-        self.income_cum[sub] += amount
+        if not isinstance(sub, np.ndarray) and not isinstance(segment, np.ndarray):
+            self.ledger.post(reps, month, self.P_ORG[0], self.P_ORG[sub], kind, amounts, item, segment)
+            self.income_cum[reps, sub] += amounts
+        else:
+            self.ledger.post_rows(reps, month, self.P_ORG[0], np.asarray(self.P_ORG)[sub], kind, amounts, item, segment)
+            np.add.at(self.income_cum, (reps, sub), amounts)
 
-    def _transfer(self, month: int, sub: int, kind: int, item: int, segment: int | None, amount: int):
-        """The prime pays a subcontractor (pass-through or fee for service) at ``month``."""
-        if amount <= 0:
+    def _transfer(self, month: int, sub, kind: int, item: int, segment, reps: np.ndarray, amounts: np.ndarray):
+        """The prime pays a subcontractor (pass-through or fee for service) at ``month``; with ``sub`` and
+        ``segment`` given per row, several payments that fall due together, each replication's in row order."""
+        pos = amounts > 0
+        if not pos.any():
             return
-        self.scheduled_transfers += amount
-        self.env.process(self._later(month, sub, kind, item, segment, amount))
+        if not pos.all():
+            reps, amounts = reps[pos], amounts[pos]
+            sub = sub[pos] if isinstance(sub, np.ndarray) else sub
+            segment = segment[pos] if isinstance(segment, np.ndarray) else segment
+        np.add.at(self.scheduled_transfers, reps, amounts)
+        self.env.process(self._later(month, sub, kind, item, segment, reps, amounts))
 
-    def _settle(self, due: int, rule: Rule, amounts: np.ndarray):
-        """Commissioner settles accepted claims (amounts[org, segment]) with the prime, who passes on the subs' share."""
+    def _settle(self, due: int, accepted: list[tuple[Rule, np.ndarray]]):
+        """Commissioner settles a month's accepted claims that fall due in month ``due`` (one ``amounts[rep, org,
+        segment]`` per payment line, in the order claimed) with the prime, who passes on the subs' share."""
         yield self.env.timeout(due + SETTLE_PHASE - self.env.now)
-        for o, g in zip(*np.nonzero(amounts)):
-            paid = self._pay(due, K[rule.kind], self.rule_item[rule.index], int(g), int(amounts[o, g]), int(o))
-            if o > 0:
-                sub = self.orgs[o]
-                self._transfer(due + sub.extra_lag, int(o), K[rule.kind], self.rule_item[rule.index], int(g), sub.passed(rule.kind, paid))
+        for rule, amounts in accepted:
+            self._settle_line(due, rule, amounts)
+
+    def _settle_line(self, due: int, rule: Rule, amounts: np.ndarray):
+        """Within a replication, cells are paid in (organisation, segment) order, each up to what the cap leaves."""
+        R, O, G = amounts.shape
+        a = amounts.reshape(R, O * G)
+        reps = np.flatnonzero(a.any(axis=1))
+        a = a[reps]
+        kind, item = K[rule.kind], self.rule_item[rule.index]
+        paid = self._pay_cells(due, kind, item, a, reps)
+        if O == 1:
+            return
+        # what the prime owes each subcontractor: payments falling due in the same month go in one process
+        by_month: dict[int, list] = {}
+        for cell in range(G, O * G):  # cells of subcontractors' clients, in order
+            o, g = divmod(cell, G)
+            sub = self.orgs[o]
+            rows = np.flatnonzero(a[:, cell])
+            if len(rows):
+                by_month.setdefault(due + sub.extra_lag, []).append((o, g, rows, _passed(sub, rule.kind, paid[rows, cell])))
+        for month, parts in by_month.items():
+            self._transfer(month, np.concatenate([np.full(len(p[2]), p[0]) for p in parts]), kind, item,
+                           np.concatenate([np.full(len(p[2]), p[1]) for p in parts]),
+                           reps[np.concatenate([p[2] for p in parts])], np.concatenate([p[3] for p in parts]))
 
     def _fee_instalment(self, t: int):
         due = t + self.c.fee_lag
         yield self.env.timeout(due + SETTLE_PHASE)
-        if not self.alive(0) and t > self.failed[0]:
-            return  # contract terminated: no fee for months after the prime failed
-        paid = self._pay(due, K["service_fee"], self.I_FEE, None, int(self.c.fee_due[t]), 0)
+        # contract terminated: no fee for months after the prime failed
+        reps = np.flatnonzero(self.alive(0) | (t <= self.failed[:, 0]))
+        if not len(reps):
+            return
+        paid = self._pay(due, K["service_fee"], self.I_FEE, None, np.full(len(reps), int(self.c.fee_due[t])), 0, reps)
         for sub in self.orgs[1:]:
-            if self.alive(sub.index) or t <= self.failed[sub.index]:
-                self._transfer(due + sub.extra_lag, sub.index, K["service_fee"], self.I_FEE, None, sub.passed("service_fee", paid))
+            ok = self.alive(sub.index)[reps] | (t <= self.failed[reps, sub.index])
+            self._transfer(due + sub.extra_lag, sub.index, K["service_fee"], self.I_FEE, None, reps[ok],
+                           _passed(sub, "service_fee", paid[ok]))
 
     # -- steps ----------------------------------------------------------------------------------
-    def _pay(self, month: int, kind: int, item: int, segment: int | None, amount: int, org: int) -> int:
-        """Commissioner pays the prime a settled claim, up to what is left under the cap."""
+    def _pay(self, month: int, kind: int, item: int, segment: int | None, amount: np.ndarray, org: int, reps: np.ndarray) -> np.ndarray:
+        """Commissioner pays the prime settled claims (one per replication in ``reps``), up to what is left under the cap."""
+        amount = np.asarray(amount, dtype=np.int64)
         paid = amount
         if self.c.cap is not None:
-            paid = max(0, min(amount, self.c.cap - self.paid_total))
-        self.paid_total += paid
-        self.withheld += amount - paid
-        self.income_cum[0] += paid
-        self.ledger.post(month, self.P_COMM, self.P_ORG[0], kind, paid, item, segment)
+            paid = np.maximum(0, np.minimum(amount, self.c.cap - self.paid_total[reps]))
+        self.paid_total[reps] += paid
+        self.withheld[reps] += amount - paid
+        self.income_cum[reps, 0] += paid
+        self.ledger.post(reps, month, self.P_COMM, self.P_ORG[0], kind, paid, item, segment)
         seg_code = len(self.pw.segments) if segment is None else segment
-        self.settlements.append((month, item, seg_code, org, amount, paid, amount - paid))
+        self.settlements.add(reps, month=month, item=item, segment=seg_code, organisation=org, amount_due=amount,
+                             amount_paid=paid, amount_capped=amount - paid)
+        return paid
+
+    def _pay_cells(self, month: int, kind: int, item: int, amounts: np.ndarray, reps: np.ndarray) -> np.ndarray:
+        """``_pay`` for the cells (organisation * G + segment) of ``amounts[i]``, replication ``reps[i]`` at a
+        time, in cell order: paid so far after k cells is min(paid before + their amounts, cap), never less
+        than before."""
+        G = len(self.pw.segments)
+        paid = amounts
+        if self.c.cap is not None:
+            before = self.paid_total[reps][:, None]
+            after = np.maximum(before, np.minimum(before + np.cumsum(amounts, axis=1), self.c.cap))
+            paid = np.diff(after, axis=1, prepend=before)
+            self.withheld[reps] += (amounts - paid).sum(axis=1)
+        total = paid.sum(axis=1)
+        self.paid_total[reps] += total
+        self.income_cum[reps, 0] += total
+        rows, cells = np.nonzero(amounts)  # each replication's cells in order
+        r = reps[rows]
+        due, p = amounts[rows, cells], paid[rows, cells]
+        self.ledger.post_rows(r, month, self.P_COMM, self.P_ORG[0], kind, p, item, cells % G)
+        self.settlements.add(r, month=month, item=item, segment=cells % G, organisation=cells // G, amount_due=due,
+                             amount_paid=p, amount_capped=due - p)
         return paid
 
     def _current_shares(self) -> np.ndarray:
-        """Allocation shares with failed organisations' shares moved to where their clients go."""
+        """Allocation shares [R, G, O] with failed organisations' shares moved to where their clients go."""
         shares = self.shares.copy()
-        for o in range(len(self.orgs) - 1, 0, -1):
-            if not self.alive(o):
-                target = self.orgs[o].transfer_to if self.orgs[o].on_failure == "transfer" else 0
-                if not self.alive(target):
-                    target = 0
-                shares[:, target] += shares[:, o]
-                shares[:, o] = 0.0
+        for b in np.flatnonzero((self.failed[:, 1:] >= 0).any(axis=1)):
+            for o in range(len(self.orgs) - 1, 0, -1):
+                if self.failed[b, o] >= 0:
+                    target = self.orgs[o].transfer_to if self.orgs[o].on_failure == "transfer" else 0
+                    if self.failed[b, target] >= 0:
+                        target = 0
+                    shares[b, :, target] += shares[b, :, o]
+                    shares[b, :, o] = 0.0
         return shares
 
-    def _refer(self, t: int):
-        lo, hi = int(self.month_start[t]), int(self.month_start[t + 1])
-        self.admitted = hi
-        if hi == lo:
-            return
-        idx = np.arange(lo, hi)
+    def _refer(self, t: int, live: np.ndarray):
+        cl = self.cl
         O = len(self.orgs)
-        if O > 1:
-            if self.m.allocation.performance and t > 0 and t % self.m.allocation.review_every == 0:
-                self._shift_shares(lo)
-            cum = np.cumsum(self._current_shares(), axis=1)
-            cum[:, -1] = 1.0
-            u = rng.uniforms_at(self.seed, self.rep, rng.ALLOCATION, t, idx)
-            assigned = (cum[self.seg[idx]] <= u[:, None]).sum(axis=1).astype(np.int16)
-            self._guarantee(assigned)
-            self.org[lo:hi] = assigned
-            self.first_org[lo:hi] = assigned
-        self.referred[t] = np.bincount(self.org[lo:hi], minlength=O)
+        has_new = live & (cl.month_start[:, t + 1] > cl.month_start[:, t])
+        g, rb = cl.new_clients(t, live)
+        org = None
+        if O > 1 and len(g):
+            if self.perf and t > 0 and t % self.m.allocation.review_every == 0:
+                for b in np.flatnonzero(has_new):
+                    self._shift_shares(int(b))
+            cum = np.cumsum(self._current_shares(), axis=2)
+            cum[:, :, -1] = 1.0
+            u = rng.uniforms_from_keys(cl.alloc_keys[rb, t], rng.counters(cl.local(g, rb)))
+            assigned = (cum[rb, cl.seg[g]] <= u[:, None]).sum(axis=1).astype(np.int16)
+            self._guarantee(assigned, rb, has_new)
+            org = assigned
+        if len(g):
+            self.referred[:, t] = np.bincount(rb * O + (org if org is not None else 0), minlength=self.R * O).reshape(self.R, O)
+            if self.perf:
+                self.n_first_org += self.referred[:, t]
         for sub in self.orgs[1:]:
-            if sub.ffs_start and self.referred[t, sub.index]:
-                self._transfer(t + sub.extra_lag, sub.index, K["fee_for_service"], self.I_FFS_START, None,
-                               int(self.referred[t, sub.index]) * sub.ffs_start)
+            if sub.ffs_start:
+                reps = np.flatnonzero(self.referred[:, t, sub.index])
+                self._transfer(t + sub.extra_lag, sub.index, K["fee_for_service"], self.I_FFS_START, None, reps,
+                               self.referred[reps, t, sub.index] * sub.ffs_start)
+        cl.admit(t, g, rb, org)
         init = self.pw.initial
-        self.state[lo:hi] = init
-        self.first_month[lo:hi, init] = t
+        if self.perf and self.target_state == init and len(g):
+            self.hits += self.referred[:, t]
+        if not len(g):
+            return
         for rule in self.c.rules:
             if not rule.is_sustainment and rule.state == init:
-                self._claim(t, rule, idx, phase=0)
+                self._claim(t, rule, g, rb, phase=0)
         for k, rule in enumerate(self.sust_rules):
             if rule.pays_at_referral and rule.in_states[init]:  # first entry into a set that holds the start
-                self.sust_count[idx, k] = 1
-                self._claim(t, rule, idx, phase=0)
+                cl.sust_count[g, k] = 1
+                self._claim(t, rule, g, rb, phase=0)
 
-    def _guarantee(self, assigned: np.ndarray):
+    def _guarantee(self, assigned: np.ndarray, rb: np.ndarray, has_new: np.ndarray):
         """Top up subcontractors with a guaranteed minimum from the prime's share of this month's referrals."""
-        for sub in self.orgs[1:]:
-            if not sub.guaranteed or not self.alive(sub.index):
-                continue
-            short = sub.guaranteed - int((assigned == sub.index).sum())
-            if short > 0:
-                from_prime = np.flatnonzero(assigned == 0)[::-1][:short]  # the prime's latest referrals
-                assigned[from_prime] = sub.index
-
-    def _shift_shares(self, a: int):
-        """Quarterly (or as set) performance review: shares move towards organisations with better outcome
-        rates among the clients referred before this month (clients 0..a-1)."""
-        target_state = self.c.primary_outcome if self.c.primary_outcome >= 0 else self.c.milestone
-        if target_state < 0 or a == 0:
+        subs = [s for s in self.orgs[1:] if s.guaranteed]
+        if not subs:
             return
-        O = len(self.orgs)
-        n = np.bincount(self.first_org[:a], minlength=O).astype(float)
-        hits = np.bincount(self.first_org[:a], weights=(self.first_month[:a, target_state] >= 0), minlength=O)
-        alive = self.failed < 0
+        starts = np.searchsorted(rb, np.arange(self.R + 1))
+        for b in np.flatnonzero(has_new):
+            a = assigned[starts[b]:starts[b + 1]]  # a view: this replication's new clients
+            for sub in subs:
+                if self.failed[b, sub.index] >= 0:
+                    continue
+                short = sub.guaranteed - int((a == sub.index).sum())
+                if short > 0:
+                    from_prime = np.flatnonzero(a == 0)[::-1][:short]  # the prime's latest referrals
+                    a[from_prime] = sub.index
+
+    def _shift_shares(self, b: int):
+        """Quarterly (or as set) performance review of replication ``b``: shares move towards organisations
+        with better outcome rates among the clients referred before this month."""
+        n = self.n_first_org[b].astype(float)  # clients admitted before this month, by first organisation
+        if self.target_state < 0 or n.sum() == 0:
+            return
+        hits = self.hits[b].astype(float)
+        alive = self.failed[b] < 0
         rate = np.where((n > 0) & alive, hits / np.maximum(n, 1), 0.0)
         if rate.sum() == 0:
             return
         target = rate / rate.sum()
         step = self.m.allocation.step
-        self.shares = (1 - step) * self.shares + step * target[None, :]
+        self.shares[b] = (1 - step) * self.shares[b] + step * target[None, :]
 
-    def _review(self, t: int, active: np.ndarray) -> np.ndarray:
+    def _review(self, t: int, live: np.ndarray) -> np.ndarray:
         """Service level of each active client this month, from each organisation's allocation policy."""
-        level = np.full(len(active), MINIMAL, dtype=np.int8)
-        G = len(self.pw.segments)
-        st = self.state[active]
-        in_service = self.pw.service[st]
-        paused = in_service & (self.paused_until[active] >= t)
-        self.months_no_service[active[paused]] += 1
-        in_service &= ~paused
-        pos = np.flatnonzero(in_service)  # positions in `active` of clients in service this month
-        cand_all = active[pos]
-        O = len(self.orgs)
-        if O == 1:
-            groups = [np.arange(len(cand_all))]
-        else:  # stable sort keeps first-come-first-served order within each organisation
-            org_c = self.org[cand_all]
-            order = np.argsort(org_c, kind="stable")
-            bounds = np.searchsorted(org_c[order], np.arange(O + 1))
-            groups = [order[bounds[o]:bounds[o + 1]] for o in range(O)]
-        self.month_levels[:] = 0
-        for o, org in enumerate(self.orgs):
-            sel = groups[o]
-            if len(sel) == 0:
-                continue
-            cand = cand_all[sel]
-            review = Review(
-                month=t,
-                candidates=cand,
-                segment=self.seg[cand],
-                state=self.state[cand],
-                ref_month=self.ref_month[cand],
-                capacity=org.capacity,
-                cash=int(self.ledger.balance[self.P_ORG[o]]),
-            )
-            full = np.asarray(self.policies[o](review), dtype=bool)
-            if org.capacity is not None and full.sum() > org.capacity:
-                raise InvariantError(f"policy {org.policy.name!r} gave {full.sum()} full places, capacity {org.capacity}")
-            level[pos[sel[full]]] = FULL
-            self.months_full[cand[full]] += 1
-            self.months_minimal[cand[~full]] += 1
-            self.month_levels[o, :, FULL] = np.bincount(self.seg[cand[full]], minlength=G)
-            self.month_levels[o, :, MINIMAL] = np.bincount(self.seg[cand[~full]], minlength=G)
-        self.level_counts[t] = self.month_levels.sum(axis=1)
-        self.client_months += len(active)
-        return level
+        cash = self.ledger.balance[:, self.P_ORG]
+        try:
+            slow, levels = self.cl.review(t, self.orgs, self.policies, cash, live)
+        except PolicyError as e:
+            raise InvariantError(str(e)) from None
+        self.month_levels = levels
+        self.level_counts[:, t] = levels.sum(axis=2)
+        return slow
 
-    def _transition(self, t: int, active: np.ndarray, level: np.ndarray):
-        if len(active) == 0:
-            return
-        u = rng.uniforms_at(self.seed, self.rep, rng.TRANSITIONS, t, active)
-        old = self.state[active]
-        seg = self.seg[active]
-        new = step(self.pw, seg, old, level, u)
-        if self.pw.max_months is not None:
-            age = t - self.ref_month[active] + 1
-            forced = (age >= self.pw.max_months) & self.pw.exit_applies[new]
-            new[forced] = self.pw.exit_state
-        entered = new != old
-        S = self.pw.n_states
-        flat_first = self.first_month.reshape(-1)
-        pos = active.astype(np.int64) * S + new
-        first = entered & (flat_first[pos] < 0)
-        flat_first[pos[first]] = t
-        absorbed = entered & self.pw.absorbing[new]
-        self.end_month[active[absorbed]] = t
-        self.state[active] = new
+    def _transition(self, t: int, slow: np.ndarray):
+        cl = self.cl
+        moves = cl.transition(t, slow, self.sust_any, self.first_states, self.target_state if self.perf else -1,
+                              self.hits if self.perf else None)
+        entries = {s: (g, rb) for s, g, rb in moves.first_entries}
         for rule in self.c.rules:
-            if rule.is_sustainment:
+            if rule.is_sustainment or rule.state == self.pw.initial:
                 continue
-            hit = first & (new == rule.state)
-            if rule.requires >= 0:
-                hit &= self._eligible(rule, active, t, phase=1)
-            if hit.any():
-                self._claim(t, rule, active[hit], phase=1)
+            g, rb = entries[rule.state]
+            if rule.requires >= 0 and len(g):
+                ok = self._eligible(rule, g, t, phase=1)
+                g, rb = g[ok], rb[ok]
+            if len(g):
+                self._claim(t, rule, g, rb, phase=1)
+        if self.sust_any is None or not len(moves.in_states):
+            return
+        g_all, rb_all, st = moves.in_states, moves.in_states_rb, moves.in_states_state
         for k, rule in enumerate(self.sust_rules):
-            ok = rule.in_states[new] & (self.sust_count[active, k] < rule.max_months)
+            ok = rule.in_states[st] & (cl.sust_count[g_all, k] < rule.max_months)
             if rule.requires >= 0 and rule.kind == "sustainment":
-                ok &= self._eligible(rule, active, t, phase=1)  # a month counts only once the requirement is met
+                ok &= self._eligible(rule, g_all, t, phase=1)  # a month counts only once the requirement is met
             if ok.any():
-                idx = active[ok]
-                self.sust_count[idx, k] += 1
+                g, rb = g_all[ok], rb_all[ok]
+                cl.sust_count[g, k] += 1
                 if rule.requires >= 0 and rule.kind != "sustainment":  # first entry into a set: used up even if not paid
-                    idx = idx[self._eligible(rule, idx, t, phase=1)]
-                if len(idx):
-                    self._claim(t, rule, idx, phase=1)
+                    paid = self._eligible(rule, g, t, phase=1)
+                    g, rb = g[paid], rb[paid]
+                if len(g):
+                    self._claim(t, rule, g, rb, phase=1)
 
-    def _eligible(self, rule: Rule, idx: np.ndarray, t: int, phase: int) -> np.ndarray:
-        """Clients ``idx`` whose claim on the line ``rule`` requires was accepted before this claim: in an earlier
+    def _eligible(self, rule: Rule, g: np.ndarray, t: int, phase: int) -> np.ndarray:
+        """Clients ``g`` whose claim on the line ``rule`` requires was accepted before this claim: in an earlier
         month, or at referral when this claim follows a transition (docs/model.md §7)."""
-        at = self.accepted_at[idx, self.required_col[rule.requires]]
+        at = self.accepted_at[g, self.required_col[rule.requires]]
         return (at >= 0) & (at < 2 * t + phase)
 
-    def _claim(self, t: int, rule: Rule, idx: np.ndarray, phase: int):
-        """Claims for clients ``idx`` under ``rule``; accepted ones settle ``rule.lag`` months later."""
-        G, O = len(self.pw.segments), len(self.orgs)
-        seg = self.seg[idx]
-        cell = self.org[idx].astype(np.int64) * G + seg
+    def _claim(self, t: int, rule: Rule, g: np.ndarray, rb: np.ndarray, phase: int):
+        """Claims for clients ``g`` (batch positions ``rb``) under ``rule``; accepted ones settle ``rule.lag`` months later."""
+        cl = self.cl
+        R, G, O = self.R, len(self.pw.segments), len(self.orgs)
+        seg = cl.seg[g]
+        cell = (rb * O + cl.org[g]) * G + seg
         if rule.rejection > 0:
-            u = rng.uniforms_at(self.seed, self.rep, rng.REJECTIONS, t, idx, rule.key, phase)
+            u = rng.uniforms_from_keys(self.rej_keys[(rule.index, phase)][rb, t], rng.counters(cl.local(g, rb)))
             rejected = u < rule.rejection
         else:
-            rejected = np.zeros(len(idx), dtype=bool)
+            rejected = np.zeros(len(g), dtype=bool)
         col = self.required_col.get(rule.index)
         if col is not None:
-            self.accepted_at[idx[~rejected], col] = 2 * t + phase
-        amount = rule.amounts(seg, t, self.ref_month[idx].astype(np.int64))
+            self.accepted_at[g[~rejected], col] = 2 * t + phase
+        amount = rule.tariff[seg] if rule.tariff_years is None else rule.amounts(seg, t, cl.ref_month[g].astype(np.int64))
         if self.person_paid is not None:  # per-person cap: each client's accepted claims stop at the cap
-            amount = np.minimum(amount, np.maximum(self.c.per_person_cap - self.person_paid[idx], 0))
-            self.person_paid[idx[~rejected]] += amount[~rejected]
+            amount = np.minimum(amount, np.maximum(self.c.per_person_cap - self.person_paid[g], 0))
+            self.person_paid[g[~rejected]] += amount[~rejected]
         j = self.sust_lines.get(rule.index)
         if j is not None:
-            paid = idx[~rejected & (amount > 0)]
-            self.sust_paid[paid, j] += 1
+            self.sust_paid[g[~rejected & (amount > 0)], j] += 1
         priced = amount > 0  # a claim at a zero price (a segment the line does not pay for) is not a claim
         if not priced.all():
             cell, rejected, amount = cell[priced], rejected[priced], amount[priced]
-        n_claimed = np.bincount(cell, minlength=O * G).reshape(O, G)
-        n_rejected = np.bincount(cell[rejected], minlength=O * G).reshape(O, G)
-        a_claimed = _sum_by(cell, amount, O * G).reshape(O, G)
-        a_rejected = _sum_by(cell[rejected], amount[rejected], O * G).reshape(O, G)
-        accepted = a_claimed - a_rejected
-        for o, g in zip(*np.nonzero(n_claimed)):
-            self.claims.append(
-                (t, self.rule_item[rule.index], int(g), int(o), int(n_claimed[o, g]), int(n_rejected[o, g]),
-                 int(a_claimed[o, g]), int(a_rejected[o, g]))
-            )
-        if accepted.any():
-            self.env.process(self._settle(t + rule.lag, rule, accepted))
+        size = R * O * G
+        key = cell * 2 + rejected  # counts and sums of accepted (even) and rejected (odd) claims per cell
+        n = np.bincount(key, minlength=2 * size).reshape(size, 2)
+        a = _sum_by(key, amount, 2 * size).reshape(size, 2)
+        n_claimed, n_rejected = n.sum(axis=1), n[:, 1]
+        a_claimed, a_rejected = a.sum(axis=1), a[:, 1]
+        nz = np.flatnonzero(n_claimed)
+        self.claims.add(nz // (O * G), month=t, item=self.rule_item[rule.index], segment=nz % G, organisation=nz // G % O,
+                        claims=n_claimed[nz], rejected=n_rejected[nz], amount_claimed=a_claimed[nz], amount_rejected=a_rejected[nz])
+        accepted = (a_claimed - a_rejected).reshape(R, O, G)
+        if accepted.any():  # settled by one process per due month, started when the month's claims are all made
+            self._due.setdefault(t + rule.lag, []).append((rule, accepted))
 
     def _cohort_payments(self, cr):
         """Measure each cohort when its last member's window closes; pay if the reduction passes the threshold.
         With the last cohort, all cohorts combined are measured against ``threshold_all``."""
         item = self.m.vocab.item(cr.name)
-        paid_so_far = 0
-        events_all = n_all = 0
+        R = self.R
+        paid_so_far = np.zeros(R, dtype=np.int64)
+        events_all = np.zeros(R, dtype=np.int64)
+        n_all = np.zeros(R, dtype=np.int64)
         order = sorted(range(len(cr.cohorts)), key=cr.measure_month)
+        cl = self.cl
         for j, k in enumerate(order):
             t = cr.measure_month(k)
             yield self.env.timeout(max(0.0, t + SETTLE_PHASE - self.env.now))
-            if self.contract_over:
-                return
             start, end = cr.cohorts[k]
-            lo, hi = int(self.month_start[start]), int(self.month_start[end])
-            first = self.first_month[lo:hi, cr.event_state].astype(np.int64)
-            within = (first >= 0) & (first <= self.ref_month[lo:hi].astype(np.int64) + cr.window - 1)
-            n, events = hi - lo, int(within.sum())
-            n_all += n
-            events_all += events
-            due = 0
-            if n and 1.0 - events / n / cr.baseline >= cr.threshold - 1e-12:
-                due = int(round(cr.price * (cr.baseline * n - events)))
-            if j == len(order) - 1 and cr.threshold_all is not None and n_all:
-                if 1.0 - events_all / n_all / cr.baseline >= cr.threshold_all - 1e-12:
-                    due = max(due, int(round(cr.price * (cr.baseline * n_all - events_all))) - paid_so_far)
-            if due > 0:
-                paid_so_far += due
-                G = len(self.pw.segments)
-                self.claims.append((t, item, G, 0, n, 0, due, 0))
-                self.env.process(self._pay_later(t + cr.lag, K["outcome"], item, due))
+            reps, dues = [], []
+            for b in np.flatnonzero(~self.contract_over):
+                base = int(cl.offset[b])
+                lo, hi = base + int(cl.month_start[b, start]), base + int(cl.month_start[b, end])
+                first = cl.first_month[lo:hi, cr.event_state].astype(np.int64)
+                within = (first >= 0) & (first <= cl.ref_month[lo:hi].astype(np.int64) + cr.window - 1)
+                n, events = hi - lo, int(within.sum())
+                n_all[b] += n
+                events_all[b] += events
+                due = 0
+                if n and 1.0 - events / n / cr.baseline >= cr.threshold - 1e-12:
+                    due = int(round(cr.price * (cr.baseline * n - events)))
+                if j == len(order) - 1 and cr.threshold_all is not None and n_all[b]:
+                    if 1.0 - int(events_all[b]) / int(n_all[b]) / cr.baseline >= cr.threshold_all - 1e-12:
+                        due = max(due, int(round(cr.price * (cr.baseline * int(n_all[b]) - int(events_all[b])))) - int(paid_so_far[b]))
+                if due > 0:
+                    paid_so_far[b] += due
+                    G = len(self.pw.segments)
+                    self.claims.add(np.array([b]), month=t, item=item, segment=G, organisation=0, claims=n, rejected=0,
+                                    amount_claimed=due, amount_rejected=0)
+                    reps.append(b)
+                    dues.append(due)
+            if reps:
+                self.env.process(self._pay_later(t + cr.lag, K["outcome"], item, np.array(reps), np.array(dues, dtype=np.int64)))
+            if self.contract_over.all():
+                return
 
-    def _pay_later(self, month: int, kind: int, item: int, amount: int):
+    def _pay_later(self, month: int, kind: int, item: int, reps: np.ndarray, amounts: np.ndarray):
         yield self.env.timeout(max(0.0, month + SETTLE_PHASE - self.env.now))
-        self._pay(month, kind, item, None, amount, 0)
+        self._pay(month, kind, item, None, amounts, 0, reps)
 
     def _reconcile_volumes(self, y: int):
         """Year-end volume reconciliation of the fee for service: top up above the band, claw back below it."""
@@ -578,210 +711,279 @@ class _Run:
         T = self.m.months
         last = min(12 * y + 11, T - 1)
         yield self.env.timeout(last + vb.lag + SETTLE_PHASE)
-        if not self.alive(0) and self.failed[0] < last:
-            return  # the contract ended before the year did (failing at the year's last month end still completes it)
         months = last - 12 * y + 1
         expected = vb.expected[y] * months / 12.0
-        actual = int(self.referred[12 * y: last + 1].sum())
-        if vb.counted is not None:  # the paid volume: referrals of the counted segments only
-            lo, hi = int(self.month_start[12 * y]), min(int(self.month_start[last + 1]), self.admitted)
-            actual = int(vb.counted[self.seg[lo:hi]].sum())
         hi, lo = expected * (1 + vb.band), expected * (1 - vb.band)
         month = last + vb.lag
-        if actual > hi:
-            due = int(round(vb.unit_price[y] * (actual - hi)))
-            if due > 0:
-                self.claims.append((last, self.I_RECON, len(self.pw.segments), 0, actual, 0, due, 0))
-                self._pay(month, K["service_fee"], self.I_RECON, None, due, 0)
-        elif actual < lo:
-            back = int(round(vb.unit_price[y] * (lo - actual)))
-            if back > 0:
-                # The clawback lowers what the commissioner owes. Money the cap already withheld was never
-                # paid, so it is set against that first; only the rest is repaid (docs/model.md, the cap).
-                absorbed = min(back, self.withheld)
-                self.withheld -= absorbed
-                cash = back - absorbed
-                self.clawback_due += back
-                self.clawed += cash
-                self.paid_total -= cash
-                self.settlements.append((month, self.I_RECON, len(self.pw.segments), 0, -back, -cash, -absorbed))
-                self.ledger.post(month, self.P_ORG[0], self.P_COMM, K["clawback"], cash, self.I_RECON)
+        up, up_due, down, down_back = [], [], [], []
+        for b in range(self.R):
+            if self.failed[b, 0] >= 0 and self.failed[b, 0] < last:
+                continue  # the contract ended before the year did (failing at the year's last month end still completes it)
+            actual = int(self.referred[b, 12 * y: last + 1].sum())
+            if vb.counted is not None:  # the paid volume: referrals of the counted segments only
+                cl = self.cl
+                first = int(cl.offset[b] + cl.month_start[b, 12 * y])
+                end = int(cl.offset[b] + min(cl.month_start[b, last + 1], cl.admitted[b]))
+                actual = int(vb.counted[cl.seg[first:end]].sum())
+            if actual > hi:
+                due = int(round(vb.unit_price[y] * (actual - hi)))
+                if due > 0:
+                    self.claims.add(np.array([b]), month=last, item=self.I_RECON, segment=len(self.pw.segments), organisation=0,
+                                    claims=actual, rejected=0, amount_claimed=due, amount_rejected=0)
+                    up.append(b)
+                    up_due.append(due)
+            elif actual < lo:
+                back = int(round(vb.unit_price[y] * (lo - actual)))
+                if back > 0:
+                    down.append(b)
+                    down_back.append(back)
+        if up:
+            self._pay(month, K["service_fee"], self.I_RECON, None, np.array(up_due, dtype=np.int64), 0, np.array(up))
+        if down:
+            # The clawback lowers what the commissioner owes. Money the cap already withheld was never
+            # paid, so it is set against that first; only the rest is repaid (docs/model.md, the cap).
+            reps, back = np.array(down), np.array(down_back, dtype=np.int64)
+            absorbed = np.minimum(back, self.withheld[reps])
+            self.withheld[reps] -= absorbed
+            cash = back - absorbed
+            self.clawback_due[reps] += back
+            self.clawed[reps] += cash
+            self.paid_total[reps] -= cash
+            self.settlements.add(reps, month=month, item=self.I_RECON, segment=len(self.pw.segments), organisation=0,
+                                 amount_due=-back, amount_paid=-cash, amount_capped=-absorbed)
+            self.ledger.post(reps, month, self.P_ORG[0], self.P_COMM, K["clawback"], cash, self.I_RECON)
 
     def _finance(self, t: int):
         """Month end: the investor tops the organisation up (drawdown), then is repaid out of contract income."""
         f = self.fin
         P = self.P_ORG[f.organisation]
-        post = self.ledger.post
-        self.fin_owed += int(round(self.fin_owed * f.monthly_return))
-        can_draw = self.alive(f.organisation) and t < self.m.months and not self.contract_over
-        draw = 0
-        if can_draw and f.upfront and t == 0:
-            draw = f.commitment
-        elif can_draw and not f.upfront:
-            short = f.floor - int(self.ledger.balance[P])
-            draw = max(0, min(short, f.commitment - self.fin_drawn))
-        if draw:
-            post(t, self.P_INV, P, K["investment"], draw, self.I_INVEST)
+        R = self.R
+        allr = np.arange(R)
+        self.fin_owed += np.rint(self.fin_owed * f.monthly_return).astype(np.int64)
+        can_draw = self.alive(f.organisation) & (t < self.m.months) & ~self.contract_over
+        draw = np.zeros(R, dtype=np.int64)
+        if f.upfront and t == 0:
+            draw = np.where(can_draw, f.commitment, 0)
+        elif not f.upfront:
+            short = f.floor - self.ledger.balance[:, P]
+            draw = np.where(can_draw, np.maximum(0, np.minimum(short, f.commitment - self.fin_drawn)), 0)
+        if draw.any():
+            self.ledger.post(allr, t, self.P_INV, P, K["investment"], draw, self.I_INVEST)
             self.fin_drawn += draw
             self.fin_owed += draw
-        income = int(self.income_cum[f.organisation]) - self.fin_income_seen
+        income = self.income_cum[:, f.organisation] - self.fin_income_seen
         self.fin_income_seen += income
         floor = f.floor if not f.upfront else 0
-        repay = min(self.fin_owed, int(round(income * f.share)), max(0, int(self.ledger.balance[P]) - floor))
-        if repay > 0:
-            post(t, P, self.P_INV, K["repayment"], repay, self.I_REPAY)
+        repay = np.minimum(np.minimum(self.fin_owed, np.rint(income * f.share).astype(np.int64)),
+                           np.maximum(0, self.ledger.balance[:, P] - floor))
+        repay = np.maximum(repay, 0)
+        if repay.any():
+            self.ledger.post(allr, t, P, self.P_INV, K["repayment"], repay, self.I_REPAY)
             self.fin_owed -= repay
             self.fin_repaid += repay
 
     def _costs(self, t: int):
-        post = self.ledger.post
+        G = len(self.pw.segments)
+        # each organisation's rows: per segment full then minimal delivery, then the overhead
+        kinds = np.array([K["delivery"]] * (2 * G) + [K["overhead"]])
+        items = np.array([self.I_FULL, self.I_MIN] * G + [self.I_OVER])
+        segs = np.array(list(np.repeat(np.arange(G), 2)) + [self.ledger.no_segment])
         for o, org in enumerate(self.orgs):
-            if not self.alive(o):
+            reps = np.flatnonzero(self.alive(o) & ~self.contract_over)
+            if not len(reps):
                 continue
-            P = self.P_ORG[o]
-            for g in range(len(self.pw.segments)):
-                post(t, P, self.P_STAFF, K["delivery"], int(self.month_levels[o, g, FULL]) * org.cost_full, self.I_FULL, g)
-                post(t, P, self.P_STAFF, K["delivery"], int(self.month_levels[o, g, MINIMAL]) * org.cost_minimal, self.I_MIN, g)
-            post(t, P, self.P_STAFF, K["overhead"], org.overhead, self.I_OVER)
+            lv = self.month_levels[reps, o]  # [n, G, 2]
+            amounts = np.empty((len(reps), 2 * G + 1), dtype=np.int64)
+            amounts[:, 0:2 * G:2] = lv[:, :, FULL] * org.cost_full
+            amounts[:, 1:2 * G:2] = lv[:, :, MINIMAL] * org.cost_minimal
+            amounts[:, -1] = org.overhead
+            n = 2 * G + 1
+            self.ledger.post_rows(np.repeat(reps, n), t, self.P_ORG[o], self.P_STAFF, np.tile(kinds, len(reps)), amounts.reshape(-1),
+                                  np.tile(items, len(reps)), np.tile(segs, len(reps)))
             if o > 0 and org.ffs_month:
-                months = int(self.month_levels[o].sum())
-                self._transfer(t + org.extra_lag, o, K["fee_for_service"], self.I_FFS_MONTH, None, months * org.ffs_month)
-        self.month_levels[:] = 0
+                months = lv.sum(axis=(1, 2))
+                self._transfer(t + org.extra_lag, o, K["fee_for_service"], self.I_FFS_MONTH, None, reps, months * org.ffs_month)
+        self.month_levels = np.zeros_like(self.month_levels)
 
     def _interest(self, t: int, o: int):
-        bal = int(self.ledger.balance[self.P_ORG[o]])
+        bal = self.ledger.balance[:, self.P_ORG[o]]
         rate = self.orgs[o].monthly_interest
-        if bal < 0 and rate > 0:
-            self.ledger.post(t, self.P_ORG[o], self.P_LENDER, K["interest"], int(round(-bal * rate)), self.I_INT)
+        if rate > 0:
+            reps = np.flatnonzero(bal < 0)
+            if len(reps):
+                self.ledger.post(reps, t, self.P_ORG[o], self.P_LENDER, K["interest"], np.rint(-bal[reps] * rate).astype(np.int64), self.I_INT)
 
-    def _insolvent(self, o: int) -> bool:
+    def _insolvent(self, o: int) -> np.ndarray:
         limit = self.orgs[o].credit_limit
-        return limit is not None and self.ledger.balance[self.P_ORG[o]] < -limit
+        if limit is None:
+            return np.zeros(self.R, dtype=bool)
+        return self.ledger.balance[:, self.P_ORG[o]] < -limit
 
-    def _fail(self, t: int, o: int):
-        """Insolvency of organisation ``o`` at month end ``t``: the prime ends the contract; a sub's clients move or drop."""
-        self.failed[o] = t
-        a = self.admitted
-        active = np.flatnonzero(~self.pw.absorbing[self.state[:a]])
+    def _fail(self, t: int, o: int, b: int):
+        """Insolvency of organisation ``o`` at month end ``t`` in replication ``b``: the prime ends the contract;
+        a sub's clients move or drop."""
+        self.failed[b, o] = t
         org = self.orgs[o]
         if t >= self.m.months:  # in the run-off after the contract end: recorded, but no client is served any more
-            self.failures.append((o, t, 0, "after the contract end"))
+            self.failures.append((b, o, t, 0, "after the contract end"))
             return
+        cl = self.cl
         if o == 0:
-            self.contract_over = True
-            mine, action = active, "contract_ended"
+            self.contract_over[b] = True
+            mine, action = cl.active_of(b, None), "contract_ended"
         else:
-            mine = active[self.org[active] == o]
+            mine = cl.active_of(b, o)
             target = org.transfer_to if org.transfer_to != o else 0
-            action = org.on_failure if self.alive(target) else "drop"
+            action = org.on_failure if self.failed[b, target] < 0 else "drop"
+        n = len(mine)
         if action == "transfer":
-            self.org[mine] = target
-            self.paused_until[mine] = t + org.gap_months
-            if org.restart_state is not None:
-                restart = self.pw.index(org.restart_state)
-                self.state[mine] = restart
+            restart = self.pw.index(org.restart_state) if org.restart_state is not None else None
+            cl.transfer(t, mine, target, org.gap_months, restart)
+            if restart is not None and n:
                 # not an entry (nothing is paid), but from now on the client has been in that state
-                never = mine[self.first_month[mine, restart] < 0]
-                self.first_month[never, restart] = t
+                g = cl.w_g[mine]
+                never = g[cl.first_month[g, restart] < 0]
+                cl.first_month[never, restart] = t
                 for k, rule in enumerate(self.sust_rules):  # first-entry lines over several states: not a first entry later
                     if rule.kind != "sustainment" and rule.in_states[restart]:
-                        self.sust_count[mine, k] = rule.max_months
+                        cl.sust_count[g, k] = rule.max_months
             action = f"transfer to {self.orgs[target].name}"
         else:
-            dropped = self.pw.dropped
-            self.state[mine] = dropped
-            self.first_month[mine, dropped] = t
-            self.end_month[mine] = t
-        self.failures.append((o, t, len(mine), action))
+            cl.drop(t, mine)
+        self.failures.append((b, o, t, n, action))
 
     # -- invariants -------------------------------------------------------------------------------
     def _money(self, pence: int) -> str:
         return pence_exact(pence, self.m.scenario.currency)
 
-    def _same(self, what: str, a_label: str, a: int, b_label: str, b: int):
-        """Raise unless two money figures agree, showing both sides to the penny and the difference."""
-        if a != b:
-            raise InvariantError(f"replication {self.rep}: {what}: {a_label} {self._money(a)}, {b_label} {self._money(b)} "
-                                 f"(difference {self._money(a - b)})")
+    def _fault(self, bad: np.ndarray, message):
+        """Raise for the first replication where ``bad`` holds, naming it."""
+        if np.any(bad):
+            b = int(np.flatnonzero(bad)[0])
+            raise InvariantError(f"replication {self.reps[b]}: {message(b)}")
 
-    def _within(self, what: str, label: str, amount: int, limit_label: str, limit: int):
-        """Raise if a money figure exceeds its limit, showing both to the penny and the excess."""
-        if amount > limit:
-            raise InvariantError(f"replication {self.rep}: {what}: {label} {self._money(amount)} exceeds {limit_label} "
-                                 f"{self._money(limit)} (difference {self._money(amount - limit)})")
+    def _same(self, what: str, a_label: str, a: np.ndarray, b_label: str, b: np.ndarray):
+        """Raise unless two money figures ([R]) agree, showing both sides to the penny and the difference."""
+        a, b = np.broadcast_to(a, (self.R,)), np.broadcast_to(b, (self.R,))
+        self._fault(a != b, lambda r: f"{what}: {a_label} {self._money(a[r])}, {b_label} {self._money(b[r])} "
+                                      f"(difference {self._money(int(a[r]) - int(b[r]))})")
+
+    def _within(self, what: str, label: str, amount: np.ndarray, limit_label: str, limit: int):
+        """Raise if a money figure ([R]) exceeds its limit, showing both to the penny and the excess."""
+        amount = np.broadcast_to(amount, (self.R,))
+        self._fault(amount > limit, lambda r: f"{what}: {label} {self._money(amount[r])} exceeds {limit_label} "
+                                              f"{self._money(limit)} (difference {self._money(int(amount[r]) - limit)})")
 
     def _check_invariants(self):
-        """docs/model.md section 11: money and clients are conserved and every total agrees with the ledger."""
-        led = self.ledger.arrays()
-        amt, payer, payee = led["amount"], led["payer"], led["payee"]
+        """docs/model.md §11, for every replication of the batch: money and clients are conserved and every total
+        agrees with the ledger; a failure names the first replication it finds."""
+        led = self._ledger_arrays = self.ledger.arrays()
+        R, H = self.R, self.m.horizon
+        check, same, within = self._fault, self._same, self._within
+
+        def by_rep(col: str, rows: dict, sel=None) -> np.ndarray:
+            if sel is not None:
+                return np.rint(np.bincount(rows["rep"][sel], weights=rows[col][sel], minlength=R)).astype(np.int64)
+            return np.rint(np.bincount(rows["rep"], weights=rows[col], minlength=R)).astype(np.int64)
+
+        # money by (replication, payer, payee), and into / out of each party by month, from the ledger rows
+        NP = len(self.m.vocab.parties)
+        pence = led["amount"].astype(np.float64)  # float sums of integer pence are exact below 2**53
+
+        def total(key: np.ndarray, size: int) -> np.ndarray:
+            return np.rint(np.bincount(key, weights=pence, minlength=size)).astype(np.int64)
+
+        pair = total((led["rep"] * NP + led["payer"]) * NP + led["payee"], R * NP * NP).reshape(R, NP, NP)
+        into = total((led["rep"] * NP + led["payee"]) * H + led["month"], R * NP * H).reshape(R, NP, H)
+        out_of = total((led["rep"] * NP + led["payer"]) * H + led["month"], R * NP * H).reshape(R, NP, H)
         for o, org in enumerate(self.orgs):
-            derived = cash_curve(led, self.P_ORG[o], org.opening_cash, self.m.horizon)
-            if not np.array_equal(derived, self.cash[:, o]):
-                bad = int(np.flatnonzero(derived != self.cash[:, o])[0])
-                self._same(f"cash of {org.name} from the ledger differs from the engine's at month {bad}",
-                           "from the ledger", int(derived[bad]), "engine", int(self.cash[bad, o]))
-        n_parties = len(self.m.vocab.parties)
-        net = np.bincount(payee, weights=amt, minlength=n_parties) - np.bincount(payer, weights=amt, minlength=n_parties)
+            P = self.P_ORG[o]
+            derived = org.opening_cash + np.cumsum(into[:, P] - out_of[:, P], axis=1)
+            differs = derived != self.cash[:, :, o]
+            if differs.any():
+                b = int(np.flatnonzero(differs.any(axis=1))[0])
+                m = int(np.flatnonzero(differs[b])[0])
+                rows = np.arange(R) == b
+                same(f"cash of {org.name} from the ledger differs from the engine's at month {m}",
+                     "from the ledger", np.where(rows, derived[:, m], 0), "engine", np.where(rows, self.cash[:, m, o], 0))
+        net = pair.sum(axis=1) - pair.sum(axis=2)  # [R, parties]: received less paid
         for p, name in enumerate(self.m.vocab.parties):
-            self._same(f"balance of {name}", "opening plus ledger rows", int(self.ledger.opening[p]) + int(round(net[p])),
-                       "running balance", int(self.ledger.balance[p]))
-        self._same("money is not conserved across all parties", "balances", int(self.ledger.balance.sum()),
-                   "opening balances", int(self.ledger.opening.sum()))
-        n = self.admitted
-        st = self.state[:n]
-        if n and (st.min() < 0 or st.max() >= self.pw.n_states):
-            raise InvariantError(f"replication {self.rep}: a referred client has no valid final state")
-        if self.caseload[-1].sum() != n or self.referred.sum() != n:
-            raise InvariantError(f"replication {self.rep}: {n} clients admitted, {int(self.caseload[-1].sum())} counted by state at "
-                                 f"the end and {int(self.referred.sum())} counted as referred")
-        ended = self.end_month[:n] >= 0
-        if not np.array_equal(ended, self.pw.absorbing[st]):
-            bad = int(np.flatnonzero(ended != self.pw.absorbing[st])[0])
-            raise InvariantError(f"replication {self.rep}: end months disagree with final states (client {bad}: end month "
-                                 f"{int(self.end_month[bad])}, final state {self.pw.states[st[bad]]})")
-        claims = np.array(self.claims, dtype=np.int64).reshape(-1, 8)
-        sett = np.array(self.settlements, dtype=np.int64).reshape(-1, 7)
-        fee = int(self.c.fee_due[: self._fee_months()].sum())
-        accepted = int((claims[:, 6] - claims[:, 7]).sum())
-        due, paid = int(sett[:, 4].sum()), int(sett[:, 5].sum())
-        self._same("claims are not all settled", "accepted claims plus service fee less clawbacks",
-                   accepted + fee - self.clawback_due, "due in the settlements", due)
-        if not np.array_equal(sett[:, 5] + sett[:, 6], sett[:, 4]):
-            bad = int(np.flatnonzero(sett[:, 5] + sett[:, 6] != sett[:, 4])[0])
-            self._same(f"settlement {bad} does not add up", "paid plus capped", int(sett[bad, 5] + sett[bad, 6]), "due", int(sett[bad, 4]))
-        from_commissioner = int(amt[payer == self.P_COMM].sum())
+            same(f"balance of {name}", "opening plus ledger rows", self.ledger.opening[p] + net[:, p],
+                 "running balance", self.ledger.balance[:, p])
+        same("money is not conserved across all parties", "balances", self.ledger.balance.sum(axis=1),
+             "opening balances", np.full(R, int(self.ledger.opening.sum())))
+        cl = self.cl
+        adm = np.repeat(np.arange(R), cl.offset[1:] - cl.offset[:-1])
+        admitted = admitted_mask(cl.offset, cl.admitted)
+        st, adm_rb = cl.state[admitted], adm[admitted]
+        n = cl.admitted
+        check(np.bincount(adm_rb, weights=(st < 0) | (st >= self.pw.n_states), minlength=R) > 0,
+              lambda b: "a referred client has no valid final state")
+        final = self.caseload[:, -1].sum(axis=(1, 2))
+        referred = self.referred.sum(axis=(1, 2))
+        check((final != n) | (referred != n),
+              lambda b: f"{n[b]} clients admitted, {int(final[b])} counted by state at the end and {int(referred[b])} counted as referred")
+        ended = cl.end_month[admitted] >= 0
+        wrong = ended != self.pw.absorbing[np.clip(st, 0, None)]
+
+        def end_months(b: int) -> str:
+            g = int(np.flatnonzero(admitted)[np.flatnonzero(wrong & (adm_rb == b))[0]])
+            return (f"end months disagree with final states (client {g - int(cl.offset[b])}: end month "
+                    f"{int(cl.end_month[g])}, final state {self.pw.states[int(cl.state[g])]})")
+
+        check(np.bincount(adm_rb, weights=wrong, minlength=R) > 0, end_months)
+        cm = self._claim_arrays = self.claims.arrays()
+        sm = self._settlement_arrays = self.settlements.arrays()
+        fee_cum = np.concatenate([[0], np.cumsum(self.c.fee_due)])
+        fee_months = np.minimum(np.where(self.alive(0), self.m.months, self.failed[:, 0] + 1), self.m.months)
+        accepted = by_rep("amount_claimed", cm) - by_rep("amount_rejected", cm)
+        due, paid = by_rep("amount_due", sm), by_rep("amount_paid", sm)
+        same("claims are not all settled", "accepted claims plus service fee less clawbacks",
+             accepted + fee_cum[fee_months] - self.clawback_due, "due in the settlements", due)
+        adds_up = sm["amount_paid"] + sm["amount_capped"] == sm["amount_due"]
+        if not adds_up.all():
+            i = int(np.flatnonzero(~adds_up)[0])
+            b = int(sm["rep"][i])
+            k = i - int(np.searchsorted(sm["rep"], b))  # the row's place among its replication's settlements
+            rows = np.arange(R) == b
+            same(f"settlement {k} does not add up", "paid plus capped", np.where(rows, sm["amount_paid"][i] + sm["amount_capped"][i], 0),
+                 "due", np.where(rows, sm["amount_due"][i], 0))
+        from_commissioner = pair[:, self.P_COMM].sum(axis=1)
         prime = self.P_ORG[0]
-        clawed = int(amt[(payer == prime) & (payee == self.P_COMM)].sum())
-        self._same("clawbacks", "in the ledger", clawed, "in the engine", self.clawed)
-        self._same("commissioner payments", "paid in the settlements", paid,
-                   "paid in the ledger net of clawbacks", from_commissioner - clawed)
+        clawed = pair[:, prime, self.P_COMM]
+        same("clawbacks", "in the ledger", clawed, "in the engine", self.clawed)
+        same("commissioner payments", "paid in the settlements", paid, "paid in the ledger net of clawbacks", from_commissioner - clawed)
         if self.c.cap is not None:
-            self._within("the cap", "net paid", paid, "the cap", self.c.cap)
-            self._same("the cap", "net paid", paid, "the lesser of the cap and what was due", min(self.c.cap, due))
+            within("the cap", "net paid", paid, "the cap", self.c.cap)
+            same("the cap", "net paid", paid, "the lesser of the cap and what was due", np.minimum(self.c.cap, due))
         else:
-            self._same("no cap, yet money was withheld", "net paid", paid, "due", due)
+            same("no cap, yet money was withheld", "net paid", paid, "due", due)
         # the chain: what the commissioner pays is what the prime keeps plus what it passed down
-        to_subs = int(amt[(payer == prime) & np.isin(payee, self.P_ORG[1:])].sum())
-        self._same("payments down the chain", "prime paid subcontractors", to_subs, "prime owed them", self.scheduled_transfers)
+        to_subs = pair[:, prime, self.P_ORG[1:]].sum(axis=1)
+        same("payments down the chain", "prime paid subcontractors", to_subs, "prime owed them", self.scheduled_transfers)
         if self.person_paid is not None:
-            worst = int(self.person_paid.max(initial=0))
-            self._within("the per-person cap", "most paid for one client", worst, "the per-person cap", self.c.per_person_cap)
-            lines = np.isin(claims[:, 1], self.rule_item)
-            self._same("per-person totals", "clients' accepted payments", int(self.person_paid.sum()),
-                       "accepted claims on payment lines", int((claims[lines, 6] - claims[lines, 7]).sum()))
+            worst = np.zeros(R, dtype=np.int64)
+            np.maximum.at(worst, adm, self.person_paid)
+            within("the per-person cap", "most paid for one client", worst, "the per-person cap", self.c.per_person_cap)
+            lines = np.isin(cm["item"], self.rule_item)
+            same("per-person totals", "clients' accepted payments", _sum_by(adm, self.person_paid, R),
+                 "accepted claims on payment lines", by_rep("amount_claimed", cm, lines) - by_rep("amount_rejected", cm, lines))
         if self.fin is not None:
             inv = self.P_INV
-            drawn = int(amt[payer == inv].sum())
-            repaid = int(amt[payee == inv].sum())
-            self._same("investor drawdowns", "in the ledger", drawn, "in the engine", self.fin_drawn)
-            self._same("investor repayments", "in the ledger", repaid, "in the engine", self.fin_repaid)
-            self._within("investor drawdowns", "drawn", drawn, "the commitment", self.fin.commitment)
-        into_prime = int(amt[(payee == prime) & (payer == self.P_COMM)].sum())
-        self._same("commissioner payments did not all reach the prime", "reached the prime", into_prime,
-                   "paid by the commissioner", from_commissioner)
+            drawn = pair[:, inv].sum(axis=1)
+            repaid = pair[:, :, inv].sum(axis=1)
+            same("investor drawdowns", "in the ledger", drawn, "in the engine", self.fin_drawn)
+            same("investor repayments", "in the ledger", repaid, "in the engine", self.fin_repaid)
+            within("investor drawdowns", "drawn", drawn, "the commitment", self.fin.commitment)
+        into_prime = pair[:, self.P_COMM, prime]
+        same("commissioner payments did not all reach the prime", "reached the prime", into_prime,
+             "paid by the commissioner", from_commissioner)
 
-    def _fee_months(self) -> int:
-        return self.m.months if self.alive(0) else int(self.failed[0]) + 1
+
+def _passed(sub: Organisation, kind: str, paid: np.ndarray) -> np.ndarray:
+    """Pence the prime passes on of each payment ``paid`` of ``kind`` received for ``sub``'s clients (truncated)."""
+    share = sub.pass_through.get(kind, 0.0) * (1 - sub.management_fee)
+    return (paid.astype(np.float64) * share).astype(np.int64)
 
 
 def _sum_by(cell: np.ndarray, amount: np.ndarray, size: int) -> np.ndarray:
@@ -790,8 +992,22 @@ def _sum_by(cell: np.ndarray, amount: np.ndarray, size: int) -> np.ndarray:
     return np.rint(np.bincount(cell, weights=amount, minlength=size)).astype(np.int64)
 
 
+def batch_size(model: Model) -> int:
+    """Replications per batch: as many as keep a batch's arrays within ``MAX_BATCH_BYTES`` (expected clients,
+    monthly arrays by organisation and state, ledger rows of a month's costs and payments)."""
+    from .referrals import expected_counts
+
+    H, O, S, G = model.horizon, len(model.organisations), model.pathway.n_states, len(model.pathway.segments)
+    per_rep = 50 * float(expected_counts(model.scenario).sum()) + 8 * H * O * (S + 4) + 56 * H * O * (2 * G + 4)
+    return max(1, int(MAX_BATCH_BYTES // per_rep))
+
+
+def run_batch(model: Model, seed: int, replications) -> Batch:
+    """Simulate replications ``replications`` of ``model`` together; conservation checks run before it returns.
+    Each replication's results are the same as when it runs alone."""
+    return _Run(model, seed, replications=list(replications)).run()
+
+
 def run_replication(model: Model, seed: int, replication: int) -> Replication:
     """Simulate one replication; conservation checks run before it returns."""
-    return _Run(model, seed, replication).run()
-
-
+    return run_batch(model, seed, [replication]).replication(0)

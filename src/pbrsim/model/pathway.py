@@ -1,4 +1,5 @@
-"""The outcome pathway compiled to numpy: state indices and per segment × service level transition matrices."""
+"""The outcome pathway compiled to numpy: state indices, per segment × service level transition matrices,
+and a lookup table that turns a client's random bits into its next state with one gather."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import numpy as np
 from ..scenario.schema import DROPPED_STATE, Scenario
 
 FULL, MINIMAL = 0, 1  # service level codes used throughout the engine
+AMBIGUOUS = 255  # lookup-table entry: a cumulative boundary falls inside this bucket; compare exactly
+MAX_TABLE_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class Pathway:
     P: np.ndarray  # float64 [G, 2, S, S]
     cum: np.ndarray  # float64 [G, 2, S, S], cumulative rows with the last column forced to 1
     cum_t: np.ndarray  # float64 [S, G*2*S]: cum with rows flattened and transposed, for `step`
+    table: np.ndarray | None = None  # uint8 [G*2*S << bits]: next state by (row, top `bits` bits of u), see `step_bits`
+    bits: int = 0
 
     @property
     def n_states(self) -> int:
@@ -87,7 +92,58 @@ def compile_pathway(sc: Scenario) -> Pathway:
         P=P,
         cum=cum,
         cum_t=np.ascontiguousarray(cum.reshape(-1, S).T),
+        **_lookup_table(cum),
     )
+
+
+def _lookup_table(cum: np.ndarray) -> dict:
+    """For each row (segment, level, from-state) and each bucket [j, j+1) / 2**bits of u, the next state
+    when no cumulative boundary lies strictly inside the bucket (then every u in it gives the same state:
+    the number of boundaries <= u), else AMBIGUOUS. About (S - 1) / 2**bits of draws need an exact compare."""
+    S = cum.shape[-1]
+    rows = cum.reshape(-1, S)[:, : S - 1]  # the last column is 1 and never <= u
+    if S >= AMBIGUOUS:
+        return {"table": None, "bits": 0}
+    bits = 12
+    while bits > 6 and len(rows) << bits > MAX_TABLE_BYTES:
+        bits -= 1
+    K = 1 << bits
+    lo = np.arange(K) / K  # bucket starts, exact in binary
+    hi = np.arange(1, K + 1) / K
+    table = np.empty((len(rows), K), dtype=np.uint8)
+    for r, c in enumerate(rows):
+        state = np.searchsorted(c, lo, side="right")  # boundaries <= the bucket start
+        inside = np.searchsorted(c, hi, side="left") > state  # a boundary strictly inside (start, end)
+        table[r] = np.where(inside, AMBIGUOUS, state)
+    return {"table": table.reshape(-1), "bits": bits}
+
+
+def row_index(pw: Pathway, seg, level, state):
+    """Row of ``P`` (flattened to [G*2*S, S]) for clients of ``seg`` at service ``level`` in ``state``."""
+    return (np.asarray(seg, dtype=np.intp) * 2 + level) * pw.n_states + state
+
+
+def step_bits(pw: Pathway, row: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """One month's transition from mixed random bits ``z`` (uint64; u = top 53 bits / 2**53) for clients on
+    rows ``row``: one table gather, and an exact comparison for the few draws in an ambiguous bucket. The
+    result is exactly ``step``'s: the number of cumulative entries <= u."""
+    if pw.table is None:
+        u = (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
+        return _count_below(pw, row, u)
+    bucket = (z >> np.uint64(64 - pw.bits)).astype(np.intp)
+    new = pw.table[(row.astype(np.intp) << pw.bits) | bucket]
+    amb = np.flatnonzero(new == AMBIGUOUS)
+    if len(amb):
+        u = (z[amb] >> np.uint64(11)).astype(np.float64) * 2.0**-53
+        new[amb] = _count_below(pw, row[amb], u)
+    return new
+
+
+def _count_below(pw: Pathway, row: np.ndarray, u: np.ndarray) -> np.ndarray:
+    new = np.zeros(len(u), dtype=np.uint8 if pw.n_states < AMBIGUOUS else np.int16)
+    for j in range(pw.n_states - 1):
+        new += pw.cum_t[j][row] <= u
+    return new
 
 
 def step(pw: Pathway, seg: np.ndarray, state: np.ndarray, level: np.ndarray, u: np.ndarray) -> np.ndarray:

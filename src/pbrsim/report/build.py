@@ -18,6 +18,7 @@ from ..analysis.compare import DIRECTION, PRICE_ONLY_NOTE, direction, same_outco
 from ..analysis.metrics import PAYMENT_KINDS
 from . import charts, fmt
 from .data import ExperimentData, RunData, break_even, break_even_summary, fan, spend_shares
+from .headlines import experiment_headlines, run_headlines
 from .value import value_content
 
 SECTIONS = [
@@ -86,6 +87,7 @@ class Report:
     sections: list[Section]
     generated_at: str
     version: str = __version__
+    headlines: list[str] = field(default_factory=list)  # the few sentences a board reads first (report.headlines)
 
     @property
     def charts(self) -> list[charts.Chart]:
@@ -151,7 +153,7 @@ def run_report(d: RunData) -> Report:
         ("Seed", str(s.get("seed", man.get("seed")))),
         ("Contract", f"{s.get('months')} months (followed for {s.get('horizon')} months to collect late payments); "
                      f"outcome = first entry into {s.get('primary_outcome')}"),
-        ("Organisations", ", ".join(f"{o.name} ({o.role})" for o in d.orgs)),
+        ("Organisations", ", ".join(f"{o.name} ({o.role if len(d.orgs) > 1 else 'provider'})" for o in d.orgs)),
         ("pbrsim version", str(man.get("version", "unknown"))),
         ("Run written", str(man.get("written_at", "unknown"))),
         ("Command", str(man.get("command_line") or "unknown")),
@@ -166,17 +168,12 @@ def run_report(d: RunData) -> Report:
         Section("outcomes", "Outcomes", _run_outcomes(d)),
         Section("who-gets-dropped", "Who gets dropped", _run_dropped(d)),
         Section("commissioner", "Commissioner view", _run_commissioner(d)),
-        Section("design-comparison", "Design comparison", [
-            _p("This report is of a single run: one contract design, so there is nothing to compare it with. To compare "
-               "designs on the same clients and the same luck (common random numbers), write an experiment file and run "
-               "`pbrsim batch EXPERIMENT` (or `pbrsim compare EXPERIMENT --out DIR`), then `pbrsim report DIR`; "
-               "see docs/reports.md."),
-        ]),
     ]
     if "value" in s:  # public value comes first: what the outcomes are worth, to whom (pbrsim.value)
         sections.insert(0, Section("value-for-money", "Value for money", _plain_blocks(value_content(s["value"], d.currency))))
+    sections = [sec for sec in sections if sec.blocks]  # a section with nothing to show is left out
     return Report(f"pbrsim report: {scen}", f"{R:,} runs of scenario {scen}, seed {s.get('seed')}", "run", facts, notes,
-                  sections, _now())
+                  sections, _now(), headlines=run_headlines(s, d.currency))
 
 
 def _plain_blocks(items: list[tuple]) -> list[Block]:
@@ -203,7 +200,7 @@ def _run_cash(d: RunData, R: int) -> list[Block]:
         return (label, [cell(f(o, summ[o.name]), org=o.name, metric=metric) for o in d.orgs])
 
     rows = [
-        row("role", "role", lambda o, x: o.role),
+        row("role", "role", lambda o, x: o.role if len(d.orgs) > 1 else "provider"),
         row("opening cash", "opening_cash", lambda o, x: fmt.money(o.opening_cash, cur)),
         row("credit limit (overdraft allowed)", "credit_limit", lambda o, x: _limit_text(o, cur)),
         row("income", "income", lambda o, x: fmt.interval(x["income"], "money", cur)),
@@ -227,7 +224,7 @@ def _run_cash(d: RunData, R: int) -> list[Block]:
                                + BREAK_EVEN_NOTE)))
     for o in d.orgs:
         x = summ[o.name]
-        blocks.append(Block("h3", f"{o.name} ({o.role})", id=f"cash-{charts.safe_name(o.name)}"))
+        blocks.append(Block("h3", f"{o.name} ({o.role if len(d.orgs) > 1 else 'provider'})", id=f"cash-{charts.safe_name(o.name)}"))
         fails = x["ran_out_of_cash"]
         med = be[o.name]["median"]
         blocks.append(_p(
@@ -409,9 +406,13 @@ def experiment_report(x: ExperimentData) -> Report:
         Section("commissioner", "Commissioner view", _exp_commissioner(x)),
         Section("design-comparison", "Design comparison", _exp_comparison(x)),
     ]
+    # the comparison is what a board came for: it comes first (with the designs it compares), after the headlines
+    sections.sort(key=lambda sec: sec.id != "design-comparison")
     sections[0].blocks = intro + sections[0].blocks
+    sections = [sec for sec in sections if sec.blocks]
     return Report(f"pbrsim report: {exp.get('name')}", f"{len(x.designs)} designs × {reps[-1]:,} replications, seed {man.get('seed')}",
-                  "experiment", facts, list(x.notes), sections, _now())
+                  "experiment", facts, list(x.notes), sections, _now(),
+                  headlines=experiment_headlines(x.summary, x.baseline, x.currency))
 
 
 def _orgs(x: ExperimentData) -> list[str]:

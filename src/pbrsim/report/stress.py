@@ -42,12 +42,14 @@ def _plt():
 
 def _render(fig, name: str, title: str, alt: str, note: str) -> Chart:
     style.literal_text(fig)
+    # saved with a tight box: text beyond the figure's edge is kept, so only repeats and overlaps count
+    problems = tuple(p for p in style.layout_problems(fig) if not p.startswith("text cut off"))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None, "Title": title})
     import matplotlib.pyplot as plt
 
     plt.close(fig)
-    return Chart(name, title, alt, note, buf.getvalue())
+    return Chart(name, title, alt, note, buf.getvalue(), problems=problems)
 
 
 def _rows(summary: dict) -> list[dict]:
@@ -73,16 +75,16 @@ def tornado_chart(summary: dict) -> Chart:
         ax.barh(i, 100 * d, color=COLOURS[1] if up else COLOURS[2], hatch="///" if up else "", edgecolor="white", height=0.65)
         if c["lo"] is not None and c["hi"] > c["lo"]:
             ax.errorbar(100 * d, i, xerr=[[100 * (d - c["lo"])], [100 * (c["hi"] - d)]], fmt="none", ecolor="#333333", capsize=3, lw=1)
-        right = d >= 0
-        end = c["hi"] if right and c["hi"] is not None else c["lo"] if c["lo"] is not None else d
-        ax.text(100 * end + (1.5 if right else -1.5), i, f"{_pp(d)} → {100 * r['ran_out_of_cash']['mean']:.0f}%",
-                va="center", ha="left" if right else "right", fontsize=8.5)
+        # the label sits right of the whisker (and of zero), so it never runs into the stress names on the left
+        end = c["hi"] if c["hi"] is not None else d
+        ax.text(100 * max(end, 0.0) + 1.5, i, f"{_pp(d)} → {100 * r['ran_out_of_cash']['mean']:.0f}%",
+                va="center", ha="left", fontsize=8.5)
     ax.set_yticks(range(len(rows)), [r["label"] for r in rows])
     ax.axvline(0, color="#333333", lw=1)
     ax.set_xlabel(f"change in the chance that {org} runs out of cash (percentage points; base {100 * base:.0f}%)")
     lo = min([0] + [100 * (r["change"]["ran_out_of_cash"]["lo"] or 0) for r in rows])
     hi = max([0] + [100 * (r["change"]["ran_out_of_cash"]["hi"] or 0) for r in rows])
-    ax.set_xlim(lo - 12 if lo < 0 else -5, hi + 22)
+    ax.set_xlim(lo - 3 if lo < 0 else -5, hi + 22)
     ax.set_title(f"Which shocks matter most for {org}", loc="left")
     ax.grid(axis="y", visible=False)
     top = sorted(rows, key=lambda r: -(r["change"]["ran_out_of_cash"]["diff"] or 0))[:3]
@@ -183,8 +185,69 @@ def reverse_chart(summary: dict) -> Chart | None:
     return _render(fig, "stress_reverse", "How big a shock sinks the bid", alt, note)
 
 
-def stress_charts(summary: dict) -> list[Chart]:
-    charts = [tornado_chart(summary), reserve_chart(summary)]
+def worst_stresses(summary: dict, k: int = 2) -> list[dict]:
+    """The ``k`` shocks that matter most: by the rise in the chance of running out of cash, or, when the base
+    fails in almost no or almost every run (report.headlines.NEAR), by the fall in the median lowest cash."""
+    from .headlines import NEAR
+
+    rows = [r for r in _rows(summary) if r.get("change")]
+    base = summary["stresses"][0]["ran_out_of_cash"]["mean"] or 0.0
+    if NEAR < base < 1 - NEAR:
+        key = lambda r: -((r["change"].get("ran_out_of_cash") or {}).get("diff") or 0.0)  # noqa: E731
+    else:
+        key = lambda r: (r["change"].get("lowest_cash") or {}).get("diff") or 0.0  # noqa: E731
+    return sorted(rows, key=key)[:k]
+
+
+def cash_fan_chart(summary: dict, cash) -> Chart | None:
+    """Cash month by month: the base's median with its 5th–95th percentile band, and the median of the worst shocks."""
+    import numpy as np
+
+    if cash is None or not len(cash):
+        return None
+    plt = _plt()
+    cur = summary["currency"]
+    org = summary["organisation"]
+    names = ["base"] + [r["name"] for r in worst_stresses(summary)]
+    labels = {r["name"]: r["label"] for r in summary["stresses"]}
+    fig, ax = plt.subplots(figsize=(8, 4.2), layout="constrained")
+    parts = []
+    for i, name in enumerate(names):
+        sub = cash[cash["stress"] == name]
+        if not len(sub):
+            continue
+        by = sub.groupby("month")["cash"]
+        months = np.asarray(sorted(sub["month"].unique()))
+        med = by.median().reindex(months).to_numpy() / 100.0
+        style = {"color": COLOURS[i % len(COLOURS)], "linestyle": ["-", "--", ":"][i % 3], "linewidth": 2 if i == 0 else 1.6}
+        if i == 0:
+            lo = by.quantile(0.05).reindex(months).to_numpy() / 100.0
+            hi = by.quantile(0.95).reindex(months).to_numpy() / 100.0
+            ax.fill_between(months, lo, hi, color=COLOURS[0], alpha=0.18, hatch="..", label="base: 5th–95th percentile")
+        ax.plot(months, med, label=f"{labels.get(name, name)}: median", **style)
+        parts.append(f"{labels.get(name, name)}: lowest median balance {money(float(np.min(med)), cur)} in month "
+                     f"{int(months[int(np.argmin(med))])}")
+    limit = summary["organisation_terms"].get("credit_limit")
+    if limit is not None:
+        ax.axhline(-limit, color="#333333", linestyle=(0, (6, 2)), linewidth=1, label=f"overdraft limit ({money(-limit, cur)})")
+    ax.axhline(0, color="#999999", linewidth=0.8)
+    from .charts import _money_axis
+
+    _money_axis(ax, cur, "y")
+    ax.set_xlabel("month of the contract (balance at the end of the month)")
+    ax.set_ylabel("cash")
+    ax.set_title(f"Cash of {org} over the contract: the base and the shocks that matter most", loc="left", fontsize=10)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
+    alt = f"Cash of {org} month by month, median runs: " + "; ".join(parts) + "."
+    note = ("Lines are the median run's cash at each month end; the shaded band holds the middle 90% of base runs. "
+            "Where a line crosses the overdraft limit, the organisation runs out of cash in more than half the runs.")
+    return _render(fig, "stress_cash", "Cash over the contract", alt, note)
+
+
+def stress_charts(summary: dict, cash=None) -> list[Chart]:
+    """The stress page's charts; ``cash`` (the folder's ``cash.parquet``) adds the cash fan over months."""
+    fan = cash_fan_chart(summary, cash)
+    charts = ([fan] if fan else []) + [tornado_chart(summary), reserve_chart(summary)]
     rc = reverse_chart(summary)
     return charts + ([rc] if rc else [])
 
@@ -192,6 +255,7 @@ def stress_charts(summary: dict) -> list[Chart]:
 _TEMPLATE = """
 <section class="pbrsim-stress" id="stress-test">
 <h{{ h }}>Stress test: {{ s.organisation }}</h{{ h }}>
+{% if headlines %}<div class="headlines" id="stress-headlines"><p><strong>Headline findings</strong></p><ul>{% for line in headlines %}<li>{{ line }}</li>{% endfor %}</ul></div>{% endif %}
 <p>How the cash of <strong>{{ s.organisation }}</strong> ({{ s.role }}) in <em>{{ s.scenario }}</em> responds to things going
 worse than the bid assumed: {{ s.replications }} simulated runs of each stress (seed {{ s.seed }}), the same runs for every
 stress. Opening cash {{ m(terms.opening_cash) }}; {{ limit }}. “Runs out of cash” means the balance went below the overdraft
@@ -238,6 +302,9 @@ th, td { border-bottom: 1px solid #ccc; padding: 0.3rem 0.5rem; text-align: righ
 th:first-child, td:first-child { text-align: left; }
 small { color: #555; }
 figure { margin: 1.5rem 0; } img { max-width: 100%; height: auto; }
+.headlines { border-left: 4px solid #0b5394; padding: .25rem 1rem; margin: 1rem 0 1.5rem; }
+@page { size: A4; margin: 15mm 14mm; }
+@media print { body { max-width: none; margin: 0; font-size: 10pt; } figure, table, .headlines { break-inside: avoid; } }
 </style></head><body>
 {{ body }}
 <p><small>Made by pbrsim {{ version }} from {{ s.scenario_file }}.</small></p>
@@ -256,6 +323,7 @@ def stress_section(summary: dict, *, heading_level: int = 2, charts: list[Chart]
     """An HTML fragment (``<section id="stress-test">``) for the report. ``image_src``: ``inline`` (data URIs,
     self-contained) or ``files`` (``<name>.png`` beside the page)."""
     from ..stress.reverse import reverse_lines
+    from .headlines import stress_headlines
 
     charts = stress_charts(summary) if charts is None else charts
     cur = summary["currency"]
@@ -275,7 +343,7 @@ def stress_section(summary: dict, *, heading_level: int = 2, charts: list[Chart]
         return f"{100 * c['diff']:+.1f} pp ({100 * c['lo']:+.1f} to {100 * c['hi']:+.1f})"
 
     return _env().from_string(_TEMPLATE).render(
-        s=summary, h=heading_level, terms=terms, limit=limit, charts=charts, rev=rev,
+        s=summary, h=heading_level, terms=terms, limit=limit, charts=charts, rev=rev, headlines=stress_headlines(summary),
         rev_lines=reverse_lines(rev, summary["organisation"]) if rev and rev.get("results") else [],
         m=lambda x: money(x, cur), pct=pct, pct0=lambda x: f"{100 * x:.0f}%", pp=pp,
         src=(lambda c: c.data_uri) if image_src == "inline" else (lambda c: c.file),
@@ -290,7 +358,12 @@ def write_stress_report(summary: dict, out_dir: str | Path, *, overwrite: bool =
 
     out_dir = Path(out_dir)
     check_out(out_dir, KIND_REPORT, overwrite=overwrite)  # before the charts are drawn
-    charts = stress_charts(summary)
+    cash = None
+    if source is not None and (Path(source) / "cash.parquet").exists():
+        import pandas as pd
+
+        cash = pd.read_parquet(Path(source) / "cash.parquet")
+    charts = stress_charts(summary, cash)
     body = stress_section(summary, heading_level=1, charts=charts)
     page = _env().from_string(_PAGE).render(s=summary, body=_Markup(body), version=__version__)
     files = {c.file: c.png for c in charts}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..engine.run import Model, compile_model, run_replication
+from ..engine.run import Model, batch_size, compile_model, run_batch
 from ..scenario.schema import Scenario
 from ..scenario.value_schema import PERSON
 from .counterfactual import counterfactual_scenario
@@ -111,12 +111,16 @@ def counterfactual_counts(a: Appraiser, seed: int, reps: pd.Index):
     R, G, S = len(reps), len(pw.segments), pw.n_states
     occ = np.zeros((R, T, S))
     parts = []
-    for i, rep in enumerate(reps):
-        r = run_replication(a.cf_model, seed, int(rep))
-        occ[i] = r.caseload[:T].sum(axis=1)
-        first = r.first_month.astype(float)
-        first[first < 0] = np.nan
-        parts.append((np.full(len(first), i), r.segment.astype(np.int64), first))
+    numbers = [int(rep) for rep in reps]
+    size = batch_size(a.cf_model)
+    for lo in range(0, len(numbers), size):
+        batch = run_batch(a.cf_model, seed, numbers[lo:lo + size])
+        for j in range(len(batch)):
+            r, i = batch.replication(j), lo + j
+            occ[i] = r.caseload[:T].sum(axis=1)
+            first = r.first_month.astype(float)
+            first[first < 0] = np.nan
+            parts.append((np.full(len(first), i), r.segment.astype(np.int64), first))
     rep_idx = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
     seg = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
     first = np.concatenate([p[2] for p in parts]) if parts else np.zeros((0, S))

@@ -14,8 +14,8 @@ from typing import Callable, Iterable
 import pandas as pd
 
 from ..analysis.metrics import mean_ci, ratio_ci
-from ..engine.records import TABLES, concat_columns, replication_columns, to_frame
-from ..engine.run import Model, compile_model, run_replication
+from ..engine.records import TABLES, batch_columns, concat_columns, to_frame
+from ..engine.run import Model, batch_size, compile_model, run_batch
 from ..scenario.schema import scenario_from_dict
 from .appraisal import per_replication
 
@@ -23,8 +23,9 @@ from .appraisal import per_replication
 def run_tables(model: Model, seed: int, reps: Iterable[int]) -> dict[str, pd.DataFrame]:
     """The tables of replications ``reps`` (as ``pbrsim.simulate.run_tables``)."""
     parts: dict[str, list] = {t: [] for t in TABLES}
-    for rep in reps:
-        for table, cols in replication_columns(model, run_replication(model, seed, rep)).items():
+    reps, size = list(reps), batch_size(model)
+    for lo in range(0, len(reps), size):
+        for table, cols in batch_columns(model, run_batch(model, seed, reps[lo:lo + size])).items():
             parts[table].append(cols)
     return {t: to_frame(model, t, concat_columns(parts[t])) for t in TABLES}
 
