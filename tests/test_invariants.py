@@ -438,7 +438,8 @@ def check_replication(model, cols: dict[str, dict[str, np.ndarray]]) -> set[str]
             assert not (item == v.item(rule.name)).any()
         # first-entry lines pay at most once per client, sustainment at most max_months per client
         assert n_claims[mine].sum() <= n * (rule.max_months if rule.is_sustainment else 1)
-        assert (K["amount_claimed"][mine] > 0).all()  # a claim at a zero price is no claim (not in the table)
+        if c.per_person_cap is None:  # a claim at a zero price is no claim (the per-person cap can leave one unpaid)
+            assert (K["amount_claimed"][mine] > 0).all()
         if not rule.is_sustainment:  # once for every client who entered the line's state at a price (a restart is no entry)
             first = C[f"first_{pw.states[rule.state]}"]
             was = first >= 0

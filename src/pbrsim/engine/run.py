@@ -638,14 +638,14 @@ class _Run:
         if col is not None:
             self.accepted_at[g[~rejected], col] = 2 * t + phase
         amount = rule.tariff[seg] if rule.tariff_years is None else rule.amounts(seg, t, cl.ref_month[g].astype(np.int64))
+        priced = amount > 0  # a claim at a zero price (a segment the line does not pay for) is not a claim
         if self.person_paid is not None:  # per-person cap: each client's accepted claims stop at the cap
             amount = np.minimum(amount, np.maximum(self.c.per_person_cap - self.person_paid[g], 0))
             self.person_paid[g[~rejected]] += amount[~rejected]
         j = self.sust_lines.get(rule.index)
         if j is not None:
             self.sust_paid[g[~rejected & (amount > 0)], j] += 1
-        priced = amount > 0  # a claim at a zero price (a segment the line does not pay for) is not a claim
-        if not priced.all():
+        if not priced.all():  # (one the per-person cap leaves unpaid is still a claim: an outcome reached)
             cell, rejected, amount = cell[priced], rejected[priced], amount[priced]
         size = R * O * G
         key = cell * 2 + rejected  # counts and sums of accepted (even) and rejected (odd) claims per cell
