@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -410,20 +411,47 @@ def test_a_batch_whose_workers_keep_dying_stops_in_one_line_and_resumes(kill_exp
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_compare_removes_the_temporary_folders_of_a_killed_compare(tmp_path):
+def test_compare_removes_the_temporary_folders_of_a_killed_compare():
     """A compare killed with SIGKILL leaves its dataset folder and multiprocessing's folder in the temporary
     folder; the next compare (here a serial one of another experiment) removes both, and nothing else."""
+    short_tmp = Path(tempfile.mkdtemp(prefix="pbt-", dir="/tmp"))  # short enough for the fork server's socket
+    try:
+        _killed_compare_leaves_folders_the_next_removes(short_tmp)
+    finally:
+        shutil.rmtree(short_tmp, ignore_errors=True)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Unix sockets")
+def test_compare_with_processes_works_under_a_deep_temporary_folder(tmp_path):
+    """A TMPDIR too deep for a Unix socket's path (here over 104 bytes with multiprocessing's names) used to stop
+    every process pool with "AF_UNIX path too long"; the fork server's folder now goes where the path fits."""
+    deep = tmp_path / ("d" * 60)
+    deep.mkdir()
+    assert len(os.fsencode(deep)) + len("/pbrsim-mp-4194304-abcdefgh/listener-abcdefgh") > 104
+    env = {**os.environ, "TMPDIR": str(deep)}
+    code = "import sys; from pbrsim.cli.main import main; sys.exit(main())"
+    exp = write_experiment(tmp_path, "deep", 2)
+    done = subprocess.run([sys.executable, "-c", code, "compare", str(exp), "--workers", "2", "--quiet"],
+                          env=env, capture_output=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    assert not list(deep.glob("pbrsim-*"))  # compare's own folder was removed at the end; nothing was left there
+
+
+def _killed_compare_leaves_folders_the_next_removes(tmp_path: Path) -> None:
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     code = "import sys; from pbrsim.cli.main import main; sys.exit(main())"
     long = write_experiment(tmp_path, "long", 400)
+    err_file = (tmp_path / "compare-stderr.txt").open("w")
     proc = subprocess.Popen([sys.executable, "-c", code, "compare", str(long), "--workers", "2", "--quiet", "--chunk", "1"],
-                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=err_file)
     deadline = time.monotonic() + 240  # generous: a loaded machine starts processes slowly
     while time.monotonic() < deadline and not list(tmp_path.glob("pbrsim-compare-*/long/runs/replications/*/*")):
         time.sleep(0.01)
-    assert proc.poll() is None, "the compare ended before it could be killed"
+    err_file.close()
+    assert proc.poll() is None, f"the compare ended before it could be killed: {(tmp_path / 'compare-stderr.txt').read_text()}"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
+    (tmp_path / "compare-stderr.txt").unlink()
     assert len(list(tmp_path.glob("pbrsim-compare-*"))) == 1 and len(list(tmp_path.glob("pbrsim-mp-*"))) == 1
     (tmp_path / "notes").mkdir()  # a folder of someone else's beside them is never touched
     short = write_experiment(tmp_path, "short", 1)

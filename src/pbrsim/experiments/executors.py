@@ -34,6 +34,7 @@ import signal
 import socket
 import struct
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -124,16 +125,34 @@ def _worker_init(driver: int) -> None:
     watch_driver(driver)
 
 
+SOCKET_PATH_MAX = 104  # bytes of a Unix socket's path (108 on Linux, 104 on macOS, less the final NUL)
+_MP_NAMES = len("/pbrsim-mp-4194304-abcdefgh/listener-abcdefgh")  # what the folder and the socket add to the base
+
+
+def socket_base() -> str | None:
+    """Where multiprocessing's folder goes: the temporary folder, unless its path is too long for the fork
+    server's socket below it (a deep TMPDIR), then /tmp or /var/tmp. None: the temporary folder."""
+    base = tempfile.gettempdir()
+    if len(os.fsencode(base)) + _MP_NAMES <= SOCKET_PATH_MAX:
+        return None
+    for alt in ("/tmp", "/var/tmp"):
+        if os.path.isdir(alt) and os.access(alt, os.W_OK | os.X_OK) and len(alt) + _MP_NAMES <= SOCKET_PATH_MAX:
+            return alt
+    return None
+
+
 def _own_multiprocessing_tempdir() -> None:
     """Give multiprocessing a temporary folder named after this process, so that the folder of a driver that
-    was killed (multiprocessing removes its own only at a normal exit) is removed by the next pool."""
-    scratch.remove_stale(MP_SCRATCH)
+    was killed (multiprocessing removes its own only at a normal exit) is removed by the next pool. The
+    folder is somewhere short enough for the fork server's socket path (``socket_base``)."""
+    base = socket_base()
+    scratch.remove_stale(MP_SCRATCH, base)
     try:
         config = multiprocessing.process.current_process()._config
     except AttributeError:
         return
     if config.get("tempdir") is None:
-        folder = scratch.make(MP_SCRATCH)
+        folder = scratch.make(MP_SCRATCH, base)
         multiprocessing.util.Finalize(None, scratch.release, args=(folder,), exitpriority=-100)
         config["tempdir"] = str(folder)
 
@@ -304,7 +323,7 @@ class Executor:
         self.close()
 
     def open(self) -> None:
-        scratch.remove_stale(MP_SCRATCH)
+        scratch.remove_stale(MP_SCRATCH, socket_base())
         if self.kind != "dask" or self._client is not None:
             return
         distributed = _dask()

@@ -42,12 +42,13 @@ def _take(folder: Path) -> int | None:
     return fd
 
 
-def remove_stale(prefix: str) -> list[Path]:
-    """Remove ``<prefix><pid>-*`` folders of this user whose process has ended; returns those removed."""
+def remove_stale(prefix: str, base: str | None = None) -> list[Path]:
+    """Remove ``<prefix><pid>-*`` folders of this user in ``base`` (default: the temporary folder) whose
+    process has ended; returns those removed."""
     shape = re.compile(re.escape(prefix) + r"(\d+)-[A-Za-z0-9_]+")
     removed = []
     try:
-        entries = list(os.scandir(tempfile.gettempdir()))
+        entries = list(os.scandir(base or tempfile.gettempdir()))
     except OSError:
         return removed
     for entry in entries:
@@ -77,11 +78,11 @@ def remove_stale(prefix: str) -> list[Path]:
     return removed
 
 
-def make(prefix: str) -> Path:
-    """A new scratch folder ``<prefix><this pid>-<random>``, held until ``release`` or the end of this process
-    (stale ones of the same prefix are removed first)."""
-    remove_stale(prefix)
-    folder = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
+def make(prefix: str, base: str | None = None) -> Path:
+    """A new scratch folder ``<prefix><this pid>-<random>`` in ``base`` (default: the temporary folder), held
+    until ``release`` or the end of this process (stale ones of the same prefix are removed first)."""
+    remove_stale(prefix, base)
+    folder = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=base))
     fd = _take(folder)
     if fd is not None:
         _HELD[str(folder)] = fd
