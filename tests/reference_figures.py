@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from pbrsim.analysis import returns
+from pbrsim.analysis.estimators import few_replications_warning, ratio_of_ratios_ci
 from pbrsim.analysis.metrics import PAYMENT_KINDS, mean_ci, quantiles, ratio_ci, wilson
-from pbrsim.analysis.parking import complexity_groups, ratio_of_ratios_ci
+from pbrsim.analysis.parking import complexity_groups
 from pbrsim.engine.behaviour import complexity
 
 
@@ -35,12 +36,12 @@ def per_replication(model, clients: pd.DataFrame, ledger: pd.DataFrame, monthly:
         if primary:
             out[f"outcomes[{g}]"] = sel[f"first_{primary}"].notna().groupby(sel.replication).sum().reindex(reps, fill_value=0)
         if milestone:
-            out[f"milestones[{g}]"] = sel[f"first_{milestone}"].notna().groupby(sel.replication).sum().reindex(reps, fill_value=0)
+            out[f"milestones_{milestone}[{g}]"] = sel[f"first_{milestone}"].notna().groupby(sel.replication).sum().reindex(reps, fill_value=0)
     out["referrals"] = out[[f"referrals[{g}]" for g in segs]].sum(axis=1)
     if primary:
         out["outcomes"] = out[[f"outcomes[{g}]" for g in segs]].sum(axis=1)
     if milestone:
-        out["milestones"] = out[[f"milestones[{g}]" for g in segs]].sum(axis=1)
+        out[f"milestones_{milestone}"] = out[[f"milestones_{milestone}[{g}]" for g in segs]].sum(axis=1)
 
     comm = ledger[ledger.payer == c.commissioner]
     for kind in PAYMENT_KINDS:
@@ -127,7 +128,9 @@ def per_replication_columns(model, clients: pd.DataFrame, monthly: pd.DataFrame,
     threshold = model.scenario.reporting.dropped_full_service_share
     with np.errstate(invalid="ignore", divide="ignore"):
         full_share = full / service.where(service > 0)
-    dropped = left & ~outcome & (service > 0) & (full_share < threshold)
+    failure = cl["first_dropped_provider_failure"].notna()
+    by_service = left & ~outcome & ~failure & (service > 0) & (full_share < threshold)
+    by_failure = left & ~outcome & failure
     seg = cl["segment"].astype(str)
 
     for g in segs + [None]:
@@ -137,7 +140,9 @@ def per_replication_columns(model, clients: pd.DataFrame, monthly: pd.DataFrame,
         out[f"minimal_months{key}"] = _by_rep(minimal[sel], reps)
         out[f"parking_rate{key}"] = out[f"minimal_months{key}"] / out[f"service_months{key}"].where(out[f"service_months{key}"] > 0)
         out[f"referrals{key}"] = _by_rep(sel.astype(np.int64), reps)
-        out[f"dropped{key}"] = _by_rep((dropped & sel).astype(np.int64), reps)
+        out[f"dropped_service{key}"] = _by_rep((by_service & sel).astype(np.int64), reps)
+        out[f"dropped_failure{key}"] = _by_rep((by_failure & sel).astype(np.int64), reps)
+        out[f"dropped{key}"] = out[f"dropped_service{key}"] + out[f"dropped_failure{key}"]
         out[f"dropped_rate{key}"] = out[f"dropped{key}"] / out[f"referrals{key}"].where(out[f"referrals{key}"] > 0)
 
     for org in monthly["organisation"].astype(str).unique():
@@ -157,7 +162,7 @@ def per_replication_columns(model, clients: pd.DataFrame, monthly: pd.DataFrame,
         out["outcomes_least"] = _by_rep((in_least & outcome).astype(np.int64), reps)
         rate_c = out["outcomes_complex"] / out["referrals_complex"].where(out["referrals_complex"] > 0)
         rate_l = out["outcomes_least"] / out["referrals_least"].where(out["referrals_least"] > 0)
-        out["equity_gap"] = rate_c / rate_l.where(rate_l > 0)
+        out["equity_ratio"] = rate_c / rate_l.where(rate_l > 0)
         comm = ledger[ledger["payer"].astype(str) == c.commissioner]
         comm_seg = comm["segment"].astype(object)
         direct = comm[comm_seg.isin(most)].groupby("replication")["amount"].sum().reindex(reps, fill_value=0)
@@ -167,7 +172,7 @@ def per_replication_columns(model, clients: pd.DataFrame, monthly: pd.DataFrame,
     else:
         for col in ("referrals_complex", "outcomes_complex", "referrals_least", "outcomes_least"):
             out[col] = 0
-        out["equity_gap"] = np.nan
+        out["equity_ratio"] = np.nan
         out["paid_complex"] = 0.0
     return out
 
@@ -184,7 +189,8 @@ def summarise(model, per_rep: pd.DataFrame, seed: int) -> dict:
     pw = model.pathway
     R = len(per_rep)
     has_outcome = "outcomes" in per_rep
-    has_milestone = "milestones" in per_rep
+    milestone = pw.states[model.contract.milestone] if model.contract.milestone >= 0 else None
+    has_milestone = milestone is not None
     segments = []
     for g in list(pw.segments) + ["all"]:
         key = "" if g == "all" else f"[{g}]"
@@ -193,7 +199,7 @@ def summarise(model, per_rep: pd.DataFrame, seed: int) -> dict:
             row["outcomes"] = mean_ci(per_rep[f"outcomes{key}"])
             row["outcome_rate"] = ratio_ci(per_rep[f"outcomes{key}"], per_rep[f"referrals{key}"])
         if has_milestone:
-            row["milestone_rate"] = ratio_ci(per_rep[f"milestones{key}"], per_rep[f"referrals{key}"])
+            row["milestone_rate"] = ratio_ci(per_rep[f"milestones_{milestone}{key}"], per_rep[f"referrals{key}"])
         segments.append(row)
     commissioner = {
         "paid_by_kind": {k: mean_ci(per_rep[f"paid[{k}]"]) for k in PAYMENT_KINDS},
@@ -202,6 +208,8 @@ def summarise(model, per_rep: pd.DataFrame, seed: int) -> dict:
         "cap_reached": wilson(int(per_rep["cap_reached"].sum()), R),
         "cost_per_outcome": ratio_ci(per_rep["paid_total"], per_rep["outcomes"]) if has_outcome else None,
     }
+    if model.scenario.contract.value:
+        commissioner["service_fee_share_of_value"] = float(model.contract.fee_due.sum()) / 100 / model.scenario.contract.value
     if "clawed_back" in per_rep:
         commissioner["clawed_back"] = mean_ci(per_rep["clawed_back"])
     if "prime_kept" in per_rep:
@@ -266,6 +274,9 @@ def summarise(model, per_rep: pd.DataFrame, seed: int) -> dict:
         "horizon": model.horizon,
         "currency": model.scenario.currency,
         "primary_outcome": pw.states[model.contract.primary_outcome] if model.contract.primary_outcome >= 0 else None,
+        "milestone_state": milestone,
+        "interval": "95%: Student's t with n-1 degrees of freedom (means, pooled ratios); Wilson (shares of runs)",
+        "warnings": [few_replications_warning(R)] if few_replications_warning(R) else [],
         "segments": segments,
         "commissioner": commissioner,
         "organisations": orgs,
@@ -291,6 +302,8 @@ def parking_summary(per_rep: pd.DataFrame, model=None) -> dict:
             "segment": g,
             "parking_rate": ratio_ci(per_rep[f"minimal_months{key}"], per_rep[f"service_months{key}"]),
             "dropped": mean_ci(per_rep[f"dropped{key}"]),
+            "dropped_service": mean_ci(per_rep[f"dropped_service{key}"]),
+            "dropped_failure": mean_ci(per_rep[f"dropped_failure{key}"]),
             "dropped_rate": ratio_ci(per_rep[f"dropped{key}"], per_rep[f"referrals{key}"]),
         }
         if g in ranks:
@@ -306,7 +319,7 @@ def parking_summary(per_rep: pd.DataFrame, model=None) -> dict:
         "organisations": organisations,
         "outcome_rate_most_complex": ratio_ci(per_rep["outcomes_complex"], per_rep["referrals_complex"]),
         "outcome_rate_least_complex": ratio_ci(per_rep["outcomes_least"], per_rep["referrals_least"]),
-        "equity_gap": ratio_of_ratios_ci(per_rep["outcomes_complex"], per_rep["referrals_complex"],
+        "equity_ratio": ratio_of_ratios_ci(per_rep["outcomes_complex"], per_rep["referrals_complex"],
                                          per_rep["outcomes_least"], per_rep["referrals_least"]),
         "cost_per_complex_outcome": ratio_ci(per_rep["paid_complex"], per_rep["outcomes_complex"]),
     }

@@ -49,7 +49,7 @@ def test_outcome_only_parks_most_complex_clients(outcome_only):
     assert seg_rate(s, "complex") > 0.5
     assert seg_rate(s, "complex") > seg_rate(s, "moderate") > seg_rate(s, "job_ready")
     assert seg_rate(s, "complex", "dropped_rate") > 0.5
-    assert s["equity_gap"]["hi"] < 0.15  # complex clients' outcome rate far below job-ready clients'
+    assert s["equity_ratio"]["hi"] < 0.15  # complex clients' outcome rate far below job-ready clients'
 
 
 @pytest.mark.parametrize("lever", ["complex_milestones", "differential_pricing"])
@@ -60,7 +60,7 @@ def test_contract_levers_reduce_complex_parking(outcome_only, lever):
     assert seg_rate(s, "complex") < seg_rate(base, "complex") - 0.2
     assert s["segments"][2]["parking_rate"]["hi"] < base["segments"][2]["parking_rate"]["lo"]
     assert seg_rate(s, "complex", "dropped_rate") < seg_rate(base, "complex", "dropped_rate")
-    assert s["equity_gap"]["mean"] > base["equity_gap"]["mean"]
+    assert s["equity_ratio"]["mean"] > base["equity_ratio"]["mean"]
 
 
 def test_upfront_share_reduces_parking_by_a_cash_stressed_provider(cash_stressed_base):
@@ -248,7 +248,7 @@ def test_metrics_agree_with_the_monthly_table_and_definitions(outcome_only):
     dropped = c.end_month.notna() & c.first_sustained_6m.isna() & (service > 0) & (c.months_full < 0.25 * service)
     assert per_rep.loc[0, "dropped"] == dropped.sum()
     rate = lambda seg: (c[c.segment == seg].first_sustained_6m.notna().mean())  # noqa: E731
-    assert per_rep.loc[0, "equity_gap"] == pytest.approx(rate("complex") / rate("job_ready"))
+    assert per_rep.loc[0, "equity_ratio"] == pytest.approx(rate("complex") / rate("job_ready"))
 
 
 def test_no_parking_or_dropping_under_holistic_with_free_places():
@@ -265,12 +265,12 @@ def test_ratio_of_ratios_interval():
     assert ratio_of_ratios_ci([1], [2], [0], [5])["mean"] is None
 
 
-def test_equity_gap_undefined_with_one_complexity_level():
+def test_equity_ratio_undefined_with_one_complexity_level():
     sc = scenario(**{"segments.easy.complexity": 1, "segments.hard.complexity": 1})
     r = simulate(sc, seed=1, replications=2)
     per_rep = per_replication_columns(r.model, r.clients, r.monthly, r.ledger)
-    assert per_rep["equity_gap"].isna().all()
-    assert summary(per_rep)["equity_gap"]["mean"] is None
+    assert per_rep["equity_ratio"].isna().all()
+    assert summary(per_rep)["equity_ratio"]["mean"] is None
 
 
 def test_policies_accept_an_empty_review():

@@ -28,7 +28,7 @@ def test_run_prints_the_summary_tables(run_dir):
     _, output = run_dir
     for phrase in ("Clients by segment", "complex", "outcome rate", "Commissioner pays", "cost per outcome",
                    "Provider finances", "lowest cash", "ran out of cash", "month of the trough",
-                   "Who gets served", "parking rate", "dropped rate", "Equity gap"):
+                   "Who gets served", "parking rate", "dropped rate", "of which:", "Equity ratio"):
         assert phrase in output
 
 

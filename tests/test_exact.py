@@ -42,7 +42,8 @@ def _compare(sc, seed=11, reps=R):
         _close(pr[f"referrals{key}"], seg.loc[g, "referrals"], f"referrals {g}")
         _close(pr[f"outcomes{key}"], seg.loc[g, "outcomes"], f"outcomes {g}")
         if "milestones" in seg:
-            _close(pr[f"milestones{key}"], seg.loc[g, "milestones"], f"milestones {g}")
+            ms = res.summary["milestone_state"]
+            _close(pr[f"milestones_{ms}{key}"], seg.loc[g, "milestones"], f"milestones {g}")
     paid = ex.paid_by_kind
     for kind in ("service_fee", "attachment", "milestone", "outcome", "sustainment"):
         _close(pr[f"paid[{kind}]"], float(paid.get(kind, 0.0)), f"paid {kind}")

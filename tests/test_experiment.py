@@ -16,7 +16,7 @@ from pbrsim.experiments.batch import run_batch, summarise_dataset
 from pbrsim.cli.main import main
 from pbrsim.analysis.compare import metric_list, summary_table
 from pbrsim.experiments.experiment import expand_values, load_experiment
-from pbrsim.analysis.metrics import Z95
+from pbrsim.analysis.estimators import t95
 from pbrsim.scenario.schema import ScenarioError, file_hash, load_scenario, read_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,7 +174,7 @@ def test_paired_intervals_are_narrower_than_unpaired(paired):
     assert set(rows.design) == {"outcomes_only", "fee_share_of_value-0.1"} and len(rows) == 10
     for r in rows.itertuples():
         assert r.pairs == 30
-        assert r.diff_hi - r.diff_lo == pytest.approx(2 * Z95 * r.diff_se)
+        assert r.diff_hi - r.diff_lo == pytest.approx(2 * t95(30) * r.diff_se)  # Student t, 29 degrees of freedom
         # a typical pair (a lower service fee): pairing removes most of the noise; even for a design that
         # makes the provider fail in a fifth of runs (outcomes only), the paired interval is narrower
         factor = 0.5 if r.design == "fee_share_of_value-0.1" else 1.0
@@ -201,20 +201,22 @@ def test_summary_has_one_row_per_design_and_metric_and_picks_up_new_columns():
     n = 30
     base = pd.DataFrame({"referrals[a]": rng.poisson(50, n), "outcomes[a]": rng.poisson(10, n), "paid_total": rng.normal(1e5, 1e4, n),
                          "lowest_cash[p]": rng.normal(0, 1e4, n), "failed[p]": rng.integers(0, 2, n),
-                         "parking_rate[a]": rng.uniform(0, 0.2, n), "dropped[a]": rng.poisson(3, n), "unknown_column": 1.0},
+                         "service_months[a]": rng.poisson(500, n), "minimal_months[a]": rng.poisson(50, n),
+                         "dropped[a]": rng.poisson(3, n), "unknown_column": 1.0},
                         index=pd.RangeIndex(n, name="replication"))
     base["referrals"], base["outcomes"] = base["referrals[a]"], base["outcomes[a]"]
     other = base.copy()
-    other["parking_rate[a]"] += 0.05
+    other["minimal_months[a]"] *= 2
     other["failed[p]"] = 1
     names = [m.name for m in metric_list(base.columns)]
     assert names[:2] == ["outcome_rate[a]", "outcome_rate"]
     assert {"paid_total", "cost_per_outcome", "parking_rate[a]", "dropped[a]", "lowest_cash[p]", "failed[p]"} <= set(names)
-    assert "unknown_column" not in names and "equity_gap" not in names
+    assert "unknown_column" not in names and "equity_ratio" not in names
     table = summary_table({"x": base, "y": other}, ["x", "y"], "x")
     assert len(table) == 2 * len(names) and not table.duplicated(["design", "metric"]).any()
     y = table.set_index(["design", "metric"]).loc["y"]
-    assert y.loc["parking_rate[a]", "diff"] == pytest.approx(0.05) and y.loc["parking_rate[a]", "diff_se"] == pytest.approx(0, abs=1e-12)
+    pooled = base["minimal_months[a]"].sum() / base["service_months[a]"].sum()  # parking rate: one pooled ratio everywhere
+    assert y.loc["parking_rate[a]", "mean"] == pytest.approx(2 * pooled) and y.loc["parking_rate[a]", "diff"] == pytest.approx(pooled)
     assert y.loc["failed[p]", "mean"] == 1 and y.loc["failed[p]", "diff_hi"] <= 1
     assert y.loc["outcome_rate", "diff"] == 0
 

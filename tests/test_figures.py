@@ -95,8 +95,9 @@ def test_the_cases_exercise_every_figure(runs):
     assert tables["blended_vcs_low_cap"]["cap_reached"].sum() > 0 and tables["blended_vcs_low_cap"]["capped_total"].gt(0).any()
     assert tables["volume_shortfall"]["clawed_back"].gt(0).any()
     assert tables["peterborough"]["investor_drawn"].gt(0).all()
-    assert tables["cash_stressed"]["minimal_months"].gt(0).any() and tables["blended_vcs"]["equity_gap"].notna().all()
-    assert "milestones" not in tables["outcomes_only_vcs"] and "outcomes" not in tables["no_outcome"]
+    assert tables["cash_stressed"]["minimal_months"].gt(0).any() and tables["blended_vcs"]["equity_ratio"].notna().all()
+    assert tables["outcomes_only_vcs"]["dropped_failure"].gt(0).any()  # clients lost when the provider failed
+    assert not tables["outcomes_only_vcs"].filter(like="milestones_").columns.any() and "outcomes" not in tables["no_outcome"]
 
 
 def test_any_subset_of_replications_in_any_order_gives_the_same_rows(runs):

@@ -438,9 +438,14 @@ def check_replication(model, cols: dict[str, dict[str, np.ndarray]]) -> set[str]
             assert not (item == v.item(rule.name)).any()
         # first-entry lines pay at most once per client, sustainment at most max_months per client
         assert n_claims[mine].sum() <= n * (rule.max_months if rule.is_sustainment else 1)
-        if not rule.is_sustainment:  # once for every client who entered the line's state (a restart is no entry)
-            been = (C[f"first_{pw.states[rule.state]}"] >= 0).sum()
-            assert been - restarted.get(rule.state, 0) <= n_claims[mine].sum() <= been, rule.name
+        if c.per_person_cap is None:  # a claim at a zero price is no claim (the per-person cap can leave one unpaid)
+            assert (K["amount_claimed"][mine] > 0).all()
+        if not rule.is_sustainment:  # once for every client who entered the line's state at a price (a restart is no entry)
+            first = C[f"first_{pw.states[rule.state]}"]
+            was = first >= 0
+            priced = int((rule.amounts(C["segment"][was], first[was], C["referral_month"][was]) > 0).sum())
+            lower = priced - restarted.get(rule.state, 0) if c.per_person_cap is None else 0  # the cap can price a claim at 0
+            assert lower <= n_claims[mine].sum() <= was.sum(), rule.name
     if c.per_person_cap is not None:
         lines = (payer == comm) & np.isin(item, [v.item(r.name) for r in c.rules])
         assert amt[lines].sum() <= n * c.per_person_cap

@@ -202,7 +202,7 @@ def old_run(tmp_path_factory):
     (out / "manifest.json").write_text(json.dumps(man))
     per_rep = pd.read_parquet(out / "replications.parquet")
     parking = [c for c in per_rep.columns if c.split("[")[0] in (
-        "parking_rate", "dropped", "dropped_rate", "equity_gap", "service_months", "minimal_months", "outcomes_complex",
+        "parking_rate", "dropped", "dropped_rate", "equity_ratio", "dropped_failure", "dropped_service", "service_months", "minimal_months", "outcomes_complex",
         "referrals_complex", "outcomes_least", "referrals_least", "paid_complex", "org_service_months",
         "org_minimal_months", "org_parking_rate")]
     per_rep.drop(columns=parking).to_parquet(out / "replications.parquet", index=False)
@@ -359,7 +359,7 @@ def test_experiment_report_sections_and_charts(experiment):
     out, path, page, summary = experiment
     assert path == out / "report" / "report.html"
     for name in ("failure", "outcome_rates", "cumulative_outcomes", "spend_by_design", "spend_shares", "spend_over_time",
-                 "parking", "dropped", "equity_gap"):
+                 "parking", "dropped", "equity_ratio"):
         assert (path.parent / f"{name}.png").exists(), name
     org = "community_links_style_charity"
     assert (path.parent / f"cash_{org}.png").exists() and (path.parent / f"lowest_cash_{org}.png").exists()

@@ -5,14 +5,18 @@ replication). The metrics compared come from an ordered list of column families 
 is used wherever its columns exist, so new per-replication columns named like ``parking_rate[<segment>]``
 or ``lowest_cash[<organisation>]`` appear without code changes, and missing ones are skipped.
 
-Estimators (over replications, which are independent; normal 95% intervals as in ``pbrsim.analysis.metrics``):
+Estimators (over replications, which are independent; Student-t 95% intervals with n - 1 degrees of
+freedom, from ``pbrsim.analysis.estimators``, the same functions ``pbrsim run`` uses, so a figure is the
+same number in every command; docs/metrics.md):
 
-- ``ratio`` (outcome rates, cost per outcome): pooled ratio sum(num)/sum(den) with a delta-method
-  interval (``metrics.ratio_ci``). The paired difference R_design - R_baseline uses the **paired delta
-  method**: per replication r, z_r = (num_d,r - R_d den_d,r)/mean(den_d) - (num_b,r - R_b den_b,r)/mean(den_b),
-  and se = sqrt(sum z_r^2 / (n (n-1))). Its point estimate is exactly the difference of the two pooled ratios.
-- ``mean`` (spend, counts, rates already per replication such as ``parking_rate``): mean with a normal
-  interval; the paired difference is the mean of the per-replication differences d_r = x_d,r - x_b,r.
+- ``ratio`` (outcome, milestone, parking and dropped rates, cost per outcome): pooled ratio
+  sum(num)/sum(den) with a delta-method interval. The paired difference R_design - R_baseline uses the
+  **paired delta method**: per replication r, z_r = (num_d,r - R_d den_d,r)/mean(den_d) - (num_b,r - R_b
+  den_b,r)/mean(den_b), and se = sqrt(sum z_r^2 / (n (n-1))). Its point estimate is exactly the difference
+  of the two pooled ratios.
+- ``ratio_of_ratios`` (equity ratio): (Σa/Σb)/(Σc/Σd), its influence values by the delta method, paired as above.
+- ``mean`` (spend, counts): mean with a Student-t interval; the paired difference is the mean of the
+  per-replication differences d_r = x_d,r - x_b,r.
 - ``share`` (failure): share of replications with a Wilson interval; the paired difference is the mean of
   d_r in {-1, 0, 1} with a normal interval (zero width when every replication agrees).
 - ``distribution`` (lowest cash): mean with interval plus the median and 5th percentile; the paired
@@ -32,25 +36,54 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .metrics import Z95, wilson
+from .estimators import few_replications_warning, ratio_of_ratios_parts, ratio_parts, se_mean, t95, wilson
 from ..model.money import money
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-SUMMARY_COLUMNS = ["design", "baseline", "metric", "label", "unit", "estimator", "in_table", "replications", "mean", "lo", "hi",
+SUMMARY_COLUMNS = ["design", "baseline", "metric", "label", "unit", "estimator", "direction", "in_table", "replications", "mean", "lo", "hi",
                    "p5", "p50", "diff", "diff_lo", "diff_hi", "diff_se", "diff_se_unpaired", "pairs"]
+
+
+# Which way is better, per metric family (None: no "best" — a matter of perspective, or just a count).
+DIRECTION = {
+    "outcome_rate": "higher", "milestone_rate": "higher", "outcomes": "higher",
+    "cost_per_outcome": "lower", "paid_total": "lower",
+    "parking_rate": "lower", "dropped": "lower", "dropped_failure": "lower", "dropped_service": "lower",
+    "dropped_rate": "lower", "equity_ratio": "higher",
+    "lowest_cash": "higher", "margin": "higher", "failed": "lower", "failed_any": "lower",
+    "months_below_zero": "lower", "capped_total": None, "cap_reached": None,
+    "net_public_value": "higher", "benefit_cost_ratio": "higher", "fiscal_return": "higher",
+}
+
+
+def family(metric: str) -> str:
+    """The family of a metric name: ``parking_rate[complex]`` -> ``parking_rate``, ``milestone_rate_<state>`` -> ``milestone_rate``."""
+    base = metric.split("[", 1)[0]
+    return "milestone_rate" if base.startswith("milestone_rate_") else base
+
+
+def direction(metric: str) -> str | None:
+    """"higher", "lower" or None (no better way) for a metric name."""
+    return DIRECTION.get(family(metric))
 
 
 @dataclass(frozen=True)
 class Metric:
     name: str  # name in the summary, e.g. outcome_rate[complex]
     label: str
-    estimator: str  # ratio | mean | share | distribution
-    unit: str  # pct | money | count | months
+    estimator: str  # ratio | ratio_of_ratios | mean | share | distribution
+    unit: str  # pct | money | count | months | ratio
     column: str  # the per-replication column (numerator of a ratio)
     den: str | None = None
     in_table: bool = True  # shown by `pbrsim compare` (every metric is in summary.parquet)
+    num2: str | None = None  # ratio_of_ratios: (column / den) / (num2 / den2)
+    den2: str | None = None
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(c for c in (self.column, self.den, self.num2, self.den2) if c)
 
 
 def _bracketed(columns, base: str) -> list[str]:
@@ -77,11 +110,14 @@ def metric_list(columns) -> list[Metric]:
             m.append(Metric(f"outcome_rate[{g}]", f"outcome rate: {g}", "ratio", "pct", f"outcomes[{g}]", f"referrals[{g}]"))
     if {"outcomes", "referrals"} <= have:
         m.append(Metric("outcome_rate", "outcome rate: all", "ratio", "pct", "outcomes", "referrals"))
-    for g in segments:
-        if f"milestones[{g}]" in have:
-            m.append(Metric(f"milestone_rate[{g}]", f"milestone rate: {g}", "ratio", "pct", f"milestones[{g}]", f"referrals[{g}]", False))
-    if {"milestones", "referrals"} <= have:
-        m.append(Metric("milestone_rate", "milestone rate: all", "ratio", "pct", "milestones", "referrals"))
+    for col in cols:  # milestones_<state>: named by the state, so that only the same state is set side by side
+        if col.startswith("milestones_") and "[" not in col and "referrals" in have:
+            state = col[len("milestones_"):]
+            for g in segments:
+                if f"{col}[{g}]" in have:
+                    m.append(Metric(f"milestone_rate_{state}[{g}]", f"milestone rate ({state}): {g}", "ratio", "pct", f"{col}[{g}]",
+                                    f"referrals[{g}]", False))
+            m.append(Metric(f"milestone_rate_{state}", f"milestone rate ({state}): all", "ratio", "pct", col, "referrals"))
     m += _family(cols, "outcomes", "outcomes", "mean", "count", in_table=False)
     m += _family(cols, "referrals", "referrals", "mean", "count", in_table=False)
     # commissioner: money
@@ -94,10 +130,20 @@ def metric_list(columns) -> list[Metric]:
     m += _family(cols, "capped_total", "not paid: over the cap", "mean", "money", in_table=False)
     m += _family(cols, "cap_reached", "cap reached", "share", "pct", in_table=False)
     # clients: parking, dropping, equity
-    m += _family(cols, "parking_rate", "parking rate", "mean", "pct")
-    m += _family(cols, "dropped", "dropped clients", "mean", "count")
-    m += _family(cols, "dropped_rate", "dropped rate", "mean", "pct")
-    m += _family(cols, "equity_gap", "equity gap", "mean", "pct")
+    for key in [""] + [f"[{g}]" for g in _bracketed(cols, "service_months")]:
+        if {f"minimal_months{key}", f"service_months{key}"} <= have:
+            label = "parking rate" + (f": {key[1:-1]}" if key else "")
+            m.append(Metric(f"parking_rate{key}", label, "ratio", "pct", f"minimal_months{key}", f"service_months{key}"))
+    m += _family(cols, "dropped", "dropped clients (total)", "mean", "count")
+    m += _family(cols, "dropped_failure", "dropped: provider failed", "mean", "count")
+    m += _family(cols, "dropped_service", "dropped: little full service", "mean", "count", in_table=False)
+    for key in [""] + [f"[{g}]" for g in segments]:
+        if {f"dropped{key}", f"referrals{key}"} <= have:
+            label = "dropped rate" + (f": {key[1:-1]}" if key else "")
+            m.append(Metric(f"dropped_rate{key}", label, "ratio", "pct", f"dropped{key}", f"referrals{key}"))
+    if {"outcomes_complex", "referrals_complex", "outcomes_least", "referrals_least"} <= have:
+        m.append(Metric("equity_ratio", "equity ratio (complex ÷ least complex outcome rate)", "ratio_of_ratios", "ratio",
+                        "outcomes_complex", "referrals_complex", True, "outcomes_least", "referrals_least"))
     # organisations
     m += _family(cols, "lowest_cash", "lowest cash", "distribution", "money")
     fails = _family(cols, "failed", "ran out of cash", "share", "pct")
@@ -148,21 +194,6 @@ def _value_metrics(cols, have) -> list[Metric]:
 # Estimates
 
 
-def _se_mean(x: np.ndarray) -> float:
-    return float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else float("nan")
-
-
-def _ratio_parts(num: np.ndarray, den: np.ndarray):
-    """Pooled ratio, its linearised per-replication influence values, and its standard error."""
-    if len(num) == 0 or den.sum() == 0:
-        return float("nan"), None, float("nan")
-    r = num.sum() / den.sum()
-    z = (num - r * den) / den.mean()
-    n = len(num)
-    se = math.sqrt((z**2).sum() / (n * (n - 1))) if n > 1 else float("nan")
-    return float(r), z, se
-
-
 class _Design:
     """One design's per-replication figures as float arrays by column (converted once, not per metric)."""
 
@@ -188,9 +219,10 @@ def _estimate(metric: Metric, df: _Design) -> dict:
     row = {"replications": n, "mean": float("nan"), "lo": float("nan"), "hi": float("nan"), "p5": float("nan"), "p50": float("nan")}
     if n == 0:
         return row
-    if metric.estimator == "ratio":
-        r, _, se = _ratio_parts(x, df[metric.den])
-        row.update(mean=r, lo=r - Z95 * se, hi=r + Z95 * se)
+    if metric.estimator in ("ratio", "ratio_of_ratios"):
+        r, _, se = _ratio(metric, df, slice(None))
+        half = t95(n) * se
+        row.update(mean=r, lo=r - half, hi=r + half)
         return row
     if metric.estimator == "share":
         w = wilson(int(np.nansum(x)), n)
@@ -199,10 +231,17 @@ def _estimate(metric: Metric, df: _Design) -> dict:
     x = x[~np.isnan(x)]  # a figure with no value in some runs (an IRR where nothing was put in)
     if not len(x):
         return row
-    m, se = float(np.mean(x)), _se_mean(x)
+    m, se = float(np.mean(x)), se_mean(x)
     p5, p50 = np.quantile(x, [0.05, 0.5])
-    row.update(mean=m, lo=m - Z95 * se, hi=m + Z95 * se, p5=float(p5), p50=float(p50))
+    row.update(mean=m, lo=m - t95(n) * se, hi=m + t95(n) * se, p5=float(p5), p50=float(p50))
     return row
+
+
+def _ratio(metric: Metric, df: _Design, rows):
+    """Pooled ratio (or ratio of ratios) of ``df``'s replications ``rows``: estimate, influence values, standard error."""
+    if metric.estimator == "ratio_of_ratios":
+        return ratio_of_ratios_parts(*(df[c][rows] for c in metric.columns))
+    return ratio_parts(df[metric.column][rows], df[metric.den][rows])
 
 
 def _pairs(d: _Design, b: _Design) -> tuple[np.ndarray, np.ndarray]:
@@ -220,9 +259,9 @@ def _difference(metric: Metric, d: _Design, b: _Design, pairs: tuple[np.ndarray,
     if n == 0:
         return out
     xd, xb = d[metric.column][di], b[metric.column][bi]
-    if metric.estimator == "ratio":
-        rd, zd, sed = _ratio_parts(xd, d[metric.den][di])
-        rb, zb, seb = _ratio_parts(xb, b[metric.den][bi])
+    if metric.estimator in ("ratio", "ratio_of_ratios"):
+        rd, zd, sed = _ratio(metric, d, di)
+        rb, zb, seb = _ratio(metric, b, bi)
         if zd is None or zb is None:
             return out
         diff = rd - rb
@@ -238,9 +277,9 @@ def _difference(metric: Metric, d: _Design, b: _Design, pairs: tuple[np.ndarray,
                 return out
         delta = xd - xb
         diff = float(delta.mean())
-        se = _se_mean(delta)
-        unpaired = math.sqrt(_se_mean(xd) ** 2 + _se_mean(xb) ** 2)
-    lo, hi = diff - Z95 * se, diff + Z95 * se
+        se = se_mean(delta)
+        unpaired = math.sqrt(se_mean(xd) ** 2 + se_mean(xb) ** 2)
+    lo, hi = diff - t95(n) * se, diff + t95(n) * se
     if metric.estimator == "share":  # a difference of two shares lies in [-1, 1]
         lo, hi = max(lo, -1.0), min(hi, 1.0)
     out.update(diff=diff, diff_lo=lo, diff_hi=hi, diff_se=se, diff_se_unpaired=unpaired)
@@ -266,16 +305,37 @@ def summary_table(per_rep: dict[str, pd.DataFrame], designs: list[str], baseline
     for metric in order.values():
         for name in designs:
             df = data[name]
-            if metric.column not in df or (metric.den and metric.den not in df):
+            if any(c not in df for c in metric.columns):
                 continue
             row = {"design": name, "baseline": name == baseline, "metric": metric.name, "label": metric.label, "unit": metric.unit,
-                   "estimator": metric.estimator, "in_table": metric.in_table, **_estimate(metric, df)}
-            if name != baseline and base is not None and metric.column in base and (not metric.den or metric.den in base):
+                   "estimator": metric.estimator, "direction": direction(metric.name), "in_table": metric.in_table,
+                   **_estimate(metric, df)}
+            if name != baseline and base is not None and all(c in base for c in metric.columns):
                 row.update(_difference(metric, df, base, pairs[name]))
             rows.append(row)
     table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     table["pairs"] = table["pairs"].astype("Int64")
     return table
+
+
+CLIENT_FAMILIES = ("outcome_rate", "milestone_rate", "outcomes", "parking_rate", "dropped", "dropped_failure",
+                   "dropped_service", "dropped_rate", "equity_ratio")
+
+PRICE_ONLY_NOTE = ("the same clients reach the same states in every replication as in the baseline: the design changes "
+                   "only what is paid, and the providers' policy does not respond to prices (a price-blind policy such as "
+                   "holistic or needs_first, docs/behaviour.md), so only the money and the providers' cash differ "
+                   "unless a provider runs out of cash.")
+
+
+def same_outcomes_as_baseline(summary: pd.DataFrame) -> list[str]:
+    """Designs whose every client outcome (rates, counts, parking, dropped) equals the baseline's in every replication."""
+    rows = summary[~summary["baseline"].astype(bool) & summary["metric"].map(family).isin(CLIENT_FAMILIES)]
+    out = []
+    for design, g in rows.groupby("design", sort=False):
+        same = (g["diff"].fillna(1) == 0) & (g["diff_se"].fillna(1) == 0)
+        if len(g) and bool(same.all()):
+            out.append(str(design))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,7 +357,7 @@ def _fmt(x: float, unit: str, currency: str = "GBP") -> str:
 def _bare(x: float, unit: str, signed: bool = False) -> str:
     """A number without its unit (interval bounds), signed for differences."""
     v = 100 * x if unit == "pct" else x
-    digits = 0 if unit == "money" else 1
+    digits = 0 if unit == "money" else 2 if unit == "ratio" else 1
     return f"{v:+,.{digits}f}" if signed else f"{v:,.{digits}f}"
 
 
@@ -306,6 +366,8 @@ def _diff(x: float, unit: str, currency: str) -> str:
         return f"{100 * x:+.1f} pp"
     if unit == "money":
         return ("+" if x > 0 else "") + money(x, currency)
+    if unit == "ratio":
+        return f"{x:+.2f}"
     return f"{x:+,.1f}"
 
 
@@ -349,6 +411,10 @@ def print_comparison(summary: pd.DataFrame, console: Console | None = None, *, t
     reps = f"{replications} replications of each design" if replications else "replications"
     console.print(f"{head}{len(designs)} designs, {reps}{f', seed {seed}' if seed is not None else ''}; baseline "
                   f"[bold]{baseline}[/bold]. Means over replications with 95% intervals.")
+    n_reps = replications or (int(summary["replications"].min()) if len(summary) else 0)
+    warning = few_replications_warning(n_reps) if n_reps else None
+    if warning:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     groups = [others[i:i + per_table] for i in range(0, len(others), per_table)] or [[]]
     for group in groups:
         t = Table(show_lines=True)
@@ -361,7 +427,12 @@ def print_comparison(summary: pd.DataFrame, console: Console | None = None, *, t
         console.print(t)
     console.print(
         "Δ = paired difference from the baseline: the same replications (common random numbers), mean and 95% interval. "
-        "Rates and cost per outcome are pooled ratios (their Δ by the paired delta method); pp = percentage points. "
-        "Lowest cash and margin: median and 5th percentile over replications; their Δ is the mean paired difference.",
+        "Rates, the equity ratio and cost per outcome are pooled ratios (their Δ by the paired delta method); "
+        "pp = percentage points. Intervals: Student's t with n-1 degrees of freedom; shares of runs: Wilson. "
+        "Lowest cash and margin: median and 5th percentile over replications; their Δ is the mean paired difference. "
+        "Dropped clients include those lost when their provider failed. docs/metrics.md defines every row.",
         style="dim",
     )
+    same = same_outcomes_as_baseline(summary)
+    if same:
+        console.print(f"Prices only: {', '.join(same)}: " + PRICE_ONLY_NOTE, highlight=False)

@@ -1,13 +1,13 @@
 """Metrics: per-replication figures from the tidy tables, then summaries with 95% intervals.
 
-Replications are independent, so every interval is across replications: a mean with its standard
-error, a ratio estimator (e.g. outcome rate = outcomes / referrals) with a delta-method standard
-error, a Wilson interval for a share of replications, or empirical quantiles.
+Replications are independent, so every interval is across replications (``analysis.estimators``): a mean
+with a Student-t interval, a pooled ratio (e.g. outcome rate = Σ outcomes / Σ referrals) with a delta-method
+Student-t interval, a Wilson interval for a share of replications, or empirical quantiles. docs/metrics.md
+defines every metric and its estimator.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Mapping
 
 import numpy as np
@@ -16,49 +16,9 @@ import pandas as pd
 from ..engine.ledger import KINDS
 from . import investors, returns
 from .columns import Batch, Groups, and_
+from .estimators import Z95, few_replications_warning, mean_ci, quantiles, ratio_ci, wilson  # noqa: F401 (re-exported)
 
-Z95 = 1.959963984540054
 PAYMENT_KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment")
-
-
-def mean_ci(x) -> dict:
-    x = np.asarray(x, dtype=float)
-    n = len(x)
-    m = float(x.mean()) if n else float("nan")
-    if n < 2:
-        return {"mean": m, "lo": None, "hi": None}
-    se = float(x.std(ddof=1) / math.sqrt(n))
-    return {"mean": m, "lo": m - Z95 * se, "hi": m + Z95 * se}
-
-
-def ratio_ci(num, den) -> dict:
-    """Pooled ratio sum(num)/sum(den) with a delta-method interval over replications."""
-    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
-    n = len(num)
-    if n == 0 or den.sum() == 0:
-        return {"mean": None, "lo": None, "hi": None}
-    r = num.sum() / den.sum()
-    if n < 2:
-        return {"mean": float(r), "lo": None, "hi": None}
-    d = num - r * den
-    se = math.sqrt((d**2).sum() / (n * (n - 1))) / den.mean()
-    return {"mean": float(r), "lo": float(r - Z95 * se), "hi": float(r + Z95 * se)}
-
-
-def wilson(k: int, n: int) -> dict:
-    """Share k/n with a Wilson 95% interval (sound near 0 and 1, where failure shares often sit)."""
-    if n == 0:
-        return {"mean": None, "lo": None, "hi": None}
-    p = k / n
-    denom = 1 + Z95**2 / n
-    centre = (p + Z95**2 / (2 * n)) / denom
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n**2)) / denom
-    return {"mean": p, "lo": max(0.0, centre - half), "hi": min(1.0, centre + half)}
-
-
-def quantiles(x, qs=(0.05, 0.5)) -> dict:
-    x = np.asarray(x, dtype=float)
-    return {f"p{int(q * 100)}": float(np.quantile(x, q)) for q in qs}
 
 
 def per_replication(model, clients, ledger, monthly, settlements, failures) -> pd.DataFrame:
@@ -96,12 +56,12 @@ def figures(batch: Batch) -> dict[str, np.ndarray]:
         if primary:
             out[f"outcomes[{g}]"] = batch.count(pos, keep, sel & (cl[f"first_{primary}"] >= 0))
         if milestone:
-            out[f"milestones[{g}]"] = batch.count(pos, keep, sel & (cl[f"first_{milestone}"] >= 0))
+            out[f"milestones_{milestone}[{g}]"] = batch.count(pos, keep, sel & (cl[f"first_{milestone}"] >= 0))
     out["referrals"] = _row_sum(out, [f"referrals[{g}]" for g in segs], batch.n)
     if primary:
         out["outcomes"] = _row_sum(out, [f"outcomes[{g}]" for g in segs], batch.n)
-    if milestone:
-        out["milestones"] = _row_sum(out, [f"milestones[{g}]" for g in segs], batch.n)
+    if milestone:  # named by its state, so that designs with different milestones are never set side by side
+        out[f"milestones_{milestone}"] = _row_sum(out, [f"milestones_{milestone}[{g}]" for g in segs], batch.n)
 
     pos, keep = batch.rows("ledger")
     amount = led["amount"]
@@ -244,7 +204,8 @@ def summarise(model, per_rep, seed: int) -> dict:
     pw = model.pathway
     per_rep, R = columns_of(per_rep)
     has_outcome = "outcomes" in per_rep
-    has_milestone = "milestones" in per_rep
+    milestone = pw.states[model.contract.milestone] if model.contract.milestone >= 0 else None
+    has_milestone = milestone is not None and f"milestones_{milestone}" in per_rep
     segments = []
     for g in list(pw.segments) + ["all"]:
         key = "" if g == "all" else f"[{g}]"
@@ -253,7 +214,7 @@ def summarise(model, per_rep, seed: int) -> dict:
             row["outcomes"] = mean_ci(per_rep[f"outcomes{key}"])
             row["outcome_rate"] = ratio_ci(per_rep[f"outcomes{key}"], per_rep[f"referrals{key}"])
         if has_milestone:
-            row["milestone_rate"] = ratio_ci(per_rep[f"milestones{key}"], per_rep[f"referrals{key}"])
+            row["milestone_rate"] = ratio_ci(per_rep[f"milestones_{milestone}{key}"], per_rep[f"referrals{key}"])
         segments.append(row)
     commissioner = {
         "paid_by_kind": {k: mean_ci(per_rep[f"paid[{k}]"]) for k in PAYMENT_KINDS},
@@ -262,6 +223,9 @@ def summarise(model, per_rep, seed: int) -> dict:
         "cap_reached": wilson(int(per_rep["cap_reached"].sum()), R),
         "cost_per_outcome": ratio_ci(per_rep["paid_total"], per_rep["outcomes"]) if has_outcome else None,
     }
+    value = model.scenario.contract.value
+    if value:  # the contract's terms, beside the share of actual spend paid upfront (docs/metrics.md)
+        commissioner["service_fee_share_of_value"] = float(model.contract.fee_due.sum()) / 100 / value
     if "clawed_back" in per_rep:
         commissioner["clawed_back"] = mean_ci(per_rep["clawed_back"])
     if "prime_kept" in per_rep:
@@ -287,6 +251,7 @@ def summarise(model, per_rep, seed: int) -> dict:
     extra = {}
     if "investor_drawn" in per_rep:
         extra["investor"] = investor_summary(model, per_rep, R)
+    warning = few_replications_warning(R)
     return {
         **extra,
         "scenario": model.scenario.name,
@@ -296,6 +261,9 @@ def summarise(model, per_rep, seed: int) -> dict:
         "horizon": model.horizon,
         "currency": model.scenario.currency,
         "primary_outcome": pw.states[model.contract.primary_outcome] if model.contract.primary_outcome >= 0 else None,
+        "milestone_state": milestone,
+        "interval": "95%: Student's t with n-1 degrees of freedom (means, pooled ratios); Wilson (shares of runs)",
+        "warnings": [warning] if warning else [],
         "segments": segments,
         "commissioner": commissioner,
         "organisations": orgs,

@@ -8,12 +8,14 @@ each figure. Column names (all per replication):
   ``parking_rate[<seg>]`` = minimal / service months (NaN when there were none).
 * ``org_service_months[<org>]``, ``org_minimal_months[<org>]``, ``org_parking_rate[<org>]``: the same by
   organisation, from the monthly table.
-* ``referrals[<seg>]``; ``dropped[<seg>]``: clients who left (absorbing final state) without reaching
-  the primary outcome and had full service in less than ``reporting.dropped_full_service_share`` of
-  their in-service months; ``dropped_rate[<seg>]`` = dropped / referrals.
+* ``referrals[<seg>]``; clients who left without reaching the primary outcome, either
+  ``dropped_failure[<seg>]``: taken off the caseload when their provider failed, or
+  ``dropped_service[<seg>]``: left otherwise, having had full service in less than
+  ``reporting.dropped_full_service_share`` of their in-service months;
+  ``dropped[<seg>]`` = dropped_service + dropped_failure; ``dropped_rate[<seg>]`` = dropped / referrals.
 * ``referrals_complex``, ``outcomes_complex``, ``referrals_least``, ``outcomes_least``: the most and the
-  least complex segments (ties pooled); ``equity_gap`` = outcome rate of the most complex / of the
-  least complex (NaN when undefined).
+  least complex segments (ties pooled); ``equity_ratio`` = outcome rate of the most complex / of the
+  least complex (NaN when undefined): 1 is parity, higher is better.
 * ``paid_complex`` (pounds): commissioner payments for the most complex segments' clients, plus the
   service fee shared out by their share of referrals; with ``outcomes_complex`` it gives the cost to the
   commissioner per complex-client outcome.
@@ -21,14 +23,15 @@ each figure. Column names (all per replication):
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pandas as pd
 
 from ..engine.behaviour import complexity
 from .columns import Batch, Groups
-from .metrics import Z95, columns_of, frame, mean_ci, ratio_ci
+from ..scenario.schema import DROPPED_STATE
+from .estimators import mean_ci, ratio_ci, ratio_of_ratios_ci
+from .metrics import columns_of, frame
 
 
 def complexity_groups(model) -> tuple[list[str], list[str]]:
@@ -66,7 +69,10 @@ def figures(batch: Batch) -> dict[str, np.ndarray]:
     threshold = model.scenario.reporting.dropped_full_service_share
     with np.errstate(invalid="ignore", divide="ignore"):
         full_share = full / np.where(service > 0, service, np.nan)
-    dropped = left & ~outcome & (service > 0) & (full_share < threshold)
+    failure = cl[f"first_{DROPPED_STATE}"] >= 0  # taken off the caseload when the provider failed
+    gone = left & ~outcome
+    by_failure = gone & failure
+    by_service = gone & ~failure & (service > 0) & (full_share < threshold)
     seg = cl["segment"]
 
     for gi, g in enumerate(segs + [None]):
@@ -76,7 +82,9 @@ def figures(batch: Batch) -> dict[str, np.ndarray]:
         out[f"minimal_months{key}"] = batch.total(pos, keep, minimal, sel)
         out[f"parking_rate{key}"] = _rate(out[f"minimal_months{key}"], out[f"service_months{key}"])
         out[f"referrals{key}"] = batch.count(pos, keep, sel)
-        out[f"dropped{key}"] = batch.count(pos, keep, dropped if sel is None else dropped & sel)
+        out[f"dropped_service{key}"] = batch.count(pos, keep, by_service if sel is None else by_service & sel)
+        out[f"dropped_failure{key}"] = batch.count(pos, keep, by_failure if sel is None else by_failure & sel)
+        out[f"dropped{key}"] = out[f"dropped_service{key}"] + out[f"dropped_failure{key}"]
         out[f"dropped_rate{key}"] = _rate(out[f"dropped{key}"], out[f"referrals{key}"])
 
     orgs = mon["organisation"]
@@ -99,7 +107,7 @@ def figures(batch: Batch) -> dict[str, np.ndarray]:
         out["outcomes_least"] = batch.count(pos, keep, in_least & outcome)
         rate_c = _rate(out["outcomes_complex"], out["referrals_complex"])
         rate_l = _rate(out["outcomes_least"], out["referrals_least"])
-        out["equity_gap"] = rate_c / np.where(rate_l > 0, rate_l, np.nan)
+        out["equity_ratio"] = rate_c / np.where(rate_l > 0, rate_l, np.nan)
         lpos, lkeep = batch.rows("ledger")
         comm = led["payer"] == led.code("payer", c.commissioner)
         lseg = led["segment"]
@@ -110,7 +118,7 @@ def figures(batch: Batch) -> dict[str, np.ndarray]:
     else:
         for col in ("referrals_complex", "outcomes_complex", "referrals_least", "outcomes_least"):
             out[col] = np.zeros(batch.n, dtype=np.int64)
-        out["equity_gap"] = np.full(batch.n, np.nan)
+        out["equity_ratio"] = np.full(batch.n, np.nan)
         out["paid_complex"] = np.zeros(batch.n)
     return out
 
@@ -120,28 +128,13 @@ def _rate(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return num / np.where(den > 0, den, np.nan)
 
 
-def ratio_of_ratios_ci(a, b, c, d) -> dict:
-    """(Σa/Σb) / (Σc/Σd) over replications, with a delta-method 95% interval."""
-    a, b, c, d = (np.asarray(x, dtype=float) for x in (a, b, c, d))
-    n = len(a)
-    if n == 0 or b.sum() == 0 or d.sum() == 0 or c.sum() == 0:
-        return {"mean": None, "lo": None, "hi": None}
-    r1, r2 = a.sum() / b.sum(), c.sum() / d.sum()
-    r = r1 / r2
-    if n < 2:
-        return {"mean": float(r), "lo": None, "hi": None}
-    z = (a - r1 * b) / b.mean() / r2 - r1 * (c - r2 * d) / d.mean() / r2**2
-    se = math.sqrt((z**2).sum() / (n * (n - 1)))
-    return {"mean": float(r), "lo": float(r - Z95 * se), "hi": float(r + Z95 * se)}
-
-
 def _names(per_rep: dict, prefix: str) -> list[str]:
     p = f"{prefix}["
     return [col[len(p):-1] for col in per_rep if col.startswith(p) and col.endswith("]")]
 
 
 def summary(per_rep, model=None) -> dict:
-    """Parking, dropped clients, equity gap and cost per complex outcome with 95% intervals (JSON-ready).
+    """Parking, dropped clients, equity ratio and cost per complex outcome with 95% intervals (JSON-ready).
 
     Rates pooled over replications (ratio estimators with delta-method intervals); counts as means.
     With ``model``, segments carry their complexity rank and the most / least complex are named.
@@ -155,6 +148,8 @@ def summary(per_rep, model=None) -> dict:
             "segment": g,
             "parking_rate": ratio_ci(per_rep[f"minimal_months{key}"], per_rep[f"service_months{key}"]),
             "dropped": mean_ci(per_rep[f"dropped{key}"]),
+            "dropped_service": mean_ci(per_rep[f"dropped_service{key}"]),
+            "dropped_failure": mean_ci(per_rep[f"dropped_failure{key}"]),
             "dropped_rate": ratio_ci(per_rep[f"dropped{key}"], per_rep[f"referrals{key}"]),
         }
         if g in ranks:
@@ -170,7 +165,7 @@ def summary(per_rep, model=None) -> dict:
         "organisations": organisations,
         "outcome_rate_most_complex": ratio_ci(per_rep["outcomes_complex"], per_rep["referrals_complex"]),
         "outcome_rate_least_complex": ratio_ci(per_rep["outcomes_least"], per_rep["referrals_least"]),
-        "equity_gap": ratio_of_ratios_ci(per_rep["outcomes_complex"], per_rep["referrals_complex"],
+        "equity_ratio": ratio_of_ratios_ci(per_rep["outcomes_complex"], per_rep["referrals_complex"],
                                          per_rep["outcomes_least"], per_rep["referrals_least"]),
         "cost_per_complex_outcome": ratio_ci(per_rep["paid_complex"], per_rep["outcomes_complex"]),
     }

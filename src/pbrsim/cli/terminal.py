@@ -15,10 +15,14 @@ def print_summary(summary: dict, console: Console | None = None, out_dir: str | 
     console.print(
         f"[bold]{summary['scenario']}[/bold]: {summary['replications']} replications, seed {summary['seed']}, "
         f"{summary['months']}-month contract; outcome = first entry into [italic]{summary.get('primary_outcome')}[/italic]. "
-        "Figures are means over replications with 95% intervals."
+        "Figures are means over replications with 95% intervals; rates are pooled ratios (docs/metrics.md)."
     )
+    for w in summary.get("warnings") or []:
+        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
     t = Table(title="Clients by segment", title_justify="left")
-    for col in ("segment", "referrals", "outcomes", "outcome rate", "milestone rate"):
+    ms = summary.get("milestone_state")
+    for col in ("segment", "referrals", "outcomes", f"outcome rate ({summary.get('primary_outcome')})",
+                f"milestone rate ({ms})" if ms else "milestone rate"):
         t.add_column(col, justify="left" if col == "segment" else "right")
     for row in summary["segments"]:
         t.add_row(
@@ -34,21 +38,24 @@ def print_summary(summary: dict, console: Console | None = None, out_dir: str | 
     park = summary.get("parking")
     if park:
         t = Table(title="Who gets served: parking and dropped clients", title_justify="left")
-        for col in ("segment", "parking rate", "dropped clients", "dropped rate"):
+        for col in ("segment", "parking rate", "dropped clients (total)", "of which: provider failed", "dropped rate"):
             t.add_column(col, justify="left" if col == "segment" else "right")
+        count = lambda x: f"{x:.1f}"  # noqa: E731
         for row in park["segments"]:
-            t.add_row(row["segment"], interval(row["parking_rate"]), interval(row["dropped"], lambda x: f"{x:.1f}"),
-                      interval(row["dropped_rate"]), end_section=row is park["segments"][-2])
+            t.add_row(row["segment"], interval(row["parking_rate"]), interval(row["dropped"], count),
+                      interval(row.get("dropped_failure"), count), interval(row["dropped_rate"]),
+                      end_section=row is park["segments"][-2])
         console.print(t)
         share = park.get("dropped_full_service_share", 0.25)
-        gap = park.get("equity_gap")
         most, least = ", ".join(park.get("most_complex") or []), ", ".join(park.get("least_complex") or [])
         console.print(
-            f"Parking = share of in-service client-months at minimal service. Dropped = left without an outcome after "
-            f"full service in under {share:.0%} of their months in service."
+            f"Parking = share of in-service client-months at minimal service. Dropped = left without an outcome, either "
+            f"when their provider failed or after full service in under {share:.0%} of their months in service."
         )
+        gap = park.get("equity_ratio")
         if gap and gap.get("mean") is not None:
-            console.print(f"Equity gap (outcome rate of {most} ÷ of {least}): [bold]{interval(gap, lambda x: f'{x:.2f}')}[/bold]; "
+            console.print(f"Equity ratio (outcome rate of {most} ÷ of {least}; 1 = parity, higher is fairer): "
+                          f"[bold]{interval(gap, lambda x: f'{x:.2f}')}[/bold]; "
                           f"cost to the commissioner per {most} outcome: {interval(park.get('cost_per_complex_outcome'), m)}")
 
     c = summary["commissioner"]
@@ -132,7 +139,9 @@ def print_exact(ex, console: Console | None = None):
     s = ex.summary()
     console.print(f"[bold]{s['scenario']}[/bold]: exact expected values (absorbing Markov chain algebra).")
     t = Table(title="Expected clients by segment", title_justify="left")
-    for col in ("segment", "referrals", "outcomes", "outcome rate", "milestone rate"):
+    ms = s.get("milestone_state")
+    for col in ("segment", "referrals", "outcomes", f"outcome rate ({s.get('primary_outcome')})",
+                f"milestone rate ({ms})" if ms else "milestone rate"):
         t.add_column(col, justify="left" if col == "segment" else "right")
     for row in s["segments"]:
         t.add_row(row["segment"], f"{row['referrals']:.1f}", f"{row.get('outcomes', float('nan')):.2f}",

@@ -116,6 +116,8 @@ class ExactResult:
         return {
             "scenario": self.model.scenario.name,
             "method": "exact",
+            "primary_outcome": self.model.pathway.states[c.primary_outcome] if (c := self.model.contract).primary_outcome >= 0 else None,
+            "milestone_state": self.model.pathway.states[c.milestone] if c.milestone >= 0 else None,
             "segments": self.segments.to_dict(orient="records"),
             "commissioner": {
                 "paid_by_kind": {k: float(v) for k, v in self.paid_by_kind.items()},

@@ -47,6 +47,9 @@ def batch_columns(model: Model, batch: Batch) -> dict[str, dict[str, np.ndarray]
     clients["months_no_service"] = c["months_no_service"]
     clients["final_state"] = c["state"].astype(np.int16)
     clients["end_month"] = c["end_month"]
+    sust = [rule.name for rule in model.contract.rules if rule.kind == "sustainment"]
+    for j, name in enumerate(sust):
+        clients[f"sustainment_payments_{name}"] = c["sustainment_payments"][:, j]
 
     led = batch.ledger
     ledger = {"replication": rep_no[led["rep"]], **{k: led[k] for k in LEDGER_COLUMNS}}

@@ -120,6 +120,7 @@ class Replication:
     failures: list = field(default_factory=list)  # (organisation, month, clients affected, action)
     failure_months: np.ndarray | None = None  # [O], -1 when the organisation did not fail
     client_months: int = 0
+    sustainment_payments: np.ndarray | None = None  # [clients, sustainment lines]: accepted claims at a price above zero
 
     @property
     def failure_month(self) -> int:
@@ -175,7 +176,7 @@ class Batch:
             ledger=LedgerRows(self.vocab, led), cash=self.cash[b], caseload=self.caseload[b], level_counts=self.level_counts[b],
             referred=self.referred[b], claims=rows(self.claims, CLAIM_COLUMNS), settlements=rows(self.settlements, SETTLEMENT_COLUMNS),
             failures=[f[1:] for f in self.failures if f[0] == b], failure_months=self.failure_months[b].copy(),
-            client_months=int(self.client_months[b]),
+            client_months=int(self.client_months[b]), sustainment_payments=c["sustainment_payments"][lo:hi],
         )
 
 
@@ -192,7 +193,9 @@ def batch_of(r: Replication, vocab: Vocabulary) -> Batch:
         replications=np.array([r.replication]), offset=np.array([0, n]), admitted=np.array([n]),
         clients={"segment": r.segment, "ref_month": r.ref_month, "org": r.org, "first_org": r.first_org, "state": r.state,
                  "first_month": r.first_month, "months_full": r.months_full, "months_minimal": r.months_minimal,
-                 "months_no_service": r.months_no_service, "end_month": r.end_month},
+                 "months_no_service": r.months_no_service, "end_month": r.end_month,
+                 "sustainment_payments": r.sustainment_payments if r.sustainment_payments is not None
+                 else np.zeros((n, 0), dtype=np.int16)},
         ledger={"rep": np.zeros(len(led["amount"]), dtype=np.int64), **led}, cash=r.cash[None], caseload=r.caseload[None],
         level_counts=r.level_counts[None], referred=r.referred[None], claims=rows(r.claims, CLAIM_COLUMNS),
         settlements=rows(r.settlements, SETTLEMENT_COLUMNS), failures=[(0,) + tuple(f) for f in r.failures],
@@ -228,6 +231,9 @@ class _Run:
         R = self.R = len(reps)
         self.sust_rules = self.c.sustainment_rules
         self.cl = Caseload(model, seed, reps, len(self.sust_rules))
+        # accepted claims at a price above zero, per client, on each line of kind sustainment (the clients table)
+        self.sust_lines = {r.index: j for j, r in enumerate(r for r in self.c.rules if r.kind == "sustainment")}
+        self.sust_paid = np.zeros((self.cl.N, len(self.sust_lines)), dtype=np.int16)
         init = self.pw.initial
         self.first_states = sorted({r.state for r in self.c.rules if not r.is_sustainment and r.state != init})
         sust_states = np.zeros(S, dtype=bool)
@@ -321,7 +327,8 @@ class _Run:
             replications=self.reps, offset=cl.offset, admitted=cl.admitted.copy(),
             clients={"segment": cl.seg, "ref_month": cl.ref_month, "org": cl.org, "first_org": cl.first_org, "state": cl.state,
                      "first_month": cl.first_month, "months_full": cl.months_full, "months_minimal": cl.months_minimal,
-                     "months_no_service": cl.months_no_service, "end_month": cl.end_month},
+                     "months_no_service": cl.months_no_service, "end_month": cl.end_month,
+                     "sustainment_payments": self.sust_paid},
             ledger=self._ledger_arrays, cash=self.cash, caseload=self.caseload, level_counts=self.level_counts,
             referred=self.referred, claims=self._claim_arrays, settlements=self._settlement_arrays,
             failures=self.failures, failure_months=self.failed.copy(), client_months=cl.client_months.copy(), vocab=self.m.vocab,
@@ -611,9 +618,15 @@ class _Run:
         if col is not None:
             self.accepted_at[g[~rejected], col] = 2 * t + phase
         amount = rule.tariff[seg] if rule.tariff_years is None else rule.amounts(seg, t, cl.ref_month[g].astype(np.int64))
+        priced = amount > 0  # a claim at a zero price (a segment the line does not pay for) is not a claim
         if self.person_paid is not None:  # per-person cap: each client's accepted claims stop at the cap
             amount = np.minimum(amount, np.maximum(self.c.per_person_cap - self.person_paid[g], 0))
             self.person_paid[g[~rejected]] += amount[~rejected]
+        j = self.sust_lines.get(rule.index)
+        if j is not None:
+            self.sust_paid[g[~rejected & (amount > 0)], j] += 1
+        if not priced.all():  # (one the per-person cap leaves unpaid is still a claim: an outcome reached)
+            cell, rejected, amount = cell[priced], rejected[priced], amount[priced]
         size = R * O * G
         key = cell * 2 + rejected  # counts and sums of accepted (even) and rejected (odd) claims per cell
         n = np.bincount(key, minlength=2 * size).reshape(size, 2)

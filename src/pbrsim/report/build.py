@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..analysis.compare import DIRECTION, PRICE_ONLY_NOTE, direction, same_outcomes_as_baseline
 from ..analysis.metrics import PAYMENT_KINDS
 from . import charts, fmt
 from .data import ExperimentData, RunData, break_even, break_even_summary, fan, spend_shares
@@ -28,19 +29,7 @@ SECTIONS = [
     ("design-comparison", "Design comparison"),
 ]
 
-# Which way is better, per metric family (None: no "best" — a matter of perspective or just a count).
-BETTER = {
-    "outcome_rate": "higher", "milestone_rate": "higher", "outcomes": "higher",
-    "cost_per_outcome": "lower", "paid_total": "lower",
-    "parking_rate": "lower", "dropped": "lower", "dropped_rate": "lower", "equity_gap": "higher",
-    "lowest_cash": "higher", "margin": "higher", "failed": "lower", "failed_any": "lower",
-    "months_below_zero": "lower", "capped_total": None, "cap_reached": None,
-    "net_public_value": "higher", "benefit_cost_ratio": "higher", "fiscal_return": "higher",
-}
-
-
-def family(metric: str) -> str:
-    return metric.split("[", 1)[0]
+BETTER = DIRECTION  # which way is better, per metric family (analysis.compare; docs/metrics.md)
 
 
 @dataclass
@@ -298,11 +287,14 @@ def _run_outcomes(d: RunData) -> list[Block]:
                          cell(fmt.number(r["outcomes"]["mean"]) if "outcomes" in r else fmt.DASH, segment=g, metric="outcomes"),
                          cell(fmt.interval(r.get("outcome_rate")), segment=g, metric="outcome_rate"),
                          cell(fmt.interval(r.get("milestone_rate")), segment=g, metric="milestone_rate")]))
+    ms = s.get("milestone_state")
     blocks.append(_table(Table("table-outcomes", "Clients by segment (per contract; means over runs, rates with 95% intervals)",
-                               ["segment", "referrals", "outcomes", "outcome rate", "milestone rate"], rows,
-                               "Milestone rate: share of referrals reaching the contract's first milestone; – where the "
-                               "contract has none.")))
-    blocks.append(_chart(charts.rates_by_segment(s["segments"], s.get("primary_outcome"))))
+                               ["segment", "referrals", "outcomes", f"outcome rate ({s.get('primary_outcome')})",
+                                f"milestone rate ({ms})" if ms else "milestone rate"], rows,
+                               "Each rate is named by its state: the share of referrals who ever entered it (pooled over "
+                               "runs). The milestone rate follows the state of the contract's first milestone line; – where "
+                               "the contract has none.")))
+    blocks.append(_chart(charts.rates_by_segment(s["segments"], s.get("primary_outcome"), ms)))
     if d.cumulative:
         blocks.append(_chart(charts.cumulative_lines(
             d.cumulative, "Cumulative outcomes over the contract, by segment", "cumulative_outcomes",
@@ -323,23 +315,26 @@ def _run_dropped(d: RunData) -> list[Block]:
     if pk is None:
         blocks.append(_notice(
             "This run has no parking or dropped-client figures: its replications table has no parking_rate, "
-            "dropped_rate or equity_gap columns (the pbrsim version that wrote it did not compute them). Parking "
-            "rates, dropped-client rates and the equity gap appear here for runs written by a pbrsim that does."))
+            "dropped_rate or equity_ratio columns (the pbrsim version that wrote it did not compute them). Parking "
+            "rates, dropped-client rates and the equity ratio appear here for runs written by a pbrsim that does."))
         return blocks
+    count = lambda ci, r, m: cell(fmt.interval(ci, "count") if ci else fmt.DASH, segment=r["segment"], metric=m)  # noqa: E731
     rows = [(r["segment"], [cell(fmt.interval(r.get("parking_rate")), segment=r["segment"], metric="parking_rate"),
-                            cell(fmt.interval(r.get("dropped"), "count") if r.get("dropped") else fmt.DASH,
-                                 segment=r["segment"], metric="dropped"),
+                            count(r.get("dropped"), r, "dropped"), count(r.get("dropped_failure"), r, "dropped_failure"),
                             cell(fmt.interval(r.get("dropped_rate")), segment=r["segment"], metric="dropped_rate")])
             for r in pk["segments"]]
     blocks.append(_table(Table("table-dropped", "Parking and dropped clients by segment (95% intervals)",
-                               ["segment", "parking rate", "dropped clients (mean per contract)", "dropped-client rate"], rows,
+                               ["segment", "parking rate", "dropped clients (total, mean per contract)",
+                                "of which: provider failed", "dropped-client rate"], rows,
                                "Parking rate = months at minimal service ÷ months in service; dropped-client rate = "
-                               "clients dropped ÷ clients referred.")))
-    gap = fmt.clean(pk.get("equity_gap"))
-    if pk.get("has_equity_gap") or gap:
-        text = fmt.interval(gap) if gap and gap.get("mean") is not None else None
+                               "clients dropped ÷ clients referred (both pooled over runs). Dropped = left without an "
+                               "outcome, either taken off the caseload when their provider failed or after little full "
+                               "service.")))
+    gap = fmt.clean(pk.get("equity_ratio"))
+    if pk.get("has_equity_ratio") or gap:
+        text = fmt.interval(gap, "ratio") if gap and gap.get("mean") is not None else None
         most, least = ", ".join(pk.get("most_complex") or []), ", ".join(pk.get("least_complex") or [])
-        facts = [("Equity gap" + (f" ({most} ÷ {least})" if most and least else ""), text or "not defined for this run")]
+        facts = [("Equity ratio" + (f" ({most} ÷ {least})" if most and least else ""), text or "not defined for this run")]
         cpc = fmt.clean(pk.get("cost_per_complex_outcome"))
         if cpc and cpc.get("mean") is not None:
             facts.append((f"Cost per outcome of the most complex clients{f' ({most})' if most else ''}",
@@ -347,13 +342,13 @@ def _run_dropped(d: RunData) -> list[Block]:
         for o in pk.get("organisations") or []:
             if len(pk["organisations"]) > 1 or o.get("parking_rate"):
                 facts.append((f"Parking rate of {o['organisation']}", fmt.interval(o.get("parking_rate"))))
-        blocks.append(Block("facts", id="equity-gap", facts=facts))
-        blocks.append(_p("Equity gap: the outcome rate of the most complex clients as a share of the outcome rate of the "
-                         "least complex. 100% would mean equal chances; the lower it is, the more the contract favours "
-                         "the easy clients." + ("" if text else " It is undefined here: all segments rank equal in "
-                                                "complexity, or the least complex had no outcomes.")))
+        blocks.append(Block("facts", id="equity-ratio", facts=facts))
+        blocks.append(_p("Equity ratio: the outcome rate of the most complex clients divided by the outcome rate of the "
+                         "least complex. 1 would mean equal chances; higher is fairer, and the lower it is, the more the "
+                         "contract favours the easy clients." + ("" if text else " It is undefined here: all segments "
+                                                                 "rank equal in complexity, or the least complex had no outcomes.")))
     else:
-        blocks.append(_notice("The equity gap is not available for this run (no equity_gap column)."))
+        blocks.append(_notice("The equity ratio is not available for this run (no equity_ratio column)."))
     if any((fmt.clean(r.get("parking_rate")) or {}).get("mean") is not None or (fmt.clean(r.get("dropped_rate")) or {}).get("mean") is not None
            for r in pk["segments"]):
         blocks.append(_chart(charts.parking_by_segment(pk)))
@@ -381,11 +376,17 @@ def _run_commissioner(d: RunData) -> list[Block]:
     rows.append(("cost per outcome", [cell(fmt.interval(c.get("cost_per_outcome"), "money", cur), metric="cost_per_outcome")]))
     shares = spend_shares({k: v.get("mean") for k, v in c["paid_by_kind"].items()})
     for g in ("upfront", "milestones", "outcomes"):
-        rows.append((f"share of spend: {g}", [cell(fmt.pct(shares[g]), metric=f"share_{g}")]))
+        rows.append((f"{g} share of actual spend", [cell(fmt.pct(shares[g]), metric=f"share_{g}")]))
+    if c.get("service_fee_share_of_value") is not None:
+        rows.append(("contract terms: service fee as a share of contract value",
+                     [cell(fmt.pct(c["service_fee_share_of_value"]), metric="service_fee_share_of_value")]))
     blocks.append(_table(Table("table-commissioner", "What the commissioner pays per contract (means over runs, 95% intervals)",
                                ["", "per contract"], rows,
-                               "Upfront = service fee and attachment fees; milestones = milestone payments; outcomes = "
-                               "outcome and sustainment payments. Cost per outcome = all payments ÷ all outcomes.")))
+                               "Shares of actual spend: upfront = service fee and attachment fees; milestones = milestone "
+                               "payments; outcomes = outcome and sustainment payments, each ÷ what the commissioner paid in "
+                               "all. The contract's service fee share is of the contract value, a different base: it differs "
+                               "from the upfront share of spend when results pay more or less than the value, or attachment "
+                               "fees are paid. Cost per outcome = all payments ÷ all outcomes (pooled over runs).")))
     cap = fmt.clean(c["cap_reached"]) or {}
     if not c["capped_total"].get("mean") and not cap.get("mean"):
         cap_text = "The cap was never reached (or the contract has no cap): every payment earned was paid."
@@ -550,13 +551,21 @@ def _exp_outcomes(x: ExperimentData) -> list[Block]:
             x, om, "pct", "outcome_rates", "Outcome rate by segment and design", "share of referred clients (95% interval)",
             "One panel per client segment, one row per design (the baseline is the diamond). The dot is the share of "
             "referred clients reaching the outcome; the whiskers are its 95% interval. Further right is better.")))
-    ms = [(_metric_name("milestone_rate", g), g) for g in _segments(x, "milestone_rate")]
-    if ms:
-        blocks.append(_table(_design_table(x, "table-milestone-rates", "Milestone rate by segment and design (95% intervals)", ms,
-                                           "Designs without milestone payments have no milestone rate (–).")))
+    states = [m[len("milestone_rate_"):] for m in dict.fromkeys(x.summary["metric"])
+              if m.startswith("milestone_rate_") and "[" not in m]
+    ms = []
+    for state in states:  # one table per milestone state: only the same state is set side by side
+        base = f"milestone_rate_{state}"
+        rows_ = [(_metric_name(base, g), g) for g in _segments(x, base)]
+        ms += rows_
+        blocks.append(_table(_design_table(x, f"table-milestone-rates-{state}", f"Milestone rate ({state}) by segment and "
+                                           "design (95% intervals)", rows_,
+                                           f"Share of referrals who entered {state}. Designs whose first milestone is "
+                                           "another state, or that have none, have no row here (–).")))
         blocks.append(_chart(charts.by_design_panels(
-            x, ms, "pct", "milestone_rates", "Milestone rate by segment and design", "share of referred clients (95% interval)",
-            "As the outcome chart, for the contract's first milestone; designs without milestone payments have no row.")))
+            x, rows_, "pct", f"milestone_rates_{state}", f"Milestone rate ({state}) by segment and design",
+            "share of referred clients (95% interval)",
+            f"As the outcome chart, for entry into {state}; designs without a milestone there have no row.")))
     if not om and not ms:
         blocks.append(_notice("The designs have no outcome or milestone rates (no primary outcome defined)."))
     if x.cumulative:
@@ -577,20 +586,22 @@ def _exp_dropped(x: ExperimentData) -> list[Block]:
     blocks = [_p(DROPPED_INTRO)]
     pr = [(_metric_name("parking_rate", g), g) for g in _segments(x, "parking_rate")]
     dr = [(_metric_name("dropped_rate", g), g) for g in _segments(x, "dropped_rate")]
-    gap = x.has("equity_gap")
+    gap = x.has("equity_ratio")
     if not (pr or dr or gap):
         blocks.append(_notice(
             "These runs have no parking or dropped-client figures: the per-replication tables have no parking_rate, "
-            "dropped_rate or equity_gap columns (the pbrsim version that wrote them did not compute them). They appear "
+            "dropped_rate or equity_ratio columns (the pbrsim version that wrote them did not compute them). They appear "
             "here, by segment and design, for datasets written by a pbrsim that does."))
         return blocks
     note = ("Parking rate = months at minimal service ÷ months in service; dropped-client rate = clients dropped ÷ "
-            "clients referred; means over runs with 95% intervals.")
+            "clients referred; pooled over runs with 95% intervals. Dropped clients include those lost when their "
+            "provider failed.")
     for rows, key, title, axis, further, missing in (
         (pr, "parking", "Parking rate", "share of service months at minimal service",
          "clients parked on minimal service.", "No parking rates in these runs."),
         (dr, "dropped", "Dropped-client rate", "share of referred clients dropped",
-         "clients left without an outcome after little full service.", "No dropped-client rates in these runs."),
+         "clients left without an outcome (their provider failed, or after little full service).",
+         "No dropped-client rates in these runs."),
     ):
         if not rows:
             blocks.append(_notice(missing))
@@ -601,15 +612,15 @@ def _exp_dropped(x: ExperimentData) -> list[Block]:
             "One panel per segment, one row per design (baseline: diamond), dot with 95% interval. Further right = more "
             + further)))
     if gap:
-        blocks.append(_table(_design_table(x, "table-equity", "Equity gap by design", [("equity_gap", "equity gap")],
-                                           "Outcome rate of the most complex clients as a share of that of the least "
-                                           "complex: 100% = equal chances; lower = the contract favours the easy clients.")))
+        blocks.append(_table(_design_table(x, "table-equity", "Equity ratio by design", [("equity_ratio", "equity ratio")],
+                                           "Outcome rate of the most complex clients ÷ that of the least complex: 1 = "
+                                           "equal chances; higher is fairer, lower = the contract favours the easy clients.")))
         blocks.append(_chart(charts.by_design_panels(
-            x, [("equity_gap", "equity gap")], "pct", "equity_gap", "Equity gap by design",
+            x, [("equity_ratio", "equity ratio")], "ratio", "equity_ratio", "Equity ratio by design",
             "most complex clients' outcome rate ÷ least complex clients' rate",
-            "One row per design (baseline: diamond), dot with 95% interval. Further right (towards 100%) = fairer.")))
+            "One row per design (baseline: diamond), dot with 95% interval. Further right (towards 1) = fairer.")))
     else:
-        blocks.append(_notice("The equity gap is not available for these runs (no equity_gap column)."))
+        blocks.append(_notice("The equity ratio is not available for these runs (no equity_ratio column)."))
     return blocks
 
 
@@ -635,10 +646,13 @@ def _exp_commissioner(x: ExperimentData) -> list[Block]:
         cells.append(cell(_est(x, "cap_reached", d.name), design=d.name, metric="cap_reached"))
         rows.append((d.name + (" (baseline)" if d.baseline else ""), cells))
     blocks.append(_table(Table("table-commissioner", "What the commissioner pays, by design (per contract)",
-                               ["design", "total spend", "cost per outcome", "upfront share", "milestones share",
-                                "outcomes share", "cap reached (share of runs)"], rows,
-                               "Means with 95% intervals. Upfront = service fee and attachment fees; milestones = milestone "
-                               "payments; outcomes = outcome and sustainment payments.", wide=True)))
+                               ["design", "total spend", "cost per outcome", "upfront share of actual spend",
+                                "milestones share of actual spend", "outcomes share of actual spend",
+                                "cap reached (share of runs)"], rows,
+                               "Means with 95% intervals. Shares of actual spend (what the commissioner paid, not the "
+                               "contract value): upfront = service fee and attachment fees; milestones = milestone "
+                               "payments; outcomes = outcome and sustainment payments. A design's service fee written as a "
+                               "share of contract value (share_of_value) is on a different base.", wide=True)))
     if x.has("cap_reached"):
         cap = x.rows("cap_reached")
         reached = [d for d, r in cap.iterrows() if (r["mean"] or 0) > 0]
@@ -672,14 +686,14 @@ def _exp_commissioner(x: ExperimentData) -> list[Block]:
 
 def best_designs(rows: pd.DataFrame, metric: str) -> set[str]:
     """Designs with the best value on ``metric`` (ties all best); empty when no direction or all equal."""
-    direction = BETTER.get(family(metric))
-    if direction is None or rows.empty:
+    way = direction(metric)
+    if way is None or rows.empty:
         return set()
     col = "p50" if (rows["estimator"] == "distribution").all() else "mean"
     vals = rows[col].astype(float).dropna()
     if len(vals) < 2 or np.isclose(vals.max(), vals.min(), rtol=1e-9, atol=1e-12):
         return set()
-    target = vals.max() if direction == "higher" else vals.min()
+    target = vals.max() if way == "higher" else vals.min()
     return {d for d, v in vals.items() if np.isclose(v, target, rtol=1e-9, atol=1e-12)}
 
 
@@ -711,6 +725,9 @@ def _exp_comparison(x: ExperimentData) -> list[Block]:
     blocks = [_p("All designs side by side, one row per metric. Because every design saw the same clients and the same "
                  "luck in replication r, the paired differences (Δ) are much more precise than comparing separate runs: "
                  "a Δ interval that excludes 0 is a real difference between the designs, not noise.")]
+    same = same_outcomes_as_baseline(x.summary)
+    if same:
+        blocks.append(_notice(f"Prices only: {', '.join(same)}: " + PRICE_ONLY_NOTE))
     if len(groups) > 1:
         blocks.append(_p(f"With {len(x.names)} designs the comparison is split into {len(groups)} tables, each with the "
                          "baseline first; “★ best” is the best of all designs, not only of those in the same table."))
@@ -719,7 +736,7 @@ def _exp_comparison(x: ExperimentData) -> list[Block]:
         rows = []
         for m in metrics:
             mrows = x.rows(m)
-            cells = [cell(BETTER.get(family(m)) or "–", cls="text", metric=m)]
+            cells = [cell(direction(m) or "–", cls="text", metric=m)]
             for d in names:
                 if d in mrows.index:
                     cells.append(cell(comparison_cell(mrows.loc[d], x.currency), best=d in best[m], design=d, metric=m))

@@ -334,10 +334,10 @@ def _segment_rate_dots(rows: list[dict], series, xlabel: str, legend_cols: int, 
     return fig, parts
 
 
-def rates_by_segment(segments: list[dict], primary: str | None) -> Chart:
-    """Run report: outcome and milestone rates by segment with 95% intervals."""
+def rates_by_segment(segments: list[dict], primary: str | None, milestone: str | None = None) -> Chart:
+    """Run report: outcome and milestone rates by segment with 95% intervals, each named by its state."""
     series = [("outcome_rate", f"outcome rate ({primary or 'primary outcome'})", {"color": COLOURS[2], "marker": "o"}, 0.14),
-              ("milestone_rate", "milestone rate", {"color": COLOURS[1], "marker": "s", "face": "white"}, -0.14)]
+              ("milestone_rate", f"milestone rate ({milestone or 'first milestone'})", {"color": COLOURS[1], "marker": "s", "face": "white"}, -0.14)]
     title = "Outcome and milestone rates by client segment"
     fig, parts = _segment_rate_dots(segments, series, "share of referred clients (95% interval)", 2, title)
     alt = "Dot-and-whisker chart of rates by segment with 95% intervals. " + "; ".join(parts) + "."

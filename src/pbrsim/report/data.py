@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ..analysis.metrics import PAYMENT_KINDS, mean_ci, ratio_ci
+from ..analysis.estimators import mean_ci, ratio_ci, ratio_of_ratios_ci
+from ..analysis.metrics import PAYMENT_KINDS
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 UPFRONT_KINDS = ("service_fee", "attachment")
@@ -188,49 +189,42 @@ def spend_shares(paid_by_kind: dict[str, float]) -> dict[str, float | None]:
 
 
 def parking_from_per_rep(per_rep: pd.DataFrame, segments: list[str]) -> dict | None:
-    """Parking rate, dropped-client rate (by segment and overall) and the equity gap, with intervals,
+    """Parking rate, dropped clients and rate (by segment and overall) and the equity ratio, with intervals,
     from per-replication columns; None when the run has no parking columns.
 
-    Pooled ratios (as ``pbrsim.analysis.parking.summary``) where the numerator and denominator columns exist,
-    otherwise means of the per-replication rates."""
+    The estimators of ``pbrsim.analysis.parking.summary`` (pooled ratios, means of counts), so a figure is the
+    same number here as in ``pbrsim run`` (docs/metrics.md)."""
     cols = set(per_rep.columns)
-    if not ({"parking_rate", "equity_gap"} & cols or bracketed(per_rep.columns, "parking_rate")
-            or bracketed(per_rep.columns, "dropped_rate") or bracketed(per_rep.columns, "dropped")):
+    if not ("service_months" in cols or bracketed(per_rep.columns, "dropped")):
         return None
 
-    def rate(num: str, den: str, direct: str):
-        if num in cols and den in cols:
-            return ratio_ci(per_rep[num], per_rep[den])
-        if direct in cols:
-            x = per_rep[direct].dropna()
-            return mean_ci(x) if len(x) else None
-        return None
+    def rate(num: str, den: str):
+        return ratio_ci(per_rep[num], per_rep[den]) if num in cols and den in cols else None
+
+    def count(col: str):
+        return mean_ci(per_rep[col]) if col in cols else None
 
     rows = []
     for g in list(segments) + ["all"]:
         key = "" if g == "all" else f"[{g}]"
         rows.append({
             "segment": g,
-            "parking_rate": rate(f"minimal_months{key}", f"service_months{key}", f"parking_rate{key}"),
-            "dropped": mean_ci(per_rep[f"dropped{key}"]) if f"dropped{key}" in cols else None,
-            "dropped_rate": rate(f"dropped{key}", f"referrals{key}", f"dropped_rate{key}"),
+            "parking_rate": rate(f"minimal_months{key}", f"service_months{key}"),
+            "dropped": count(f"dropped{key}"),
+            "dropped_failure": count(f"dropped_failure{key}"),
+            "dropped_rate": rate(f"dropped{key}", f"referrals{key}"),
         })
     gap = None
     if {"outcomes_complex", "referrals_complex", "outcomes_least", "referrals_least"} <= cols:
-        from ..analysis.parking import ratio_of_ratios_ci
-
         gap = ratio_of_ratios_ci(per_rep["outcomes_complex"], per_rep["referrals_complex"],
                                  per_rep["outcomes_least"], per_rep["referrals_least"])
-    elif "equity_gap" in cols:
-        x = per_rep["equity_gap"].dropna()
-        gap = mean_ci(x) if len(x) else None
-    return {"segments": rows, "equity_gap": gap, "has_equity_gap": "equity_gap" in cols}
+    return {"segments": rows, "equity_ratio": gap, "has_equity_ratio": "equity_ratio" in cols}
 
 
 def parking_from_summary(summary: dict) -> dict | None:
     """The parking block of a summary.json, if the engine wrote one (``parking`` key, or top level)."""
     block = summary.get("parking") if isinstance(summary.get("parking"), dict) else None
-    if block is None and "equity_gap" in summary:
+    if block is None and "equity_ratio" in summary:
         block = summary
     if not block or not isinstance(block.get("segments"), list):
         return None
@@ -238,8 +232,8 @@ def parking_from_summary(summary: dict) -> dict | None:
     if not rows:
         return None
     return {"segments": [{"segment": r["segment"], "parking_rate": r.get("parking_rate"), "dropped": r.get("dropped"),
-                          "dropped_rate": r.get("dropped_rate")} for r in rows],
-            "equity_gap": block.get("equity_gap"), "has_equity_gap": "equity_gap" in block,
+                          "dropped_failure": r.get("dropped_failure"), "dropped_rate": r.get("dropped_rate")} for r in rows],
+            "equity_ratio": block.get("equity_ratio"), "has_equity_ratio": "equity_ratio" in block,
             "most_complex": block.get("most_complex"), "least_complex": block.get("least_complex"),
             "organisations": block.get("organisations") or [],
             "cost_per_complex_outcome": block.get("cost_per_complex_outcome"),

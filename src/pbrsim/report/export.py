@@ -40,7 +40,7 @@ _UNIT_RULES: tuple[tuple[str, str], ...] = (
     (r"(^|_)(months?|month_p50|payback_months)$|_month$|^month", "months"),
     (r"ratio|fiscal_return|multiple", "ratio"),
     (r"rate|share|reached|ran_out|deadweight|^never$|gap|failed|probability|loss|lost", "percent"),
-    (r"^(referrals|outcomes|milestones|dropped|clients_affected|additional_outcomes|outcomes_without_programme|claims)$"
+    (r"^(referrals|outcomes|milestones|dropped|dropped_service|dropped_failure|clients_affected|additional_outcomes|outcomes_without_programme|claims)$"
      r"|_count$|^n_", "count"),
     (r"paid|cost|income|margin|cash|spend|price|value|gains|pays|saves|^net$|interest|drawn|repaid|capital|fee"
      r"|reserve|facility|total|clawback|outcome_payments|^service_fee$|^attachment$|^milestone$|^outcome$"

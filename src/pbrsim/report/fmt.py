@@ -81,7 +81,7 @@ def bare(x, unit: str, signed: bool = False) -> str:
     if missing(x):
         return DASH
     v = 100 * float(x) if unit == "pct" else float(x)
-    digits = 0 if unit == "money" else 1
+    digits = 0 if unit == "money" else 2 if unit == "ratio" else 1
     return f"{v:+,.{digits}f}" if signed else f"{v:,.{digits}f}"
 
 
@@ -94,6 +94,8 @@ def diff(x, unit: str, currency: str = "GBP") -> str:
         return f"{100 * x:+.1f} pp"
     if unit == "money":
         return ("+" if x > 0 else "") + money(x, currency)
+    if unit == "ratio":
+        return f"{x:+.2f}"
     return f"{x:+,.1f}"
 
 
