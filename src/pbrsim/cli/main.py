@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from . import calibrate, experiments, indigo, report, run, stress
+from . import calibrate, design, experiments, indigo, report, run, stress
 
 
 @click.group()
@@ -14,7 +14,7 @@ def main():
     """Simulate payment-by-results contracts: outcomes, payments, provider cash flow and parking."""
 
 
-for _module in (run, experiments, report, stress, indigo, calibrate):
+for _module in (run, experiments, report, stress, design, indigo, calibrate):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 
