@@ -141,6 +141,13 @@ def _est(summary: dict, design: dict | None, key: str) -> str:
     return fmt_estimate(design["estimates"].get(key), f["unit"], summary["currency"])
 
 
+def _mean(summary: dict, design: dict | None, key: str) -> str:
+    from ..design.summary import fmt
+
+    e = (design or {}).get("estimates", {}).get(key)
+    return "–" if not e else fmt(e["mean"], summary["figures"][key]["unit"], summary["currency"])
+
+
 def print_search(summary: dict, console: Console) -> None:
     from ..design.summary import check_text, lever_text
 
@@ -192,26 +199,28 @@ def print_search(summary: dict, console: Console) -> None:
         t.add_column("file", overflow="fold")
         for d in summary["pareto"]:
             star = " ★" if summary["chosen"] and d["id"] == summary["chosen"]["id"] else ""
-            t.add_row(d["id"] + star, *[str(d["levers"][lv["path"]]) for lv in p["levers"]], *[_est(summary, d, k) for k in axes],
+            t.add_row(d["id"] + star, *[str(d["levers"][lv["path"]]) for lv in p["levers"]], *[_mean(summary, d, k) for k in axes],
                       d.get("file") or "")
         console.print(t)
         console.print("  " + "; ".join(f"lever {i}: {escape(lv['label'])}" for i, lv in enumerate(p["levers"], start=1))
                       + ". " + "; ".join(f"{k}: {summary['figures'][k]['label']}" for k in axes) + ".", style="dim", highlight=False)
     if summary["comparisons"]:
         rate = "complex_outcome_rate" if "complex_outcome_rate" in summary["figures"] else "outcome_rate"
+        fail = p["pareto_axes"][-1]
         t = Table(title="Against other designs (the same replications; ★ = the chosen design)", title_justify="left")
-        t.add_column("scenario")
-        for k in ("spend", rate, "failure"):
+        t.add_column("scenario", overflow="fold")
+        for k in ("spend", rate, fail):
             t.add_column(summary["figures"][k]["label"], justify="right", max_width=22)
         t.add_column("dominated by\nthe chosen design", justify="center")
         ref = summary["chosen"] or summary.get("closest")
         if ref and summary.get("comparison_reference"):
-            t.add_row("★ " + ref["id"], *[_est(summary, {"estimates": summary["comparison_reference"]}, k)
-                                          for k in ("spend", rate, "failure")], "")
+            t.add_row("★ " + ref["id"], *[_mean(summary, {"estimates": summary["comparison_reference"]}, k)
+                                          for k in ("spend", rate, fail)], "")
         for c in summary["comparisons"]:
-            t.add_row(c["scenario"] or Path(c["file"]).name, *[_est(summary, c, k) for k in ("spend", rate, "failure")],
+            t.add_row(c["scenario"] or Path(c["file"]).name, *[_mean(summary, c, k) for k in ("spend", rate, fail)],
                       "yes" if c["dominated"] else "no")
         console.print(t)
+        console.print("  Estimates on the same replications; 95% intervals are in comparisons.csv and the report.", style="dim")
     e = summary["effort"]
     console.print(f"{e['designs']} designs evaluated ({e['evaluations']} evaluations); {e['replications_run']:,} replications run, "
                   f"{e['replications_reused']:,} reused from earlier runs; {e['seconds']:.0f} s.", style="dim", highlight=False)

@@ -14,7 +14,7 @@ from .common import fail_input
 @click.option("--quiet", is_flag=True, help="Print nothing on success.")
 def report(directory, out, quiet):
     """Write an HTML report with charts of DIRECTORY: a run folder (`pbrsim run`), an experiment dataset
-    (`pbrsim batch`, `pbrsim compare --out`) or a stress test (`pbrsim stress`). The HTML file is self-contained: it opens without a network."""
+    (`pbrsim batch`, `pbrsim compare --out`), a stress test (`pbrsim stress`) or a design run (`pbrsim design`). The HTML file is self-contained: it opens without a network."""
     from ..report import ReportError, build_report
 
     try:

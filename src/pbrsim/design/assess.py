@@ -54,6 +54,14 @@ class Assessment:
     def valid(self) -> bool:
         return self.design.error is None
 
+    def projected(self, n: int | None) -> "Assessment":
+        """The same estimates with the intervals ``n`` replications would give (see ``Estimate.projected``)."""
+        if n is None or self.replications is None:
+            return self
+        figs = {f.key: f for f in self.problem.figures}
+        est = {k: e.projected(n, figs[k].kind.estimator) if k in figs else e for k, e in self.estimates.items()}
+        return Assessment(self.design, est, self.replications, self.problem)
+
     def value(self, figure: Figure) -> float:
         return self.estimates[figure.key].mean
 

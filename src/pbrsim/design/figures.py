@@ -58,6 +58,19 @@ class Estimate:
     def as_dict(self) -> dict:
         return {"mean": self.mean, "lo": self.lo, "hi": self.hi, "replications": self.replications}
 
+    def projected(self, n: int, estimator: str) -> "Estimate":
+        """The interval this estimate would have from ``n`` replications, if the estimate stayed where it is:
+        the Wilson interval of the same share of ``n`` runs, or the half-widths scaled by sqrt(replications / n)."""
+        if self.replications is None or not self.replications or n <= self.replications or math.isnan(self.mean):
+            return self
+        if estimator == "share":
+            w = wilson(int(round(self.mean * n)), n)
+            return Estimate(self.mean, w["lo"], w["hi"], n)
+        k = math.sqrt(self.replications / n)
+        lo = self.mean - (self.mean - self.lo) * k if math.isfinite(self.lo) else self.lo
+        hi = self.mean + (self.hi - self.mean) * k if math.isfinite(self.hi) else self.hi
+        return Estimate(self.mean, lo, hi, n)
+
 
 @dataclass(frozen=True)
 class Kind:

@@ -61,7 +61,7 @@ class SearchSpec(_Spec):
         "auto", description="auto: exact mode where it applies to every design, else halving (Monte Carlo).")
     initial_designs: int | None = Field(None, ge=2, le=500, description="Space-filling sample size (default 4 per lever + 4).")
     first_replications: int = Field(20, ge=10, le=10_000, description="Replications of each design in the first round.")
-    max_replications: int = Field(80, ge=10, le=10_000, description="Replications at the end of successive halving and in local search.")
+    max_replications: int = Field(40, ge=10, le=10_000, description="Replications at the end of successive halving and in local search.")
     final_replications: int = Field(200, ge=10, le=100_000, description="Replications of the finalists: the chosen design and the Pareto front.")
     grid_replications: int = Field(40, ge=10, le=10_000, description="method grid: replications of every grid design.")
     chunk: int = Field(10, ge=1, le=1000, description="Replications per task (and per cached file).")
@@ -151,9 +151,11 @@ class Problem:
 
     @property
     def pareto_axes(self) -> list[Figure]:
-        """Spend, complex-client outcomes (outcomes if segments do not differ in complexity) and failure."""
+        """Spend, complex-client outcomes (outcomes if segments do not differ in complexity) and failure (of the one
+        organisation, or of any organisation in a supply chain)."""
         names = [n if n != "complex_outcomes" or self.has_complexity else "outcomes" for n in PARETO_AXES]
-        return [parse_figure(n, None) for n in names]
+        return [parse_figure(n, self.organisations[0] if n == "failure" and len(self.organisations) == 1 else None)
+                for n in names]
 
 
 def _location(loc: tuple) -> str:
@@ -365,7 +367,7 @@ def goal_seek_problem(scenario: str | Path, lever: str, target: str, *, range_: 
             raise DesignError(source, [("--range", f"give the range to search for {lever}, e.g. --range 0 20000 --step 500 "
                                                    "(only shares have a default range, 0 to 1)")])
     data = {"base": path.name, "levers": [{"path": lever, "range": list(range_), "step": step}], "constraints": [target],
-            "search": {"seed": seed, "final_replications": replications, "max_replications": min(80, replications),
+            "search": {"seed": seed, "final_replications": replications, "max_replications": min(40, replications),
                        "first_replications": min(20, replications)},
             "verify": {"replications": verify_replications, "seed": verify_seed}}
     try:

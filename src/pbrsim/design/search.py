@@ -36,7 +36,7 @@ from .problem import Problem
 
 MAX_LOCAL_ROUNDS = 40
 EXACT_GRID = 200  # exact mode evaluates every design of grids up to this size
-MAX_FINALISTS = 6
+MAX_FINALISTS = 5
 MAX_PARETO = 12
 VERIFY_ATTEMPTS = 3
 
@@ -228,49 +228,74 @@ class Search:
                     out.append(tuple(q))
         return out
 
-    def local(self, start: tuple, n: int | None, screen: int | None) -> tuple:
-        """Pattern search from ``start``: move to a better neighbour, else halve the mesh, down to one step."""
+    def local(self, start: tuple, n: int | None, screen: int | None, final: int | None) -> list[tuple]:
+        """Pattern search from ``start``; returns the path of incumbents, the last the best found.
+
+        A neighbour replaces the incumbent when it ranks better with every constraint met at the bound the final
+        replications would give (``Assessment.projected``). After a move the same step is tried again first (a
+        pattern move); when no neighbour is better the mesh halves, down to one grid step."""
         inc = start
         a_inc = self.assess([inc], n, "local search")[inc]
-        steps = [max(1, (lv.size - 1) // 4) for lv in self.p.levers]
+        path = [inc]
+        steps = [max(1, (lv.size - 1) // 8) for lv in self.p.levers]
+        last: tuple | None = None
         rounds = 0
+
+        def key(a: Assessment) -> tuple:
+            return a.projected(final).rank("far")[:3]
+
         for rounds in range(1, MAX_LOCAL_ROUNDS + 1):
             self.on_stage(f"local search: round {rounds}, mesh {steps}")
-            nbrs = [q for q in self.neighbours(inc, steps) if self.design(q).raw is not None]
             moved = False
+            tries = []
+            if last is not None:  # pattern move: the step that worked, once more
+                q = tuple(min(max(i + d, 0), lv.size - 1) for i, d, lv in zip(inc, last, self.p.levers))
+                if q != inc and self.design(q).raw is not None:
+                    tries.append([q])
+            nbrs = [q for q in self.neighbours(inc, steps) if self.design(q).raw is not None]
             if nbrs:
+                tries.append(nbrs)
+            for group in tries:
                 if screen is not None and screen < n:
-                    A_s = self.assess(nbrs + [inc], screen, f"local search: screen ({screen} replications)")
-                    key_inc = A_s[inc].rank("near")[:3]
-                    promising = sorted((q for q in nbrs if A_s[q].rank("near")[:3] < key_inc), key=lambda q: A_s[q].rank("near"))[:2]
+                    A_s = self.assess(group + [inc], screen, f"local search: screen ({screen} replications)")
+                    k_inc = key(A_s[inc])
+                    promising = sorted((q for q in group if key(A_s[q]) < k_inc), key=lambda q: key(A_s[q]))[:2]
                 else:
-                    promising = nbrs
-                if promising:
-                    A = self.assess(promising, n, "local search")
-                    best = min(promising, key=lambda q: A[q].rank("far"))
-                    if A[best].rank("far")[:3] < a_inc.rank("far")[:3]:
-                        inc, a_inc, moved = best, A[best], True
+                    promising = group
+                if not promising:
+                    continue
+                A = self.assess(promising, n, "local search")
+                best = min(promising, key=lambda q: key(A[q]))
+                if key(A[best]) < key(a_inc):
+                    last = tuple(b - a for a, b in zip(inc, best))
+                    inc, a_inc, moved = best, A[best], True
+                    path.append(inc)
+                    break
             if not moved:
+                last = None
                 if all(st == 1 for st in steps):
                     break
                 steps = [max(1, st // 2) for st in steps]
-        self.stages.append({"stage": "local search", "rounds": rounds, "replications": n})
-        return inc
+        self.stages.append({"stage": "local search", "rounds": rounds, "moves": len(path) - 1, "replications": n})
+        return path
 
-    def finalists(self, incumbent: tuple, n: int | None) -> list[tuple]:
-        """The incumbent, the two best others, and designs spread along the Pareto front (at most MAX_FINALISTS)."""
+    def finalists(self, path: list[tuple]) -> list[tuple]:
+        """The local search's last three incumbents (the best found, then the more cautious ones before it), the best
+        other design, and designs spread along the Pareto front: at most MAX_FINALISTS."""
         own = [self.at(pt) for pt in self.assessed_points()]
         own = [a for a in own if a.valid]
+        picks = list(dict.fromkeys(reversed(path)))[:3]
         ranked = sorted(own, key=lambda a: a.rank("near"))
-        picks = [incumbent] + [a.design.point for a in ranked if a.design.point != incumbent][:2]
+        picks += [a.design.point for a in ranked if a.design.point not in picks][:1]
         plausible = [a for a in own if a.plausible()]
         front = pareto_front(sorted(plausible, key=lambda a: a.rank("near")), lambda a: a.estimates, self.p.pareto_axes)
+        front = [a for a in front if a.design.point not in picks]
         front.sort(key=lambda a: a.estimates["spend"].mean)
         room = MAX_FINALISTS - len(picks)
         if front and room > 0:
             idx = np.unique(np.linspace(0, len(front) - 1, min(room, len(front))).round().astype(int))
             picks += [front[i].design.point for i in idx]
-        return list(dict.fromkeys(picks))[: MAX_FINALISTS + 2]
+        return picks
 
     def assessed_points(self) -> list[tuple]:
         pts = self.exact_q if self.mode == "exact" else self.frames
@@ -325,10 +350,10 @@ class Search:
             else:
                 k = len(self.p.levers)
                 ranked = self.halving(self.initial_points(s.initial_designs or 4 * k + 4))
-                a = {p: self.at(p) for p in ranked}
+                a = {p: self.at(p).projected(s.final_replications) for p in ranked}
                 start = min(ranked, key=lambda p: a[p].rank("far"))
-                screen = min(2 * s.first_replications, s.max_replications)
-                incumbent = self.local(start, s.max_replications, screen if screen < s.max_replications else None)
+                screen = s.first_replications if s.first_replications < s.max_replications else None
+                incumbent = self.local(start, s.max_replications, screen, s.final_replications)
         return self._finish(method, note, incumbent, t0)
 
     def _exact_search(self) -> tuple:
@@ -337,17 +362,17 @@ class Search:
             self.on_stage(f"exact: every design ({len(pts)})")
             A = self.assess(pts, None, "exact: whole grid")
             self.stages.append({"stage": "exact grid", "designs": len(pts)})
-            return min(pts, key=lambda p: A[p].rank("far"))
+            return [min(pts, key=lambda p: A[p].rank("far"))]
         k = len(self.p.levers)
         start = self.initial_points(8 * k + 8)
         self.on_stage(f"exact: sample of {len(start)} designs")
         A = self.assess(start, None, "exact: sample")
         self.stages.append({"stage": "exact sample", "designs": len(start)})
         best = sorted(start, key=lambda p: A[p].rank("far"))[:3]
-        ends = [self.local(b, None, None) for b in best]
-        return min(ends, key=lambda p: self.at(p).rank("far"))
+        ends = [self.local(b, None, None, None)[-1] for b in best]
+        return [min(ends, key=lambda p: self.at(p).rank("far"))]
 
-    def _finish(self, method: str, note: str, incumbent: tuple, t0: float) -> SearchResult:
+    def _finish(self, method: str, note: str, path: list[tuple], t0: float) -> SearchResult:
         s = self.p.search
         n = None if self.mode == "exact" else s.final_replications
         if self.mode == "exact":
@@ -355,7 +380,7 @@ class Search:
             pool = [a for a in pool if a.valid]
             finals = sorted(pool, key=lambda a: a.rank("far"))
         else:
-            pts = self.finalists(incumbent, n)
+            pts = self.finalists(path)
             self.on_stage(f"finalists: {len(pts)} designs × {n} replications")
             A = self.assess(pts, n, f"finalists ({n} replications)")
             self.stages.append({"stage": "finalists", "designs": len(pts), "replications": n})
@@ -420,7 +445,7 @@ class Search:
             return []
         axes = [parse_figure("spend", None),
                 parse_figure("complex_outcome_rate" if self.p.has_complexity else "outcome_rate", None),
-                parse_figure("failure", None)]
+                self.p.pareto_axes[-1]]
         figs = list({f.key: f for f in self.p.figures + axes}.values())
         raws = {str(f): load_raw(f) for f in self.p.compare}
         n_mc = n or self.p.search.final_replications

@@ -156,7 +156,7 @@ _TEMPLATE = """
 hold ({{ s.replications }} simulated runs of each value, the same runs for every value).{% endif %}
 A constraint counts as met when its whole 95% interval is on the right side of the bound.</p>
 <table class="pbrsim-design-levers"><thead><tr><th>Lever</th><th>Range searched</th><th>Base</th><th>{{ "Chosen" if s.kind == "search" else "Answer" }}</th></tr></thead><tbody>
-{% for lv in s.problem.levers %}<tr><td>{{ lv.label }}<br><small>{{ lv.path }}</small></td>
+{% for lv in s.problem.levers %}<tr><td>{{ lv.label }}{% if lv.label != lv.path %}<br><small>{{ lv.path }}</small>{% endif %}</td>
 <td>{% if lv.kind == "choices" %}{{ lv["values"]|join(", ") }}{% else %}{{ lv.lowest }} to {{ lv.highest }}, step {{ lv.step }}{% endif %}</td>
 <td>{{ lv.base_value if lv.base_value is not none else "–" }}</td><td>{{ pick[lv.path] if pick else "–" }}</td></tr>
 {% endfor %}</tbody></table>
@@ -228,7 +228,7 @@ def design_section(summary: dict, *, heading_level: int = 2, charts: list[Chart]
         infeasible = (f"Binding constraint: {b.get('constraint')}. Closest design: {lever_text(s, design['levers'])}."
                       if design and not s["feasible"] else "")
         rate = "complex_outcome_rate" if "complex_outcome_rate" in s["figures"] else "outcome_rate"
-        cmp_keys = [k for k in ("spend", rate, "failure") if k in s["figures"]]
+        cmp_keys = [k for k in ("spend", rate, p["pareto_axes"][-1]) if k in s["figures"]]
     else:
         design = None
         pick = {s["lever"]["path"]: s["answer"]["value"]} if s.get("answer") else None

@@ -1,0 +1,248 @@
+"""pbrsim design: problem files and their errors, figures that mean what the summary means, exact mode against
+Monte Carlo, goal seek against a fine grid, and the search end to end (same seed => same design, resume,
+infeasible problems, out-of-sample check). Scenarios are tiny and replication counts small; the full-size
+acceptance runs are in benchmarks/bench_design.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from pbrsim.cli.main import main
+from pbrsim.design.evaluate import Cache, Evaluator, exact_quantities, replication_figures
+from pbrsim.design.figures import TargetError, parse_figure, parse_target
+from pbrsim.design.goalseek import goal_seek
+from pbrsim.design.problem import DesignError, goal_seek_problem, load_problem
+from pbrsim.scenario.schema import load_scenario, scenario_from_dict
+from pbrsim.simulate import simulate
+from tests.conftest import make
+
+# 6 months, ~30 clients, thin reserves: the charity fails in most runs without a service fee, in none with 4%
+SMALL = {"months": 6, "referrals.end": 4, "referrals.rate": 8, "provider.credit.limit": 1000, "provider.opening_cash": 2000}
+
+
+def write(tmp_path: Path, name: str, data) -> Path:
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
+    return p
+
+
+@pytest.fixture
+def small_scenario(tmp_path) -> Path:
+    return write(tmp_path, "small.yaml", make(**SMALL))
+
+
+def problem_dict(**changes) -> dict:
+    d = {
+        "name": "small_problem",
+        "base": "small.yaml",
+        "levers": [{"path": "contract.service_fee.share_of_value", "range": [0.0, 0.08], "step": 0.04},
+                   {"path": "contract.payments[name=sustained].tariff.hard", "range": [1000, 3000], "step": 1000, "label": "hard price"}],
+        "objective": {"minimise": "spend"},
+        "constraints": ["failure(charity) <= 0.25", "outcome_rate >= 0.05"],
+        "search": {"seed": 3, "first_replications": 10, "max_replications": 10, "final_replications": 20, "chunk": 10},
+        "verify": {"replications": 20},
+    }
+    d.update(changes)
+    return d
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets and figures
+
+
+def test_targets_read_percentages_money_and_both_directions():
+    t = parse_target("failure(hope_trust) <= 5%")
+    assert (t.figure.key, t.op, t.bound) == ("failure(hope_trust)", "<=", 0.05)
+    assert parse_target("spend <= £250,000").bound == 250000
+    assert parse_target("complex_outcome_rate>=0.06").op == ">="
+    assert parse_target("failure(any) <= 0.1").figure.key == "failure"
+    for bad, words in [("failure(x) < 0.05", "use <= or >="), ("speed <= 3", "unknown figure"), ("margin <= 3", "needs an organisation"),
+                       ("spend(x) <= 3", "takes no argument"), ("spend <= lots", "cannot read 'lots'")]:
+        with pytest.raises(TargetError, match=words):
+            parse_target(bad)
+
+
+def test_each_figure_is_the_summary_figure_of_the_same_name():
+    res = simulate(scenario_from_dict(make(**SMALL, **{"contract.service_fee.share_of_value": 0.025}), "x"), seed=2, replications=12)
+    s, per_rep = res.summary, res.per_replication
+    org = s["organisations"][0]
+    assert parse_figure("spend", None).estimate(per_rep).mean == pytest.approx(s["commissioner"]["paid_total"]["mean"])
+    cpo = parse_figure("spend_per_outcome", None).estimate(per_rep)
+    assert (cpo.mean, cpo.lo, cpo.hi) == pytest.approx(tuple(s["commissioner"]["cost_per_outcome"][k] for k in ("mean", "lo", "hi")))
+    fail = parse_figure("failure", "charity").estimate(per_rep)
+    assert (fail.mean, fail.lo, fail.hi) == pytest.approx(tuple(org["ran_out_of_cash"][k] for k in ("mean", "lo", "hi")))
+    assert 0 < fail.mean < 1  # the thin reserves make this a real test of the share estimator
+    rate = parse_figure("complex_outcome_rate", None).estimate(per_rep)
+    assert rate.mean == pytest.approx(s["parking"]["outcome_rate_most_complex"]["mean"])
+    park = next(r for r in s["parking"]["segments"] if r["segment"] == "hard")["parking_rate"]
+    assert parse_figure("parking", "hard").estimate(per_rep).mean == pytest.approx(park["mean"])
+    assert parse_figure("equity_gap", None).estimate(per_rep).mean == pytest.approx(s["parking"]["equity_gap"]["mean"])
+
+
+def test_exact_mode_values_agree_with_monte_carlo():
+    raw = make(**{"months": 8, "referrals.end": 5, "referrals.rate": 10})  # holistic, unlimited credit: exact applies
+    q = exact_quantities(raw)
+    df = replication_figures(raw, 5, range(40))
+    for name in ("spend", "outcome_rate", "spend_per_outcome", "complex_outcome_rate", "outcomes"):
+        f = parse_figure(name, None)
+        mc, exact = f.estimate(df), f.exact(q).mean
+        se = (mc.hi - mc.lo) / (2 * 1.96)
+        assert abs(mc.mean - exact) < 4 * se, (name, mc, exact)
+    assert parse_figure("failure", None).exact(q).mean == 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Problem files: every problem at once, as FILE: field.path: rule
+
+
+@pytest.mark.parametrize("change, where, words", [
+    ({"colour": "red"}, "colour", "unknown field"),
+    ({"levers": [{"path": "contract.payments[name=nope].tariff", "range": [0, 1]}]}, "levers[0].path", "no item of contract.payments"),
+    ({"levers": [{"path": "contract.service_fee.share_of_value", "range": [0.5, 0.1]}]}, "levers[0].range", "lowest value must be below"),
+    ({"levers": [{"path": "contract.service_fee.share_of_value", "range": [0, 2]}]}, "levers[0]", "less than or equal to 1"),
+    ({"levers": [{"path": "contract.service_fee.share_of_value", "range": [0, 1], "choices": [0.1]}]}, "levers[0]", "exactly one of"),
+    ({"constraints": ["failure(nobody) <= 0.05"]}, "constraints[0]", "unknown organisation 'nobody'"),
+    ({"constraints": ["net_public_value >= 0"]}, "constraints[0]", "needs a value section"),
+    ({"objective": {"minimise": "spend", "maximise": "outcomes"}}, "objective", "exactly one of"),
+    ({"objective": None}, "objective", "unless the problem is a goal seek"),
+    ({"search": {"first_replications": 40, "max_replications": 20}}, "search", "at least first_replications"),
+])
+def test_problem_file_errors_name_the_field_and_the_rule(tmp_path, small_scenario, change, where, words):
+    path = write(tmp_path, "problem.yaml", problem_dict(**change))
+    with pytest.raises(DesignError) as exc:
+        load_problem(path)
+    assert any(p == where and words in rule for p, rule in exc.value.problems), exc.value.problems
+
+
+def test_a_bad_problem_exits_2_and_writes_nothing(tmp_path, small_scenario):
+    path = write(tmp_path, "problem.yaml", problem_dict(constraints=["failure(nobody) <= 0.05", "speed <= 1"]))
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["design", str(path), "--out", str(out)])
+    assert r.exit_code == 2
+    assert f"{path}: constraints[0]: unknown organisation 'nobody'" in r.output
+    assert f"{path}: constraints[1]: unknown figure 'speed'" in r.output
+    assert not out.exists()
+
+
+def test_a_per_segment_lever_splits_a_flat_tariff(tmp_path, small_scenario):
+    path = write(tmp_path, "problem.yaml", problem_dict(levers=[
+        {"path": "contract.payments[name=attach].tariff.hard", "range": [100, 300], "step": 100}]))
+    p = load_problem(path)
+    attach = next(x for x in p.base["contract"]["payments"] if x["name"] == "attach")
+    assert attach["tariff"] == {"easy": 100, "hard": 100}  # the same contract, written per segment
+
+
+# ---------------------------------------------------------------------------------------------
+# Goal seek
+
+
+def test_goal_seek_finds_the_fine_grid_answer_within_one_step(tmp_path, small_scenario):
+    problem = goal_seek_problem(small_scenario, "contract.service_fee.share_of_value", "failure(charity) <= 0.25",
+                                range_=(0.0, 0.06), step=0.01, seed=4, replications=12, verify_replications=20)
+    ev = Evaluator(4, cache=Cache(tmp_path / "cache"), executor="serial")
+    res = goal_seek(problem, ev)
+    assert res.status == "found" and res.monotone
+    lever = problem.levers[0]
+    walked = len(res.curve)
+    # the fine grid: every value on the same replications
+    from pbrsim.design.assess import Assessment, make_design
+
+    met = []
+    for i in range(lever.size):
+        d = make_design(problem, (i,))
+        df = ev.evaluate({i: (d.raw, range(12))})[i]
+        met.append(Assessment(d, {f.key: f.estimate(df) for f in problem.figures}, 12, problem).feasible())
+    first = met.index(True)
+    assert not met[0] and all(met[first:])  # one crossing, so the grid's answer is well defined
+    assert abs(lever.values[res.bracket[1]] - lever.values[first]) <= res.precision + 1e-12
+    assert res.precision == pytest.approx(0.01)
+    assert walked < lever.size  # bisection ran fewer values than the grid
+    assert res.verification[0].seed != 4 and res.verification[0].replications == 20
+
+
+# ---------------------------------------------------------------------------------------------
+# The search end to end, through the command line
+
+
+def run_design(args) -> tuple[int, str]:
+    r = CliRunner().invoke(main, ["design", *map(str, args)])
+    return r.exit_code, " ".join(r.output.split())
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """One search of the small problem on a process pool of two workers: (problem file, output folder, summary)."""
+    tmp = tmp_path_factory.mktemp("search")
+    write(tmp, "small.yaml", make(**SMALL))
+    path = write(tmp, "problem.yaml", problem_dict())
+    out = tmp / "a"
+    code, text = run_design([path, "--out", out, "--workers", 2, "--quiet"])
+    assert code == 0, text
+    return path, out, json.loads((out / "summary.json").read_text())
+
+
+def test_the_search_chooses_a_design_meeting_every_constraint_at_its_confidence_bound(searched):
+    path, out, s = searched
+    chosen = s["chosen"]
+    assert chosen["feasible"] and all(c["met"] for c in chosen["constraints"])
+    assert chosen["estimates"]["failure(charity)"]["hi"] <= 0.25  # the bound, not the estimate
+    assert chosen["estimates"]["outcome_rate"]["lo"] >= 0.05
+    # nothing evaluated at the final replications that met every constraint was cheaper
+    for d in s["finalists"]:
+        if d["feasible"]:
+            assert d["estimates"]["spend"]["mean"] >= chosen["estimates"]["spend"]["mean"]
+    v = s["verification"][-1]  # rerun on fresh replications of an independent seed
+    assert v["passed"] and v["seed"] == 3 + 1_000_003 and v["replications"] == 20
+    assert all(c["met"] for c in v["checks"])
+    for d in s["pareto"]:  # every scenario file written is valid and holds the design's lever values
+        sc = load_scenario(out / d["file"])
+        assert sc.contract.service_fee.share_of_value == d["levers"]["contract.service_fee.share_of_value"]
+    assert (out / "design_pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_same_seed_same_design_on_any_executor_and_a_rerun_reuses_every_evaluation(searched, tmp_path):
+    path, out, s = searched
+    code, text = run_design([path, "--out", tmp_path / "b", "--executor", "serial", "--quiet"])
+    assert code == 0, text
+    again = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert again["effort"]["replications_run"] > 0
+    for key in ("chosen", "pareto", "finalists", "verification"):
+        assert again[key] == s[key], key
+    code, text = run_design([path, "--out", out])
+    assert code == 0, text
+    resumed = json.loads((out / "summary.json").read_text())
+    assert resumed["effort"]["replications_run"] == 0 and resumed["chosen"] == s["chosen"]
+    assert "Out-of-sample check: 20 fresh replications, seed 1000006 — holds" in text
+
+
+def test_an_infeasible_problem_exits_3_naming_the_binding_constraint_and_the_closest_design(searched, tmp_path):
+    path, first, _ = searched
+    out = tmp_path / "copy"
+    shutil.copytree(first, out)  # a design folder holding another problem's results and evaluations
+    bad = write(path.parent, "impossible.yaml", problem_dict(constraints=["failure(charity) <= 0.25", "outcome_rate >= 0.9"]))
+    code, text = run_design([bad, "--out", out, "--executor", "serial"])
+    assert code == 2 and "--overwrite" in text
+    code, text = run_design([bad, "--out", out, "--executor", "serial", "--overwrite"])
+    assert code == 3, text
+    assert "No design meets every constraint" in text and "Binding constraint: outcome_rate >= 0.9" in text
+    assert "no design evaluated met outcome_rate >= 0.9" in text
+    s = json.loads((out / "summary.json").read_text())
+    assert s["chosen"] is None and s["binding"]["constraint"] == "outcome_rate >= 0.9"
+    load_scenario(out / s["closest"]["file"])
+    assert s["effort"]["replications_reused"] > 0  # the designs the first search ran were not run again
+
+
+def test_the_output_folder_is_never_one_pbrsim_did_not_make(tmp_path, small_scenario):
+    path = write(tmp_path, "problem.yaml", problem_dict())
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    code, text = run_design([path, "--out", foreign, "--overwrite"])
+    assert code == 2 and "not a pbrsim design folder" in text
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
