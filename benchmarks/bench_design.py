@@ -144,11 +144,16 @@ def methods(workers: int) -> None:
     print(json.dumps({"workers": workers, **_env(), "methods": rows}, indent=2))
 
 
-def acceptance(workers: int) -> None:
-    from pbrsim.design.assess import Assessment, make_design
-    from pbrsim.design.evaluate import Cache, Evaluator
-    from pbrsim.design.goalseek import goal_seek
-    from pbrsim.design.problem import goal_seek_problem, load_problem
+def acceptance(workers: int, cache: str | None = None, only: str | None = None) -> None:
+    if only != "finance":
+        commissioner(workers)
+    if only == "commissioner":
+        return
+    finance_director(workers, cache)
+
+
+def commissioner(workers: int) -> None:
+    from pbrsim.design.problem import load_problem
 
     problem = load_problem(PROBLEM)
     summary, elapsed = _run(problem, workers)
@@ -160,34 +165,48 @@ def acceptance(workers: int) -> None:
         "out_of_sample": {"seed": v["seed"], "replications": v["replications"], "passed": v["passed"],
                           "checks": [(c["constraint"], c["estimate"]["mean"], c["met"], c["met_with_confidence"]) for c in v["checks"]]}
         if v else None}}, indent=2))
-    # the finance director: the service-fee share East Charity needs from its prime (docs/stress-testing.md, docs/design.md)
+
+
+def finance_director(workers: int, cache: str | None) -> None:
+    """The service-fee share East Charity needs from its prime (docs/stress-testing.md, docs/design.md): the goal
+    seek against every value of the grid on the same 200 replications."""
+    from pbrsim.design.assess import Assessment, make_design
+    from pbrsim.design.evaluate import Cache, Evaluator
+    from pbrsim.design.goalseek import goal_seek
+    from pbrsim.design.problem import goal_seek_problem
+
     gp = goal_seek_problem(CHAIN, "organisations[name=east_charity].terms.pass_through.service_fee", "failure(east_charity) <= 0.05",
                            range_=(0.0, 0.2), step=0.01, seed=0, replications=200)
     with tempfile.TemporaryDirectory() as tmp:
-        ev = Evaluator(0, cache=Cache(tmp), workers=workers)
+        ev = Evaluator(0, cache=Cache(cache or tmp), workers=workers)
         t = time.perf_counter()
         res = goal_seek(gp, ev)
         seek_s = time.perf_counter() - t
         lever = gp.levers[0]
-        grid = {}
-        for i in range(lever.size):
-            d = make_design(gp, (i,))
-            df = ev.evaluate({i: (d.raw, range(200))})[i]
-            grid[lever.values[i]] = Assessment(d, {f.key: f.estimate(df) for f in gp.figures}, 200, gp).feasible()
+        designs = {i: make_design(gp, (i,)) for i in range(lever.size)}
+        frames = ev.evaluate({i: (d.raw, range(200)) for i, d in designs.items()})  # one parallel batch
+        grid = {lever.values[i]: Assessment(d, {f.key: f.estimate(frames[i]) for f in gp.figures}, 200, gp).feasible()
+                for i, d in designs.items()}
     first = next((x for x, ok in grid.items() if ok), None)
     answer = lever.values[res.bracket[1]] if res.bracket else None
+    within = answer is not None and first is not None and abs(answer - first) <= res.precision + 1e-12
     print(json.dumps({"finance_director": {
-        "goal_seek_seconds": round(seek_s, 1), "values_run": len(res.curve), "answer": answer, "precision": res.precision,
-        "fine_grid_answer": first, "within_precision": answer is not None and first is not None and abs(answer - first) <= res.precision + 1e-12,
-        "verification": res.verification[0].checks if res.verification else None}}, indent=2))
+        "grid_met": grid, "goal_seek_seconds": round(seek_s, 1), "values_run": len(res.curve), "answer": answer,
+        "precision": res.precision, "fine_grid_answer": first, "within_precision": within,
+        "verification": res.verification[0].checks if res.verification else None}}, indent=2, default=str))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("what", nargs="?", default="timing", choices=["timing", "methods", "acceptance"])
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--cache", help="acceptance: a folder of design evaluations to reuse (e.g. results/design/<name>/evaluations)")
+    ap.add_argument("--only", choices=["commissioner", "finance"], help="acceptance: run one of the two checks")
     args = ap.parse_args()
-    {"timing": timing, "methods": methods, "acceptance": acceptance}[args.what](args.workers)
+    if args.what == "acceptance":
+        acceptance(args.workers, args.cache, args.only)
+    else:
+        {"timing": timing, "methods": methods}[args.what](args.workers)
 
 
 if __name__ == "__main__":

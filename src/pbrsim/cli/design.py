@@ -112,14 +112,23 @@ def design(target, lever, goal, range_, step, seed, replications, verify_replica
             print_goal_seek(summary, console)
         else:
             print_search(summary, console)
-        console.print(f"Results written to [bold]{out}[/bold]: " + ", ".join(f for f in summary["files"] if "/" not in f)
-                      + f" and {sum(1 for f in summary['files'] if f.startswith('designs/'))} scenario file(s) in designs/.")
+        console.print(f"Results written to [bold]{escape(str(out))}[/bold]: " + ", ".join(f for f in summary["files"] if "/" not in f)
+                      + f" and {sum(1 for f in summary['files'] if f.startswith('designs/'))} scenario file(s) in designs/"
+                      + (f"; report: {escape(str(out / 'report' / 'design.html'))}" if report else "") + ".")
     if not summary["feasible"]:
         _explain_infeasible(summary)
         sys.exit(EXIT_INFEASIBLE)
 
 
 def _print_problem(problem, console: Console) -> None:
+    if problem.objective is None:
+        lv, t = problem.levers[0], problem.constraints[0]
+        console.print(escape(f"Goal seek on {problem.base_file.name}: the value of {lv.label} at which {t.text} starts to hold "
+                             f"({lv.describe(label=False)}; {problem.search.final_replications} replications of each value, seed "
+                             f"{problem.search.seed})."), highlight=False)
+        console.print(f"  Met = the 95% interval's far end meets the target. The answer is checked on {problem.verify.replications} "
+                      f"fresh replications of seed {problem.verify_seed}.", style="dim", highlight=False)
+        return
     what = f"minimise [bold]{problem.objective.figure.key}[/bold]" if problem.objective and problem.objective.sense == "minimise" \
         else f"maximise [bold]{problem.objective.figure.key}[/bold]" if problem.objective else "goal seek"
     console.print(f"[bold]Design problem {escape(problem.name)}[/bold] on {escape(problem.base_file.name)}: {what}"
@@ -166,8 +175,9 @@ def print_search(summary: dict, console: Console) -> None:
         t.add_row(escape(lv["label"]), str(lv["base_value"]) if lv["base_value"] is not None else "–", str(v))
     console.print(t)
     if chosen:
-        reps = "exact" if chosen["replications"] is None else f"{chosen['replications']} replications, seed {summary['seed']}"
-        t = Table(title=f"Its figures ({reps}; 95% intervals)", title_justify="left")
+        reps = "exact values" if chosen["replications"] is None else \
+            f"{chosen['replications']} replications, seed {summary['seed']}; 95% intervals"
+        t = Table(title=f"Its figures ({reps})", title_justify="left")
         t.add_column("figure")
         t.add_column("value", justify="right")
         t.add_column("target", justify="left")

@@ -162,7 +162,7 @@ class Figure:
         else:
             d = ratio_of_ratios_ci(*cols)
         mean = _num(d["mean"])
-        lo, hi = _num(d["lo"], mean), _num(d["hi"], mean)
+        lo, hi = min(_num(d["lo"], mean), mean), max(_num(d["hi"], mean), mean)  # (Wilson's ends can miss 0 or 1 by 1e-18)
         if n < 2 and est != "share":  # no interval from one replication: as wide as can be
             lo, hi = -math.inf, math.inf
         return Estimate(mean, lo, hi, n)

@@ -50,7 +50,7 @@ class GoalSeekResult:
         lv = self.lever
         if self.bracket is None or lv.kind != "range":
             return None
-        return abs(lv.values[self.bracket[1]] - lv.values[self.bracket[0]])
+        return round(abs(lv.values[self.bracket[1]] - lv.values[self.bracket[0]]), 12)
 
     @property
     def feasible(self) -> bool:

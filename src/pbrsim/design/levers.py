@@ -34,10 +34,11 @@ class Lever:
     def size(self) -> int:
         return len(self.values)
 
-    def describe(self) -> str:
+    def describe(self, label: bool = True) -> str:
+        head = f"{self.label}: " if label else ""
         if self.kind == "choices":
-            return f"{self.label}: one of {list(self.values)}"
-        return f"{self.label}: {fmt_value(self.values[0])} to {fmt_value(self.values[-1])} in steps of {fmt_value(self.step)}"
+            return f"{head}one of {list(self.values)}"
+        return f"{head}{fmt_value(self.values[0])} to {fmt_value(self.values[-1])} in steps of {fmt_value(self.step)}"
 
     def nearest(self, value: Any) -> int | None:
         """Grid position holding ``value`` (the closest for a range, if within half a step), else None."""

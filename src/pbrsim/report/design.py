@@ -48,18 +48,20 @@ def pareto_chart(summary: dict) -> Chart:
         e = d["estimates"][key]
         if e["lo"] is None or e["hi"] is None or e["lo"] == e["hi"]:
             return [[0], [0]]
-        return [[(e["mean"] - e["lo"]) / scale], [(e["hi"] - e["mean"]) / scale]]
+        return [[max(0.0, (e["mean"] - e["lo"]) / scale)], [max(0.0, (e["hi"] - e["mean"]) / scale)]]
 
     front_ids = {d["id"] for d in summary["pareto"]}
     others = [d for d in summary.get("finalists", []) if d["id"] not in front_ids and d["valid"]]
-    if others:
-        ax.plot([xy(d)[0] for d in others], [xy(d)[1] for d in others], ls="none", marker="x", color="#888888", ms=6,
-                label="other finalists")
+    for ok, marker, label in ((True, "+", "other finalists meeting every constraint"), (False, "x", "finalists missing a constraint")):
+        group = [d for d in others if d["feasible"] == ok]
+        if group:
+            ax.plot([xy(d)[0] for d in group], [xy(d)[1] for d in group], ls="none", marker=marker, color="#888888", ms=7,
+                    label=label)
     for i, d in enumerate(summary["pareto"]):
         x, y = xy(d)
         ax.errorbar(x, y, xerr=err(d, sx, 1000), yerr=err(d, sy), fmt="o", color=COLOURS[2], ms=6, capsize=2, lw=0.8,
                     label="Pareto front" if i == 0 else None)
-        ax.annotate(f"{d['id']} · fails {_fmt(d['estimates'][sf]['mean'], 'pct', cur)}", (x, y), xytext=(5, 4),
+        ax.annotate(f"{d['id']} · fails {_fmt(d['estimates'][sf]['mean'], 'pct', cur)}", (x, y), xytext=(5, 4 if i % 2 == 0 else -11),
                     textcoords="offset points", fontsize=7.5)
     ch = summary.get("chosen")
     if ch:
@@ -88,9 +90,10 @@ def pareto_chart(summary: dict) -> Chart:
     alt = (f"Scatter chart of {f[sx]['label']} against {f[sy]['label']} for the designs evaluated. Pareto front: {pts}."
            + (f" Chosen: {ch['id']}." if ch else " No design met every constraint."))
     note = ("Each point is a design on the same simulated runs; whiskers are 95% intervals. Designs on the Pareto front "
-            "(circles) cannot be bettered on spend, complex-client outcomes and failure at once by any other design evaluated; "
-            "the label gives each one's chance that an organisation runs out of cash. The star is the design chosen for the "
-            "objective under the constraints; squares are the scenarios compared.")
+            "(circles) meet every constraint and cannot be bettered on spend, complex-client outcomes and failure at once by "
+            "another finalist; the label gives each one's chance of running out of cash. The star is the design chosen for "
+            "the objective; crosses are finalists that miss a constraint (which one is in designs.csv); squares are the "
+            "scenarios compared.")
     return _render(fig, "design_pareto", "Spend against complex-client outcomes", alt, note)
 
 
@@ -106,8 +109,10 @@ def curve_chart(summary: dict) -> Chart:
     pts = sorted((c for c in summary["curve"] if c["estimate"]["mean"] is not None), key=lambda c: c["value"])
     xs = [c["value"] for c in pts]
     ys = [scale * c["estimate"]["mean"] for c in pts]
-    lo = [scale * (c["estimate"]["mean"] - (c["estimate"]["lo"] if c["estimate"]["lo"] is not None else c["estimate"]["mean"])) for c in pts]
-    hi = [scale * ((c["estimate"]["hi"] if c["estimate"]["hi"] is not None else c["estimate"]["mean"]) - c["estimate"]["mean"]) for c in pts]
+    lo = [max(0.0, scale * (c["estimate"]["mean"] - (c["estimate"]["lo"] if c["estimate"]["lo"] is not None else c["estimate"]["mean"])))
+          for c in pts]
+    hi = [max(0.0, scale * ((c["estimate"]["hi"] if c["estimate"]["hi"] is not None else c["estimate"]["mean"]) - c["estimate"]["mean"]))
+          for c in pts]
     ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o-", color=COLOURS[2], capsize=3, lw=1.2, ms=5, label="values run (95% interval)")
     for i, c in enumerate(summary["curve"], start=1):
         if c["estimate"]["mean"] is not None:
@@ -138,6 +143,7 @@ def design_charts(summary: dict) -> list[Chart]:
 def write_design_charts(summary: dict, out_dir: str | Path) -> list[Path]:
     """The chart PNG files of a design run (``design_pareto.png`` or ``design_curve.png``) in ``out_dir``."""
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for c in design_charts(summary):
         _atomic_write(out_dir / c.file, c.png)
