@@ -101,6 +101,32 @@ def test_exact_mode_values_agree_with_monte_carlo():
 # Problem files: every problem at once, as FILE: field.path: rule
 
 
+def test_where_exact_mode_applies_the_search_uses_it_and_monte_carlo_confirms_the_answer(tmp_path):
+    write(tmp_path, "holistic.yaml", make(**{"months": 8, "referrals.end": 5, "referrals.rate": 10}))
+    path = write(tmp_path, "problem.yaml", {
+        "base": "holistic.yaml",
+        "levers": [{"path": "referrals.rate", "range": [6, 14], "step": 4},
+                   {"path": "contract.payments[name=sustained].tariff.hard", "range": [1000, 3000], "step": 1000}],
+        "objective": {"maximise": "outcomes"}, "constraints": ["spend <= 50000"], "verify": {"replications": 20}})
+    code, text = run_design([path, "--out", tmp_path / "out", "--executor", "serial", "--quiet"])
+    assert code == 0, text
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert s["method"] == "exact" and s["effort"]["replications_run"] == 20  # only the out-of-sample check
+    # the chosen design is the exact optimum of the whole grid
+    best = None
+    for rate in (6, 10, 14):
+        for price in (1000, 2000, 3000):
+            raw = make(**{"months": 8, "referrals.end": 5, "referrals.rate": rate})
+            raw["contract"]["payments"][3]["tariff"]["hard"] = price
+            q = exact_quantities(raw)
+            if q["paid_total"] <= 50000 and (best is None or q["outcomes"] > best[0]):
+                best = (q["outcomes"], rate, price)
+    assert list(s["chosen"]["levers"].values()) == [best[1], best[2]]
+    assert s["chosen"]["estimates"]["outcomes"]["mean"] == pytest.approx(best[0])
+    check = s["verification"][-1]["checks"][0]
+    assert check["exact_within_interval"] and s["verification"][-1]["passed"]
+
+
 @pytest.mark.parametrize("change, where, words", [
     ({"colour": "red"}, "colour", "unknown field"),
     ({"levers": [{"path": "contract.payments[name=nope].tariff", "range": [0, 1]}]}, "levers[0].path", "no item of contract.payments"),
@@ -225,7 +251,10 @@ def test_an_infeasible_problem_exits_3_naming_the_binding_constraint_and_the_clo
     path, first, _ = searched
     out = tmp_path / "copy"
     shutil.copytree(first, out)  # a design folder holding another problem's results and evaluations
-    bad = write(path.parent, "impossible.yaml", problem_dict(constraints=["failure(charity) <= 0.25", "outcome_rate >= 0.9"]))
+    bad = write(path.parent, "impossible.yaml", problem_dict(  # every design of the grid, on the first search's replications
+        constraints=["failure(charity) <= 0.25", "outcome_rate >= 0.9"],
+        search={"seed": 3, "method": "grid", "grid_replications": 10, "first_replications": 10, "max_replications": 10,
+                "final_replications": 20}))
     code, text = run_design([bad, "--out", out, "--executor", "serial"])
     assert code == 2 and "--overwrite" in text
     code, text = run_design([bad, "--out", out, "--executor", "serial", "--overwrite"])
@@ -236,6 +265,7 @@ def test_an_infeasible_problem_exits_3_naming_the_binding_constraint_and_the_clo
     assert s["chosen"] is None and s["binding"]["constraint"] == "outcome_rate >= 0.9"
     load_scenario(out / s["closest"]["file"])
     assert s["effort"]["replications_reused"] > 0  # the designs the first search ran were not run again
+    assert s["method"] == "grid" and s["effort"]["designs"] == 9
 
 
 def test_the_output_folder_is_never_one_pbrsim_did_not_make(tmp_path, small_scenario):
@@ -246,3 +276,13 @@ def test_the_output_folder_is_never_one_pbrsim_did_not_make(tmp_path, small_scen
     code, text = run_design([path, "--out", foreign, "--overwrite"])
     assert code == 2 and "not a pbrsim design folder" in text
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+
+
+def test_the_shipped_design_problems_read_without_problems():
+    root = Path(__file__).resolve().parents[1] / "scenarios" / "design"
+    commissioner = load_problem(root / "parking_commissioner.yaml")
+    assert [lv.size for lv in commissioner.levers] == [26, 36, 33] and len(commissioner.compare) == 5
+    assert commissioner.objective.text == "minimise spend"
+    finance = load_problem(root / "east_charity_terms.yaml")
+    assert finance.objective.text == "maximise margin(prime_plc)"
+    assert [c.text for c in finance.constraints] == ["failure(east_charity) <= 0.05"]

@@ -38,6 +38,7 @@ MAX_LOCAL_ROUNDS = 40
 EXACT_GRID = 200  # exact mode evaluates every design of grids up to this size
 MAX_FINALISTS = 5
 MAX_PARETO = 12
+MAX_SHOWN = 25  # exact mode evaluates many designs; the summary lists the best of them as finalists
 VERIFY_ATTEMPTS = 3
 
 
@@ -346,7 +347,7 @@ class Search:
                 pts = self.grid_points()
                 A = self.assess(pts, s.grid_replications, f"grid ({s.grid_replications} replications)")
                 self.stages.append({"stage": "grid", "designs": len(pts), "replications": s.grid_replications})
-                incumbent = min(pts, key=lambda p: A[p].rank("far"))
+                incumbent = [min(pts, key=lambda p: A[p].projected(s.final_replications).rank("far"))]
             else:
                 k = len(self.p.levers)
                 ranked = self.halving(self.initial_points(s.initial_designs or 4 * k + 4))
@@ -377,8 +378,7 @@ class Search:
         n = None if self.mode == "exact" else s.final_replications
         if self.mode == "exact":
             pool = [self.at(pt) for pt in self.assessed_points()]
-            pool = [a for a in pool if a.valid]
-            finals = sorted(pool, key=lambda a: a.rank("far"))
+            finals = sorted((a for a in pool if a.valid), key=lambda a: a.rank("far"))
         else:
             pts = self.finalists(path)
             self.on_stage(f"finalists: {len(pts)} designs × {n} replications")
@@ -388,8 +388,7 @@ class Search:
         feasible = [a for a in finals if a.feasible()]
         chosen = feasible[0] if feasible else None
         closest = finals[0] if finals else None
-        pool = feasible or finals
-        front = pareto_front(pool, lambda a: a.estimates, self.p.pareto_axes)
+        front = pareto_front(feasible or finals, lambda a: a.estimates, self.p.pareto_axes)
         front.sort(key=lambda a: a.estimates["spend"].mean)
         if len(front) > MAX_PARETO:
             keep = set(np.unique(np.linspace(0, len(front) - 1, MAX_PARETO).round().astype(int)))
@@ -403,7 +402,7 @@ class Search:
         return SearchResult(
             problem=self.p, method=method, method_note=note,
             assessments={pt: self.at(pt) for pt in self.assessed_points()},
-            finalists=finals, chosen=chosen, closest=closest, pareto=front, verification=verification,
+            finalists=finals[:MAX_SHOWN], chosen=chosen, closest=closest, pareto=front, verification=verification,
             comparisons=comparisons, history=self.history, replications_run=self.ev.replications_run,
             replications_reused=self.ev.replications_reused, seconds=time.perf_counter() - t0,
             evaluations=self.evaluations, stages=self.stages,
