@@ -85,6 +85,17 @@ def test_each_figure_is_the_summary_figure_of_the_same_name():
     assert parse_figure("equity_gap", None).estimate(per_rep).mean == pytest.approx(s["parking"]["equity_gap"]["mean"])
 
 
+def test_projected_intervals_are_what_more_replications_would_give_at_the_same_estimate():
+    from pbrsim.analysis.metrics import wilson
+    from pbrsim.design.figures import Estimate
+
+    share = Estimate(0.02, 0.001, 0.2, 50).projected(200, "share")
+    assert (share.lo, share.hi) == pytest.approx((wilson(4, 200)["lo"], wilson(4, 200)["hi"]))
+    mean = Estimate(10.0, 8.0, 12.0, 50).projected(200, "mean")
+    assert (mean.lo, mean.hi, mean.replications) == pytest.approx((9.0, 11.0, 200))
+    assert Estimate(10.0, 8.0, 12.0, 50).projected(20, "mean").hi == 12.0  # never narrower from fewer
+
+
 def test_exact_mode_values_agree_with_monte_carlo():
     raw = make(**{"months": 8, "referrals.end": 5, "referrals.rate": 10})  # holistic, unlimited credit: exact applies
     q = exact_quantities(raw)
@@ -95,10 +106,6 @@ def test_exact_mode_values_agree_with_monte_carlo():
         se = (mc.hi - mc.lo) / (2 * 1.96)
         assert abs(mc.mean - exact) < 4 * se, (name, mc, exact)
     assert parse_figure("failure", None).exact(q).mean == 0.0
-
-
-# ---------------------------------------------------------------------------------------------
-# Problem files: every problem at once, as FILE: field.path: rule
 
 
 def test_where_exact_mode_applies_the_search_uses_it_and_monte_carlo_confirms_the_answer(tmp_path):
@@ -125,6 +132,10 @@ def test_where_exact_mode_applies_the_search_uses_it_and_monte_carlo_confirms_th
     assert s["chosen"]["estimates"]["outcomes"]["mean"] == pytest.approx(best[0])
     check = s["verification"][-1]["checks"][0]
     assert check["exact_within_interval"] and s["verification"][-1]["passed"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Problem files: every problem at once, as FILE: field.path: rule
 
 
 @pytest.mark.parametrize("change, where, words", [

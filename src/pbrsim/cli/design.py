@@ -216,21 +216,24 @@ def print_search(summary: dict, console: Console) -> None:
                       + ". " + "; ".join(f"{k}: {summary['figures'][k]['label']}" for k in axes) + ".", style="dim", highlight=False)
     if summary["comparisons"]:
         rate = "complex_outcome_rate" if "complex_outcome_rate" in summary["figures"] else "outcome_rate"
-        fail = p["pareto_axes"][-1]
+        keys = list(dict.fromkeys(([p["objective"]["figure"]] if p["objective"] else []) + [c["figure"] for c in p["constraints"]]
+                                  + ["spend", rate, p["pareto_axes"][-1]]))
+        keys = [k for k in keys if k in summary["comparisons"][0]["estimates"]]
         t = Table(title="Against other designs (the same replications; ★ = the chosen design)", title_justify="left")
         t.add_column("scenario", overflow="fold")
-        for k in ("spend", rate, fail):
-            t.add_column(summary["figures"][k]["label"], justify="right", max_width=22)
+        for k in keys:
+            t.add_column(k, justify="right", overflow="fold")
         t.add_column("dominated by\nthe chosen design", justify="center")
         ref = summary["chosen"] or summary.get("closest")
         if ref and summary.get("comparison_reference"):
-            t.add_row("★ " + ref["id"], *[_mean(summary, {"estimates": summary["comparison_reference"]}, k)
-                                          for k in ("spend", rate, fail)], "")
+            t.add_row("★ " + ref["id"], *[_mean(summary, {"estimates": summary["comparison_reference"]}, k) for k in keys], "")
         for c in summary["comparisons"]:
-            t.add_row(c["scenario"] or Path(c["file"]).name, *[_mean(summary, c, k) for k in ("spend", rate, fail)],
-                      "yes" if c["dominated"] else "no")
+            t.add_row(c["scenario"] or Path(c["file"]).name, *[_mean(summary, c, k) for k in keys], "yes" if c["dominated"] else "no")
         console.print(t)
-        console.print("  Estimates on the same replications; 95% intervals are in comparisons.csv and the report.", style="dim")
+        console.print(f"  Dominated = no more {summary['figures']['spend']['label']}, no lower {summary['figures'][rate]['label']} "
+                      f"and no higher {summary['figures'][p['pareto_axes'][-1]]['label']} than the chosen design, and worse on one "
+                      "of the first two. Estimates on the same replications; 95% intervals are in comparisons.csv and the report.",
+                      style="dim", highlight=False)
     e = summary["effort"]
     console.print(f"{e['designs']} designs evaluated ({e['evaluations']} evaluations); {e['replications_run']:,} replications run, "
                   f"{e['replications_reused']:,} reused from earlier runs; {e['seconds']:.0f} s.", style="dim", highlight=False)

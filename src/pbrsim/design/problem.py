@@ -64,7 +64,7 @@ class SearchSpec(_Spec):
     max_replications: int = Field(40, ge=10, le=10_000, description="Replications at the end of successive halving and in local search.")
     final_replications: int = Field(200, ge=10, le=100_000, description="Replications of the finalists: the chosen design and the Pareto front.")
     grid_replications: int = Field(40, ge=10, le=10_000, description="method grid: replications of every grid design.")
-    chunk: int = Field(10, ge=1, le=1000, description="Replications per task (and per cached file).")
+    chunk: int = Field(20, ge=1, le=1000, description="Replications per task (and per cached file).")
 
     @model_validator(mode="after")
     def _order(self):

@@ -153,7 +153,7 @@ def write_design_charts(summary: dict, out_dir: str | Path) -> list[Path]:
 
 _TEMPLATE = """
 <section class="pbrsim-design" id="design">
-<h{{ h }}>Contract design: {{ s.problem.name }}</h{{ h }}>
+<h{{ h }}>{% if s.kind == "search" %}Contract design: {{ s.problem.name }}{% else %}Goal seek: {{ s.lever.label }} in {{ s.problem.base_scenario }}{% endif %}</h{{ h }}>
 {% if s.problem.description %}<p>{{ s.problem.description }}</p>{% endif %}
 <p>Base scenario <em>{{ s.problem.base_scenario }}</em>. {% if s.kind == "search" %}Objective: {{ s.problem.objective.sense }}
 {{ s.figures[s.problem.objective.figure].label }}{% if s.problem.constraints %}, subject to
@@ -196,7 +196,7 @@ fresh runs with seed {{ v.seed }} — {{ "holds" if v.passed else "does not hold
 """
 
 _PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Contract design: {{ s.problem.name }}</title>
+<html lang="en"><head><meta charset="utf-8"><title>{{ "Contract design" if s.kind == "search" else "Goal seek" }}: {{ s.problem.name }}</title>
 <style>
 body { font-family: system-ui, sans-serif; max-width: 62rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.45; color: #111; }
 table { border-collapse: collapse; font-size: 0.9rem; margin: 1rem 0; }
