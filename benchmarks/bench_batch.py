@@ -1,15 +1,22 @@
-"""Batch throughput: runs per second on 1 and 2 worker processes, speed-up, and peak memory.
+"""Batch throughput, as ratios against a plain numpy reference loop of the same chain timed in the same run.
 
-The batch: 4 designs x 250 replications of a 2,000-client contract (scenarios/blended_vcs.yaml scaled up:
-exactly 2,000 referrals over two years, contract value, capacity, reserves and overheads scaled alike),
-every table written, as `pbrsim batch` does it.
+Two measurements, each in a fresh process, each with chunks (the default) and with one replication per task
+and per file (``--chunk 1``, how batches ran before chunks):
 
-Run: python benchmarks/bench_batch.py [--replications 250] [--workers 1 2]
+1. ``pbrsim compare scenarios/experiments/vcs_designs.yaml`` end to end (9 designs x 200 replications of the
+   ~290-client shipped contract; per-replication figures only);
+2. a batch of 4 designs x ``--replications`` of a 2,000-client contract (blended_vcs scaled up: exactly 2,000
+   referrals over two years, value, capacity, reserves and overheads scaled alike), every table written, on
+   each of ``--workers``.
 
-Each worker count runs in a fresh process (so its peak memory is its own) writing a fresh dataset. Peak
-memory is reported for the driver (ru_maxrss) and, when psutil is installed (it comes with the dask
-extra), for the whole process tree (driver + fork server + workers, sampled every 0.1 s). The datasets
-of the different worker counts are compared file by file: they must hold identical data.
+The reference is a plain numpy time-stepped loop of the same pathway (the same segments, full-service
+transition rows, referrals, months and time limit), run for the same number of replications and clients in
+this process, timed before and after each measurement (interleaved) and averaged. A ratio is the measured
+wall time over the reference's time for the same work: how many times slower than bare numpy on one core
+the whole pipeline (engine, figures, Parquet, processes) is. Ratios hold up on a loaded machine; seconds
+do not. The datasets of different worker counts and chunk sizes are checked to hold the same rows.
+
+Run: python benchmarks/bench_batch.py [--replications 250] [--workers 1 2] [--chunks auto 1] [--skip-compare]
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -24,10 +32,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENTS = 2_000
+VCS = ROOT / "scenarios" / "experiments" / "vcs_designs.yaml"
+
+
+# ---------------------------------------------------------------------------------------------
+# The contract and the experiment
 
 
 def big_base() -> dict:
@@ -64,22 +78,95 @@ def experiment(replications: int) -> dict:
     }
 
 
-def child(exp_path: str, out: str, workers: int) -> None:
+# ---------------------------------------------------------------------------------------------
+# The plain numpy reference
+
+
+class Reference:
+    """A time-stepped numpy loop of a scenario's pathway: referrals, full-service transitions, the time limit."""
+
+    def __init__(self, raw: dict):
+        pw = raw["pathway"]
+        self.states = pw["states"]
+        index = {s: i for i, s in enumerate(self.states)}
+        segments = list(raw["segments"])
+        S, G = len(self.states), len(segments)
+        P = np.zeros((G, S, S))
+        for g, seg in enumerate(segments):
+            for s, name in enumerate(self.states):
+                row = pw["transitions"][seg]["full"].get(name)
+                if row is None:
+                    P[g, s, s] = 1.0
+                    continue
+                for to, p in row.items():
+                    P[g, s, index[to]] += p
+                P[g, s, s] += 1.0 - P[g, s].sum()
+        self.cum = np.cumsum(P, axis=2)
+        self.cum[:, :, -1] = 1.0
+        self.absorbing = np.isin(np.arange(S), [index[s] for s in pw["absorbing"]])
+        self.exit_state, self.initial = index[pw["exit_state"]], index[pw["initial_state"]]
+        self.limit = pw.get("max_months_on_programme") or 10**9
+        self.outcome = index[raw["contract"].get("primary_outcome") or pw["absorbing"][0]]
+        self.shares = np.array([raw["segments"][s]["share"] for s in segments])
+        ref = raw["referrals"]
+        self.months = raw["months"]
+        self.lam = np.zeros(self.months)
+        self.lam[ref.get("start", 0):ref.get("end") or self.months] = ref["rate"]
+
+    def replication(self, seed: int, rep: int) -> int:
+        """One replication; returns the number of clients who reached the primary outcome."""
+        rng = np.random.default_rng([seed, rep])
+        counts = rng.poisson(self.lam[:, None] * self.shares[None, :])
+        month = np.repeat(np.repeat(np.arange(self.months), counts.shape[1]), counts.ravel())
+        seg = np.tile(np.repeat(np.arange(counts.shape[1]), 1), self.months).repeat(counts.ravel())
+        state = np.full(len(month), self.initial)
+        first = np.full((len(month), len(self.states)), -1, dtype=np.int32)
+        caseload = np.zeros((self.months, len(self.states)), dtype=np.int64)
+        for m in range(self.months):
+            active = np.flatnonzero((month <= m) & ~self.absorbing[state])
+            s, g = state[active], seg[active]
+            nxt = (rng.random(len(active))[:, None] > self.cum[g, s]).sum(axis=1)
+            nxt[(m - month[active] + 1 >= self.limit) & ~self.absorbing[nxt]] = self.exit_state
+            moved = nxt != s
+            state[active] = nxt
+            who = active[moved]
+            fresh = first[who, nxt[moved]] < 0
+            first[who[fresh], nxt[moved][fresh]] = m
+            caseload[m] = np.bincount(state[month <= m], minlength=len(self.states))
+        return int((first[:, self.outcome] >= 0).sum())
+
+    def time(self, replications: int, seed: int = 1) -> float:
+        t0 = time.perf_counter()
+        for r in range(replications):
+            self.replication(seed, r)
+        return time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements, each in a fresh process
+
+
+def child_batch(exp_path: str, out: str, workers: int, chunk: str) -> None:
     """One batch in this process; prints a JSON line with its timing and the driver's peak memory."""
     from pbrsim.experiments.batch import run_batch
     from pbrsim.experiments.experiment import load_experiment
 
     exp = load_experiment(exp_path)
     t0 = time.perf_counter()
-    run_batch(exp, out, executor="process", workers=workers)
+    manifest = run_batch(exp, out, executor="process", workers=workers, chunk=None if chunk == "auto" else int(chunk))
     seconds = time.perf_counter() - t0
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"runs": exp.runs, "seconds": seconds, "driver_cpu_seconds": usage.ru_utime + usage.ru_stime,
-                      "driver_peak_mib": usage.ru_maxrss / 1024}))
+    print(json.dumps({"runs": exp.runs, "seconds": seconds, "chunk": manifest.get("chunk", 1),
+                      "driver_cpu_seconds": usage.ru_utime + usage.ru_stime, "driver_peak_mib": usage.ru_maxrss / 1024}))
 
 
-def measure(exp_path: Path, out: Path, workers: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", str(exp_path), str(out), str(workers)]
+def files_in(out: Path) -> tuple[int, float]:
+    files = [p for p in (out / "runs").rglob("*.parquet")]
+    return len(files), sum(p.stat().st_size for p in files) / 2**20
+
+
+def run_batch_child(exp_path: Path, out: Path, workers: int, chunk: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", str(exp_path), str(out), str(workers), chunk]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     tree_peak = None
     try:
@@ -100,56 +187,101 @@ def measure(exp_path: Path, out: Path, workers: int) -> dict:
     if proc.returncode:
         raise SystemExit(f"batch with {workers} workers failed ({proc.returncode})")
     res = json.loads(stdout.strip().splitlines()[-1])
-    res["workers"] = workers
-    res["runs_per_second"] = res["runs"] / res["seconds"]
+    res["files"], res["dataset_mib"] = files_in(out)
     res["tree_peak_mib"] = tree_peak / 2**20 if tree_peak else None
-    res["dataset_mib"] = sum(p.stat().st_size for p in (out / "runs").rglob("*.parquet")) / 2**20
     return res
 
 
-def same_data(a: Path, b: Path) -> bool:
-    import pyarrow.parquet as pq
+def run_compare(out: Path, chunk: str) -> dict:
+    cmd = [sys.executable, "-m", "pbrsim", "compare", str(VCS), "--out", str(out), "--quiet"]
+    if chunk != "auto":
+        cmd += ["--chunk", chunk]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    seconds = time.perf_counter() - t0
+    files, mib = files_in(out)
+    return {"seconds": seconds, "files": files, "dataset_mib": mib,
+            "chunk": json.loads((out / "manifest.json").read_text()).get("chunk", 1)}
 
-    fa = sorted(p.relative_to(a) for p in (a / "runs").rglob("*.parquet"))
-    fb = sorted(p.relative_to(b) for p in (b / "runs").rglob("*.parquet"))
-    return fa == fb and all(pq.read_table(a / f).equals(pq.read_table(b / f)) for f in fa)
+
+def same_rows(a: Path, b: Path) -> bool:
+    import pandas as pd
+
+    from pbrsim.experiments.dataset import read_table, tables_present
+
+    if tables_present(a) != tables_present(b):
+        return False
+    try:
+        for t in tables_present(a):
+            pd.testing.assert_frame_equal(read_table(a, t), read_table(b, t), check_exact=True)
+    except AssertionError:
+        return False
+    return True
+
+
+def interleaved(ref: Reference, replications: int, measure) -> tuple[dict, float]:
+    """``measure()`` between two timings of the reference; returns its result and the mean reference time."""
+    before = ref.time(replications)
+    result = measure()
+    after = ref.time(replications)
+    return result, (before + after) / 2
 
 
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        child_batch(*sys.argv[2:4], int(sys.argv[4]), sys.argv[5])
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--replications", type=int, default=250)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--chunks", nargs="+", default=["auto", "1"], help="chunk sizes to compare ('auto' = the default)")
+    ap.add_argument("--skip-compare", action="store_true", help="skip `pbrsim compare vcs_designs`")
     args = ap.parse_args()
+    try:
+        print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
+    except (AttributeError, OSError):
+        pass
     with tempfile.TemporaryDirectory(prefix="bench_batch-") as tmp:
         tmp = Path(tmp)
+        if not args.skip_compare:
+            vcs = yaml.safe_load(VCS.read_text())
+            base = yaml.safe_load((VCS.parent / vcs["base"]).read_text())
+            runs = vcs["replications"] * 9
+            ref = Reference(base)
+            print(f"\npbrsim compare vcs_designs: {runs} replications of a ~{base['referrals']['rate'] * 24:.0f}-client "
+                  f"contract, per-replication figures only (reference: the same {runs} replications in plain numpy)")
+            outs = {}
+            for chunk in args.chunks:
+                outs[chunk] = tmp / f"vcs-{chunk}"
+                r, t_ref = interleaved(ref, runs, lambda: run_compare(outs[chunk], chunk))
+                print(f"  chunk {chunk:>4} (= {r['chunk']}): {r['seconds']:6.1f} s, {r['files']:>5} files, reference "
+                      f"{t_ref:5.2f} s -> {r['seconds'] / t_ref:5.1f}x the numpy reference")
+            if len(outs) > 1:
+                first = next(iter(outs.values()))
+                print(f"  same rows for every chunk size: {'yes' if all(same_rows(first, o) for o in outs.values()) else 'NO'}")
+
         (tmp / "base.yaml").write_text(yaml.safe_dump(big_base(), sort_keys=False))
         exp_path = tmp / "bench_batch.yaml"
         exp_path.write_text(yaml.safe_dump(experiment(args.replications), sort_keys=False))
-        try:
-            import os
-
-            print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
-        except (AttributeError, OSError):
-            pass
-        print(f"4 designs x {args.replications} replications of a {CLIENTS:,}-client contract, every table written "
-              "(executor: process pool)")
-        results = []
+        runs = 4 * args.replications
+        ref = Reference(big_base())
+        print(f"\nbatch: 4 designs x {args.replications} replications of a {CLIENTS:,}-client contract, every table "
+              f"written (reference: {runs} replications in plain numpy)")
+        outs = {}
         for w in args.workers:
-            r = measure(exp_path, tmp / f"out{w}", w)
-            results.append(r)
-            tree = f"{r['tree_peak_mib']:.0f} MiB" if r["tree_peak_mib"] else "n/a (install psutil)"
-            print(f"  {w} worker{'s' if w > 1 else ' '}: {r['runs']} runs in {r['seconds']:.1f} s = {r['runs_per_second']:.2f} runs/s; "
-                  f"peak memory: driver {r['driver_peak_mib']:.0f} MiB, all processes {tree}; dataset {r['dataset_mib']:.0f} MiB on disk; "
-              f"driver busy {100 * r['driver_cpu_seconds'] / r['seconds']:.0f}% of the time")
-        base = results[0]
-        for r in results[1:]:
-            print(f"  speed-up {r['workers']} vs {base['workers']} workers: {r['runs_per_second'] / base['runs_per_second']:.2f}x")
-        if len(results) > 1:
-            same = all(same_data(tmp / f"out{results[0]['workers']}", tmp / f"out{r['workers']}") for r in results[1:])
-            print(f"  identical data across worker counts: {'yes' if same else 'NO'}")
+            for chunk in args.chunks:
+                out = outs[(w, chunk)] = tmp / f"out-{w}-{chunk}"
+                r, t_ref = interleaved(ref, runs, lambda: run_batch_child(exp_path, out, w, chunk))
+                tree = f"{r['tree_peak_mib']:.0f} MiB" if r["tree_peak_mib"] else "n/a (install psutil)"
+                print(f"  {w} worker{'s' if w > 1 else ' '}, chunk {chunk:>4} (= {r['chunk']}): {r['seconds']:6.1f} s = "
+                      f"{r['runs'] / r['seconds']:6.1f} runs/s; {r['seconds'] / t_ref:5.1f}x the numpy reference "
+                      f"({t_ref:.2f} s); {r['files']:>5} files, {r['dataset_mib']:.0f} MiB; peak memory: driver "
+                      f"{r['driver_peak_mib']:.0f} MiB, all processes {tree}; driver busy "
+                      f"{100 * r['driver_cpu_seconds'] / r['seconds']:.0f}% of the time")
+        if len(outs) > 1:
+            first = next(iter(outs.values()))
+            same = all(same_rows(first, o) for o in outs.values())
+            print(f"  same rows for every worker count and chunk size: {'yes' if same else 'NO'}")
 
 
 if __name__ == "__main__":

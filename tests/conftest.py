@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property-based tests are derandomized in CI, so every run draws the same examples on any machine;
+# HYPOTHESIS_PROFILE=explore draws new ones each run to hunt for bugs locally.
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+settings.register_profile("explore", derandomize=False, deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 from pbrsim.scenario.schema import scenario_from_dict
 
@@ -95,3 +103,15 @@ def scenario(**changes):
 @pytest.fixture
 def base_dict():
     return make()
+
+
+# Test files that take longest, longest first (from `pytest --durations`). Each file runs on one worker
+# (`--dist loadfile`, so module fixtures are computed once) and workers take files in collection order:
+# starting the long files first lets the workers finish together. Order only; nothing is skipped.
+LONGEST_FIRST = ("test_stress.py", "test_report.py", "test_contract_features.py", "test_exact.py", "test_supply_chain.py",
+                 "test_executors.py", "test_cli.py", "test_validation.py", "test_experiment.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its own order

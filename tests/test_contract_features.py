@@ -7,17 +7,21 @@ against the tables the run itself records (clients, ledger) or against exact mod
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from pbrsim.engine.exact import ExactNotApplicable, check_exact, expected
 from pbrsim.engine.run import compile_model
-from pbrsim.scenario.schema import ScenarioError, scenario_from_dict
+from pbrsim.scenario.schema import ScenarioError, load_raw, scenario_from_dict
 from pbrsim.simulate import simulate
 
 from .conftest import make, override
 from .test_exact import _compare
 from .test_engine import LINE
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _sc(d: dict, **changes):
@@ -197,6 +201,71 @@ def test_a_part_year_is_reconciled_against_its_share_of_the_expected_volume():
     unit2 = (24000 * 6 / 18) / 120
     assert int(back.amount.iloc[-1]) == round(unit2 * (54 - 36) * 100)
     assert int(back.month.iloc[-1]) == 17 + 2
+
+
+@pytest.mark.parametrize("lag", [0, 1, 3])
+def test_a_year_is_reconciled_when_the_provider_fails_at_its_last_month_end_whatever_the_lag(lag):
+    # the fee (£100 a month in months 0-10) just pays the £100 overhead; with no fee in month 11 the provider
+    # fails at the end of month 11, the year's last month: the year is complete and is reconciled, with any lag
+    sc = _sc(LINE, **{
+        "months": 12,
+        "referrals": {"monthly": [6] * 12, "distribution": "fixed"},
+        "contract.payments": [],
+        "contract.service_fee": {"amounts": [100] * 11, "lag": 0,
+                                 "volume_band": {"expected_per_year": 120, "band": 0.1, "lag": lag}},
+        "provider": {"name": "p", "opening_cash": 0, "overhead_per_month": 100, "cost_per_client_month": {"full": 0, "minimal": 0}},
+    })
+    res = simulate(sc, seed=0, replications=1)
+    assert res.failures.failure_month.tolist() == [11]
+    back = res.ledger[res.ledger.kind == "clawback"]
+    assert list(zip(back.month, back.amount)) == [(11 + lag, round(1100 / 120 * (108 - 72) * 100))]
+
+
+def _capped_band(cap: float):
+    """One year, a £12,000 fee monthly in arrears against 120 expected referrals; 72 come (band down to 108)."""
+    return _sc(LINE, **{
+        "months": 12,
+        "referrals": {"monthly": [6] * 12, "distribution": "fixed"},
+        "contract.payments": [],
+        "contract.cap": cap,
+        "contract.service_fee": {"total": 12000, "schedule": "monthly", "lag": 1,
+                                 "volume_band": {"expected_per_year": 120, "band": 0.1, "lag": 2}},
+    })
+
+
+def test_a_clawback_is_set_first_against_fee_the_cap_withheld():
+    # the cap stops the fee after £8,000; the year-end clawback of 36 x £100 = £3,600 (month 13) is smaller
+    # than the £5,000 of fee withheld by then, so the commissioner, having paid less than it owed, takes nothing back
+    res = simulate(_capped_band(8000), seed=0, replications=1)
+    assert res.ledger[res.ledger.kind == "clawback"].empty
+    st = res.settlements[res.settlements.item == "volume_reconciliation"]
+    assert list(zip(st.month, st.amount_due, st.amount_paid, st.amount_capped)) == [(13, -360000, 0, -360000)]
+    pr = res.per_replication.iloc[0]
+    assert pr["paid_total"] == 8000 == min(8000, 12000 - 3600)
+    assert pr["capped_total"] == pytest.approx(12000 - 8000 - 3600)  # earned net of the clawback and not paid
+
+
+def test_a_clawback_larger_than_the_withheld_fee_repays_only_the_rest():
+    # cap £11,000: by month 13 only the last instalment (£1,000) was withheld, so £2,600 of the £3,600 is repaid
+    res = simulate(_capped_band(11000), seed=0, replications=1)
+    back = res.ledger[res.ledger.kind == "clawback"]
+    assert list(zip(back.month, back.amount)) == [(13, 260000)]
+    assert res.per_replication.iloc[0]["paid_total"] == 11000 - 2600 == min(11000, 12000 - 3600)
+
+
+def test_cap_volume_band_and_fee_in_arrears_keep_the_net_spend_within_the_cap():
+    # the shipped blended design with a volume band: the year-1 clawback frees room under the cap, which later
+    # claims fill again, so the commissioner pays more than the cap gross but never more than it net
+    d = load_raw(ROOT / "scenarios" / "blended_vcs.yaml")
+    d["contract"]["cap"] = 60000
+    d["contract"]["service_fee"]["volume_band"] = {"expected_per_year": 300, "band": 0.0, "lag": 1}
+    res = simulate(scenario_from_dict(d, "<blended_vcs with a band>"), seed=7, replications=3)  # raised InvariantError before
+    led = res.ledger
+    gross = led[led.payer == "council"].groupby("replication").amount.sum()
+    back = led[led.kind == "clawback"].groupby("replication").amount.sum().reindex(gross.index, fill_value=0)
+    assert (gross - back <= 6000000).all() and (gross > 6000000).any()
+    assert (res.settlements.groupby("replication").amount_paid.sum() == gross - back).all()
+    assert np.allclose(res.per_replication.paid_total, (gross - back) / 100)
 
 
 # -- cohort payments ---------------------------------------------------------------------------------

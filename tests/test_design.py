@@ -262,13 +262,13 @@ def test_an_infeasible_problem_exits_3_naming_the_binding_constraint_and_the_clo
     path, first, _ = searched
     out = tmp_path / "copy"
     shutil.copytree(first, out)  # a design folder holding another problem's results and evaluations
+    (out / "notes.txt").write_text("mine")  # and a file of the user's
+    before = json.loads((out / "manifest.json").read_text())["files"]
     bad = write(path.parent, "impossible.yaml", problem_dict(  # every design of the grid, on the first search's replications
         constraints=["failure(charity) <= 0.25", "outcome_rate >= 0.9"],
         search={"seed": 3, "method": "grid", "grid_replications": 10, "first_replications": 10, "max_replications": 10,
                 "final_replications": 20}))
-    code, text = run_design([bad, "--out", out, "--executor", "serial"])
-    assert code == 2 and "--overwrite" in text
-    code, text = run_design([bad, "--out", out, "--executor", "serial", "--overwrite"])
+    code, text = run_design([bad, "--out", out, "--executor", "serial"])  # its own kind of folder: no --overwrite needed
     assert code == 3, text
     assert "No design meets every constraint" in text and "Binding constraint: outcome_rate >= 0.9" in text
     assert "no design evaluated met outcome_rate >= 0.9" in text
@@ -277,16 +277,30 @@ def test_an_infeasible_problem_exits_3_naming_the_binding_constraint_and_the_clo
     load_scenario(out / s["closest"]["file"])
     assert s["effort"]["replications_reused"] > 0  # the designs the first search ran were not run again
     assert s["method"] == "grid" and s["effort"]["designs"] == 9
+    # the earlier results not written again are gone, its evaluations kept and listed, the user's file untouched
+    files = json.loads((out / "manifest.json").read_text())["files"]
+    assert (out / "notes.txt").read_text() == "mine" and "notes.txt" not in files
+    assert {f for f in before if f.startswith("evaluations/")} <= set(files)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != "notes.txt") == sorted(files)
+    assert not (out / "designs" / "chosen.yaml").exists() and "designs/chosen.yaml" in before
 
 
-def test_the_output_folder_is_never_one_pbrsim_did_not_make(tmp_path, small_scenario):
-    path = write(tmp_path, "problem.yaml", problem_dict())
-    foreign = tmp_path / "mine"
-    foreign.mkdir()
-    (foreign / "notes.txt").write_text("keep me")
-    code, text = run_design([path, "--out", foreign, "--overwrite"])
-    assert code == 2 and "not a pbrsim design folder" in text
-    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+def test_a_folder_of_other_files_is_refused_before_any_work_unless_overwrite(tmp_path, small_scenario):
+    args = [small_scenario, "--lever", "contract.service_fee.share_of_value", "--target", "failure(charity) <= 0.5",
+            "--range", 0, 0.04, "--step", 0.02, "-n", 10, "--verify-replications", 10, "--executor", "serial", "--quiet"]
+    mine = tmp_path / "mine"
+    (mine / "evaluations").mkdir(parents=True)
+    (mine / "notes.txt").write_text("keep me")
+    code, text = run_design([*args, "--out", mine])
+    assert code == 2 and "not written by pbrsim" in text and "--overwrite" in text
+    code, text = run_design([*args, "--out", mine, "--overwrite"])  # its evaluations/ would mix with the user's
+    assert code == 2 and "'evaluations' was not written by pbrsim" in text
+    assert sorted(p.name for p in mine.iterdir()) == ["evaluations", "notes.txt"] and not any((mine / "evaluations").iterdir())
+    (mine / "evaluations").rmdir()
+    code, text = run_design([*args, "--out", mine, "--overwrite"])
+    assert code == 0, text
+    assert (mine / "notes.txt").read_text() == "keep me" and (mine / "curve.csv").exists()
+    assert "notes.txt" not in json.loads((mine / "manifest.json").read_text())["files"]
 
 
 def test_the_shipped_design_problems_read_without_problems():

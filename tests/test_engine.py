@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -211,3 +213,27 @@ def test_invariant_check_catches_a_lost_client():
     run.end_month[0] = -1 if run.end_month[0] >= 0 else 3
     with pytest.raises(InvariantError, match="end months"):
         run._check_invariants()
+
+
+PENCE = r"-?£[\d,]+\.\d\d"
+
+
+@pytest.mark.parametrize("tamper, what", [
+    (lambda run: setattr(run, "clawed", run.clawed + 123), "clawbacks"),
+    (lambda run: setattr(run, "scheduled_transfers", run.scheduled_transfers + 1), "payments down the chain"),
+    (lambda run: run.settlements.__setitem__(0, run.settlements[0][:4] + (run.settlements[0][4] + 5,) + run.settlements[0][5:]),
+     "claims are not all settled"),
+    (lambda run: run.ledger.balance.__setitem__(0, run.ledger.balance[0] - 7), "balance of commissioner"),
+])
+def test_every_money_invariant_shows_both_sides_to_the_penny_and_the_difference(tamper, what):
+    run = _Run(compile_model(scenario()), seed=0, replication=0)
+    run.run()
+    tamper(run)
+    with pytest.raises(InvariantError) as err:
+        run._check_invariants()
+    msg = str(err.value)
+    assert msg.startswith(f"replication 0: {what}")
+    sides = re.fullmatch(rf".*: [a-z ]+ ({PENCE}), [a-z ]+ ({PENCE}) \(difference ({PENCE})\)", msg)
+    assert sides, msg
+    a, b, diff = (int(s.replace("£", "").replace(",", "").replace(".", "")) for s in sides.groups())
+    assert a - b == diff != 0

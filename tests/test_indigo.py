@@ -7,6 +7,7 @@ values are read from those files (or from the reference extract of the real data
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -27,7 +28,9 @@ from pbrsim.library.indigo import (
 from pbrsim.scenario.schema import Contract, load_scenario, scenario_from_dict
 
 FIXTURES = Path(__file__).parent / "fixtures" / "indigo"
-REFERENCE = Path("/work/shared/reference/indigo")
+# The real dataset is not shipped (docs/indigo-import.md, "Getting the data"): the tests that read it run when
+# PBRSIM_INDIGO_DATA names a folder holding its CSV files, and are skipped otherwise.
+REFERENCE = Path(os.environ["PBRSIM_INDIGO_DATA"]).expanduser() if os.environ.get("PBRSIM_INDIGO_DATA") else None
 WITH_RESULTS, NO_RESULTS, AWKWARD, NO_PRICES = "INDIGO-POJ-9901", "INDIGO-POJ-9902", "INDIGO-POJ-9903", "INDIGO-POJ-9904"
 
 
@@ -223,6 +226,49 @@ def test_summary_table_lists_metrics_states_prices_and_reach(riverside):
 # Without results; awkward data
 
 
+def _recorded_value(folder: Path, project: str) -> dict[str, float]:
+    """Price x outcomes achieved (the Final result row) per metric, from the files."""
+    prices = csv(folder, "projects_outcome_pricings.csv")
+    prices = prices[prices["Project ID"] == project].drop_duplicates("Outcome Metric Id - (Value)")
+    results = csv(folder, "projects_results.csv")
+    final = results[(results["Project ID"] == project) & (results["Result type - (Value)"] == "Final")]
+    achieved = final.set_index("Outcome Metric Id - (Value)")["Outcomes achieved - (Value)"]
+    return {r["Outcome Metric Id - (Value)"]: float(r["Price Per Unit - Amount - (Value)"]) * float(achieved[r["Outcome Metric Id - (Value)"]])
+            for _, r in prices.iterrows() if r["Outcome Metric Id - (Value)"] in achieved.index}
+
+
+def test_the_headline_outcome_is_the_one_carrying_the_most_recorded_outcome_money(riverside):
+    result, out, sc = riverside
+    value = _recorded_value(FIXTURES, WITH_RESULTS)
+    headline = max(value, key=value.get)
+    line = next(p for p in sc.contract.payments if line_metric(p) == headline)
+    assert sc.contract.primary_outcome == line.state
+    top = next(p.state for p in sc.contract.payments if p.kind == "outcome")  # the importer's top rung ...
+    assert top != line.state  # ... is not the default any more: this card's most valuable result is lower down
+    said = " ".join(result.output.split())  # the terminal wraps long lines
+    assert "Headline outcome (contract.primary_outcome" in said and line.state in said
+    assert "most recorded outcome money" in out.read_text()
+
+
+def test_without_results_the_headline_is_the_largest_maximum_payment_else_the_top_rung(tmp_path):
+    result, out = import_project(tmp_path, NO_RESULTS)
+    sc = load_scenario(out)
+    assert sc.contract.primary_outcome == sc.contract.payments[-1].state  # no results, no maxima: the top rung
+    assert "choose the project's headline outcome" in " ".join(result.output.split())
+    folder = tmp_path / "with_maxima"
+    shutil.copytree(FIXTURES, folder)
+    prices = csv(folder, "projects_outcome_pricings.csv")
+    col = "Maximum Price if all targets achieved - Amount - (Value)"
+    rows = prices.index[prices["Project ID"] == NO_RESULTS]
+    prices.loc[rows, col] = ["5000", "90000", "20000"][: len(rows)]
+    prices.to_csv(folder / "projects_outcome_pricings.csv", index=False)
+    result, out = import_project(tmp_path, NO_RESULTS, folder, "--force")
+    sc = load_scenario(out)
+    biggest = prices.loc[rows].set_index("Outcome Metric Id - (Value)")[col].astype(float).idxmax()
+    assert sc.contract.primary_outcome == next(p.state for p in sc.contract.payments if line_metric(p) == biggest)
+    assert "largest maximum payment" in " ".join(result.output.split())
+
+
 def test_without_results_every_probability_is_a_marked_placeholder(tmp_path):
     result, out = import_project(tmp_path, NO_RESULTS)
     assert result.exit_code == 0, result.output
@@ -343,14 +389,15 @@ def test_project_without_prices(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_existing_files_are_kept_unless_forced(tmp_path):
+@pytest.mark.parametrize("flag", ["--overwrite", "--force"])  # --force: the old name, kept as a hidden alias
+def test_existing_files_are_kept_unless_overwrite(tmp_path, flag):
     out = tmp_path / f"{WITH_RESULTS}.yaml"
     out.write_text("keep me\n")
     result, _ = import_project(tmp_path, WITH_RESULTS)
-    assert result.exit_code == 2 and "--force" in result.output
+    assert result.exit_code == 2 and "--overwrite" in result.output
     assert out.read_text() == "keep me\n"
     assert not out.with_name(f"{out.stem}.targets.yaml").exists()
-    result, _ = import_project(tmp_path, WITH_RESULTS, FIXTURES, "--force")
+    result, _ = import_project(tmp_path, WITH_RESULTS, FIXTURES, flag)
     assert result.exit_code == 0
     assert load_scenario(out).name == "riverside_housing_pathways"
     assert {p.name for p in tmp_path.iterdir()} == {out.name, f"{out.stem}.targets.yaml"}  # no temporary files left
@@ -385,7 +432,7 @@ def test_readable_state_names_from_real_definitions():
 # A real Fair Chance Fund project, when the reference extract is present
 
 
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason="reference extract of the INDIGO dataset not present")
+@pytest.mark.skipif(REFERENCE is None or not REFERENCE.is_dir(), reason="set PBRSIM_INDIGO_DATA to a folder of the INDIGO CSV files")
 def test_fair_chance_fund_project_from_the_real_dataset(tmp_path):
     project = "INDIGO-POJ-0131"
     result, out = import_project(tmp_path, project, REFERENCE)

@@ -45,7 +45,8 @@ def targets_file(path: Path) -> Path | None:
     return None
 
 
-ARCHETYPES = ("work_programme", "work_and_health", "small_vcs_blended", "small_vcs_blended_milestones", "fair_chance_fund",
+FCF_PROJECTS = ("fcf_ambition", "fcf_aspire", "fcf_depaul", "fcf_fusion", "fcf_home_group", "fcf_local_solutions", "fcf_st_basils")
+ARCHETYPES = ("work_programme", "work_and_health", "small_vcs_blended", "small_vcs_blended_milestones", *FCF_PROJECTS,
               "troubled_families", "peterborough", "tr_crc", "tr_crc_volume_shortfall")
 
 

@@ -36,12 +36,12 @@ def _pence(pounds: float) -> int:
 
 @pytest.fixture(scope="module")
 def fcf_raw() -> dict:
-    return _raw("fair_chance_fund")
+    return _raw("fcf_aspire")
 
 
 @pytest.fixture(scope="module")
 def fcf(fcf_raw):
-    return _run(fcf_raw, replications=4, source="fair_chance_fund.yaml")
+    return _run(fcf_raw, replications=4, source="fcf_aspire.yaml")
 
 
 def _fcf_entitlement(raw: dict, clients: pd.DataFrame) -> pd.Series:
@@ -235,6 +235,8 @@ def test_peterborough_payment_rises_with_the_reduction(pb_raw):
 
 
 def test_tr_volume_shortfall_is_clawed_back_and_lowers_the_crc_cash():
+    """The paid volume falls a third below expectation while the caseload rises a fifth above it: the band sees
+    only the paid cases (claws back every year), the CRC supervises and pays for more cases than in the base."""
     base_raw, short_raw = _raw("tr_crc"), _raw("tr_crc_volume_shortfall")
     base = _run(base_raw, replications=2, source="tr_crc.yaml")
     short = _run(short_raw, replications=2, source="tr_crc_volume_shortfall.yaml")
@@ -244,17 +246,35 @@ def test_tr_volume_shortfall_is_clawed_back_and_lowers_the_crc_cash():
     assert base.ledger[base.ledger.kind == "clawback"].empty  # volumes as expected: inside the band
     claw = short.ledger[short.ledger.kind == "clawback"]
     assert len(claw) and (claw.payer == "crc").all() and (claw.payee == "moj").all()
-    # Each contract year: the unit price times the shortfall below the lower edge of the band.
     years = base_raw["months"] // 12
+    paid_segments = short.model.scenario.contract.service_fee.volume_band.segments
+    assert paid_segments == ["offenders"]
     for rep, g in short.clients.groupby("replication"):
-        actual = np.bincount(g.referral_month // 12, minlength=years)
-        want = [_pence(unit * (band["expected_per_year"] * (1 - band["band"]) - a)) for a in actual]
+        # the caseload: about 1.2 x the expected 6,000 new cases in every year (the NAO's fifth more supervised)
+        everyone = np.bincount(g.referral_month // 12, minlength=years)
+        assert (everyone > 1.1 * band["expected_per_year"]).all()
+        # each contract year: the unit price times the shortfall of the PAID cases below the band's lower edge
+        paid = np.bincount(g[g.segment.isin(paid_segments)].referral_month // 12, minlength=years)
+        assert (paid < 0.75 * band["expected_per_year"]).all()
+        want = [_pence(unit * (band["expected_per_year"] * (1 - band["band"]) - a)) for a in paid]
         got = claw[claw.replication == rep].sort_values("month")
         assert list(got.month) == [12 * y + 11 + band["lag"] for y in range(years)]
         assert np.allclose(got.amount.to_numpy(), want, atol=1)
     pb, ps = base.per_replication, short.per_replication
-    assert (ps["final_cash[crc]"] < pb["final_cash[crc]"]).all()
+    assert (ps["referrals"] > 1.1 * pb["referrals"]).all()
+    assert (ps["costs[crc]"] > pb["costs[crc]"]).all()  # more cases supervised cost more ...
+    assert (ps["final_cash[crc]"] < pb["final_cash[crc]"]).all()  # ... while the fee is clawed back
     assert (ps["lowest_cash[crc]"] < pb["lowest_cash[crc]"]).all()
+
+
+def test_tr_volume_band_counting_every_referral_would_top_up_instead():
+    """Without `segments` the band counts the whole (grown) caseload: a top-up above the band, no clawback."""
+    raw = _raw("tr_crc_volume_shortfall")
+    del raw["contract"]["service_fee"]["volume_band"]["segments"]
+    res = _run(raw, replications=1, source="<all counted>")
+    assert res.ledger[res.ledger.kind == "clawback"].empty
+    top_up = res.ledger[res.ledger["item"] == "volume_reconciliation"]
+    assert len(top_up) == raw["months"] // 12 and (top_up.payer == "moj").all()
 
 
 def test_work_programme_supply_chain_experiment_changes_only_the_specialists_terms():

@@ -474,7 +474,7 @@ def test_run_report_shows_investor_finance_and_clawbacks_as_in_the_summary(tmp_p
     """Contract features with their own figures: investor finance (Fair Chance Fund) and a volume-band
     clawback (the TR shortfall variant) appear in the report with the summary's numbers."""
     lib = Path(__file__).resolve().parents[1] / "scenarios" / "library"
-    for name, metrics in (("fair_chance_fund", ("investor_drawn", "investor_repaid", "investor_multiple", "investor_loss")),
+    for name, metrics in (("fcf_aspire", ("investor_drawn", "investor_repaid", "investor_multiple", "investor_loss")),
                           ("tr_crc_volume_shortfall", ("clawed_back",))):
         out = tmp_path / name
         r = CliRunner().invoke(main, ["run", str(lib / f"{name}.yaml"), "--seed", "2", "-n", "4", "--out", str(out), "--quiet"])

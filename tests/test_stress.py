@@ -143,6 +143,28 @@ def test_replay_reproduces_the_run_and_the_reserve_is_the_smallest_to_the_penny(
     assert (need <= np.maximum(0, floor - paths.cash.min(axis=1))).all()
 
 
+@pytest.mark.parametrize("rate", [0.001, 0.0125, 0.05, 0.3])
+def test_the_reserve_solved_backwards_is_the_one_bisection_finds(rate):
+    """Random cash flows with overdraft interest: the backward solution equals bisection over replays, to the penny."""
+    from pbrsim.stress.catalogue import OrgTerms
+    from pbrsim.stress.run import Paths, _bisect_reserve
+
+    gen = np.random.default_rng(int(rate * 1e4))
+    for limit in (None, 0, 2_000_000):
+        terms = OrgTerms(opening=500_000, limit=limit, rate=rate, cash_dependent=False)
+        flows = gen.normal(-40_000, 600_000, size=(300, 48)).astype(np.int64)
+        paths = Paths(np.arange(300), np.zeros_like(flows), np.zeros_like(flows))
+        c = np.full(300, terms.opening, dtype=np.int64)
+        for t in range(flows.shape[1]):  # the engine's month end: the flows, then interest on an overdraft
+            bal = c + flows[:, t]
+            paths.interest[:, t] = np.where(bal < 0, np.rint(-bal.astype(np.float64) * rate).astype(np.int64), 0)
+            paths.cash[:, t] = c = bal - paths.interest[:, t]
+        floor = -(limit or 0)
+        hi = np.maximum(0, floor - paths.cash.min(axis=1, initial=terms.opening))
+        assert hi.any() and not hi.all()
+        assert (reserve_needed(paths, terms) == _bisect_reserve(paths, terms, floor, hi)).all()
+
+
 def test_working_capital_keeps_failures_at_the_target_in_an_independent_run():
     """Estimate the reserve on seed 11, then run seed 12 with it added to opening cash.
 

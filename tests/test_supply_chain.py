@@ -12,7 +12,7 @@ import pytest
 from pbrsim.scenario.schema import load_scenario, scenario_from_dict
 from pbrsim.simulate import simulate
 
-from .conftest import make
+from .conftest import make, override
 
 ROOT = Path(__file__).resolve().parents[1] / "scenarios" / "supply_chain"
 
@@ -224,3 +224,29 @@ def test_blended_terms_sit_between_the_two(variants):
     for sub in ("east_charity", "west_charity"):
         col = f"lowest_cash[{sub}]"
         assert pr["outcome_pass_through"][col].median() < pr["blended"][col].median() < pr["fee_for_service"][col].median()
+
+
+def test_a_restart_state_is_recorded_as_visited_so_a_later_return_is_not_a_first_entry():
+    # two clients, stuck at `referred` with a subcontractor that fails at the end of month 0; the prime takes them
+    # and restarts them in `job`, a state they have never been in; from there they go job -> engaged -> job ...
+    from .test_engine import LINE
+
+    d = override(LINE, **{"referrals": {"monthly": [2], "distribution": "fixed"}, "months": 4, "pathway.max_months_on_programme": 12})
+    rows = {"referred": {"referred": 1.0}, "engaged": {"job": 1.0}, "job": {"engaged": 1.0}}
+    d["pathway"]["transitions"]["only"] = {"full": rows, "minimal": rows}
+    d["contract"]["payments"].append({"name": "job_or_exit", "kind": "outcome", "states": ["job", "exited"], "tariff": 50})
+    prov = d.pop("provider")
+    d["organisations"] = [
+        {**copy.deepcopy(prov), "name": "prime", "role": "prime", "opening_cash": 100000},
+        {**copy.deepcopy(prov), "name": "sub", "opening_cash": 0, "credit": {"limit": 0}, "terms": {"pass_through": {}},
+         "on_failure": {"action": "transfer", "restart_state": "job"}},
+    ]
+    d["supply_chain"] = {"allocation": {"method": "fixed_shares", "shares": {"prime": 0.0, "sub": 1.0}}}
+    res = simulate(sc_from(d), seed=0, replications=1)
+    assert res.failures.failure_month.tolist() == [0]
+    cl = res.clients
+    assert (cl.first_job == 0).all() and (cl.first_engaged == 1).all() and (cl.final_state == "engaged").all()
+    claimed = res.claims.groupby("item", observed=True).claims.sum()
+    assert claimed["engage"] == 2  # month 1: a real first entry into `engaged`
+    assert "job_start" not in claimed and "job_or_exit" not in claimed  # month 2: back in `job`, where they had been
+    assert claimed["in_work"] == 2  # sustainment still pays each month ending in `job` (month 2 here)

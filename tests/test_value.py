@@ -28,6 +28,7 @@ from .conftest import make
 ROOT = Path(__file__).resolve().parents[1]
 BOP = ROOT / "scenarios" / "early_action" / "boilers_on_prescription.yaml"
 HFG = ROOT / "scenarios" / "early_action" / "homes_for_good.yaml"
+PETERBOROUGH = ROOT / "scenarios" / "library" / "peterborough.yaml"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,6 +168,53 @@ def test_exact_expected_value_agrees_with_monte_carlo(name):
 
 
 # ---------------------------------------------------------------------------------------------
+# Peterborough: the cost of reoffending
+
+
+def test_peterborough_values_a_reconviction_avoided_at_the_unit_cost():
+    raw = load_raw(PETERBOROUGH)
+    v = raw["value"]
+    uc = shipped_unit_costs()["reoffending_cost_adult_reoffender"]
+    # derived in unit_costs.yaml: adults' £16.7bn a year (2017/18 prices) over four quarters of ~30,000 adult reoffenders
+    assert uc.value == round(16.7e9 / (4 * 30_000)) == 139_167 and uc.price_year == v["price_year"] == "2017-18"
+    lines = {line["name"]: line for line in v["lines"]}
+    prisons, victims = lines["prison_places"], lines["victims_and_society"]
+    assert (prisons["to"], victims["to"]) == ("justice", "person")
+    # the prisons' share: one six-week spell (£4,500) of £7bn / (60% x 60,000) per reconvicted short-sentence prisoner
+    assert prisons["units"] == pytest.approx(4500 / (7e9 / (0.60 * 60_000)), abs=1e-7)
+    assert prisons["units"] + victims["units"] == pytest.approx(1.0, abs=1e-12)
+    # the counterfactual is the file's own baseline: the rate of prisoners who do not engage, 60% within the window
+    cf = v["counterfactual"]["transitions"]["default"]["released"]
+    assert cf == raw["pathway"]["transitions"]["not_engaged"]["full"]["released"]
+    assert 1 - (1 - cf["reconvicted"]) ** 12 == pytest.approx(raw["contract"]["cohort_payments"][0]["baseline_rate"], abs=1e-5)
+    # one cohort released in month 0 is reconvicted (or not) within appraisal year 0, so nothing is discounted:
+    # each reconviction avoided is worth the unit cost, £3,220.73 of it to the justice budget
+    one = apply_overrides(raw, {"referrals": {"monthly": [400], "distribution": "fixed"}}, "one cohort")
+    pr = simulate(scenario_from_dict(one, "one cohort"), seed=3, replications=3).per_replication
+    avoided = pr["outcomes_without_programme"] - pr["outcomes"]
+    assert (avoided > 0).all()
+    assert (pr["value_benefits"] / avoided).to_numpy() == pytest.approx(139_167, rel=1e-12)
+    assert (pr["value_saves[justice]"] / avoided).to_numpy() == pytest.approx(3220.7279643, rel=1e-12)
+    assert 139_167 * prisons["units"] == pytest.approx(3220.7279643, rel=1e-12)
+
+
+def test_peterborough_value_exact_agrees_with_monte_carlo():
+    """Exact mode cannot run the shipped file (payments on whole cohorts' results, investor finance, a cap); the
+    value gains depend only on who is reconvicted, so they are compared on the file without that machinery."""
+    raw = apply_overrides(load_raw(PETERBOROUGH), {"contract.cohort_payments": [], "contract.cap": None,
+                                                   "provider.credit.limit": None}, "no payments")
+    raw.pop("finance")
+    sc = scenario_from_dict(raw, "no payments")
+    ex = expected_value(compile_model(sc))
+    assert ex["value_costs"] == 0 and ex["outcomes_without_programme"] - ex["outcomes"] > 90  # ~97 of 1,802 avoided
+    pr = simulate(sc, seed=11, replications=20).per_replication
+    for k in ("value_benefits", "value_saves[justice]", "value_saves[person]", "outcomes", "outcomes_without_programme"):
+        x = pr[k].to_numpy()
+        se = x.std(ddof=1) / math.sqrt(len(x))
+        assert abs(x.mean() - ex[k]) <= 4 * se, (k, x.mean(), ex[k], se)
+
+
+# ---------------------------------------------------------------------------------------------
 # Common random numbers
 
 
@@ -283,7 +331,7 @@ def test_every_shipped_unit_cost_names_its_publication():
     assert {"gp_appointment", "emergency_admission", "homelessness_prevented_year", "fiscal_gain_living_wage_job"} <= set(table)
     for key, uc in table.items():
         assert uc.publisher and uc.publication and uc.price_year and uc.value > 0, key
-        assert uc.url is None or uc.url.startswith("https://"), key
+        assert uc.source and uc.url is None, key  # the publication by its key in docs/sources.md (tests/test_sources.py)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,14 +27,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
-from rich.table import Table
 
 from .metrics import Z95, wilson
 from ..model.money import money
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 SUMMARY_COLUMNS = ["design", "baseline", "metric", "label", "unit", "estimator", "in_table", "replications", "mean", "lo", "hi",
                    "p5", "p50", "diff", "diff_lo", "diff_hi", "diff_se", "diff_se_unpaired", "pairs"]
@@ -146,14 +148,33 @@ def _ratio_parts(num: np.ndarray, den: np.ndarray):
     return float(r), z, se
 
 
-def _estimate(metric: Metric, df: pd.DataFrame) -> dict:
-    x = df[metric.column].to_numpy(dtype=float)
+class _Design:
+    """One design's per-replication figures as float arrays by column (converted once, not per metric)."""
+
+    def __init__(self, df: pd.DataFrame):
+        self.index = df.index
+        self.columns = set(df.columns)
+        self._df = df
+        self._cols: dict[str, np.ndarray] = {}
+
+    def __contains__(self, col: str) -> bool:
+        return col in self.columns
+
+    def __getitem__(self, col: str) -> np.ndarray:
+        x = self._cols.get(col)
+        if x is None:
+            x = self._cols[col] = self._df[col].to_numpy(dtype=float)
+        return x
+
+
+def _estimate(metric: Metric, df: _Design) -> dict:
+    x = df[metric.column]
     n = len(x)
     row = {"replications": n, "mean": float("nan"), "lo": float("nan"), "hi": float("nan"), "p5": float("nan"), "p50": float("nan")}
     if n == 0:
         return row
     if metric.estimator == "ratio":
-        r, _, se = _ratio_parts(x, df[metric.den].to_numpy(dtype=float))
+        r, _, se = _ratio_parts(x, df[metric.den])
         row.update(mean=r, lo=r - Z95 * se, hi=r + Z95 * se)
         return row
     if metric.estimator == "share":
@@ -161,23 +182,29 @@ def _estimate(metric: Metric, df: pd.DataFrame) -> dict:
         row.update(mean=w["mean"], lo=w["lo"], hi=w["hi"])
         return row
     m, se = float(np.mean(x)), _se_mean(x)
-    row.update(mean=m, lo=m - Z95 * se, hi=m + Z95 * se, p5=float(np.quantile(x, 0.05)), p50=float(np.quantile(x, 0.5)))
+    p5, p50 = np.quantile(x, [0.05, 0.5])
+    row.update(mean=m, lo=m - Z95 * se, hi=m + Z95 * se, p5=float(p5), p50=float(p50))
     return row
 
 
-def _difference(metric: Metric, d: pd.DataFrame, b: pd.DataFrame) -> dict:
-    """Paired difference design - baseline over the replications both have, and the unpaired standard error."""
+def _pairs(d: _Design, b: _Design) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in ``d`` and in ``b`` of the replications both have, in ``d``'s order."""
     common = d.index.intersection(b.index)
-    d, b = d.loc[common], b.loc[common]
-    n = len(common)
+    return d.index.get_indexer(common), b.index.get_indexer(common)
+
+
+def _difference(metric: Metric, d: _Design, b: _Design, pairs: tuple[np.ndarray, np.ndarray]) -> dict:
+    """Paired difference design - baseline over the replications both have, and the unpaired standard error."""
+    di, bi = pairs
+    n = len(di)
     nan = float("nan")
     out = {"diff": nan, "diff_lo": nan, "diff_hi": nan, "diff_se": nan, "diff_se_unpaired": nan, "pairs": n}
     if n == 0:
         return out
-    xd, xb = d[metric.column].to_numpy(dtype=float), b[metric.column].to_numpy(dtype=float)
+    xd, xb = d[metric.column][di], b[metric.column][bi]
     if metric.estimator == "ratio":
-        rd, zd, sed = _ratio_parts(xd, d[metric.den].to_numpy(dtype=float))
-        rb, zb, seb = _ratio_parts(xb, b[metric.den].to_numpy(dtype=float))
+        rd, zd, sed = _ratio_parts(xd, d[metric.den][di])
+        rb, zb, seb = _ratio_parts(xb, b[metric.den][bi])
         if zd is None or zb is None:
             return out
         diff = rd - rb
@@ -206,17 +233,21 @@ def summary_table(per_rep: dict[str, pd.DataFrame], designs: list[str], baseline
     for name in designs:
         for metric in metric_list(per_rep[name].columns):
             order.setdefault(metric.name, metric)
-    base = per_rep.get(baseline)
+    data = {name: _Design(per_rep[name]) for name in designs}
+    base = data.get(baseline)
+    if base is None and baseline in per_rep:
+        base = _Design(per_rep[baseline])
+    pairs = {name: _pairs(data[name], base) for name in designs if base is not None and name != baseline}
     rows = []
     for metric in order.values():
         for name in designs:
-            df = per_rep[name]
+            df = data[name]
             if metric.column not in df or (metric.den and metric.den not in df):
                 continue
             row = {"design": name, "baseline": name == baseline, "metric": metric.name, "label": metric.label, "unit": metric.unit,
                    "estimator": metric.estimator, "in_table": metric.in_table, **_estimate(metric, df)}
             if name != baseline and base is not None and metric.column in base and (not metric.den or metric.den in base):
-                row.update(_difference(metric, df, base))
+                row.update(_difference(metric, df, base, pairs[name]))
             rows.append(row)
     table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     table["pairs"] = table["pairs"].astype("Int64")
@@ -278,6 +309,9 @@ def _cell(row: pd.Series, currency: str) -> str:
 def print_comparison(summary: pd.DataFrame, console: Console | None = None, *, title: str = "", currency: str = "GBP",
                      replications: int | None = None, seed: int | None = None, per_table: int | None = None) -> None:
     """Side-by-side tables: metrics as rows, the baseline and up to ``per_table`` other designs as columns."""
+    from rich.console import Console
+    from rich.table import Table
+
     console = console or Console()
     per_table = per_table or max(1, min(4, (console.width - 24) // 22 - 1))
     shown = summary[summary["in_table"]]

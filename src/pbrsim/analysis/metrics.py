@@ -8,9 +8,13 @@ error, a Wilson interval for a share of replications, or empirical quantiles.
 from __future__ import annotations
 
 import math
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
+
+from ..engine.ledger import KINDS
+from .columns import Batch, Groups, and_
 
 Z95 = 1.959963984540054
 PAYMENT_KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment")
@@ -56,80 +60,139 @@ def quantiles(x, qs=(0.05, 0.5)) -> dict:
     return {f"p{int(q * 100)}": float(np.quantile(x, q)) for q in qs}
 
 
-def per_replication(model, clients: pd.DataFrame, ledger: pd.DataFrame, monthly: pd.DataFrame,
-                    settlements: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame:
-    """One row per replication (those present in ``monthly``) with every figure the summary needs (pounds)."""
+def per_replication(model, clients, ledger, monthly, settlements, failures) -> pd.DataFrame:
+    """One row per replication (those present in ``monthly``) with every figure the summary needs (pounds).
+
+    Tables are DataFrames or the engine's columns; ``figures`` computes the same from a ``Batch``.
+    """
+    batch = Batch(model, {"clients": clients, "ledger": ledger, "monthly": monthly, "settlements": settlements,
+                          "failures": failures})
+    return frame(batch.labels, figures(batch))
+
+
+def frame(labels: np.ndarray, cols: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Per-replication figures as a DataFrame indexed by replication."""
+    return pd.DataFrame(cols, index=pd.Index(labels, name="replication"))
+
+
+def figures(batch: Batch) -> dict[str, np.ndarray]:
+    """Every figure the summary needs (pounds), one value per replication of the batch, by column name.
+
+    Each figure is one grouped sum over the whole batch (``analysis.columns``), not a pass per replication.
+    """
+    model = batch.model
     pw, c = model.pathway, model.contract
-    reps = pd.Index(np.sort(monthly["replication"].unique()), name="replication")
-    out = pd.DataFrame(index=reps)
+    cl, led, mon, st, fl = (batch.table(t) for t in ("clients", "ledger", "monthly", "settlements", "failures"))
+    out: dict[str, np.ndarray] = {}
     segs = list(pw.segments)
     primary = pw.states[c.primary_outcome] if c.primary_outcome >= 0 else None
     milestone = pw.states[c.milestone] if c.milestone >= 0 else None
-    cl = clients
-    for g in segs:
-        sel = cl[cl.segment == g]
-        out[f"referrals[{g}]"] = sel.groupby("replication").size().reindex(reps, fill_value=0)
+    pos, keep = batch.rows("clients")
+    seg = cl["segment"]
+    for gi, g in enumerate(segs):
+        sel = seg == gi
+        out[f"referrals[{g}]"] = batch.count(pos, keep, sel)
         if primary:
-            out[f"outcomes[{g}]"] = sel[f"first_{primary}"].notna().groupby(sel.replication).sum().reindex(reps, fill_value=0)
+            out[f"outcomes[{g}]"] = batch.count(pos, keep, sel & (cl[f"first_{primary}"] >= 0))
         if milestone:
-            out[f"milestones[{g}]"] = sel[f"first_{milestone}"].notna().groupby(sel.replication).sum().reindex(reps, fill_value=0)
-    out["referrals"] = out[[f"referrals[{g}]" for g in segs]].sum(axis=1)
+            out[f"milestones[{g}]"] = batch.count(pos, keep, sel & (cl[f"first_{milestone}"] >= 0))
+    out["referrals"] = _row_sum(out, [f"referrals[{g}]" for g in segs], batch.n)
     if primary:
-        out["outcomes"] = out[[f"outcomes[{g}]" for g in segs]].sum(axis=1)
+        out["outcomes"] = _row_sum(out, [f"outcomes[{g}]" for g in segs], batch.n)
     if milestone:
-        out["milestones"] = out[[f"milestones[{g}]" for g in segs]].sum(axis=1)
+        out["milestones"] = _row_sum(out, [f"milestones[{g}]" for g in segs], batch.n)
 
-    comm = ledger[ledger.payer == c.commissioner]
-    for kind in PAYMENT_KINDS:
-        out[f"paid[{kind}]"] = comm[comm.kind == kind].groupby("replication").amount.sum().reindex(reps, fill_value=0) / 100
-    out["paid_total"] = comm.groupby("replication").amount.sum().reindex(reps, fill_value=0) / 100
+    pos, keep = batch.rows("ledger")
+    amount = led["amount"]
+    comm = led["payer"] == led.code("payer", c.commissioner)
+    kind = led["kind"]
+    for k in PAYMENT_KINDS:
+        out[f"paid[{k}]"] = batch.total(pos, keep, amount, comm & (kind == KINDS.index(k))) / 100
+    out["paid_total"] = batch.total(pos, keep, amount, comm) / 100
     if c.volume_band is not None:  # fee clawed back at year-end reconciliation: the commissioner's spend is net of it
-        back = ledger[(ledger.payee == c.commissioner) & (ledger.kind == "clawback")]
-        out["clawed_back"] = back.groupby("replication").amount.sum().reindex(reps, fill_value=0) / 100
-        out["paid_total"] -= out["clawed_back"]
-    out["capped_total"] = settlements.groupby("replication").amount_capped.sum().reindex(reps, fill_value=0) / 100 if len(settlements) else 0.0
+        back = (led["payee"] == led.code("payee", c.commissioner)) & (kind == KINDS.index("clawback"))
+        out["clawed_back"] = batch.total(pos, keep, amount, back) / 100
+        out["paid_total"] = out["paid_total"] - out["clawed_back"]
+    if len(st):
+        pos, keep = batch.rows("settlements")
+        out["capped_total"] = batch.total(pos, keep, st["amount_capped"]) / 100
+    else:
+        out["capped_total"] = np.zeros(batch.n)
     cap = model.contract.cap
-    out["cap_reached"] = ((out["capped_total"] > 0) | ((out["paid_total"] * 100).round() >= cap if cap is not None else False)).astype(int)
+    reached = out["capped_total"] > 0
+    if cap is not None:
+        reached = reached | (np.round(out["paid_total"] * 100) >= cap)
+    out["cap_reached"] = reached.astype(np.int64)
 
     income_cols = [f"income_{k}" for k in PAYMENT_KINDS + ("fee_for_service",)]
     cost_cols = ["cost_delivery", "cost_overhead", "cost_interest", "cost_clawback", "paid_to_subcontractors"]
-    fail_rows = failures if len(failures) else pd.DataFrame(columns=["replication", "organisation", "failure_month"])
+    fpos, fkeep = batch.rows("failures") if len(fl) else (None, None)
     for org in model.organisations:
         name = org.name
-        m = monthly[monthly.organisation == name]
-        g = m.groupby("replication")
-        out[f"income[{name}]"] = g[income_cols].sum().sum(axis=1).reindex(reps) / 100
-        out[f"costs[{name}]"] = g[cost_cols].sum().sum(axis=1).reindex(reps) / 100
-        out[f"interest[{name}]"] = g["cost_interest"].sum().reindex(reps) / 100
-        out[f"lowest_cash[{name}]"] = np.minimum(g["cash"].min().reindex(reps), org.opening_cash) / 100
-        out[f"trough_month[{name}]"] = m.loc[g["cash"].idxmin().reindex(reps), "month"].to_numpy()
-        out[f"months_below_zero[{name}]"] = (m.cash < 0).groupby(m.replication).sum().reindex(reps)
-        out[f"final_cash[{name}]"] = g["cash"].last().reindex(reps) / 100
+        m = Groups(batch, "monthly", "organisation", mon.code("organisation", name))
+        out[f"income[{name}]"] = sum(m.total(col, np.nan) for col in income_cols) / 100
+        out[f"costs[{name}]"] = sum(m.total(col, np.nan) for col in cost_cols) / 100
+        out[f"interest[{name}]"] = m.total("cost_interest", np.nan) / 100
+        out[f"lowest_cash[{name}]"] = np.minimum(m.minimum("cash", np.nan), org.opening_cash) / 100
+        out[f"trough_month[{name}]"] = mon["month"][m.first_argmin("cash")]
+        out[f"months_below_zero[{name}]"] = m.total(m.values("cash") < 0, np.nan)
+        out[f"final_cash[{name}]"] = m.last("cash", np.nan) / 100
         out[f"margin[{name}]"] = out[f"final_cash[{name}]"] - org.opening_cash / 100
-        rows = fail_rows[fail_rows.organisation == name].set_index("replication")
-        f = rows["failure_month"].reindex(reps)
-        out[f"clients_affected[{name}]"] = rows["clients_affected"].reindex(reps).astype(float) if len(rows) else np.nan
-        out[f"failed[{name}]"] = f.notna().astype(int)
-        out[f"failure_month[{name}]"] = f.astype(float)
+        month = np.full(batch.n, np.nan)
+        affected = np.full(batch.n, np.nan)
+        if fpos is not None:
+            sel = and_(fkeep, fl["organisation"] == fl.code("organisation", name))
+            month[fpos[sel]] = fl["failure_month"][sel]
+            affected[fpos[sel]] = fl["clients_affected"][sel]
+        out[f"clients_affected[{name}]"] = affected
+        out[f"failed[{name}]"] = (~np.isnan(month)).astype(np.int64)
+        out[f"failure_month[{name}]"] = month
     fin = model.finance
     if fin is not None:  # investor: drawn, repaid, money multiple, loss
-        m = monthly[monthly.organisation == model.organisations[fin.organisation].name].groupby("replication")
-        out["investor_drawn"] = m["finance_in"].sum().reindex(reps) / 100
-        out["investor_repaid"] = m["finance_out"].sum().reindex(reps) / 100
-        out["investor_multiple"] = out["investor_repaid"] / out["investor_drawn"].where(out["investor_drawn"] > 0)
-        out["investor_loss"] = (out["investor_drawn"] - out["investor_repaid"]).clip(lower=0)
+        m = Groups(batch, "monthly", "organisation", mon.code("organisation", model.organisations[fin.organisation].name))
+        drawn = out["investor_drawn"] = m.total("finance_in", np.nan) / 100
+        repaid = out["investor_repaid"] = m.total("finance_out", np.nan) / 100
+        out["investor_multiple"] = repaid / np.where(drawn > 0, drawn, np.nan)
+        loss = drawn - repaid
+        out["investor_loss"] = np.where(loss < 0, 0.0, loss)
     names = [o.name for o in model.organisations]
-    out["failed_any"] = out[[f"failed[{n}]" for n in names]].max(axis=1)
+    out["failed_any"] = np.max([out[f"failed[{n}]"] for n in names], axis=0)
     if len(names) > 1:
         out["paid_to_subcontractors"] = sum(out[f"income[{n}]"] for n in names[1:])
         out["prime_kept"] = out["paid_total"] - out["paid_to_subcontractors"]
     return out
 
 
-def summarise(model, per_rep: pd.DataFrame, seed: int) -> dict:
-    """Summary figures with 95% intervals, as a JSON-ready dict."""
+def _row_sum(out: dict, cols: list[str], n: int) -> np.ndarray:
+    total = np.zeros(n, dtype=np.int64)
+    for col in cols:
+        total += out[col]
+    return total
+
+
+def columns_of(per_rep) -> tuple[dict[str, np.ndarray], int]:
+    """Per-replication figures as arrays by column name, and the number of replications
+    (from a DataFrame, or the dict ``figures`` returns)."""
+    if isinstance(per_rep, Mapping):
+        return per_rep, len(next(iter(per_rep.values()))) if per_rep else 0
+    return {col: per_rep[col].to_numpy() for col in per_rep.columns}, len(per_rep)
+
+
+def nan_median(x: np.ndarray) -> float:
+    """Median of the values that are not NaN (as pandas ``Series.median``)."""
+    return float(np.median(x[~np.isnan(x)]))
+
+
+def nan_mean(x: np.ndarray) -> float:
+    """Mean of the values that are not NaN (as pandas ``Series.mean``)."""
+    missing = np.isnan(x)
+    return float(np.where(missing, 0.0, x).sum() / (len(x) - missing.sum()))
+
+
+def summarise(model, per_rep, seed: int) -> dict:
+    """Summary figures with 95% intervals, as a JSON-ready dict (from a per-replication DataFrame or ``figures``)."""
     pw = model.pathway
-    R = len(per_rep)
+    per_rep, R = columns_of(per_rep)
     has_outcome = "outcomes" in per_rep
     has_milestone = "milestones" in per_rep
     segments = []
@@ -168,8 +231,8 @@ def summarise(model, per_rep: pd.DataFrame, seed: int) -> dict:
             "trough_month": {"median": float(np.median(per_rep[f"trough_month[{n}]"]))},
             "months_below_zero": mean_ci(per_rep[f"months_below_zero[{n}]"]),
             "ran_out_of_cash": wilson(fails, R),
-            "failure_month": {"median": float(per_rep[f"failure_month[{n}]"].median()) if fails else None},
-            "clients_affected": {"mean": float(per_rep[f"clients_affected[{n}]"].mean()) if fails else None},
+            "failure_month": {"median": nan_median(per_rep[f"failure_month[{n}]"]) if fails else None},
+            "clients_affected": {"mean": nan_mean(per_rep[f"clients_affected[{n}]"]) if fails else None},
         })
     extra = {}
     if "investor_drawn" in per_rep:

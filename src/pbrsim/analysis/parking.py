@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 from ..engine.behaviour import complexity
-from .metrics import Z95, mean_ci, ratio_ci
+from .columns import Batch, Groups
+from .metrics import Z95, columns_of, frame, mean_ci, ratio_ci
 
 
 def complexity_groups(model) -> tuple[list[str], list[str]]:
@@ -39,69 +40,84 @@ def complexity_groups(model) -> tuple[list[str], list[str]]:
     return [g for g, r in zip(segs, rank) if r == rank.max()], [g for g, r in zip(segs, rank) if r == rank.min()]
 
 
-def _by_rep(values: pd.Series, reps: pd.Index) -> pd.Series:
-    return values.groupby(level=0).sum().reindex(reps, fill_value=0)
+def per_replication_columns(model, clients, monthly, ledger) -> pd.DataFrame:
+    """Parking, dropped-client and equity figures, one row per replication (those present in ``monthly``).
+
+    Tables are DataFrames or the engine's columns; ``figures`` computes the same from a ``Batch``.
+    """
+    batch = Batch(model, {"clients": clients, "monthly": monthly, "ledger": ledger})
+    return frame(batch.labels, figures(batch))
 
 
-def per_replication_columns(model, clients: pd.DataFrame, monthly: pd.DataFrame, ledger: pd.DataFrame) -> pd.DataFrame:
-    """Parking, dropped-client and equity figures, one row per replication (those present in ``monthly``)."""
+def figures(batch: Batch) -> dict[str, np.ndarray]:
+    """Parking, dropped-client and equity figures, one value per replication of the batch, by column name."""
+    model = batch.model
     pw, c = model.pathway, model.contract
-    reps = pd.Index(np.sort(monthly["replication"].unique()), name="replication")
+    cl, mon, led = (batch.table(t) for t in ("clients", "monthly", "ledger"))
     segs = list(pw.segments)
-    out = pd.DataFrame(index=reps)
-    cl = clients.set_index("replication")
+    out: dict[str, np.ndarray] = {}
+    pos, keep = batch.rows("clients")
     full = cl["months_full"].astype(np.int64)
     minimal = cl["months_minimal"].astype(np.int64)
     service = full + minimal
     primary = pw.states[c.primary_outcome] if c.primary_outcome >= 0 else None
-    outcome = cl[f"first_{primary}"].notna() if primary else pd.Series(False, index=cl.index)
-    left = cl["end_month"].notna()
+    outcome = cl[f"first_{primary}"] >= 0 if primary else np.zeros(len(cl), dtype=bool)
+    left = cl["end_month"] >= 0
     threshold = model.scenario.reporting.dropped_full_service_share
     with np.errstate(invalid="ignore", divide="ignore"):
-        full_share = full / service.where(service > 0)
+        full_share = full / np.where(service > 0, service, np.nan)
     dropped = left & ~outcome & (service > 0) & (full_share < threshold)
-    seg = cl["segment"].astype(str)
+    seg = cl["segment"]
 
-    for g in segs + [None]:
-        sel = seg == g if g else pd.Series(True, index=cl.index)
+    for gi, g in enumerate(segs + [None]):
+        sel = seg == gi if g else None
         key = f"[{g}]" if g else ""
-        out[f"service_months{key}"] = _by_rep(service[sel], reps)
-        out[f"minimal_months{key}"] = _by_rep(minimal[sel], reps)
-        out[f"parking_rate{key}"] = out[f"minimal_months{key}"] / out[f"service_months{key}"].where(out[f"service_months{key}"] > 0)
-        out[f"referrals{key}"] = _by_rep(sel.astype(np.int64), reps)
-        out[f"dropped{key}"] = _by_rep((dropped & sel).astype(np.int64), reps)
-        out[f"dropped_rate{key}"] = out[f"dropped{key}"] / out[f"referrals{key}"].where(out[f"referrals{key}"] > 0)
+        out[f"service_months{key}"] = batch.total(pos, keep, service, sel)
+        out[f"minimal_months{key}"] = batch.total(pos, keep, minimal, sel)
+        out[f"parking_rate{key}"] = _rate(out[f"minimal_months{key}"], out[f"service_months{key}"])
+        out[f"referrals{key}"] = batch.count(pos, keep, sel)
+        out[f"dropped{key}"] = batch.count(pos, keep, dropped if sel is None else dropped & sel)
+        out[f"dropped_rate{key}"] = _rate(out[f"dropped{key}"], out[f"referrals{key}"])
 
-    for org in monthly["organisation"].astype(str).unique():
-        m = monthly[monthly["organisation"].astype(str) == org]
-        n_full = m.groupby("replication")["n_full"].sum().reindex(reps, fill_value=0)
-        n_min = m.groupby("replication")["n_minimal"].sum().reindex(reps, fill_value=0)
+    orgs = mon["organisation"]
+    _, first = np.unique(orgs, return_index=True)
+    for code in orgs[np.sort(first)]:  # organisations in order of appearance
+        org = mon.vocab["organisation"][code]
+        m = Groups(batch, "monthly", "organisation", code)
+        n_full, n_min = m.total("n_full"), m.total("n_minimal")
         out[f"org_service_months[{org}]"] = n_full + n_min
         out[f"org_minimal_months[{org}]"] = n_min
-        out[f"org_parking_rate[{org}]"] = n_min / (n_full + n_min).where(n_full + n_min > 0)
+        out[f"org_parking_rate[{org}]"] = _rate(n_min, n_full + n_min)
 
     most, least = complexity_groups(model)
     if most:
-        in_most, in_least = seg.isin(most), seg.isin(least)
-        out["referrals_complex"] = _by_rep(in_most.astype(np.int64), reps)
-        out["outcomes_complex"] = _by_rep((in_most & outcome).astype(np.int64), reps)
-        out["referrals_least"] = _by_rep(in_least.astype(np.int64), reps)
-        out["outcomes_least"] = _by_rep((in_least & outcome).astype(np.int64), reps)
-        rate_c = out["outcomes_complex"] / out["referrals_complex"].where(out["referrals_complex"] > 0)
-        rate_l = out["outcomes_least"] / out["referrals_least"].where(out["referrals_least"] > 0)
-        out["equity_gap"] = rate_c / rate_l.where(rate_l > 0)
-        comm = ledger[ledger["payer"].astype(str) == c.commissioner]
-        comm_seg = comm["segment"].astype(object)
-        direct = comm[comm_seg.isin(most)].groupby("replication")["amount"].sum().reindex(reps, fill_value=0)
-        fee = comm[comm_seg.isna()].groupby("replication")["amount"].sum().reindex(reps, fill_value=0)
-        fee_share = out["referrals_complex"] / out["referrals"].where(out["referrals"] > 0)
-        out["paid_complex"] = (direct + fee * fee_share.fillna(0.0)) / 100
+        in_most = np.isin(seg, [segs.index(g) for g in most])
+        in_least = np.isin(seg, [segs.index(g) for g in least])
+        out["referrals_complex"] = batch.count(pos, keep, in_most)
+        out["outcomes_complex"] = batch.count(pos, keep, in_most & outcome)
+        out["referrals_least"] = batch.count(pos, keep, in_least)
+        out["outcomes_least"] = batch.count(pos, keep, in_least & outcome)
+        rate_c = _rate(out["outcomes_complex"], out["referrals_complex"])
+        rate_l = _rate(out["outcomes_least"], out["referrals_least"])
+        out["equity_gap"] = rate_c / np.where(rate_l > 0, rate_l, np.nan)
+        lpos, lkeep = batch.rows("ledger")
+        comm = led["payer"] == led.code("payer", c.commissioner)
+        lseg = led["segment"]
+        direct = batch.total(lpos, lkeep, led["amount"], comm & np.isin(lseg, [segs.index(g) for g in most]))
+        fee = batch.total(lpos, lkeep, led["amount"], comm & (lseg < 0))
+        fee_share = _rate(out["referrals_complex"], out["referrals"])
+        out["paid_complex"] = (direct + fee * np.where(np.isnan(fee_share), 0.0, fee_share)) / 100
     else:
         for col in ("referrals_complex", "outcomes_complex", "referrals_least", "outcomes_least"):
-            out[col] = 0
-        out["equity_gap"] = np.nan
-        out["paid_complex"] = 0.0
+            out[col] = np.zeros(batch.n, dtype=np.int64)
+        out["equity_gap"] = np.full(batch.n, np.nan)
+        out["paid_complex"] = np.zeros(batch.n)
     return out
+
+
+def _rate(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den per replication, NaN where den is 0."""
+    return num / np.where(den > 0, den, np.nan)
 
 
 def ratio_of_ratios_ci(a, b, c, d) -> dict:
@@ -119,17 +135,18 @@ def ratio_of_ratios_ci(a, b, c, d) -> dict:
     return {"mean": float(r), "lo": float(r - Z95 * se), "hi": float(r + Z95 * se)}
 
 
-def _names(per_rep: pd.DataFrame, prefix: str) -> list[str]:
+def _names(per_rep: dict, prefix: str) -> list[str]:
     p = f"{prefix}["
-    return [col[len(p):-1] for col in per_rep.columns if col.startswith(p) and col.endswith("]")]
+    return [col[len(p):-1] for col in per_rep if col.startswith(p) and col.endswith("]")]
 
 
-def summary(per_rep: pd.DataFrame, model=None) -> dict:
+def summary(per_rep, model=None) -> dict:
     """Parking, dropped clients, equity gap and cost per complex outcome with 95% intervals (JSON-ready).
 
     Rates pooled over replications (ratio estimators with delta-method intervals); counts as means.
     With ``model``, segments carry their complexity rank and the most / least complex are named.
     """
+    per_rep, _ = columns_of(per_rep)
     ranks = dict(zip(model.pathway.segments, complexity(model))) if model is not None else {}
     segments = []
     for g in _names(per_rep, "service_months") + ["all"]:

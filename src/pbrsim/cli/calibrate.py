@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .common import err_console, exit_with_problems, fail_input
+from .common import allow_large_option, err_console, exit_with_error, fail_input, overwrite_option, writing
 from ..scenario.schema import ScenarioError, load_scenario
 
 EXIT_NOT_MET_CHECK = 1  # --check: some target is not met
@@ -18,7 +18,7 @@ EXIT_NOT_MET = 3  # a fit was written but some target is not met
 
 
 def _problems_exit(exc: ScenarioError) -> None:
-    exit_with_problems(exc.source, exc.problems, "Nothing was written. Fix the file and try again (see docs/calibration.md).")
+    exit_with_error(exc, "Nothing was written. Fix the file and try again (see docs/calibration.md).")
 
 
 def _targets_table(table, targets, title: str) -> Table:
@@ -60,17 +60,28 @@ def _unmet_text(table) -> str:
 @click.option("--out", type=click.Path(dir_okay=False), help="Where to write the calibrated scenario [default: <scenario stem>.calibrated.yaml beside it].")
 @click.option("--in-place", is_flag=True, help="Overwrite SCENARIO with the calibrated values.")
 @click.option("--check", is_flag=True, help="Only evaluate the targets against SCENARIO as it is; write nothing (exit 0 if all met, 1 if not).")
-def calibrate(scenario, targets, out, in_place, check):
+@overwrite_option
+@allow_large_option
+def calibrate(scenario, targets, out, in_place, check, overwrite):
     """Fit transition probabilities of SCENARIO to the outcome rates in TARGETS and write the calibrated scenario.
 
-    Exit codes: 0 every target met; 1 (--check) some target not met; 2 bad input, nothing written;
-    3 the targets cannot all be met (the closest fit is written)."""
+    A file that an earlier calibration wrote is replaced; any other existing file only with --overwrite.
+    Exit codes: 0 every target met; 1 (--check) some target not met, or the file could not be written (disk
+    full, no permission; nothing written); 2 bad input, nothing written; 3 the targets cannot all be met (the
+    closest fit is written)."""
     from ..library import calibrate as cal
 
     if out and in_place:
         fail_input("give --out or --in-place, not both")
     if check and (out or in_place):
         fail_input("--check writes nothing; drop --out / --in-place")
+    if not check:
+        out_path = Path(scenario) if in_place else Path(out) if out else cal.default_output(scenario)
+        if out_path.is_dir():
+            fail_input(f"{out_path} is a folder; give a file name with --out. Nothing was written.")
+        if not in_place and out_path.exists() and not overwrite and not cal.written_by_calibrate(out_path):
+            fail_input(f"{out_path} exists and was not written by pbrsim calibrate; add --overwrite to replace it, "
+                       "or choose another --out. Nothing was written.")
     console = Console()
     try:
         load_scenario(scenario)  # scenario problems first, reported against the scenario file
@@ -93,13 +104,11 @@ def calibrate(scenario, targets, out, in_place, check):
         console.print(f"All {len(table)} targets met.")
         return
 
-    out_path = Path(scenario) if in_place else Path(out) if out else cal.default_output(scenario)
     try:
-        cal.write_calibrated(result, out_path)
+        with writing():
+            cal.write_calibrated(result, out_path)
     except ScenarioError as exc:
         _problems_exit(exc)
-    except OSError as exc:
-        fail_input(f"cannot write {out_path}: {exc.strerror or exc}. Nothing was written.")
     console.print(f"[bold]{escape(scenario)}[/bold] calibrated to [bold]{escape(targets)}[/bold]: {result.starts} optimiser start(s), "
                   f"{result.message}", highlight=False)
     console.print(_parameters_table(result.parameters))

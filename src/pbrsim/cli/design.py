@@ -11,13 +11,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .common import err_console, exit_with_problems, fail_input, progress_bar
+from .common import allow_large_option, err_console, exit_with_problems, fail_input, overwrite_option, progress_bar, writing
 
 EXIT_INTERRUPTED = 130
 
 
 def _problem_or_exit(target, lever, goal, range_, step, seed, replications, verify_replications):
-    from ..design.problem import DesignError, goal_seek_problem, load_problem
+    from ..design.problem import goal_seek_problem, load_problem
+    from ..scenario.errors import ScenarioError
 
     try:
         if lever or goal:
@@ -28,7 +29,7 @@ def _problem_or_exit(target, lever, goal, range_, step, seed, replications, veri
         if range_ or step:
             fail_input("--range and --step belong to the simple form (with --lever and --target)")
         problem = load_problem(target)
-    except DesignError as exc:
+    except ScenarioError as exc:  # a DesignError, or the file itself unreadable as YAML
         advice = "Nothing was run or written. Fix the " + ("options" if lever else "problem file") + \
                  " and try again (docs/design.md describes design problems)."
         exit_with_problems(exc.source, exc.problems, advice)
@@ -54,17 +55,17 @@ def _problem_or_exit(target, lever, goal, range_, step, seed, replications, veri
 @click.option("--replications", "-n", type=click.IntRange(min=10), help="Replications per value (simple form, default 200) or of the finalists.")
 @click.option("--verify-replications", type=click.IntRange(min=10), help="Fresh replications of the answer [default 500].")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder [default: results/design/<problem>].")
-@click.option("--overwrite", is_flag=True, help="Replace the results of a different design problem in --out.")
 @click.option("--report", is_flag=True, help="Also write report/design.html.")
 @click.option("--executor", type=click.Choice(["process", "serial", "dask"]), default="process", show_default=True)
 @click.option("--workers", "-j", type=click.IntRange(min=1), help="Worker processes [default: one per core].")
 @click.option("--quiet", is_flag=True, help="No progress bar or tables.")
+@overwrite_option
+@allow_large_option
 def design(target, lever, goal, range_, step, seed, replications, verify_replications, out, overwrite, report, executor,
            workers, quiet):
     """Find the contract design that does best under constraints (TARGET a design problem file), or the value of one
     lever at which a target is met (TARGET a scenario, with --lever and --target). Exit code 3: no design meets the
     constraints (the binding one and the closest design are named)."""
-    from ..design.output import OutputError
     from ..design.run import EXIT_INFEASIBLE, results_folder, run_problem
     from ..experiments.executors import ExecutorUnavailable, check_executor
 
@@ -74,20 +75,24 @@ def design(target, lever, goal, range_, step, seed, replications, verify_replica
     except (ValueError, ExecutorUnavailable) as exc:
         fail_input(str(exc))
     out = Path(out) if out else results_folder(problem)
+    with writing():
+        from ..design.output import prepare
+        from ..store import KIND_REPORT, check_out
+
+        prepare(out, overwrite)  # before the work, so a refusal costs nothing
+        if report:
+            check_out(out / "report", KIND_REPORT, overwrite=overwrite)
     console = Console()
     if not quiet:
         _print_problem(problem, console)
 
-    def extra(summary, folder):
-        from ..report.design import write_design_charts, write_design_report
+    def charts(summary):
+        from ..report.design import design_chart_files
 
-        files = write_design_charts(summary, folder)
-        if report:
-            files += write_design_report(summary, folder / "report")
-        return files
+        return design_chart_files(summary)
 
     t0 = time.perf_counter()
-    with progress_bar(Console(stderr=True), disable=quiet) as bar:
+    with progress_bar(Console(stderr=True), disable=quiet) as bar, writing():
         task = bar.add_task("starting", total=None, rate="")
 
         def on_stage(text):
@@ -100,13 +105,17 @@ def design(target, lever, goal, range_, step, seed, replications, verify_replica
 
         try:
             summary = run_problem(problem, out, executor=executor, workers=workers, overwrite=overwrite, on_stage=on_stage,
-                                  progress=tick, extra_files=extra)
-        except OutputError as exc:
-            fail_input(str(exc))
+                                  progress=tick, extra_files=charts)
         except KeyboardInterrupt:
             err_console.print(f"Interrupted: the evaluations made so far are kept in {out}. Run the same command again "
                               "to resume.", highlight=False)
             sys.exit(EXIT_INTERRUPTED)
+    page = None
+    if report:
+        from ..report.design import write_design_report
+
+        with writing():
+            page = write_design_report(summary, out / "report", overwrite=overwrite, source=out)
     if not quiet:
         if summary["kind"] == "goal_seek":
             print_goal_seek(summary, console)
@@ -114,7 +123,7 @@ def design(target, lever, goal, range_, step, seed, replications, verify_replica
             print_search(summary, console)
         console.print(f"Results written to [bold]{escape(str(out))}[/bold]: " + ", ".join(f for f in summary["files"] if "/" not in f)
                       + f" and {sum(1 for f in summary['files'] if f.startswith('designs/'))} scenario file(s) in designs/"
-                      + (f"; report: {escape(str(out / 'report' / 'design.html'))}" if report else "") + ".")
+                      + (f"; report: {escape(str(page))}" if page else "") + ".")
     if not summary["feasible"]:
         _explain_infeasible(summary)
         sys.exit(EXIT_INFEASIBLE)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from .common import fail_input
+from .common import allow_large_option, fail_input, writing
 from ..library.indigo import DEFAULT_DROPOUT, DEFAULT_LAG, Draft, IndigoError, build_draft
 from ..scenario.schema import ScenarioError, load_scenario
 
@@ -28,26 +26,20 @@ def targets_path(out: Path) -> Path:
 
 def _write_atomically(texts: dict[Path, str]) -> None:
     """Write every file or none: each goes to a temporary file beside it first, the draft is checked, then renamed."""
-    temps: dict[Path, Path] = {}
-    try:
+    from ..store import Staged, WriteFailed
+
+    with Staged(texts) as stage:
         for path, text in texts.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".yaml", dir=path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            temps[path] = Path(tmp)
-        draft = next(iter(temps.values()))
+            try:
+                stage[path].write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise WriteFailed(f"cannot write {path}: {exc.strerror or exc}. Nothing was written.") from None
         try:
-            load_scenario(draft)
-        except ScenarioError as exc:  # a fault in the importer, not in the user's files
+            load_scenario(stage[next(iter(texts))])
+        except ScenarioError as exc:  # figures in the INDIGO files that no scenario can hold
             problems = "; ".join(f"{p + ': ' if p else ''}{r}" for p, r in exc.problems[:5])
-            raise click.ClickException(f"the draft built from INDIGO is not a valid scenario ({problems}); nothing was written") from None
-        for path, tmp in temps.items():
-            os.replace(tmp, path)
-        temps.clear()
-    finally:
-        for tmp in temps.values():
-            tmp.unlink(missing_ok=True)
+            fail_input(f"the draft built from the INDIGO files is not a valid scenario ({problems}). Nothing was written.")
+        stage.commit()
 
 
 def print_summary(draft: Draft, console: Console) -> None:
@@ -73,12 +65,14 @@ def print_summary(draft: Draft, console: Console) -> None:
 @click.argument("project_id")
 @click.option("--folder", required=True, type=click.Path(), help="Folder holding the INDIGO CSV files (projects.csv, ...).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Draft scenario file to write [default: <project name>.yaml].")
-@click.option("--force", is_flag=True, help="Overwrite existing files.")
+@click.option("--overwrite", is_flag=True, help="Replace the draft and targets files if they exist (otherwise nothing is written).")
+@click.option("--force", "overwrite", is_flag=True, hidden=True, help="Old name of --overwrite.")
 @click.option("--dropout", default=DEFAULT_DROPOUT, show_default=True, type=click.FloatRange(0.0, 0.5),
               help="Assumed monthly probability of disengaging from a rung of the ladder.")
 @click.option("--lag", default=DEFAULT_LAG, show_default=True, type=click.IntRange(0, 60),
               help="Assumed months from achieving an outcome to payment.")
-def import_indigo(project_id, folder, out, force, dropout, lag):
+@allow_large_option
+def import_indigo(project_id, folder, out, overwrite, dropout, lag):
     """Draft a scenario from the rate card of INDIGO project PROJECT_ID (e.g. INDIGO-POJ-0131).
 
     Reads the GO Lab INDIGO impact-bond dataset files in FOLDER; writes the draft scenario and, when the
@@ -89,19 +83,27 @@ def import_indigo(project_id, folder, out, force, dropout, lag):
         draft = build_draft(folder, project_id, dropout=dropout, lag=lag)
     except IndigoError as exc:
         fail_input(f"{exc}. Nothing was written.")
-    out_path = Path(out) if out else Path(f"{draft.name}.yaml")
+    from ..store import safe_name
+
+    out_path = Path(out) if out else Path(f"{safe_name(draft.name)}.yaml")
     tpath = targets_path(out_path)
     texts = {out_path: draft.scenario_text}
     if draft.targets_text:
         texts[tpath] = draft.targets_text
     existing = [str(p) for p in texts if p.exists()]
-    if existing and not force:
-        fail_input(f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; use --force to overwrite. Nothing was written.")
     if any(p.is_dir() for p in texts):
         fail_input(f"{out_path} is a folder; give a file name with --out. Nothing was written.")
-    _write_atomically(texts)
+    if existing and not overwrite:
+        fail_input(f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; use --overwrite to replace "
+                   f"{'it' if len(existing) == 1 else 'them'} (a draft is meant to be edited, so it is never replaced silently). "
+                   "Nothing was written.")
+    with writing():
+        _write_atomically(texts)
 
     print_summary(draft, console)
+    if draft.headline is not None:
+        console.print(f"Headline outcome (contract.primary_outcome, used for outcome rates and cost per outcome): "
+                      f"[bold]{draft.headline.state}[/bold] ({draft.headline.id}) - {draft.headline_reason}.", highlight=False)
     for w in draft.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
     if draft.not_met:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import fail_input
+from .common import allow_large_option, fail_input, overwrite_option, writing
 
 
 @click.command()
@@ -12,13 +12,16 @@ from .common import fail_input
 @click.option("--out", type=click.Path(file_okay=False),
               help="Folder for report.html and the chart PNG files [default: DIRECTORY/report].")
 @click.option("--quiet", is_flag=True, help="Print nothing on success.")
-def report(directory, out, quiet):
+@overwrite_option
+@allow_large_option
+def report(directory, out, quiet, overwrite):
     """Write an HTML report with charts of DIRECTORY: a run folder (`pbrsim run`), an experiment dataset
     (`pbrsim batch`, `pbrsim compare --out`), a stress test (`pbrsim stress`) or a design run (`pbrsim design`). The HTML file is self-contained: it opens without a network."""
     from ..report import ReportError, build_report
 
     try:
-        path = build_report(directory, out)
+        with writing():
+            path = build_report(directory, out, overwrite=overwrite)
     except ReportError as exc:
         fail_input(str(exc))
     if not quiet:

@@ -7,15 +7,16 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from ..scenario.schema import ScenarioError, file_hash, json_schema, load_scenario
-from ..value.appraisal import check as check_value
-from .common import EXIT_INPUT, exit_with_problems, fail_input, load_or_exit, progress_bar
+from .common import (EXIT_INPUT, allow_large_option, exit_with_problems, fail_input, load_or_exit, overwrite_option, progress_bar,
+                     run_size_or_exit, writing)
 
 
 def check_value_or_exit(sc, path: str) -> None:
     """Value input the schema cannot check (unit-cost keys, deflators, appraisal length): exit 2 before running."""
+    from ..value.appraisal import check as check_value  # loads the engine: only where a run follows
+
     try:
         check_value(sc, path)
     except ScenarioError as exc:
@@ -31,14 +32,27 @@ def check_value_or_exit(sc, path: str) -> None:
               help="Monte Carlo simulation, or exact expected values by Markov-chain algebra where that is exact.")
 @click.option("--quiet", is_flag=True, help="No progress bar or tables.")
 @click.option("--report", "with_report", is_flag=True, help="Also write the HTML report (DIR/report/report.html).")
-def run(scenario, seed, replications, out, method, quiet, with_report):
-    """Run SCENARIO and print a summary; tables are written as Parquet files."""
-    from ..store import manifest, write_folder
+@overwrite_option
+@allow_large_option
+def run(scenario, seed, replications, out, method, quiet, with_report, overwrite):
+    """Run SCENARIO and print a summary; tables are written as Parquet files.
+
+    Running again into the same folder replaces the earlier results (and their report); a folder holding
+    anything else is refused unless --overwrite (docs/outputs.md)."""
+    from rich.console import Console
+
+    from ..store import KIND_REPORT, KIND_RUN, check_out, manifest, output_path, write_folder
     from .terminal import print_exact, print_summary
 
     sc = load_or_exit(scenario)
     check_value_or_exit(sc, scenario)
-    out = Path(out) if out else Path("results") / sc.name
+    if method == "montecarlo":
+        run_size_or_exit(sc, replications, scenario)
+    with writing():
+        out = Path(out) if out else output_path("results", sc.name)
+        check_out(out, KIND_RUN, overwrite=overwrite)  # before the work, so a refusal costs nothing
+        if with_report:
+            check_out(out / "report", KIND_REPORT, overwrite=overwrite)
     console = Console()
     man = manifest(file_hash(scenario), seed, {"scenario": str(scenario), "method": method, "replications": replications})
     if method == "exact":
@@ -56,8 +70,9 @@ def run(scenario, seed, replications, out, method, quiet, with_report):
             from ..value.exact import expected_value
 
             summary["value"] = expected_value(ex.model)
-        write_folder(out, {"segments": ex.segments, "payments": ex.payments, "costs": ex.costs, "caseload": ex.caseload},
-                     summary, man)
+        with writing():
+            write_folder(out, {"segments": ex.segments, "payments": ex.payments, "costs": ex.costs, "caseload": ex.caseload},
+                         summary, man, overwrite=overwrite)
         if not quiet:
             print_exact(ex, console)
             if "value" in summary:
@@ -77,7 +92,8 @@ def run(scenario, seed, replications, out, method, quiet, with_report):
             elapsed = bar.tasks[0].elapsed or 1e-9
             bar.update(task, rate=f"{done / elapsed:.1f} runs/s")
         result = simulate(sc, seed=seed, replications=replications, progress=tick)
-    write_folder(out, result.tables(), result.summary, man)
+    with writing():
+        write_folder(out, result.tables(), result.summary, man, overwrite=overwrite)
     if not quiet:
         print_summary(result.summary, console, str(out))
         if "value" in result.summary:
@@ -87,25 +103,30 @@ def run(scenario, seed, replications, out, method, quiet, with_report):
     if with_report:
         from ..report import build_report
 
-        html = build_report(out)
+        with writing():
+            html = build_report(out, overwrite=overwrite)
         console.print(f"Report: [bold]{html}[/bold]")
 
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@allow_large_option
 def validate(files):
     """Check scenario FILES; print OK or every problem found (exit code 2 if any)."""
     bad = False
     for f in files:
         try:
             sc = load_scenario(f)
-            check_value(sc, f)
+            if sc.value is not None:
+                from ..value.appraisal import check as check_value
+
+                check_value(sc, f)
             click.echo(f"{f}: OK ({sc.name}: {len(sc.segments)} segments, {len(sc.pathway.states)} states, "
                        f"{len(sc.contract.payments)} payment lines, {sc.months} months)")
         except ScenarioError as exc:
             bad = True
-            for p, rule in exc.problems:
-                click.echo(f"{f}: {p + ': ' if p else ''}{rule}", err=True)
+            for line in exc.lines():
+                click.echo(line, err=True)
     if bad:
         sys.exit(EXIT_INPUT)
 

@@ -8,8 +8,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .common import exit_with_problems, fail_input, progress_bar
-from ..scenario.schema import ScenarioError, file_hash, load_raw
+from .common import allow_large_option, exit_with_error, fail_input, overwrite_option, progress_bar, run_size_or_exit, writing
+from ..scenario.schema import ScenarioError, file_hash, validate_file
 from ..stress.reverse import reverse_lines
 from .terminal import money
 
@@ -17,7 +17,7 @@ DEFAULT_REVERSE_REPLICATIONS = 200
 
 
 def _problems_exit(exc: ScenarioError, what: str) -> None:
-    exit_with_problems(exc.source, exc.problems, f"Nothing was run or written. Fix {what} and try again (see docs/stress-testing.md).")
+    exit_with_error(exc, f"Nothing was run or written. Fix {what} and try again (see docs/stress-testing.md).")
 
 
 def _pct(x) -> str:
@@ -181,23 +181,33 @@ def print_reverse(summary: dict, console: Console) -> None:
 @click.option("--executor", type=click.Choice(["process", "serial", "dask"]), default="process", show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes [default: one per core].")
 @click.option("--quiet", is_flag=True, help="No progress bar or tables.")
+@overwrite_option
+@allow_large_option
 def stress(scenario, organisation, stresses_path, combine, only, replications, seed, target, reverse, reverse_replications,
-           extra_reserve, value_replications, report, out, executor, workers, quiet):
+           extra_reserve, value_replications, report, out, executor, workers, quiet, overwrite):
     """Stress-test one organisation's cash in SCENARIO: chance of running out, the cash trough, working capital needed."""
     from ..stress.run import (StressError, contract_holder, load_stresses_file, parse_combine_option, results_folder,
                          run_stress_test, write_results)
-    from ..store import manifest
+    from ..store import KIND_REPORT, KIND_STRESS, check_out, manifest
     from ..scenario.schema import scenario_from_dict
 
     try:
-        raw = load_raw(scenario)
-        sc = scenario_from_dict(raw, scenario)
+        raw, sc = validate_file(scenario)
     except ScenarioError as exc:
         _problems_exit(exc, "the scenario")
     org = organisation or contract_holder(raw)
     names = [o.name for o in sc.organisation_specs]
     if org not in names:
         fail_input(f"--organisation: unknown organisation {org!r} in {scenario}; organisations are {names}")
+    run_size_or_exit(sc, replications, scenario)
+    if extra_reserve:
+        from ..scenario.schema import scenario_from_dict
+        from ..stress.catalogue import unlimited
+
+        try:
+            scenario_from_dict(unlimited(raw, org, extra_reserve), scenario)
+        except ScenarioError as exc:
+            fail_input(f"--extra-reserve {extra_reserve:g}: " + "; ".join(f"{p + ': ' if p else ''}{r}" for p, r in exc.problems))
     sfile = None
     if stresses_path:
         try:
@@ -213,6 +223,11 @@ def stress(scenario, organisation, stresses_path, combine, only, replications, s
         build_stresses(raw, org, scenario, sfile, parse_combine_option(combine), only_list)  # all input checks, before running
     except StressError as exc:
         _problems_exit(exc, "the stresses" if exc.source == scenario else "the stresses file")
+    with writing():
+        out = Path(out) if out else results_folder(sc.name, org)
+        check_out(out, KIND_STRESS, overwrite=overwrite)  # before the work, so a refusal costs nothing
+        if report:
+            check_out(out / "report", KIND_REPORT, overwrite=overwrite)
     with progress_bar(console, disable=quiet) as bar:
         tasks: dict[str, int] = {}
 
@@ -233,7 +248,6 @@ def stress(scenario, organisation, stresses_path, combine, only, replications, s
                                      progress=tick)
         except StressError as exc:
             _problems_exit(exc, "the stresses")
-    out = Path(out) if out else results_folder(sc.name, org)
     man = manifest(file_hash(scenario), seed, {
         "kind": "pbrsim-stress", "scenario": str(scenario), "organisation": org, "replications": replications,
         "target": target, "extra_reserve": extra_reserve, "stresses_file": str(stresses_path) if stresses_path else None,
@@ -245,12 +259,14 @@ def stress(scenario, organisation, stresses_path, combine, only, replications, s
     if sc.value is not None and value_replications:
         extra["value"] = _stressed_value(result, seed, value_replications, console, quiet)
     summary = {**result.summary(), **extra}
-    write_results(result, out, man, extra)
+    with writing():
+        write_results(result, out, man, extra, overwrite=overwrite)
     report_path = None
     if report:
         from ..report.stress import write_stress_report
 
-        report_path = write_stress_report(summary, out / "report")
+        with writing():
+            report_path = write_stress_report(summary, out / "report", overwrite=overwrite, source=out)
     if quiet:
         return
     print_stress_table(summary, console)

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -100,16 +98,13 @@ class Cache:
     def put(self, task: Task, df: pd.DataFrame) -> None:
         if self.folder is None:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".eval-", suffix=".tmp", dir=self.folder)
-        os.close(fd)
-        os.chmod(tmp, 0o644)
-        try:
-            df.rename_axis("replication").reset_index().to_parquet(tmp, index=False)
-            os.replace(tmp, self.folder / task.file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        import io
+
+        from ..store import write_file
+
+        buf = io.BytesIO()
+        df.rename_axis("replication").reset_index().to_parquet(buf, index=False)
+        write_file(self.folder / task.file, buf.getvalue())
 
 
 class Evaluator:
@@ -205,10 +200,9 @@ class Evaluator:
             self._exact[key] = q
             path = self._exact_path(key)
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-                tmp.write_text(json.dumps(q))
-                os.replace(tmp, path)
+                from ..store import write_file
+
+                write_file(path, json.dumps(q).encode())
         return {rid: self._exact[key] for rid, key in keys.items()}
 
     def pending(self, requests: dict[Any, tuple[dict, Iterable[int]]], seed: int | None = None) -> int:

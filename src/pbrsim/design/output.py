@@ -1,124 +1,98 @@
-"""The output folder of a design run: pbrsim's own files only, each written atomically.
+"""The output folder of a design run, by the output rule of ``pbrsim.store`` (docs/outputs.md).
 
-A design folder is marked by ``manifest.json`` (``kind: pbrsim-design``), written before the search starts
-so that an interrupted run is resumed from ``evaluations/`` (the cache of ``design.evaluate``). pbrsim
-writes into a folder only if it is new, empty or a design folder; it replaces the results of a different
-problem there only with ``overwrite``; and it never deletes a file it did not write (files of an earlier
-run that the new one does not rewrite are removed only when that run's manifest lists them).
+A design folder is a ``pbrsim-design`` folder: ``manifest.json`` marks it before the search starts, so that
+the evaluations kept in ``evaluations/`` (the cache of ``design.evaluate``, one file per task, each written
+atomically) let an interrupted run resume. The results (tables, scenario files, charts, ``summary.json``)
+are written together at the end by ``store.write_files``, which lists every file pbrsim wrote, the
+evaluations included. A folder holding files pbrsim did not write is refused unless ``overwrite``, and
+even then none of them is changed.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
+import re
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from ..store import jsonable, manifest as base_manifest
+from ..store import (KIND_DESIGN, MANIFEST, Owned, OutputRefused, check_out, jsonable, manifest as base_manifest,
+                     owned, write_file, write_files)
 
-MANIFEST = "manifest.json"
-KIND = "pbrsim-design"
 EVALUATIONS = "evaluations"
+# what a design run may write at the top of its folder (before the search, a file of these names that pbrsim
+# did not write is refused, whatever --overwrite says)
+RESULT_NAMES = ("summary.json", "designs.csv", "designs.parquet", "pareto.csv", "pareto.parquet", "comparisons.csv",
+                "comparisons.parquet", "curve.csv", "curve.parquet", "design_pareto.png", "design_curve.png",
+                "designs/chosen.yaml", "designs/closest.yaml", "designs/answer.yaml")
+_CACHE_FILE = re.compile(r"(?:[0-9a-f]{32}\.parquet|exact-[0-9a-f]{20}\.json)")
 
 
-class OutputError(Exception):
-    """The folder cannot be used for this run; the message says why and what to do."""
-
-
-def prepare(out: Path, fingerprint: str, overwrite: bool) -> dict:
-    """Check ``out`` can hold this run; returns the earlier manifest there (empty when none)."""
+def prepare(out: Path, overwrite: bool) -> Owned | None:
+    """May this run write at ``out``? Raises ``store.OutputRefused`` (nothing written) if not."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out} is a file, not a folder; choose another --out")
-    if not out.exists():
-        return {}
-    man = out / MANIFEST
-    if man.exists():
-        try:
-            old = json.loads(man.read_text())
-        except (OSError, ValueError):
-            old = {}
-        if old.get("kind") != KIND:
-            raise OutputError(f"{out} holds something other than a pbrsim design run; choose another --out")
-        if old.get("fingerprint") != fingerprint and not overwrite:
-            raise OutputError(
-                f"{out} holds the results of a different design problem ({old.get('problem', {}).get('name')}, "
-                f"{old.get('status')}); rerun with --overwrite to replace them (evaluations already made are reused), "
-                "or choose another --out")
-        return old
-    if any(out.iterdir()):
-        raise OutputError(f"{out} exists and is not a pbrsim design folder; pbrsim does not write into folders it did not "
-                          "make: choose another --out")
-    return {}
+    own = check_out(out, KIND_DESIGN, overwrite=overwrite, names=(MANIFEST, *RESULT_NAMES))
+    if out.is_dir() and (own is None or own.kind != KIND_DESIGN):
+        taken = [n for n in (EVALUATIONS, "designs", "report") if (out / n).exists() or (out / n).is_symlink()]
+        if taken:
+            raise OutputRefused(f"{out}: {taken[0]!r} was not written by pbrsim, and a design run writes its "
+                                f"{taken[0]}/ there; move it away or choose another --out. Nothing was written.")
+    return own
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def cache_files(out: Path) -> list[str]:
+    """The evaluations kept in ``out`` (paths relative to it): files of the cache's own names only."""
+    folder = Path(out) / EVALUATIONS
+    if not folder.is_dir() or folder.is_symlink():
+        return []
+    return sorted(f"{EVALUATIONS}/{p.name}" for p in folder.iterdir() if _CACHE_FILE.fullmatch(p.name) and p.is_file())
 
 
-def _temp_beside(path: Path) -> str:
-    """A new temporary file in ``path``'s folder, with the permissions a plainly created file would have."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())
-    return tmp
+def start(out: Path, own: Owned | None, info: dict, overwrite: bool) -> dict:
+    """Mark ``out`` as this run's folder (status running) before the search; returns the manifest data.
+
+    An earlier design run's manifest keeps listing its files (they stay until the new results replace them);
+    any other folder gets a manifest of its own through ``store.write_files``."""
+    data = base_manifest(None, info.get("seed"), {**info, "status": "running"})
+    if own is not None and own.kind == KIND_DESIGN:
+        _rewrite_manifest(out, data, sorted(set(own.files) | set(cache_files(out))))
+    else:
+        write_files(out, {}, data, kind=KIND_DESIGN, overwrite=overwrite)
+    return data
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(path)
-    try:
-        Path(tmp).write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _rewrite_manifest(out: Path, data: dict, files: list[str]) -> None:
+    man = {"package": "pbrsim", **data, "kind": KIND_DESIGN, "files": sorted(set(files) | {MANIFEST})}
+    write_file(Path(out) / MANIFEST, (json.dumps(jsonable(man), indent=2) + "\n").encode())
 
 
-def write_json(path: Path, data: dict) -> None:
-    write_bytes(path, (json.dumps(jsonable(data), indent=2) + "\n").encode())
+def interrupted(out: Path, data: dict) -> None:
+    """After Ctrl-C: the manifest says so and lists the evaluations kept, so the same command resumes."""
+    own = owned(out)
+    earlier = own.files if own is not None and own.kind == KIND_DESIGN else frozenset()
+    _rewrite_manifest(out, {**data, "status": "interrupted"}, sorted(set(earlier) | set(cache_files(out))))
 
 
-def write_table(df: pd.DataFrame, csv: Path) -> list[Path]:
-    """``df`` as CSV and as Parquet beside it."""
-    write_bytes(csv, df.to_csv(index=False).encode())
-    pq = csv.with_suffix(".parquet")
-    tmp = _temp_beside(pq)
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, pq)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return [csv, pq]
+def finish(out: Path, files: dict[str, bytes], data: dict, status: str, overwrite: bool) -> None:
+    """Write the results in one go; the earlier run's files not written again are removed, with its report."""
+    write_files(out, files, {**data, "status": status}, kind=KIND_DESIGN, overwrite=overwrite, derived=("report",),
+                keep=cache_files(out))
+
+
+def json_bytes(data: dict) -> bytes:
+    return (json.dumps(jsonable(data), indent=2) + "\n").encode()
+
+
+def table_files(df: pd.DataFrame, name: str) -> dict[str, bytes]:
+    """``df`` as ``name.csv`` and ``name.parquet``."""
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return {f"{name}.csv": df.to_csv(index=False).encode(), f"{name}.parquet": buf.getvalue()}
 
 
 def scenario_yaml(raw: dict, header: list[str]) -> bytes:
     """A complete scenario file (runs with ``pbrsim run``, passes ``pbrsim validate``) with a comment header."""
     lines = "".join(f"# {h}\n" for h in header)
     return (lines + yaml.safe_dump(jsonable(raw), sort_keys=False, allow_unicode=True)).encode("utf-8")
-
-
-def start(out: Path, fingerprint: str, info: dict, old: dict) -> dict:
-    """Write the manifest that marks ``out`` as this run's folder (status running)."""
-    out.mkdir(parents=True, exist_ok=True)
-    man = base_manifest(None, info.get("seed"), {"kind": KIND, "fingerprint": fingerprint, **info, "status": "running",
-                                                   "files": old.get("files", [])})
-    write_json(out / MANIFEST, man)
-    return man
-
-
-def finish(out: Path, man: dict, written: list[Path], old: dict, status: str) -> None:
-    """Remove files the earlier run wrote that this one did not rewrite, then record what is there."""
-    names = sorted({str(p.relative_to(out)) for p in written})
-    for rel in old.get("files", []):
-        p = (out / rel).resolve()
-        if rel not in names and out.resolve() in p.parents and p.is_file():
-            p.unlink()
-    man.update(status=status, files=names)
-    write_json(out / MANIFEST, man)

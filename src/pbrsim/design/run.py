@@ -8,7 +8,7 @@ from typing import Callable
 from .. import __version__
 from .evaluate import Cache, Evaluator
 from .goalseek import goal_seek
-from .output import EVALUATIONS, finish, prepare, scenario_yaml, start, write_json, write_table
+from .output import EVALUATIONS, finish, interrupted, json_bytes, prepare, scenario_yaml, start, table_files
 from .problem import Problem, problem_fingerprint
 from .search import Search
 from .summary import designs_table, front_table, goal_seek_summary, search_summary
@@ -21,25 +21,28 @@ def is_goal_seek(problem: Problem) -> bool:
 
 
 def results_folder(problem: Problem) -> Path:
-    return Path("results") / "design" / problem.name
+    """``results/design/<name>``, the name made safe as a folder name (docs/outputs.md)."""
+    from ..store import output_path
+
+    return output_path(Path("results") / "design", problem.name)
 
 
 def run_problem(problem: Problem, out: str | Path, *, executor: str = "process", workers: int | None = None,
                 overwrite: bool = False, on_stage: Callable[[str], None] | None = None,
                 progress: Callable[[int], None] | None = None,
-                extra_files: Callable[[dict, Path], list[Path]] | None = None) -> dict:
+                extra_files: Callable[[dict], dict[str, bytes]] | None = None) -> dict:
     """Search (or goal-seek) ``problem`` and write its folder; returns the summary (``summary["files"]`` lists the files).
 
-    Raises ``output.OutputError`` before anything is written when ``out`` cannot be used. ``extra_files(summary, out)``
-    may write more files (charts, the report) and return their paths, so the manifest lists them too.
+    The folder follows the output rule (docs/outputs.md): ``store.OutputRefused`` is raised before any work when
+    ``out`` holds files pbrsim did not write (unless ``overwrite``). ``extra_files(summary)`` may add files (the
+    charts: name -> bytes), written with the rest.
     """
     out = Path(out)
-    fp = problem_fingerprint(problem)
-    old = prepare(out, fp, overwrite)
+    own = prepare(out, overwrite)
     info = {"problem": {"name": problem.name, "file": problem.source, "sha256": problem.sha256},
-            "base": str(problem.base_file), "seed": problem.search.seed, "verify_seed": problem.verify_seed,
-            "executor": executor, "workers": workers, "pbrsim": __version__}
-    man = start(out, fp, info, old)
+            "fingerprint": problem_fingerprint(problem), "base": str(problem.base_file), "seed": problem.search.seed,
+            "verify_seed": problem.verify_seed, "executor": executor, "workers": workers, "pbrsim": __version__}
+    data = start(out, own, info, overwrite)
     evaluator = Evaluator(problem.search.seed, cache=Cache(out / EVALUATIONS), executor=executor, workers=workers,
                           chunk=problem.search.chunk, progress=progress)
     try:
@@ -49,16 +52,14 @@ def run_problem(problem: Problem, out: str | Path, *, executor: str = "process",
             result = Search(problem, evaluator, on_stage=on_stage).run()
             summary = search_summary(result)
     except KeyboardInterrupt:
-        man.update(status="interrupted")
-        write_json(out / "manifest.json", man)
+        interrupted(out, data)
         raise
-    written = write_results(problem, summary, out, None if is_goal_seek(problem) else result)
+    files = result_files(problem, summary, None if is_goal_seek(problem) else result)
     if extra_files is not None:
-        written += extra_files(summary, out)
-    summary["files"] = sorted(str(p.relative_to(out)) for p in written) + ["summary.json"]
-    write_json(out / "summary.json", summary)
-    written.append(out / "summary.json")
-    finish(out, man, written, old, "complete" if summary["feasible"] else "infeasible")
+        files.update(extra_files(summary))
+    summary["files"] = sorted(files) + ["summary.json"]
+    files["summary.json"] = json_bytes(summary)
+    finish(out, files, data, "complete" if summary["feasible"] else "infeasible", overwrite)
     return summary
 
 
@@ -78,10 +79,9 @@ def _figures_line(summary: dict, design: dict, keys: list[str]) -> str:
     return "; ".join(parts)
 
 
-def write_results(problem: Problem, summary: dict, out: Path, result=None) -> list[Path]:
+def result_files(problem: Problem, summary: dict, result=None) -> dict[str, bytes]:
     """The tables as CSV and Parquet, and a scenario file per design worth keeping (summary.json comes last)."""
-    written: list[Path] = []
-    designs = out / "designs"
+    written: dict[str, bytes] = {}
     keys = list(summary["figures"])
     how = f"seed {summary['seed']}"
 
@@ -92,12 +92,8 @@ def write_results(problem: Problem, summary: dict, out: Path, result=None) -> li
         header = [f"{role} of design problem {problem.name!r} ({problem.source}), made by pbrsim {__version__} `pbrsim design`.",
                   f"Base scenario {problem.base_file.name} with {levers}.",
                   f"Figures ({reps}): {_figures_line(summary, design, keys)}."]
-        path = designs / f"{name}.yaml"
-        from .output import write_bytes
-
-        write_bytes(path, scenario_yaml(raw, header))
-        written.append(path)
-        design["file"] = str(path.relative_to(out))
+        design["file"] = f"designs/{name}.yaml"
+        written[design["file"]] = scenario_yaml(raw, header)
         return design["file"]
 
     if summary["kind"] == "search":
@@ -110,8 +106,8 @@ def write_results(problem: Problem, summary: dict, out: Path, result=None) -> li
                 d["file"] = summary["chosen"]["file"]
                 continue
             scenario_file(f"pareto_{i}", d, f"Pareto design {i} (spend x complex outcomes x failure)")
-        written += write_table(designs_table(result), out / "designs.csv")
-        written += write_table(front_table(summary), out / "pareto.csv")
+        written.update(table_files(designs_table(result), "designs"))
+        written.update(table_files(front_table(summary), "pareto"))
         if summary["comparisons"]:
             import pandas as pd
 
@@ -121,7 +117,7 @@ def write_results(problem: Problem, summary: dict, out: Path, result=None) -> li
                 for k, e in c["estimates"].items():
                     row[k], row[f"{k}_lo"], row[f"{k}_hi"] = e["mean"], e["lo"], e["hi"]
                 rows.append(row)
-            written += write_table(pd.DataFrame(rows), out / "comparisons.csv")
+            written.update(table_files(pd.DataFrame(rows), "comparisons"))
     else:
         if summary["answer_design"] is not None and summary["answer_design"]["valid"]:
             role = "The goal-seek answer" if summary["status"] != "not_met" else "The closest value (the target was not met)"
@@ -131,7 +127,7 @@ def write_results(problem: Problem, summary: dict, out: Path, result=None) -> li
 
         rows = [{"order": i + 1, "value": c["value"], "estimate": c["estimate"]["mean"], "lo": c["estimate"]["lo"],
                  "hi": c["estimate"]["hi"], "met": c["met"], "met_on_estimate": c["met_on_estimate"]} for i, c in enumerate(summary["curve"])]
-        written += write_table(pd.DataFrame(rows), out / "curve.csv")
+        written.update(table_files(pd.DataFrame(rows), "curve"))
     return written
 
 

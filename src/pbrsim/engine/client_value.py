@@ -41,6 +41,10 @@ before falling back (docs/behaviour.md, "Approximations"). When the augmented sp
 ``MAX_AUX`` combinations, flags and then counters are dropped (pay on every entry / every month), and
 ``ValueTables.approximations`` says so.
 
+A line with ``requires`` is valued at the probability that the required claim is accepted, as if that
+claim were still to come and its trigger came first: exact when the line's states can only be reached
+through the required line's trigger (Work Programme sustainment after the job outcome).
+
 Not modelled: the contract cap, the provider's own insolvency, capacity in later months.
 """
 
@@ -210,7 +214,10 @@ def value_tables(model, org, monthly_discount_rate: float = 0.0, continuation: s
 
     def worth(rule) -> np.ndarray:
         s = share.get(rule.kind, 1.0 if is_prime else 0.0)
-        return rule.tariff.astype(float) * (1.0 - rule.rejection) * s * delta ** (rule.lag + extra_lag)
+        accepted = 1.0 - rule.rejection
+        if rule.requires >= 0:  # paid only after an accepted claim on the required line (approximation: see below)
+            accepted *= 1.0 - contract.rules[rule.requires].rejection
+        return rule.tariff.astype(float) * accepted * s * delta ** (rule.lag + extra_lag)
 
     first_rules = [r for r in contract.rules if not r.is_sustainment and r.state >= 0]
     sust_rules = [r for r in contract.rules if r.is_sustainment]

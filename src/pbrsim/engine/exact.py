@@ -147,51 +147,80 @@ def _step_matrix(model: Model, M: np.ndarray, k: int) -> np.ndarray:
 
 
 def _trigger_probabilities(model: Model, M: np.ndarray, rule: Rule, K: int) -> np.ndarray:
-    """P(rule triggers at age k) for k = 0..K, for one client of one segment (age 0 = referral month)."""
+    """P(rule triggers at age k) for k = 0..K, for one client of one segment (age 0 = referral month).
+
+    With ``requires`` the chain also carries whether the required line has triggered (axis ``f``); a
+    trigger counts only if it had in an earlier step, and the required claim's acceptance, independent
+    of the path, multiplies in (``expected``)."""
     pw = model.pathway
     S = pw.n_states
     transient = ~pw.absorbing
     out = np.zeros(K + 1)
+    req = model.contract.rules[rule.requires] if rule.requires >= 0 else None
+    F = 2 if req is not None else 1
+    paid_f = F - 1  # the flag value whose triggers count: 1 with a requirement, the only value 0 without
+
+    def mark_required(y: np.ndarray) -> None:
+        """Move mass now in a state that triggers the required line to flag 1 (that trigger is then behind it)."""
+        if req is None:
+            return
+        where = np.zeros(S, dtype=bool)
+        if req.is_sustainment:
+            where |= req.in_states
+        else:
+            where[req.state] = True
+        y[where, 1] += y[where, 0]
+        y[where, 0] = 0.0
+
     if not rule.is_sustainment:
         target = rule.state
         if target == pw.initial:
-            out[0] = 1.0
+            out[0] = 1.0  # paid at referral (never with a requirement: validation forbids it)
             return out
-        x = np.zeros((S, 2))  # [state, visited]
-        x[pw.initial, 0] = 1.0
+        x = np.zeros((S, F, 2))  # [state, required flag, visited]
+        x[pw.initial, 0, 0] = 1.0
+        mark_required(x)
         for k in range(1, K + 1):
             Mk = _step_matrix(model, M, k)
-            moving = x * transient[:, None]
-            staying = x * ~transient[:, None]
-            y = Mk.T @ moving  # [S, 2]
-            not_self = moving[:, 0].copy()
+            moving = x * transient[:, None, None]
+            staying = x * ~transient[:, None, None]
+            y = (Mk.T @ moving.reshape(S, -1)).reshape(moving.shape)
+            not_self = moving[:, :, 0].copy()
             not_self[target] = 0.0
-            out[k] = not_self @ Mk[:, target]
-            y_target_from_self = moving[target, 0] * Mk[target, target]
-            newly = y[target, 0] - y_target_from_self
-            y[target, 1] += newly
-            y[target, 0] = y_target_from_self
+            entering = not_self.T @ Mk[:, target]  # [F]: first entries into target this step
+            out[k] = entering[paid_f]
+            y_target_from_self = moving[target, :, 0] * Mk[target, target]
+            newly = y[target, :, 0] - y_target_from_self
+            y[target, :, 1] += newly
+            y[target, :, 0] = y_target_from_self
             x = y + staying
+            mark_required(x)
         return out
     N = rule.max_months
     if rule.pays_at_referral and rule.in_states[pw.initial]:
         out[0] = 1.0  # first entry into a set of states holding the initial state: paid at referral, once
         return out
-    x = np.zeros((S, N + 1))  # [state, payments so far]
-    x[pw.initial, 0] = 1.0
+    x = np.zeros((S, F, N + 1))  # [state, required flag, payments so far]
+    x[pw.initial, 0, 0] = 1.0
+    mark_required(x)
     A = rule.in_states
+    # which flag values use up a payment: every value for a first entry into a set (used up even if not paid),
+    # only the paid value for sustainment (a month counts once the requirement is met)
+    counts = range(F) if rule.kind != "sustainment" else [paid_f]
     for k in range(1, K + 1):
         Mk = _step_matrix(model, M, k)
-        moving = x * transient[:, None]
-        staying = x * ~transient[:, None]
-        y = Mk.T @ moving
-        pay = y[A, :N]  # clients that moved (or stayed) into a paid state with payments left
-        out[k] = pay.sum()
-        shifted = np.zeros_like(y[A])
-        shifted[:, 1:] = pay
-        shifted[:, N] += y[A, N]
-        y[A] = shifted
+        moving = x * transient[:, None, None]
+        staying = x * ~transient[:, None, None]
+        y = (Mk.T @ moving.reshape(S, -1)).reshape(moving.shape)
+        out[k] = y[A, paid_f, :N].sum()  # clients that moved (or stayed) into a paid state with payments left
+        for f in counts:
+            yA = y[A, f]
+            shifted = np.zeros_like(yA)
+            shifted[:, 1:] = yA[:, :N]
+            shifted[:, N] += yA[:, N]
+            y[A, f] = shifted
         x = y + staying
+        mark_required(x)
     return out
 
 
@@ -254,7 +283,10 @@ def expected(scenario: Scenario | Model) -> ExactResult:
                 months = np.where(k == 0, r, r + k - 1)
                 ok = months < T
                 np.add.at(due, months[ok], n_r[r] * p[k][ok] * rule.amounts(g, months[ok], r))
-            amount = due * (1 - rule.rejection) / 100.0
+            accepted = 1 - rule.rejection
+            if rule.requires >= 0:  # the required claim's rejection draw is independent of the path and of this claim's
+                accepted *= 1 - c.rules[rule.requires].rejection
+            amount = due * accepted / 100.0
             for t in np.flatnonzero(amount):
                 pay(t + rule.lag, rule.kind, rule.name, seg, amount[t], alloc[g])
         row = {"segment": seg, "referrals": n_r.sum()}

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 LEDGER_COLUMNS = ["month", "payer", "payee", "kind", "item", "segment", "amount"]
 KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment", "fee_for_service", "delivery", "overhead", "interest",
@@ -60,7 +59,10 @@ class Ledger:
         a = np.array(self.rows, dtype=np.int64).reshape(-1, len(LEDGER_COLUMNS))
         return {col: a[:, i] for i, col in enumerate(LEDGER_COLUMNS)}
 
-    def frame(self, replication: int) -> pd.DataFrame:
+    def frame(self, replication: int):
+        """The rows as a tidy DataFrame with categories (pandas loads here, not with the engine)."""
+        import pandas as pd
+
         a = self.arrays()
         v = self.vocab
         return pd.DataFrame({

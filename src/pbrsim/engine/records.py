@@ -6,6 +6,9 @@ Codes (segments, states, parties, items) become pandas categories; month columns
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 
@@ -92,15 +95,48 @@ def replication_columns(model: Model, r: Replication) -> dict[str, dict[str, np.
     return {"clients": clients, "ledger": ledger, "monthly": monthly, "claims": claims, "settlements": settlements, "failures": failures}
 
 
+class Tables(Mapping):
+    """The tables of a run, by name: the engine's columns, each made into a DataFrame (``to_frame``) when first read.
+
+    Figures are computed from the columns directly (``columns``), so a table nobody reads is never built.
+    """
+
+    def __init__(self, model: Model, columns: dict[str, dict[str, np.ndarray]]):
+        self.model = model
+        self._columns = columns
+        self._frames: dict[str, pd.DataFrame] = {}
+
+    def columns(self, table: str) -> dict[str, np.ndarray]:
+        return self._columns[table]
+
+    def __getitem__(self, table: str) -> pd.DataFrame:
+        frame = self._frames.get(table)
+        if frame is None:
+            frame = self._frames[table] = to_frame(self.model, table, self._columns[table])
+        return frame
+
+    def __iter__(self):
+        return iter(self._columns)
+
+    def __len__(self) -> int:
+        return len(self._columns)
+
+
 def concat_columns(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+@lru_cache(maxsize=256)
+def _dtype(categories: tuple[str, ...]) -> pd.CategoricalDtype:
+    """One dtype per vocabulary, checked once (not at every table of every replication)."""
+    return pd.CategoricalDtype(list(categories))
 
 
 def _cat(codes: np.ndarray, categories, none_code: int | None = None) -> pd.Categorical:
     codes = np.asarray(codes, dtype=np.int64)
     if none_code is not None:
         codes = np.where(codes == none_code, -1, codes)
-    return pd.Categorical.from_codes(codes, categories=list(categories))
+    return pd.Categorical.from_codes(codes, dtype=_dtype(tuple(categories)))
 
 
 def _months(col: np.ndarray) -> pd.arrays.IntegerArray:

@@ -23,7 +23,7 @@ from .ledger import KINDS, LENDER, STAFF_AND_SUPPLIERS, Ledger, Vocabulary, cash
 from ..model.organisation import Allocation, Organisation, compile_allocation, compile_organisations
 from ..model.pathway import FULL, MINIMAL, Pathway, compile_pathway, step
 from .referrals import draw_counts
-from ..model.money import to_pence
+from ..model.money import pence_exact, to_pence
 from ..scenario.schema import EXTRA_ITEMS, Scenario
 
 SETTLE_PHASE = 0.5
@@ -169,6 +169,10 @@ class _Run:
         self.end_month = np.full(n, -1, dtype=np.int16)
         self.sust_rules = self.c.sustainment_rules
         self.sust_count = np.zeros((n, len(self.sust_rules)), dtype=np.int16)
+        # lines that another line `requires`: when each client's claim on them was accepted (2 * month + phase), -1 if not
+        required = sorted({r.requires for r in self.c.rules if r.requires >= 0})
+        self.required_col = {ri: j for j, ri in enumerate(required)}
+        self.accepted_at = np.full((n, len(required)), -1, dtype=np.int32)
         self.admitted = 0  # clients 0..admitted-1 are on the caseload
         v = model.vocab
         self.P_COMM = v.party(self.c.commissioner)
@@ -195,6 +199,8 @@ class _Run:
         self.client_months = 0
         self.person_paid = np.zeros(n, dtype=np.int64) if self.c.per_person_cap is not None else None
         self.clawed = 0  # pence the prime has repaid the commissioner (volume reconciliation)
+        self.clawback_due = 0  # pence the reconciliations took off what the commissioner owes
+        self.withheld = 0  # pence owed beyond the cap and not paid (net of clawbacks set against it)
         self.I_RECON = v.item("volume_reconciliation")
         self.income_cum = np.zeros(O, dtype=np.int64)  # contract income received so far, per organisation
         self.fin = model.finance
@@ -318,6 +324,7 @@ class _Run:
         if self.c.cap is not None:
             paid = max(0, min(amount, self.c.cap - self.paid_total))
         self.paid_total += paid
+        self.withheld += amount - paid
         self.income_cum[0] += paid
         self.ledger.post(month, self.P_COMM, self.P_ORG[0], kind, paid, item, segment)
         seg_code = len(self.pw.segments) if segment is None else segment
@@ -466,14 +473,27 @@ class _Run:
             if rule.is_sustainment:
                 continue
             hit = first & (new == rule.state)
+            if rule.requires >= 0:
+                hit &= self._eligible(rule, active, t, phase=1)
             if hit.any():
                 self._claim(t, rule, active[hit], phase=1)
         for k, rule in enumerate(self.sust_rules):
             ok = rule.in_states[new] & (self.sust_count[active, k] < rule.max_months)
+            if rule.requires >= 0 and rule.kind == "sustainment":
+                ok &= self._eligible(rule, active, t, phase=1)  # a month counts only once the requirement is met
             if ok.any():
                 idx = active[ok]
                 self.sust_count[idx, k] += 1
-                self._claim(t, rule, idx, phase=1)
+                if rule.requires >= 0 and rule.kind != "sustainment":  # first entry into a set: used up even if not paid
+                    idx = idx[self._eligible(rule, idx, t, phase=1)]
+                if len(idx):
+                    self._claim(t, rule, idx, phase=1)
+
+    def _eligible(self, rule: Rule, idx: np.ndarray, t: int, phase: int) -> np.ndarray:
+        """Clients ``idx`` whose claim on the line ``rule`` requires was accepted before this claim: in an earlier
+        month, or at referral when this claim follows a transition (docs/model.md §7)."""
+        at = self.accepted_at[idx, self.required_col[rule.requires]]
+        return (at >= 0) & (at < 2 * t + phase)
 
     def _claim(self, t: int, rule: Rule, idx: np.ndarray, phase: int):
         """Claims for clients ``idx`` under ``rule``; accepted ones settle ``rule.lag`` months later."""
@@ -485,6 +505,9 @@ class _Run:
             rejected = u < rule.rejection
         else:
             rejected = np.zeros(len(idx), dtype=bool)
+        col = self.required_col.get(rule.index)
+        if col is not None:
+            self.accepted_at[idx[~rejected], col] = 2 * t + phase
         amount = rule.amounts(seg, t, self.ref_month[idx].astype(np.int64))
         if self.person_paid is not None:  # per-person cap: each client's accepted claims stop at the cap
             amount = np.minimum(amount, np.maximum(self.c.per_person_cap - self.person_paid[idx], 0))
@@ -543,11 +566,14 @@ class _Run:
         T = self.m.months
         last = min(12 * y + 11, T - 1)
         yield self.env.timeout(last + vb.lag + SETTLE_PHASE)
-        if not self.alive(0) and self.failed[0] <= last:
-            return  # the contract ended before the year did
+        if not self.alive(0) and self.failed[0] < last:
+            return  # the contract ended before the year did (failing at the year's last month end still completes it)
         months = last - 12 * y + 1
         expected = vb.expected[y] * months / 12.0
         actual = int(self.referred[12 * y: last + 1].sum())
+        if vb.counted is not None:  # the paid volume: referrals of the counted segments only
+            lo, hi = int(self.month_start[12 * y]), min(int(self.month_start[last + 1]), self.admitted)
+            actual = int(vb.counted[self.seg[lo:hi]].sum())
         hi, lo = expected * (1 + vb.band), expected * (1 - vb.band)
         month = last + vb.lag
         if actual > hi:
@@ -558,9 +584,16 @@ class _Run:
         elif actual < lo:
             back = int(round(vb.unit_price[y] * (lo - actual)))
             if back > 0:
-                self.clawed += back
-                self.paid_total -= back
-                self.ledger.post(month, self.P_ORG[0], self.P_COMM, K["clawback"], back, self.I_RECON)
+                # The clawback lowers what the commissioner owes. Money the cap already withheld was never
+                # paid, so it is set against that first; only the rest is repaid (docs/model.md, the cap).
+                absorbed = min(back, self.withheld)
+                self.withheld -= absorbed
+                cash = back - absorbed
+                self.clawback_due += back
+                self.clawed += cash
+                self.paid_total -= cash
+                self.settlements.append((month, self.I_RECON, len(self.pw.segments), 0, -back, -cash, -absorbed))
+                self.ledger.post(month, self.P_ORG[0], self.P_COMM, K["clawback"], cash, self.I_RECON)
 
     def _finance(self, t: int):
         """Month end: the investor tops the organisation up (drawdown), then is repaid out of contract income."""
@@ -633,7 +666,14 @@ class _Run:
             self.org[mine] = target
             self.paused_until[mine] = t + org.gap_months
             if org.restart_state is not None:
-                self.state[mine] = self.pw.index(org.restart_state)
+                restart = self.pw.index(org.restart_state)
+                self.state[mine] = restart
+                # not an entry (nothing is paid), but from now on the client has been in that state
+                never = mine[self.first_month[mine, restart] < 0]
+                self.first_month[never, restart] = t
+                for k, rule in enumerate(self.sust_rules):  # first-entry lines over several states: not a first entry later
+                    if rule.kind != "sustainment" and rule.in_states[restart]:
+                        self.sust_count[mine, k] = rule.max_months
             action = f"transfer to {self.orgs[target].name}"
         else:
             dropped = self.pw.dropped
@@ -643,51 +683,90 @@ class _Run:
         self.failures.append((o, t, len(mine), action))
 
     # -- invariants -------------------------------------------------------------------------------
+    def _money(self, pence: int) -> str:
+        return pence_exact(pence, self.m.scenario.currency)
+
+    def _same(self, what: str, a_label: str, a: int, b_label: str, b: int):
+        """Raise unless two money figures agree, showing both sides to the penny and the difference."""
+        if a != b:
+            raise InvariantError(f"replication {self.rep}: {what}: {a_label} {self._money(a)}, {b_label} {self._money(b)} "
+                                 f"(difference {self._money(a - b)})")
+
+    def _within(self, what: str, label: str, amount: int, limit_label: str, limit: int):
+        """Raise if a money figure exceeds its limit, showing both to the penny and the excess."""
+        if amount > limit:
+            raise InvariantError(f"replication {self.rep}: {what}: {label} {self._money(amount)} exceeds {limit_label} "
+                                 f"{self._money(limit)} (difference {self._money(amount - limit)})")
+
     def _check_invariants(self):
+        """docs/model.md section 11: money and clients are conserved and every total agrees with the ledger."""
         led = self.ledger.arrays()
+        amt, payer, payee = led["amount"], led["payer"], led["payee"]
         for o, org in enumerate(self.orgs):
             derived = cash_curve(led, self.P_ORG[o], org.opening_cash, self.m.horizon)
             if not np.array_equal(derived, self.cash[:, o]):
                 bad = int(np.flatnonzero(derived != self.cash[:, o])[0])
-                raise InvariantError(f"replication {self.rep}: cash of {org.name} from the ledger differs from the engine's at month {bad}")
-        if self.ledger.balance.sum() != self.ledger.opening.sum():
-            raise InvariantError(f"replication {self.rep}: ledger balances do not net to the opening balances")
+                self._same(f"cash of {org.name} from the ledger differs from the engine's at month {bad}",
+                           "from the ledger", int(derived[bad]), "engine", int(self.cash[bad, o]))
+        n_parties = len(self.m.vocab.parties)
+        net = np.bincount(payee, weights=amt, minlength=n_parties) - np.bincount(payer, weights=amt, minlength=n_parties)
+        for p, name in enumerate(self.m.vocab.parties):
+            self._same(f"balance of {name}", "opening plus ledger rows", int(self.ledger.opening[p]) + int(round(net[p])),
+                       "running balance", int(self.ledger.balance[p]))
+        self._same("money is not conserved across all parties", "balances", int(self.ledger.balance.sum()),
+                   "opening balances", int(self.ledger.opening.sum()))
         n = self.admitted
         st = self.state[:n]
         if n and (st.min() < 0 or st.max() >= self.pw.n_states):
             raise InvariantError(f"replication {self.rep}: a referred client has no valid final state")
         if self.caseload[-1].sum() != n or self.referred.sum() != n:
-            raise InvariantError(f"replication {self.rep}: {n} clients referred but {self.caseload[-1].sum()} accounted for at the end")
+            raise InvariantError(f"replication {self.rep}: {n} clients admitted, {int(self.caseload[-1].sum())} counted by state at "
+                                 f"the end and {int(self.referred.sum())} counted as referred")
         ended = self.end_month[:n] >= 0
         if not np.array_equal(ended, self.pw.absorbing[st]):
-            raise InvariantError(f"replication {self.rep}: end months disagree with final states")
-        claimed = sum(c[6] - c[7] for c in self.claims) + int(self.c.fee_due[: self._fee_months()].sum())
-        settled = sum(s[4] for s in self.settlements)
-        if claimed != settled:
-            raise InvariantError(f"replication {self.rep}: accepted claims {claimed} != settled {settled}")
-        paid = sum(s[5] for s in self.settlements)
-        from_commissioner = int(led["amount"][led["payer"] == self.P_COMM].sum())
-        if paid != from_commissioner or (self.c.cap is not None and paid > self.c.cap):
-            raise InvariantError(f"replication {self.rep}: commissioner paid {from_commissioner}, settlements say {paid}")
-        # the chain: what the commissioner pays is what the prime keeps plus what it passed down
+            bad = int(np.flatnonzero(ended != self.pw.absorbing[st])[0])
+            raise InvariantError(f"replication {self.rep}: end months disagree with final states (client {bad}: end month "
+                                 f"{int(self.end_month[bad])}, final state {self.pw.states[st[bad]]})")
+        claims = np.array(self.claims, dtype=np.int64).reshape(-1, 8)
+        sett = np.array(self.settlements, dtype=np.int64).reshape(-1, 7)
+        fee = int(self.c.fee_due[: self._fee_months()].sum())
+        accepted = int((claims[:, 6] - claims[:, 7]).sum())
+        due, paid = int(sett[:, 4].sum()), int(sett[:, 5].sum())
+        self._same("claims are not all settled", "accepted claims plus service fee less clawbacks",
+                   accepted + fee - self.clawback_due, "due in the settlements", due)
+        if not np.array_equal(sett[:, 5] + sett[:, 6], sett[:, 4]):
+            bad = int(np.flatnonzero(sett[:, 5] + sett[:, 6] != sett[:, 4])[0])
+            self._same(f"settlement {bad} does not add up", "paid plus capped", int(sett[bad, 5] + sett[bad, 6]), "due", int(sett[bad, 4]))
+        from_commissioner = int(amt[payer == self.P_COMM].sum())
         prime = self.P_ORG[0]
-        to_subs = int(led["amount"][(led["payer"] == prime) & np.isin(led["payee"], self.P_ORG[1:])].sum())
-        if to_subs != self.scheduled_transfers:
-            raise InvariantError(f"replication {self.rep}: prime owed subcontractors {self.scheduled_transfers}, paid {to_subs}")
-        clawed = int(led["amount"][(led["payer"] == prime) & (led["payee"] == self.P_COMM)].sum())
-        if clawed != self.clawed or (self.c.cap is not None and paid - clawed > self.c.cap):
-            raise InvariantError(f"replication {self.rep}: clawbacks in the ledger {clawed} != {self.clawed}")
-        if self.person_paid is not None and self.person_paid.max(initial=0) > self.c.per_person_cap:
-            raise InvariantError(f"replication {self.rep}: a client's payments exceed the per-person cap")
+        clawed = int(amt[(payer == prime) & (payee == self.P_COMM)].sum())
+        self._same("clawbacks", "in the ledger", clawed, "in the engine", self.clawed)
+        self._same("commissioner payments", "paid in the settlements", paid,
+                   "paid in the ledger net of clawbacks", from_commissioner - clawed)
+        if self.c.cap is not None:
+            self._within("the cap", "net paid", paid, "the cap", self.c.cap)
+            self._same("the cap", "net paid", paid, "the lesser of the cap and what was due", min(self.c.cap, due))
+        else:
+            self._same("no cap, yet money was withheld", "net paid", paid, "due", due)
+        # the chain: what the commissioner pays is what the prime keeps plus what it passed down
+        to_subs = int(amt[(payer == prime) & np.isin(payee, self.P_ORG[1:])].sum())
+        self._same("payments down the chain", "prime paid subcontractors", to_subs, "prime owed them", self.scheduled_transfers)
+        if self.person_paid is not None:
+            worst = int(self.person_paid.max(initial=0))
+            self._within("the per-person cap", "most paid for one client", worst, "the per-person cap", self.c.per_person_cap)
+            lines = np.isin(claims[:, 1], self.rule_item)
+            self._same("per-person totals", "clients' accepted payments", int(self.person_paid.sum()),
+                       "accepted claims on payment lines", int((claims[lines, 6] - claims[lines, 7]).sum()))
         if self.fin is not None:
             inv = self.P_INV
-            drawn = int(led["amount"][led["payer"] == inv].sum())
-            repaid = int(led["amount"][led["payee"] == inv].sum())
-            if drawn != self.fin_drawn or repaid != self.fin_repaid or drawn > self.fin.commitment:
-                raise InvariantError(f"replication {self.rep}: investor flows in the ledger disagree with the engine")
-        into_prime = int(led["amount"][(led["payee"] == prime) & (led["payer"] == self.P_COMM)].sum())
-        if into_prime != from_commissioner:
-            raise InvariantError(f"replication {self.rep}: commissioner payments did not all reach the prime")
+            drawn = int(amt[payer == inv].sum())
+            repaid = int(amt[payee == inv].sum())
+            self._same("investor drawdowns", "in the ledger", drawn, "in the engine", self.fin_drawn)
+            self._same("investor repayments", "in the ledger", repaid, "in the engine", self.fin_repaid)
+            self._within("investor drawdowns", "drawn", drawn, "the commitment", self.fin.commitment)
+        into_prime = int(amt[(payee == prime) & (payer == self.P_COMM)].sum())
+        self._same("commissioner payments did not all reach the prime", "reached the prime", into_prime,
+                   "paid by the commissioner", from_commissioner)
 
     def _fee_months(self) -> int:
         return self.m.months if self.alive(0) else int(self.failed[0]) + 1

@@ -1,17 +1,18 @@
-"""Batches: every design x replication of an experiment, run anywhere, written run by run, resumable.
+"""Batches: every design x replication of an experiment, run anywhere, written chunk by chunk, resumable.
 
-One task is one (design, replication). A worker compiles the design's model (once per design per
-worker), runs that replication with ``simulate.run_tables``, computes its row of per-replication figures
-with ``simulate.summarise_tables`` and returns the run's tables as Parquet bytes — nothing else. The
-driver moves each run's files into place as it arrives (``dataset.write_run``) and forgets it, so memory
-stays bounded by the few tasks in flight. Random streams depend on the seed, the replication and the
-purpose only (``pbrsim.engine.rng``), never on the design or the worker: replication r of every design sees
-the same referrals and the same draws (common random numbers), and serial, pool and Dask runs write the
-same data.
+One task is one design and a chunk of consecutive replications. A worker compiles the design's model
+(once per design per worker), runs the chunk's replications with ``simulate.run_tables``, computes their
+per-replication figures with ``simulate.replication_figures`` and returns the chunk's tables as Parquet bytes
+— nothing else. The driver moves each chunk's files into place as it arrives (``dataset.write_chunk``)
+and forgets it, so memory stays bounded by the few tasks in flight. Random streams depend on the seed,
+the replication and the purpose only (``pbrsim.engine.rng``), never on the design, the chunk or the
+worker: replication r of every design sees the same referrals and the same draws (common random
+numbers), and serial, pool and Dask runs of any chunk size write the same data.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 import sys
 import threading
@@ -25,24 +26,30 @@ import yaml
 
 from .. import __version__
 from .dataset import (
+    LAYOUT,
     MANIFEST,
     DatasetError,
     Lock,
+    LockError,
     finished_runs,
     read_manifest,
     read_table,
     remove_runs,
+    remove_stale_temporaries,
     table_bytes,
     write_bytes_atomic,
+    write_chunk,
     write_frame,
     write_json,
-    write_run,
 )
-from .executors import check_executor, run_tasks
+from .executors import DEFAULT_CONNECT_TIMEOUT, Executor, ExecutorFailed, check_executor
 from .experiment import Experiment
 
 SUMMARY_PARQUET = "summary.parquet"
 SUMMARY_CSV = "summary.csv"
+MAX_CHUNK = 50  # replications per task, at most
+CHUNKS_PER_DESIGN = 8  # aim: a design's replications in about this many tasks (load balance, resume granularity)
+CLIENTS_PER_TASK = 100_000  # memory: expected clients in one task's tables, at most
 
 
 class ChangedExperiment(DatasetError):
@@ -50,33 +57,45 @@ class ChangedExperiment(DatasetError):
 
 
 class BatchInterrupted(Exception):
+    """Ctrl-C: the chunks finished so far are kept; the same call resumes."""
+
     def __init__(self, out: Path, done: int, total: int):
         self.out, self.done, self.total = out, done, total
         super().__init__(f"interrupted with {done} of {total} runs saved in {out}")
 
 
+class BatchStopped(Exception):
+    """The executor failed part-way (workers kept dying, the scheduler went away); the same call resumes."""
+
+    def __init__(self, out: Path, done: int, total: int, reason: str):
+        self.out, self.done, self.total, self.reason = out, done, total, reason
+        super().__init__(f"stopped: {reason}; {done} of {total} runs are saved in {out}")
+
+
 @dataclass(frozen=True)
 class Task:
-    """One replication of one design; everything a worker needs, nothing that depends on where it runs."""
+    """Replications ``reps`` of one design; everything a worker needs, nothing that depends on where it runs."""
 
     experiment: str
     design: str
     fingerprint: str
     scenario: dict
     seed: int
-    replication: int
+    reps: range
     tables: tuple[str, ...] | None  # None = all tables
 
     @property
     def key(self) -> str:
         """Deterministic task key (used by Dask)."""
-        return f"pbrsim-run-{self.design}-{self.replication}-{self.fingerprint[:12]}"
+        return f"pbrsim-run-{self.design}-{self.reps.start}-{self.reps.stop - 1}-{self.fingerprint[:12]}"
 
 
 @dataclass
 class RunOutput:
+    """A chunk's tables as Parquet bytes."""
+
     design: str
-    replication: int
+    reps: range
     files: dict[str, bytes]
 
 
@@ -87,12 +106,13 @@ _MAX_MODELS = 256
 
 def _model(task: Task):
     from ..engine.run import compile_model
+    from ..scenario.limits import LARGE
     from ..scenario.schema import scenario_from_dict
 
     with _MODELS_LOCK:
         model = _MODELS.get(task.fingerprint)
     if model is None:
-        model = compile_model(scenario_from_dict(task.scenario, f"design {task.design}"))
+        model = compile_model(scenario_from_dict(task.scenario, f"design {task.design}", LARGE))  # the driver checked the limits
         with _MODELS_LOCK:
             if len(_MODELS) >= _MAX_MODELS:
                 _MODELS.pop(next(iter(_MODELS)))
@@ -101,18 +121,43 @@ def _model(task: Task):
 
 
 def run_task(task: Task) -> RunOutput:
-    """Run one task and return its tables as Parquet bytes (``replications`` = its per-replication row)."""
-    from ..simulate import run_tables, summarise_tables
+    """Run one task and return its tables as Parquet bytes (``replications`` = one row per replication)."""
+    from ..simulate import replication_figures, run_tables
 
     model = _model(task)
-    tables = run_tables(model, task.seed, [task.replication])
-    per_rep, _ = summarise_tables(model, tables, task.seed)
-    tables = {**tables, "replications": per_rep.reset_index()}
+    tables = run_tables(model, task.seed, task.reps)  # DataFrames are built only for the tables kept
+    names = (*tables, "replications")
+    keep = task.tables if task.tables is not None else names
     meta = {"experiment": task.experiment, "design": task.design, "design_sha256": task.fingerprint,
-            "seed": task.seed, "replication": task.replication, "version": __version__}
-    keep = task.tables if task.tables is not None else tuple(tables)
-    files = {name: table_bytes(df, {**meta, "table": name}) for name, df in tables.items() if name in keep}
-    return RunOutput(task.design, task.replication, files)
+            "seed": task.seed, "replications": f"{task.reps.start}-{task.reps.stop - 1}", "version": __version__}
+    files = {name: table_bytes(replication_figures(model, tables, task.seed).reset_index() if name == "replications"
+                               else tables[name], {**meta, "table": name}) for name in names if name in keep}
+    return RunOutput(task.design, task.reps, files)
+
+
+def chunk_size(exp: Experiment) -> int:
+    """Replications per task: about CHUNKS_PER_DESIGN tasks per design, at most MAX_CHUNK replications and
+    CLIENTS_PER_TASK expected clients. Depends on the experiment only (never on the workers); results never
+    depend on it."""
+    from ..engine.referrals import expected_totals
+
+    clients = max(float(expected_totals(d.scenario).sum()) for d in exp.designs)
+    by_memory = max(1, int(CLIENTS_PER_TASK // max(clients, 1.0)))
+    return max(1, min(MAX_CHUNK, by_memory, math.ceil(exp.replications / CHUNKS_PER_DESIGN)))
+
+
+def plan_chunks(replications: int, done: set[int], chunk: int) -> list[range]:
+    """The replications not yet done, as runs of consecutive replications within chunk-aligned blocks."""
+    todo = []
+    for start in range(0, replications, chunk):
+        block = [r for r in range(start, min(start + chunk, replications)) if r not in done]
+        while block:
+            n = 1
+            while n < len(block) and block[n] == block[0] + n:
+                n += 1
+            todo.append(range(block[0], block[0] + n))
+            block = block[n:]
+    return todo
 
 
 def _now() -> str:
@@ -122,7 +167,8 @@ def _now() -> str:
 def _changes(old: dict, exp: Experiment) -> list[str]:
     """What differs between a dataset's manifest and the experiment now, in words (empty: nothing)."""
     notes = []
-    if old.get("experiment", {}).get("sha256") != exp.sha256:
+    file_changed = old.get("experiment", {}).get("sha256") != exp.sha256
+    if file_changed:
         notes.append(f"the experiment file changed (sha256 {str(old.get('experiment', {}).get('sha256'))[:12]}… → {exp.sha256[:12]}…)")
     before = {d["name"]: d["sha256"] for d in old.get("designs", [])}
     now = {d.name: d.fingerprint for d in exp.designs}
@@ -137,19 +183,21 @@ def _changes(old: dict, exp: Experiment) -> list[str]:
         notes.append(f"designs no longer in the file: {', '.join(removed)}")
     if old.get("replications") != exp.replications:
         notes.append(f"replications {old.get('replications')} → {exp.replications}")
-    if notes and not (changed or added or removed) and old.get("replications") == exp.replications:
+    elif file_changed and not (changed or added or removed):
         notes.append("no design changed (comments or formatting only?)")
+    if old.get("layout") != LAYOUT:
+        notes.append("the dataset was written by an earlier pbrsim, one file per run: --force rewrites it in chunks")
     return notes
 
 
-def _prepare(exp: Experiment, out: Path, force: bool) -> dict:
+def _prepare(exp: Experiment, out: Path, force: bool, overwrite: bool = False) -> dict:
     """Check the folder against the experiment, drop runs that no longer belong, return the manifest to continue."""
     old = None
     if (out / MANIFEST).exists():
         old = read_manifest(out)
         if old.get("kind") != "pbrsim-experiment":
             raise DatasetError(f"{out} holds something other than a pbrsim experiment dataset; choose another --out")
-    elif out.exists() and any(p.name != ".pbrsim.lock" for p in out.iterdir()):
+    elif not overwrite and out.exists() and any(p.name != ".pbrsim.lock" for p in out.iterdir()):
         raise DatasetError(f"{out} exists and is not a pbrsim experiment dataset; choose another --out")
 
     notes = _changes(old, exp) if old is not None else []
@@ -176,7 +224,7 @@ def _prepare(exp: Experiment, out: Path, force: bool) -> dict:
         "baseline": exp.baseline.name,
         "currency": exp.baseline.scenario.currency,
         "designs": [d.manifest_entry() for d in exp.designs],
-        "layout": "runs/<table>/design=<design>/rep=<replication, 5 digits>/part-0.parquet",
+        "layout": LAYOUT,
         "random_numbers": "common: replication r of every design uses the streams of (seed, r, purpose)",
         "started_at": (old or {}).get("started_at") or _now(),
         "finished_at": None,
@@ -195,64 +243,96 @@ def run_batch(
     executor: str = "process",
     workers: int | None = None,
     scheduler=None,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    chunk: int | None = None,
     force: bool = False,
     tables: tuple[str, ...] | None = None,
     on_start: Callable[[int, int], None] | None = None,
     on_run: Callable[[RunOutput], None] | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Run every design x replication of ``exp`` not yet in ``out``; returns the final manifest.
 
-    ``tables`` overrides the experiment's choice of tables kept (``compare`` keeps ``("replications",)``).
-    ``on_start(to_run, already_done)`` is called once before the first task, ``on_run`` after each run is
-    on disk. Raises ChangedExperiment, DatasetError, or BatchInterrupted (Ctrl-C; the runs finished so far
-    are kept and the same call resumes).
+    ``chunk`` replications make one task and one file per table (default: ``chunk_size(exp)``); the data
+    written never depends on it. ``tables`` overrides the experiment's choice of tables kept (``compare``
+    keeps ``("replications",)``). ``on_start(runs_to_run, runs_already_done)`` is called once before the
+    first task, ``on_run(chunk_output)`` after each chunk is on disk. The executor is opened (a Dask
+    scheduler connected) before the folder is touched. Raises ChangedExperiment, DatasetError,
+    ExecutorUnavailable (nothing written), BatchInterrupted (Ctrl-C) or BatchStopped (the executor failed
+    part-way); after the last two the chunks finished so far are kept and the same call resumes. ``overwrite`` accepts a folder holding files pbrsim did not write
+    (checked by the caller with ``store.check_out``: none of them has a name the dataset uses).
     """
     out = Path(out)
     check_executor(executor)
+    if chunk is not None and chunk < 1:
+        raise ValueError("chunk must be at least 1")
     if tables is not None:
         exp = _with_tables(exp, tables)
-    out.mkdir(parents=True, exist_ok=True)
-    with Lock(out):
-        manifest = _prepare(exp, out, force)
-        session = {"started_at": _now(), "finished_at": None, "executor": executor, "workers": workers,
-                   "scheduler": scheduler if isinstance(scheduler, str) else None, "command_line": " ".join(sys.argv),
-                   "runs_run": 0, "runs_skipped": 0, "status": "running"}
-        manifest["sessions"].append(session)
-        _write_inputs(exp, out)
-        finished = finished_runs(out)
-        done = sum(len(v) for v in finished.values())
-        session["runs_skipped"] = done
-        manifest["runs"]["done"] = done
+    chunk = chunk or chunk_size(exp)
+    with Executor(executor, workers=workers, scheduler=scheduler, connect_timeout=connect_timeout) as ex:
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = Lock(out).__enter__()
+        except LockError as exc:
+            raise DatasetError(str(exc)) from None
+        try:
+            return _run_locked(exp, out, ex, chunk, force, scheduler, on_start, on_run, overwrite)
+        finally:
+            lock.__exit__(None, None, None)
+
+
+def _run_locked(exp: Experiment, out: Path, ex: Executor, chunk: int, force: bool, scheduler, on_start, on_run,
+                overwrite: bool = False) -> dict:
+    remove_stale_temporaries(out)
+    manifest = _prepare(exp, out, force, overwrite)
+    manifest["chunk"] = chunk
+    session = {"started_at": _now(), "finished_at": None, "executor": ex.kind, "workers": ex.workers,
+               "scheduler": scheduler if isinstance(scheduler, str) else None, "command_line": " ".join(sys.argv),
+               "chunk": chunk, "runs_run": 0, "runs_skipped": 0, "status": "running"}
+    manifest["sessions"].append(session)
+    _write_inputs(exp, out)
+    finished = finished_runs(out)
+    done = sum(len(v) for v in finished.values())
+    session["runs_skipped"] = done
+    manifest["runs"]["done"] = done
+    write_json(out / MANIFEST, manifest)
+
+    plans = {d.name: plan_chunks(exp.replications, finished.get(d.name, set()), chunk) for d in exp.designs}
+    # block by block, each design in turn: an interrupted batch has every design about as far along
+    todo = sorted(((reps.start // chunk, i, reps) for i, d in enumerate(exp.designs) for reps in plans[d.name]),
+                  key=lambda t: (t[0], t[1], t[2].start))
+    if on_start:
+        on_start(sum(len(r) for _, _, r in todo), done)
+    tasks = (Task(exp.name, exp.designs[i].name, exp.designs[i].fingerprint, exp.designs[i].raw, exp.seed, reps, exp.tables)
+             for _, i, reps in todo)
+
+    def stop(status: str) -> None:
+        session.update(status=status, finished_at=_now())
+        manifest["status"] = status
         write_json(out / MANIFEST, manifest)
 
-        todo = [(rep, d) for rep in range(exp.replications) for d in exp.designs if rep not in finished.get(d.name, ())]
-        if on_start:
-            on_start(len(todo), done)
-        tasks = (Task(exp.name, d.name, d.fingerprint, d.raw, exp.seed, rep, exp.tables) for rep, d in todo)
-        try:
-            for _task, result in run_tasks(run_task, tasks, executor=executor, workers=workers, scheduler=scheduler,
-                                           key=lambda t: t.key):
-                write_run(out, result.design, result.replication, result.files)
-                session["runs_run"] += 1
-                manifest["runs"]["done"] += 1
-                if on_run:
-                    on_run(result)
-        except KeyboardInterrupt:
-            session.update(status="interrupted", finished_at=_now())
-            manifest["status"] = "interrupted"
-            write_json(out / MANIFEST, manifest)
-            raise BatchInterrupted(out, manifest["runs"]["done"], exp.runs) from None
-        except BaseException:
-            session.update(status="failed", finished_at=_now())
-            manifest["status"] = "failed"
-            write_json(out / MANIFEST, manifest)
-            raise
-        shutil.rmtree(out / "runs" / ".tmp", ignore_errors=True)
-        summary = summarise_dataset(out, manifest)
-        write_frame(summary, out / SUMMARY_PARQUET, out / SUMMARY_CSV, {"experiment_sha256": exp.sha256, "seed": exp.seed})
-        session.update(status="complete", finished_at=_now())
-        manifest.update(status="complete", finished_at=session["finished_at"])
-        write_json(out / MANIFEST, manifest)
+    try:
+        for _task, result in ex.map(run_task, tasks, key=lambda t: t.key):
+            write_chunk(out, result.design, result.reps, result.files)
+            session["runs_run"] += len(result.reps)
+            manifest["runs"]["done"] += len(result.reps)
+            if on_run:
+                on_run(result)
+    except KeyboardInterrupt:
+        stop("interrupted")
+        raise BatchInterrupted(out, manifest["runs"]["done"], exp.runs) from None
+    except ExecutorFailed as exc:
+        stop("interrupted")
+        raise BatchStopped(out, manifest["runs"]["done"], exp.runs, str(exc)) from None
+    except BaseException:
+        stop("failed")
+        raise
+    shutil.rmtree(out / "runs" / ".tmp", ignore_errors=True)
+    summary = summarise_dataset(out, manifest)
+    write_frame(summary, out / SUMMARY_PARQUET, out / SUMMARY_CSV, {"experiment_sha256": exp.sha256, "seed": exp.seed})
+    session.update(status="complete", finished_at=_now())
+    manifest.update(status="complete", finished_at=session["finished_at"])
+    write_json(out / MANIFEST, manifest)
     return manifest
 
 

@@ -1,25 +1,29 @@
-"""The on-disk dataset of an experiment: one Parquet file per table per run, a manifest and a summary.
+"""The on-disk dataset of an experiment: one Parquet file per table, design and chunk of replications.
 
 Layout (``OUT`` is e.g. ``results/<experiment>``)::
 
-    OUT/manifest.json                      experiment hash, seeds, designs, version, start/end times
+    OUT/manifest.json                      experiment hash, seeds, designs, chunk size, version, start/end times
     OUT/experiment.yaml                    a copy of the experiment file
     OUT/designs/<design>.yaml              each design's complete scenario (runnable with `pbrsim run`)
-    OUT/runs/<table>/design=<design>/rep=<00000>/part-0.parquet
+    OUT/runs/<table>/design=<design>/reps-<first>-<last>.parquet   replications first..last (5 digits)
     OUT/summary.parquet, OUT/summary.csv   one row per design x metric
 
 Each ``OUT/runs/<table>`` folder is a hive-partitioned Parquet dataset, so one call reads a table of every
-design and replication, with ``design`` and ``rep`` columns from the folder names::
+design and replication, with a ``design`` column from the folder names (every table has its own
+``replication`` column)::
 
     pandas.read_parquet("results/vcs_designs/runs/clients")
     pyarrow.dataset.dataset("results/vcs_designs/runs/ledger", partitioning="hive")
 
-Replication numbers are zero-padded so that folder order is replication order.
+A chunk's file holds its replications in order (one row group unless very large); replication numbers
+are zero-padded so that file order is replication order. Chunks are a unit of work and of resuming, never
+of results: the rows of a replication are the same whatever chunk it was run in.
 
 Writes are atomic per file (written under ``OUT/runs/.tmp`` and moved into place with ``os.replace``)
-and the ``replications`` table of a run is moved last: a run is finished exactly when its
-``replications`` file exists. Files of unfinished runs (a kill between two moves) are removed before a
-batch resumes. Run files hold no timestamps, so the same experiment gives the same data however it is run.
+and the ``replications`` table of a chunk is moved last: a chunk is finished exactly when its
+``replications`` file exists. Files of unfinished chunks (a kill between two moves) and temporaries left
+by a killed process are removed before a batch resumes. Files hold no timestamps, so the same experiment
+gives the same data however it is run.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -35,24 +40,36 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..store import file_mode
+from .lock import LOCK, Lock, LockError  # noqa: F401  (re-exported: the dataset's lock)
+
 RUNS = "runs"
-MARKER = "replications"  # the table written last; its presence means the run is complete
-PART = "part-0.parquet"
+MARKER = "replications"  # the table written last; its presence means the chunk is complete
 TMP = ".tmp"
+TMP_PREFIX = ".pbrsim-tmp-"  # temporaries beside files pbrsim writes (removed when stale)
 MANIFEST = "manifest.json"
-LOCK = ".pbrsim.lock"
+LAYOUT = "runs/<table>/design=<design>/reps-<first>-<last>.parquet (replications first..last, 5 digits)"
+_CHUNK_FILE = re.compile(r"reps-(\d{5,})-(\d{5,})\.parquet")
 
 
 class DatasetError(Exception):
     """The output folder cannot be used (not a pbrsim dataset, locked by another batch, incomplete)."""
 
 
-def rep_folder(rep: int) -> str:
-    return f"rep={rep:05d}"
+def chunk_name(reps: range) -> str:
+    return f"reps-{reps.start:05d}-{reps.stop - 1:05d}.parquet"
 
 
-def run_file(out: Path, table: str, design: str, rep: int) -> Path:
-    return Path(out) / RUNS / table / f"design={design}" / rep_folder(rep) / PART
+def chunk_file(out: Path, table: str, design: str, reps: range) -> Path:
+    return Path(out) / RUNS / table / f"design={design}" / chunk_name(reps)
+
+
+def parse_chunk(name: str) -> range | None:
+    """The replications a chunk file holds, from its name (None: not a chunk file)."""
+    m = _CHUNK_FILE.fullmatch(name)
+    if not m or int(m[2]) < int(m[1]):
+        return None
+    return range(int(m[1]), int(m[2]) + 1)
 
 
 def table_bytes(df: pd.DataFrame, metadata: dict[str, str]) -> bytes:
@@ -71,16 +88,16 @@ def table_bytes(df: pd.DataFrame, metadata: dict[str, str]) -> bytes:
     return buf.getvalue()
 
 
-def write_run(out: Path, design: str, rep: int, files: dict[str, bytes]) -> None:
-    """Move a run's table files into place atomically, the ``replications`` marker last."""
+def write_chunk(out: Path, design: str, reps: range, files: dict[str, bytes]) -> None:
+    """Move a chunk's table files into place atomically, the ``replications`` marker last."""
     tmp_dir = Path(out) / RUNS / TMP
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    order = sorted(files, key=lambda t: (t == MARKER, t))
-    for table in order:
-        final = run_file(out, table, design, rep)
+    for table in sorted(files, key=lambda t: (t == MARKER, t)):
+        final = chunk_file(out, table, design, reps)
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f"{table}-{design}-{rep}-", suffix=".parquet", dir=tmp_dir)
+        fd, tmp = tempfile.mkstemp(prefix=f"{table}-{design}-{reps.start}-", suffix=".parquet", dir=tmp_dir)
         try:
+            os.fchmod(fd, file_mode())  # mkstemp makes private files; results get the usual permissions
             with os.fdopen(fd, "wb") as fh:
                 fh.write(files[table])
             os.replace(tmp, final)
@@ -97,14 +114,30 @@ def _partitions(folder: Path, prefix: str):
             yield entry.name[len(prefix):], Path(entry.path)
 
 
-def finished_runs(out: Path) -> dict[str, set[int]]:
-    """Design -> replications whose marker file exists."""
-    done: dict[str, set[int]] = {}
+def _chunks(folder: Path):
+    """(replications, path) of every chunk file in a design folder, in replication order."""
+    found = []
+    if folder.is_dir():
+        for entry in os.scandir(folder):
+            reps = parse_chunk(entry.name) if entry.is_file() else None
+            if reps is not None:
+                found.append((reps, Path(entry.path)))
+    return sorted(found, key=lambda x: (x[0].start, x[0].stop))
+
+
+def finished_chunks(out: Path) -> dict[str, list[range]]:
+    """Design -> chunks whose marker file exists, in replication order."""
+    done: dict[str, list[range]] = {}
     for design, ddir in _partitions(Path(out) / RUNS / MARKER, "design="):
-        reps = {int(r) for r, rdir in _partitions(ddir, "rep=") if (rdir / PART).exists()}
+        reps = [r for r, _ in _chunks(ddir)]
         if reps:
             done[design] = reps
     return done
+
+
+def finished_runs(out: Path) -> dict[str, set[int]]:
+    """Design -> replications in finished chunks."""
+    return {d: {r for c in chunks for r in c} for d, chunks in finished_chunks(out).items()}
 
 
 def tables_present(out: Path) -> list[str]:
@@ -113,18 +146,36 @@ def tables_present(out: Path) -> list[str]:
 
 
 def remove_runs(out: Path, keep) -> int:
-    """Delete every run folder (in every table) for which ``keep(design, rep)`` is false; returns runs removed."""
+    """Delete every chunk (in every table) holding a replication for which ``keep(design, rep)`` is false, files
+    of unfinished chunks, and the per-run folders of earlier versions; returns the replications removed."""
+    out = Path(out)
+    finished = finished_chunks(out)
+    kept = {d: {(c.start, c.stop) for c in chunks if all(keep(d, r) for r in c)} for d, chunks in finished.items()}
     removed = set()
     for table in tables_present(out):
-        for design, ddir in list(_partitions(Path(out) / RUNS / table, "design=")):
-            for rep, rdir in list(_partitions(ddir, "rep=")):
-                if not keep(design, int(rep)):
-                    shutil.rmtree(rdir, ignore_errors=True)
-                    removed.add((design, int(rep)))
+        for design, ddir in list(_partitions(out / RUNS / table, "design=")):
+            for reps, f in _chunks(ddir):
+                if (reps.start, reps.stop) not in kept.get(design, ()):
+                    f.unlink(missing_ok=True)
+                    removed.update((design, r) for r in reps)
+            for rdir in [p for _, p in _partitions(ddir, "rep=")]:  # layout of pbrsim before chunks
+                shutil.rmtree(rdir, ignore_errors=True)
             if not any(ddir.iterdir()):
                 ddir.rmdir()
-    shutil.rmtree(Path(out) / RUNS / TMP, ignore_errors=True)
+    shutil.rmtree(out / RUNS / TMP, ignore_errors=True)
     return len(removed)
+
+
+def remove_stale_temporaries(out: Path) -> None:
+    """Temporaries a killed pbrsim left beside the files it writes (call with the folder's lock held)."""
+    out = Path(out)
+    shutil.rmtree(out / RUNS / TMP, ignore_errors=True)
+    earlier = tuple(f".{name}." for name in (MANIFEST, "experiment.yaml", "summary.parquet", "summary.csv"))
+    for folder in (out, out / "designs"):
+        if folder.is_dir():
+            for entry in os.scandir(folder):
+                if entry.is_file() and (entry.name.startswith(TMP_PREFIX) or entry.name.startswith(earlier)):
+                    Path(entry.path).unlink(missing_ok=True)
 
 
 def read_table(out: str | Path, table: str, designs: list[str] | None = None, columns: list[str] | None = None) -> pd.DataFrame:
@@ -138,11 +189,9 @@ def read_table(out: str | Path, table: str, designs: list[str] | None = None, co
         raise DatasetError(f"{out} has no {table!r} table (looked for {path})")
     parts = []
     for design in designs if designs is not None else sorted(d for d, _ in _partitions(path, "design=")):
-        files = sorted((rdir / PART for _, rdir in _partitions(path / f"design={design}", "rep=")), key=lambda f: f.parent.name)
-        for f in files:
-            if f.exists():
-                t = pq.read_table(f, columns=columns, use_threads=False)
-                parts.append(t.add_column(0, "design", pa.array([design] * t.num_rows, pa.string())))
+        for _, f in _chunks(path / f"design={design}"):
+            t = pq.read_table(f, columns=columns, use_threads=False)
+            parts.append(t.add_column(0, "design", pa.array([design] * t.num_rows, pa.string())))
     if not parts:
         return pd.DataFrame()
     return pa.concat_tables(parts, promote_options="permissive").to_pandas()
@@ -151,8 +200,9 @@ def read_table(out: str | Path, table: str, designs: list[str] | None = None, co
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}-", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())  # mkstemp makes private files; results get the usual permissions
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
@@ -179,50 +229,3 @@ def write_frame(df: pd.DataFrame, parquet: Path, csv: Path | None = None, metada
     write_bytes_atomic(parquet, table_bytes(df, metadata or {}))
     if csv is not None:
         write_bytes_atomic(csv, df.to_csv(index=False).encode())
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class Lock:
-    """An exclusive lock file in the output folder, so two batches never write the same dataset.
-
-    A lock left by a killed process (its pid no longer running) is taken over.
-    """
-
-    def __init__(self, out: Path):
-        self.path = Path(out) / LOCK
-        self.held = False
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                try:
-                    pid = int(self.path.read_text().strip() or 0)
-                except (OSError, ValueError):
-                    pid = 0
-                if pid and pid != os.getpid() and _alive(pid):
-                    raise DatasetError(f"another pbrsim batch (process {pid}) is writing to {self.path.parent}; "
-                                       f"wait for it to finish, or delete {self.path} if that process is not pbrsim") from None
-                self.path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(str(os.getpid()))
-            self.held = True
-            return self
-        raise DatasetError(f"cannot lock {self.path.parent}")
-
-    def __exit__(self, *exc):
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False

@@ -20,12 +20,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import __version__
+from ..scenario import limits as lim
+from ..scenario.bounds import run_problems
 from ..scenario.overrides import PathError, apply_overrides, parse_path
-from ..scenario.schema import Scenario, ScenarioError, file_hash, load_raw, read_yaml, scenario_from_dict
+from ..scenario.schema import Scenario, ScenarioError, file_hash, read_yaml, scenario_from_dict, validate_file
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$"
 _NAME = re.compile(NAME_PATTERN)
-MAX_POINTS = 10_000
+MAX_POINTS = 10_000  # values in one {from, to, step} range (--allow-large: MAX_POINTS_LARGE)
+MAX_POINTS_LARGE = 10_000_000
 RUN_TABLES = ("replications",)  # tables written besides the engine's (see pbrsim.engine.records.TABLES)
 
 
@@ -169,9 +172,12 @@ def expand_values(spec: Any) -> list:
             raise ValueError("step must not be 0")
         if (b - a) / s < 0:
             raise ValueError(f"a step of {s} never gets from {a} to {b}")
-        n = int(math.floor((b - a) / s + 1e-9)) + 1
-        if n > MAX_POINTS:
-            raise ValueError(f"the range has {n} values; at most {MAX_POINTS}")
+        most = MAX_POINTS_LARGE if lim.active().large else MAX_POINTS
+        span = (b - a) / s + 1e-9
+        if not span < most:  # also catches an overflow to infinity
+            raise ValueError(f"the range has {lim.fmt_count(math.floor(span) + 1 if math.isfinite(span) else span)} values; "
+                             f"at most {most:,} ({lim.active().flag_hint()})")
+        n = math.floor(span) + 1
         whole = all(isinstance(x, int) for x in (a, b, s))
         return [a + i * s if whole else round(a + i * s, 12) for i in range(n)]
     raise ValueError("values must be a list, e.g. [0.1, 0.2], or a range {from: 0, to: 0.5, step: 0.1}")
@@ -251,6 +257,79 @@ def _sweep_rules(i: int, sw: SweepSpec) -> list[tuple[str, str]]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Size limits
+
+
+def _sweep_size(sw: SweepSpec) -> int:
+    """Points a (valid) sweep makes, counted without making them: grid lengths multiplied, times the zip length."""
+    n = 1
+    for spec in (sw.grid or {}).values():
+        n *= len(expand_values(spec))
+    if sw.zip:
+        n *= len(expand_values(next(iter(sw.zip.values()))))
+    return n
+
+
+def _count_problems(spec: ExperimentSpec, limits: lim.Limits) -> list[tuple[str, str]]:
+    """Designs and runs against the limits, before any design is made."""
+    sizes = [_sweep_size(sw) for sw in spec.sweeps]
+    designs = len(spec.designs) + sum(sizes)
+    hint = limits.flag_hint()
+    if limits.designs is not None and designs > limits.designs:
+        where = f"sweeps[{sizes.index(max(sizes))}]" if sizes and max(sizes) > len(spec.designs) else "designs"
+        grid = ""
+        if sizes:
+            sw = spec.sweeps[sizes.index(max(sizes))]
+            axes = [len(expand_values(v)) for v in (sw.grid or {}).values()] + ([len(expand_values(next(iter(sw.zip.values()))))] if sw.zip else [])
+            grid = f" (the largest sweep: {' × '.join(f'{a:,}' for a in axes)} values)"
+        return [(where, f"the experiment makes {lim.fmt_count(designs)} designs{grid}; at most {limits.designs:,} ({hint})")]
+    runs = designs * spec.replications
+    if limits.runs is not None and runs > limits.runs:
+        return [("replications", f"{designs:,} designs × {spec.replications:,} replications = {lim.fmt_count(runs)} runs; "
+                 f"at most {limits.runs:,} ({hint})")]
+    return []
+
+
+def count_values(data: Any) -> int:
+    """Values in a mapping read from YAML: each mapping, list and scalar counts one."""
+    if isinstance(data, dict):
+        return 1 + sum(1 + count_values(v) for v in data.values())
+    if isinstance(data, list):
+        return 1 + sum(count_values(v) for v in data)
+    return 1
+
+
+def _design_values_problems(entries, bases, path: Path, spec: ExperimentSpec, limits: lim.Limits) -> list[tuple[str, str]]:
+    """All designs' scenarios held at once must stay within ``limits.design_values``."""
+    if limits.design_values is None:
+        return []
+    sizes: dict[Path, int] = {}
+    total = 0
+    for _name, _origin, _desc, rel, overrides, _remove, _sweep in entries:
+        bpath = (path.parent / (rel or spec.base)).resolve()
+        if bpath not in sizes:
+            sizes[bpath] = count_values(bases[bpath])
+        total += sizes[bpath] + count_values(overrides)
+    if total > limits.design_values:
+        return [("designs", f"{len(entries):,} designs of scenarios of about {max(sizes.values()):,} values each hold "
+                 f"{total:,} values in all; at most {limits.design_values:,} ({limits.flag_hint()})")]
+    return []
+
+
+def _run_size_problems(designs: list[Design], replications: int, limits: lim.Limits) -> list[tuple[str, str]]:
+    """Each design's runs against the memory limit and 64-bit totals; a field broken by several designs is reported once."""
+    grouped: dict[str, list] = {}
+    for d in designs:
+        for p, rule in run_problems(d.scenario, replications, limits, what="replications"):
+            grouped.setdefault(p, [rule]).append(d.name)
+    out = []
+    for p, (rule, *names) in grouped.items():
+        more = f" (and {len(names) - 1} more design{'s' if len(names) > 2 else ''})" if len(names) > 1 else ""
+        out.append(("replications", f"design {names[0]}{more}, in the scenario it makes, {p}: {rule}"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # Loading
 
 
@@ -303,13 +382,16 @@ def load_experiment(path: str | Path) -> Experiment:
     if problems:
         raise ExperimentError(src, problems)
 
+    limits = lim.active()
+    problems += _count_problems(spec, limits)
+    if problems:
+        raise ExperimentError(src, problems)
+
     # every design as (name, origin, description, base file, overrides, remove, sweep index or None)
     entries = [(d.name, f"designs[{i}] ({d.name})", d.description, d.base, dict(d.set), tuple(d.remove), None)
                for i, d in enumerate(spec.designs)]
     for i, sw in enumerate(spec.sweeps):
         points = sweep_points(sw)
-        if len(points) > MAX_POINTS:
-            raise ExperimentError(src, [(f"sweeps[{i}]", f"the sweep has {len(points)} points; at most {MAX_POINTS}")])
         for name, values in points:
             entries.append((name, f"sweeps[{i}] ({sw.name}) point {name}", sw.description, sw.base,
                             {**sw.set, **values}, tuple(sw.remove), i))
@@ -331,8 +413,7 @@ def load_experiment(path: str | Path) -> Experiment:
         if bpath in bases:
             continue
         try:
-            raw = load_raw(bpath)
-            scenario_from_dict(raw, str(bpath))
+            raw, _ = validate_file(bpath)
         except ScenarioError as exc:
             problems += [(origin, f"{rel}: {p + ': ' if p else ''}{rule}") for p, rule in exc.problems]
             bases[bpath] = None
@@ -347,12 +428,15 @@ def load_experiment(path: str | Path) -> Experiment:
             problems += [(f"sweeps[{i}] ({sw.name}): {_action(p)}", rule) for p, rule in exc.problems]
     if problems:
         raise ExperimentError(src, problems)
+    problems += _design_values_problems(entries, bases, path, spec, limits)
+    if problems:
+        raise ExperimentError(src, problems)
 
     tables = tuple(dict.fromkeys(list(spec.tables) + ["replications"])) if spec.tables is not None else None
     designs = []
     base_name = baselines[0] if baselines else entries[0][0]
-    # problems of sweep points are grouped: the same rule broken by several points is reported once
-    grouped: dict[tuple, list[str]] = {}
+    # problems of sweep points are grouped: a field broken by several points is reported once, with the first point's rule
+    grouped: dict[tuple, list] = {}
     for name, origin, desc, rel, overrides, remove, sweep in entries:
         bpath = (path.parent / (rel or spec.base)).resolve()
         found: list[tuple[str, str]] = []
@@ -373,10 +457,11 @@ def load_experiment(path: str | Path) -> Experiment:
             if sweep is None:
                 problems.append((f"{origin}: {p}", rule))
             else:
-                grouped.setdefault((sweep, p, rule), []).append(name)
-    for (sweep, p, rule), names in grouped.items():
+                grouped.setdefault((sweep, p), [rule]).append(name)
+    for (sweep, p), (rule, *names) in grouped.items():
         more = f" (and {len(names) - 1} more point{'s' if len(names) > 2 else ''})" if len(names) > 1 else ""
         problems.append((f"sweeps[{sweep}] ({spec.sweeps[sweep].name}) point {names[0]}{more}: {p}", rule))
+    problems += _run_size_problems(designs, spec.replications, limits)
     if problems:
         raise ExperimentError(src, problems)
     return Experiment(name=spec.name or path.stem, path=path, sha256=file_hash(path), description=spec.description, seed=spec.seed,

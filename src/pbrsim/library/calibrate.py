@@ -18,16 +18,15 @@ import io
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from ..scenario.loading import load_yaml_text, read_text
 from ..scenario.overrides import PathError, apply_overrides, parse_path
 from ..model.pathway import FULL, MINIMAL, Pathway, compile_pathway
 from ..scenario.schema import (ROW_TOLERANCE, SERVICE_LEVELS, Scenario, ScenarioError, load_raw, load_scenario, pydantic_problems, read_yaml,
@@ -819,7 +818,10 @@ def _surgical(text: str, updates: dict[str, str], extends: str | None) -> str | 
 
 
 def _yaml_text(s: str) -> str:
-    return s if re.fullmatch(r"[A-Za-z0-9_./-]+", s) and not s.startswith("-") else '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """``s`` as a YAML scalar that reads back as this text: plain when it does, else double-quoted."""
+    if re.fullmatch(r"[A-Za-z0-9_./-]+", s) and not s.startswith("-") and load_yaml_text(f"x: {s}", "<text>") == {"x": s}:
+        return s
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _dumped(text: str, updates: dict[str, float], extends: str | None) -> str:
@@ -852,7 +854,7 @@ def _dumped(text: str, updates: dict[str, float], extends: str | None) -> str:
 
 def _extends_for(scenario_path: Path, out_path: Path, text: str) -> str | None:
     """The ``extends`` value the output needs when it is written to another folder (None: unchanged)."""
-    data = yaml.safe_load(text) or {}
+    data = load_yaml_text(text, str(scenario_path)) or {}
     if not isinstance(data, dict) or "extends" not in data:
         return None
     if scenario_path.resolve().parent == out_path.resolve().parent:
@@ -864,7 +866,7 @@ def _extends_for(scenario_path: Path, out_path: Path, text: str) -> str | None:
 def calibrated_text(result: CalibrationResult, out_path: str | Path) -> str:
     """The text of the calibrated scenario file: the original with the fitted values and a fresh comment block."""
     src, out_path = Path(result.scenario_path), Path(out_path)
-    text = strip_block(src.read_text(encoding="utf-8"))
+    text = strip_block(read_text(src))
     extends = _extends_for(src, out_path, text)
     formatted = {p: _fmt(v, DECIMALS if round(v, DECIMALS) == v else 12) for p, v in result.updates.items()}
     try:
@@ -882,8 +884,8 @@ def calibrated_text(result: CalibrationResult, out_path: str | Path) -> str:
 def _writes(body: str, updates: dict[str, float]) -> bool:
     """The file's own mapping sets every updated path to its value (the check of an in-place edit)."""
     try:
-        data = yaml.safe_load(body)
-    except yaml.YAMLError:
+        data = load_yaml_text(body, "<calibrated>")
+    except ScenarioError:
         return False
     for path, value in updates.items():
         node = _node(data, [s.key for s in parse_path(path)])
@@ -894,14 +896,20 @@ def _writes(body: str, updates: dict[str, float]) -> bool:
 
 def write_calibrated(result: CalibrationResult, out_path: str | Path) -> Path:
     """Write the calibrated scenario to ``out_path`` (may be the input itself): the original file with its
-    comments, the fitted values and a comment block at the top recording the fit. The file is written to a
-    temporary file beside ``out_path``, checked with ``load_scenario`` and only then moved into place."""
+    comments, the fitted values and a comment block at the top recording the fit. The file is written in a
+    temporary folder beside ``out_path`` (``store.Staged``), checked with ``load_scenario`` and only then
+    moved into place; a replaced file keeps its permissions, a new one gets the usual ones."""
+    from ..store import Staged, WriteFailed
+
     out_path = Path(out_path)
     text = calibrated_text(result, out_path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.resolve().parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
+    with Staged([out_path]) as stage:
+        tmp = stage[out_path]
+        try:
+            with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+        except OSError as exc:
+            raise WriteFailed(f"cannot write {out_path}: {exc.strerror or exc}. Nothing was written.") from None
         try:
             written = load_scenario(tmp)
         except ScenarioError as exc:
@@ -909,18 +917,17 @@ def write_calibrated(result: CalibrationResult, out_path: str | Path) -> Path:
         if written.model_dump() != result.scenario.model_dump():
             raise CalibrationError(str(out_path), [("", "the calibrated file does not read back as the fitted scenario "
                                                         "(nothing was written)")])
-        if out_path.exists():
-            mode = out_path.stat().st_mode & 0o777
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        os.chmod(tmp, mode)  # a temporary file is private; the output gets the usual permissions
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        stage.commit()
     return out_path
+
+
+def written_by_calibrate(path: str | Path) -> bool:
+    """``path`` is a file an earlier ``pbrsim calibrate`` wrote (it starts with the comment block)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.readline().startswith(BLOCK_BEGIN)
+    except OSError:
+        return False
 
 
 def default_output(scenario_path: str | Path) -> Path:

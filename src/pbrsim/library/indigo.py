@@ -16,6 +16,7 @@ Everything here is a pure function of the files read; writing is left to the com
 from __future__ import annotations
 
 import difflib
+import io
 import json
 import math
 import re
@@ -26,7 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from scipy.optimize import brentq
+
+from ..scenario import limits
+from ..scenario.errors import ScenarioError
+from ..scenario.loading import load_yaml_text, read_bytes
 
 INDIGO_URL = "https://golab.bsg.ox.ac.uk/knowledge-bank/indigo/impact-bond-dataset-v2/"
 DEFAULT_DROPOUT = 0.02  # ASSUMPTION: monthly probability of disengaging from any rung of the ladder
@@ -156,14 +160,18 @@ def _norm_header(h: str) -> str:
 def find_table(folder: Path, key: str) -> Path | None:
     for name in TABLES[key]:
         p = folder / name
-        if p.is_file():
+        if p.exists() or p.is_symlink():  # a pipe or device by that name is refused when read, not skipped
             return p
     return None
 
 
 def read_table(path: Path, key: str) -> Table:
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        data = read_bytes(path, kind="CSV file", max_bytes=limits.active().csv_bytes)
+    except ScenarioError as exc:
+        raise IndigoError(str(exc)) from None
+    try:
+        frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise IndigoError(f"{path}: cannot be read as a CSV file ({exc})") from None
     frame = frame.apply(lambda s: s.str.strip())
@@ -340,6 +348,8 @@ def per_person_caps(text: str) -> list[float]:
                 continue
             num = m.group("num")
             value = float(num.replace(",", ""))
+            if value >= MAX_FIGURE:
+                continue  # not a real amount
             if m.group("pre") or post or "," in num or value >= 100:
                 amounts.append(value)
     return amounts
@@ -401,6 +411,8 @@ class Draft:
     placeholders: list[str]
     not_met: list[Step]
     files: dict[str, str]
+    headline: Metric | None = None  # contract.primary_outcome's metric
+    headline_reason: str = ""
 
 
 def _suggest(query: str, candidates: list[str], projects: Table) -> str:
@@ -444,6 +456,34 @@ def _value(table: Table, row: pd.Series, key: str) -> str | None:
     return _text(row[table.headers[key]]) if table.has(key) else None
 
 
+MAX_FIGURE = 1e13  # amounts and counts read from INDIGO must be below this (no impact bond is near it)
+
+
+def _too_large(table: Table, row: pd.Series, key: str) -> IndigoError:
+    raw = _value(table, row, key) or ""
+    shown = raw if len(raw) <= 24 else f"{raw[:12]}…{raw[-6:]} ({len(raw)} characters)"
+    who = " ".join(x for x in (_value(table, row, "project" if table.key != "projects" else "id"),
+                               _value(table, row, "metric") if table.has("metric") else None) if x)
+    return IndigoError(f'{table.path}: "{table.headers[key]}" of {who or "a row"}: {shown} is too large; amounts and '
+                       f"counts must be below {MAX_FIGURE:,.0f}")
+
+
+def _number(table: Table, row: pd.Series, key: str) -> float | None:
+    """``parse_number`` of a cell, refusing a number too large to be real (IndigoError naming the file and column)."""
+    x = parse_number(_value(table, row, key))
+    if x is not None and not x < MAX_FIGURE:
+        raise _too_large(table, row, key)
+    return x
+
+
+def _count(table: Table, row: pd.Series, key: str) -> tuple[float | None, bool]:
+    """``parse_count`` of a cell, refusing a number too large to be real."""
+    x, text = parse_count(_value(table, row, key))
+    if x is not None and not x < MAX_FIGURE:
+        raise _too_large(table, row, key)
+    return x, text
+
+
 def _quote_header(table: Table, key: str) -> str:
     return f'{table.file} "{table.headers.get(key, COLUMNS[table.key][key])}"'
 
@@ -462,12 +502,12 @@ def _rate_card(tables: dict[str, Table], pid: str, pname: str, warnings: list[st
     for _, r in _rows_for(metrics, pid).iterrows():
         mid = _value(metrics, r, "id")
         if mid and mid not in definitions:
-            target, _ = parse_count(_value(metrics, r, "targeted"))
+            target, _ = _count(metrics, r, "targeted")
             definitions[mid] = (_value(metrics, r, "definition") or mid, target)
     card: dict[str, Metric] = {}
     for _, r in rows.iterrows():
         mid = _value(pricings, r, "metric")
-        price = parse_number(_value(pricings, r, "price"))
+        price = _number(pricings, r, "price")
         if not mid:
             warnings.append(f"{pricings.file}: a price row of {pid} has no outcome metric id; skipped")
             continue
@@ -479,7 +519,7 @@ def _rate_card(tables: dict[str, Table], pid: str, pname: str, warnings: list[st
             continue
         definition, target = definitions.get(mid, (mid, None))
         card[mid] = Metric(id=mid, definition=definition, price=price, currency=_value(pricings, r, "currency"),
-                           max_price=parse_number(_value(pricings, r, "max_price")), targeted=target)
+                           max_price=_number(pricings, r, "max_price"), targeted=target)
     if not card:
         raise IndigoError(f"{pricings.path}: the price rows for {pid} ({pname}) have no usable 'Price Per Unit' amount")
     for m in card.values():
@@ -497,7 +537,7 @@ def _rate_card(tables: dict[str, Table], pid: str, pname: str, warnings: list[st
 def _pick_result(rows: pd.DataFrame, results: Table) -> pd.Series | None:
     best, best_key = None, None
     for order, (_, r) in enumerate(rows.iterrows()):
-        achieved, _ = parse_count(_value(results, r, "achieved"))
+        achieved, _ = _count(results, r, "achieved")
         if achieved is None:
             continue
         final = (_value(results, r, "type") or "").lower() == "final"
@@ -521,8 +561,8 @@ def _attach_results(tables: dict[str, Table], pid: str, card: list[Metric], proj
         r = _pick_result(rows[rows[results.headers["metric"]] == m.id], results)
         if r is None:
             continue
-        achieved, had_text = parse_count(_value(results, r, "achieved"))
-        engaged, _ = parse_count(_value(results, r, "engaged"))
+        achieved, had_text = _count(results, r, "achieved")
+        engaged, _ = _count(results, r, "engaged")
         m.achieved = achieved
         m.achieved_raw = _value(results, r, "achieved") if had_text else None
         m.result_type = _value(results, r, "type")
@@ -589,6 +629,8 @@ def _root(f, lo: float, hi: float) -> float:
         return lo
     if f(hi) <= REACH_TOLERANCE:
         return hi
+    from scipy.optimize import brentq  # scipy loads only when a ladder is fitted
+
     return brentq(f, lo, hi, xtol=1e-15, rtol=1e-15, maxiter=500)
 
 
@@ -633,21 +675,21 @@ def fit_ladder(targets: list[float | None], window: int, max_months: int | None,
 # YAML text
 
 
-def _yaml_key(k: str) -> str:
+def _reads_back(text: str, expected: dict) -> bool:
+    """Whether ``text`` reads as ``expected`` by pbrsim's YAML 1.2 rules and by YAML 1.1 readers alike."""
     try:
-        ok = yaml.safe_load(f"{k}: 1") == {k: 1}
-    except yaml.YAMLError:
-        ok = False
-    return k if ok else json.dumps(k)
+        return load_yaml_text(text, "<draft>") == expected and yaml.safe_load(text) == expected
+    except (ScenarioError, yaml.YAMLError):
+        return False
+
+
+def _yaml_key(k: str) -> str:
+    return k if _reads_back(f"{k}: 1", {k: 1}) else json.dumps(k)
 
 
 def _plain(s: str) -> str:
     """``s`` as a YAML scalar: bare when it reads back as the same text, quoted otherwise."""
-    try:
-        ok = "#" not in s and yaml.safe_load(f"x: {s}") == {"x": s}
-    except yaml.YAMLError:
-        ok = False
-    return s if ok else _q(s)
+    return s if "#" not in s and _reads_back(f"x: {s}", {"x": s}) else _q(s)
 
 
 def _q(s: str) -> str:
@@ -692,7 +734,7 @@ def _service_window(tables: dict[str, Table], proj: _Project, warnings: list[str
                 "completion_actual", "completion_anticipated"):
         raw = _value(projects, proj.row, key)
         if key.startswith("duration"):
-            months = parse_number(raw)
+            months = _number(projects, proj.row, key)
             if months and months >= 1:
                 return min(int(round(months)), 600), f'INDIGO {projects.file}: "{projects.headers[key]}" = {raw} (months)'
             continue
@@ -725,7 +767,7 @@ def _service_window(tables: dict[str, Table], proj: _Project, warnings: list[str
 def _service_users(tables, proj: _Project, card: list[Metric]) -> tuple[float, str, bool]:
     """(number of service users, comment, is placeholder)."""
     projects, metrics = tables["projects"], tables["metrics"]
-    targeted, _ = parse_count(_value(projects, proj.row, "targeted"))
+    targeted, _ = _count(projects, proj.row, "targeted")
     if targeted:
         return targeted, f'INDIGO {projects.file} "{projects.headers["targeted"]}"', False
     metric_targets = [(m.targeted, m.id) for m in card if m.targeted]
@@ -733,7 +775,7 @@ def _service_users(tables, proj: _Project, card: list[Metric]) -> tuple[float, s
         value, mid = max(metric_targets)
         return value, (f'INDIGO {metrics.file} "{metrics.headers["targeted"]}" of {mid} (the largest metric-level target; '
                        "no project-level target recorded)"), False
-    engaged, _ = parse_count(_value(projects, proj.row, "engaged"))
+    engaged, _ = _count(projects, proj.row, "engaged")
     if engaged:
         return engaged, f'INDIGO {projects.file} "{projects.headers["engaged"]}" (no target recorded)', False
     return PLACEHOLDER_USERS, "PLACEHOLDER: INDIGO records neither a targeted nor an engaged number of service users", True
@@ -869,6 +911,8 @@ class _Parts:
     investment_key: str | None
     dropout: float
     lag: int
+    headline: Metric | None = None
+    headline_reason: str = ""
 
     def header(self, key: str, table: str = "projects") -> str:
         t = self.tables[table]
@@ -896,7 +940,7 @@ def build_draft(folder: str | Path, project: str, *, dropout: float = DEFAULT_DR
     users, users_comment, users_placeholder = _service_users(tables, proj, card)
     if users_placeholder:
         placeholders.append("number of service users (referrals.rate)")
-    project_engaged, _ = parse_count(_value(projects, row, "engaged"))
+    project_engaged, _ = _count(projects, row, "engaged")
     has_results = _attach_results(tables, proj.id, card, project_engaged,
                                   None if users_placeholder else (users, users_comment), warnings)
 
@@ -906,13 +950,14 @@ def build_draft(folder: str | Path, project: str, *, dropout: float = DEFAULT_DR
     for m, n in zip(card, names):
         m.state = _unique(n or slugify(m.id) or "outcome", used, RESERVED_STATES)
     steps, not_met = _ladder(card, has_results, months, dropout)
+    headline, headline_reason = headline_outcome([s.metric for s in steps])
     n_placeholder = sum(s.status == "placeholder" for s in steps)
     if n_placeholder:
         placeholders.append(f"{n_placeholder} ladder probabilit{'y' if n_placeholder == 1 else 'ies'} "
                             f"(p = {PLACEHOLDER_P}, no recorded results)")
 
     currency, currency_comment = _currency(card, projects, row, tables["pricings"], warnings)
-    cap = parse_number(_value(projects, row, "max_payment"))
+    cap = _number(projects, row, "max_payment")
     cap_currency = _value(projects, row, "max_payment_currency")
     if cap is not None and cap_currency and cap_currency != currency:
         warnings.append(f"maximum outcome payment is in {cap_currency}, prices in {currency}: the cap is not converted")
@@ -922,7 +967,7 @@ def build_draft(folder: str | Path, project: str, *, dropout: float = DEFAULT_DR
                      if comment.startswith("PLACEHOLDER")]
     investment, investment_key = None, None
     for key in ("investment_exact", "investment_min", "investment_max"):
-        investment = parse_number(_value(projects, row, key))
+        investment = _number(projects, row, key)
         if investment is not None:
             investment_key = key
             break
@@ -936,14 +981,32 @@ def build_draft(folder: str | Path, project: str, *, dropout: float = DEFAULT_DR
                    currency=currency, currency_comment=currency_comment, cap=cap, per_person_cap=pp_cap,
                    per_person_comment=pp_comment, per_person_cap_supported=per_person_cap_supported,
                    commissioner=commissioner, commissioner_comment=c_comment, provider=provider, provider_comment=p_comment,
-                   investment=investment, investment_key=investment_key, dropout=dropout, lag=lag)
+                   investment=investment, investment_key=investment_key, dropout=dropout, lag=lag,
+                   headline=headline, headline_reason=headline_reason)
     text = "\n".join(_header_lines(parts) + _top_lines(parts) + _pathway_lines(parts) + _contract_lines(parts)
                      + _provider_lines(parts)) + "\n"
     files = {k: t.file for k, t in tables.items()}
     targets = _targets_text(proj, steps, months, files["results"], parts.name) if any(s.target is not None for s in steps) else None
     return Draft(project_id=proj.id, project_name=proj.name, name=parts.name, scenario_text=text, targets_text=targets,
                  steps=steps, months=months, currency=currency, warnings=warnings, placeholders=placeholders,
-                 not_met=not_met, files=files)
+                 not_met=not_met, files=files, headline=headline, headline_reason=headline_reason)
+
+
+def headline_outcome(ladder: list[Metric]) -> tuple[Metric, str]:
+    """The default headline outcome (``contract.primary_outcome``) and why: the metric carrying the most recorded
+    outcome money (price x outcomes achieved), so that outcome rates and cost per outcome are about the result the
+    contract mostly paid for; without results, the largest maximum price; without either, the top rung."""
+    valued = [(m.price * m.achieved, -i, m) for i, m in enumerate(ladder) if m.achieved is not None and m.achieved > 0]
+    if valued:
+        value, _, m = max(valued, key=lambda v: v[:2])
+        total = sum(v for v, _, _ in valued)
+        return m, (f"the outcome carrying the most recorded outcome money: {m.achieved:,.0f} achieved x {_money_text(m.price)} = "
+                   f"{_money_text(value)}, {value / total:.0%} of the {_money_text(total)} the recorded results are worth at list prices")
+    capped = [(m.max_price, -i, m) for i, m in enumerate(ladder) if m.max_price]
+    if capped:
+        value, _, m = max(capped, key=lambda v: v[:2])
+        return m, f"no results recorded: the outcome with the largest maximum payment ({_money_text(value)} if all targets are achieved)"
+    return ladder[-1], "no results or maximum payments recorded: the top rung (least achieved) - choose the project's headline outcome"
 
 
 def _header_lines(x: _Parts) -> list[str]:
@@ -1064,7 +1127,7 @@ def _contract_lines(x: _Parts) -> list[str]:
             L.append(f"  per_person_cap: {_num(x.per_person_cap)}  # {x.per_person_comment}")
         else:
             L.append(f"  # per_person_cap: {_num(x.per_person_cap)}  # not supported by this pbrsim version; {x.per_person_comment}")
-    L += [f"  primary_outcome: {_yaml_key(last)}  # ASSUMPTION: the top rung (least achieved); change it to the headline outcome",
+    L += [f"  primary_outcome: {_yaml_key(x.headline.state)}  # ASSUMPTION: {x.headline.id}, {_c(x.headline_reason)}; change it if the project's own headline outcome differs",
           "  payments:"]
     for s in x.steps:
         m = s.metric

@@ -14,7 +14,8 @@ from ..scenario.schema import Scenario
 
 @dataclass(frozen=True)
 class Rule:
-    """One payment line: first entry into ``state`` or, for sustainment, each month in ``states`` up to ``max_months``."""
+    """One payment line: first entry into ``state`` or, for sustainment, each month in ``states`` up to ``max_months``;
+    with ``requires``, only for clients whose claim on that other line was accepted before."""
 
     index: int
     name: str
@@ -27,6 +28,7 @@ class Rule:
     rejection: float
     tariff_years: np.ndarray | None = None  # int64 pence [Y, G] when the tariff changes by year (the last repeats)
     entry_basis: bool = False  # tariff_years indexed by the client's referral year, not the trigger month's year
+    requires: int = -1  # index of the line whose accepted claim must come first (``requires``), -1 for none
 
     def amounts(self, seg, month, ref_month) -> np.ndarray:
         """Tariff in pence for claims of segment(s) ``seg`` triggered in ``month`` by clients referred in
@@ -82,12 +84,14 @@ class CohortRule:
 
 @dataclass(frozen=True)
 class VolumeBand:
-    """Fee-for-service volume band: expected referrals and unit price per contract year, in pence."""
+    """Fee-for-service volume band: expected referrals and unit price per contract year, in pence; the
+    paid volume is the referrals of the ``counted`` segments."""
 
     expected: np.ndarray  # float [Y]
     unit_price: np.ndarray  # float pence per referral [Y]
     band: float
     lag: int
+    counted: np.ndarray | None = None  # bool [G]: segments whose referrals are the paid volume; None = all
 
 
 @dataclass(frozen=True)
@@ -158,11 +162,15 @@ def _volume_band(sc: Scenario, fee_due: np.ndarray) -> VolumeBand | None:
     given = vb.expected_per_year if isinstance(vb.expected_per_year, list) else [vb.expected_per_year]
     expected = np.array([given[min(y, len(given) - 1)] for y in range(years)], dtype=float)
     due_by_year = np.array([fee_due[12 * y: 12 * (y + 1)].sum() for y in range(years)], dtype=float)
-    return VolumeBand(expected=expected, unit_price=due_by_year / expected, band=vb.band, lag=vb.lag)
+    counted = None
+    if vb.segments is not None:
+        counted = np.array([g in vb.segments for g in sc.segments], dtype=bool)
+    return VolumeBand(expected=expected, unit_price=due_by_year / expected, band=vb.band, lag=vb.lag, counted=counted)
 
 
 def compile_contract(sc: Scenario, pw: Pathway) -> Contract:
     rules = []
+    line_index = {r.name: i for i, r in enumerate(sc.contract.payments)}
     for i, r in enumerate(sc.contract.payments):
         years = None
         if r.tariff_by_year is not None:
@@ -186,6 +194,7 @@ def compile_contract(sc: Scenario, pw: Pathway) -> Contract:
                 rejection=r.rejection,
                 tariff_years=years,
                 entry_basis=r.year_basis == "entry",
+                requires=line_index[r.requires] if r.requires is not None else -1,
             )
         )
     primary = sc.primary_outcome_state

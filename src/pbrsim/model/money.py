@@ -32,6 +32,15 @@ def money(x, currency: str = "GBP") -> str:
     return f"{sign}{symbol}{abs(x):,.0f}"
 
 
+def pence_exact(pence: int, currency: str = "GBP") -> str:
+    """Integer pence written to the penny, '£3,723,333.07' (checks that compare money must show every penny)."""
+    pence = int(pence)
+    sign = "-" if pence < 0 else ""
+    symbol = "£" if currency == "GBP" else ""
+    pounds, p = divmod(abs(pence), 100)
+    return f"{sign}{symbol}{pounds:,}.{p:02d}"
+
+
 def pct(x) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
 

@@ -20,7 +20,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter  # noqa: E402
 
-from . import fmt  # noqa: E402
+from . import fmt, style  # noqa: E402
+from .style import legend_label  # noqa: E402
 
 COLOURS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
 LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (5, 3, 1, 3))]
@@ -37,17 +38,7 @@ KIND_STYLE = {  # payment kind -> (colour, hatch)
 DPI = 110
 MAX_PANELS = 12
 
-plt.rcParams.update({
-    "font.size": 10,
-    "axes.titlesize": 11,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "hatch.linewidth": 0.6,
-    "legend.frameon": False,
-    "svg.fonttype": "none",
-})
+style.apply(plt)  # shared with the stress charts; names are drawn as written (no mathtext)
 
 
 @dataclass
@@ -70,6 +61,7 @@ class Chart:
 
 
 def _render(fig, name: str, title: str, alt: str, note: str) -> Chart:
+    style.literal_text(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None, "Title": title})
     w, h = fig.get_size_inches() * DPI
@@ -80,7 +72,10 @@ def _render(fig, name: str, title: str, alt: str, note: str) -> Chart:
 
 
 def safe_name(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(text))
+    """A chart's file name part for a name read from a scenario (the output rule of ``pbrsim.store``)."""
+    from ..store import safe_name as slug
+
+    return slug(text, limit=60)
 
 
 def _money_axis(ax, currency: str, axis: str = "y"):
@@ -278,7 +273,7 @@ def _dots(ax, y, mean, lo, hi, style: dict, label: str, unit: str, annotate=True
     err = np.vstack([np.where(np.isnan(lo), 0, mean - lo), np.where(np.isnan(hi), 0, hi - mean)])
     err = np.clip(np.nan_to_num(err), 0, None)
     ax.errorbar(mean, y, xerr=err, fmt=style.get("marker", "o"), color=style.get("color", "black"), capsize=3,
-                markersize=6, linewidth=1.4, label=label, markerfacecolor=style.get("face", style.get("color", "black")))
+                markersize=6, linewidth=1.4, label=legend_label(label), markerfacecolor=style.get("face", style.get("color", "black")))
     if annotate:
         for m, h, yy in zip(mean, hi, y):
             if not np.isnan(m):
@@ -411,11 +406,11 @@ def cumulative_lines(curves: dict[str, pd.DataFrame], title: str, name: str, yla
         st = _style(i)
         if key == band_key:
             ax.fill_between(x, q["p5"], q["p95"], color="0.5", alpha=0.2, hatch="..", linewidth=0,
-                            label=f"{key}: 90% of runs")
+                            label=legend_label(f"{key}: 90% of runs"))
             st = {"color": "black", "linestyle": "-", "marker": "o"}
         lw = 2.4 if key in (band_key, baseline) else 1.6
         label = key + (" (baseline)" if key == baseline else "") + (": median" if key == band_key else "")
-        ax.plot(x, q["p50"], linewidth=lw, markersize=4, markevery=_markevery(len(x)), label=label, **st)
+        ax.plot(x, q["p50"], linewidth=lw, markersize=4, markevery=_markevery(len(x)), label=legend_label(label), **st)
         end = fmt.money(q["p50"].iloc[-1], currency) if currency else f"{q['p50'].iloc[-1]:,.0f}"
         ends.append((x[-1], float(q["p50"].iloc[-1]), f" {key} {end}"))
         parts.append(f"{key} {end}")

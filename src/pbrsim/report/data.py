@@ -54,6 +54,8 @@ def kind_of(path: Path) -> str:
         if not (path / "summary.json").exists():
             raise ReportError(f"{path} holds a design run that has not finished ({manifest.get('status')}); run it again to finish it")
         return "design"
+    if manifest.get("kind") == "pbrsim-report":
+        raise ReportError(f"{path} is a report folder; give the run, experiment or stress-test folder it was made from")
     if (path / "summary.json").exists():
         return "run"
     raise ReportError(f"{path} is not a pbrsim run or experiment folder (manifest.json but no summary.json)")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .charts import Chart
-from .stress import COLOURS, _Markup, _atomic_write, _env, _plt, _render
+from .stress import COLOURS, _Markup, _env, _plt, _render
 
 
 def _fmt(x, unit: str, cur: str) -> str:
@@ -140,15 +140,9 @@ def design_charts(summary: dict) -> list[Chart]:
     return [curve_chart(summary)] if summary["kind"] == "goal_seek" else [pareto_chart(summary)]
 
 
-def write_design_charts(summary: dict, out_dir: str | Path) -> list[Path]:
-    """The chart PNG files of a design run (``design_pareto.png`` or ``design_curve.png``) in ``out_dir``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for c in design_charts(summary):
-        _atomic_write(out_dir / c.file, c.png)
-        paths.append(out_dir / c.file)
-    return paths
+def design_chart_files(summary: dict) -> dict[str, bytes]:
+    """The chart PNG files of a design run (``design_pareto.png`` or ``design_curve.png``): name -> bytes."""
+    return {c.file: c.png for c in design_charts(summary)}
 
 
 _TEMPLATE = """
@@ -249,19 +243,19 @@ def design_section(summary: dict, *, heading_level: int = 2, charts: list[Chart]
     )
 
 
-def write_design_report(summary: dict, out_dir: str | Path) -> list[Path]:
-    """Write ``out_dir/design.html`` (self-contained) and its charts as PNG files; returns the paths written."""
+def write_design_report(summary: dict, out_dir: str | Path, *, overwrite: bool = False, source: str | Path | None = None) -> Path:
+    """Write ``out_dir/design.html`` (self-contained) and its charts as PNG files by the output rule of
+    ``pbrsim.store`` (an earlier report there is replaced, nothing else is touched); returns the page's path."""
     from .. import __version__
+    from ..store import KIND_REPORT, check_out, manifest, write_files
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_out(out_dir, KIND_REPORT, overwrite=overwrite)  # before the charts are drawn
     charts = design_charts(summary)
-    paths = []
-    for c in charts:
-        _atomic_write(out_dir / c.file, c.png)
-        paths.append(out_dir / c.file)
     body = design_section(summary, heading_level=1, charts=charts)
     page = _env().from_string(_PAGE).render(s=summary, body=_Markup(body), version=__version__)
-    path = out_dir / "design.html"
-    _atomic_write(path, page.encode("utf-8"))
-    return paths + [path]
+    files = {c.file: c.png for c in charts}
+    files["design.html"] = page.encode("utf-8")
+    made_from = {"made_from": str(source)} if source is not None else {}
+    write_files(out_dir, files, manifest(None, None, made_from), kind=KIND_REPORT, overwrite=overwrite)
+    return out_dir / "design.html"

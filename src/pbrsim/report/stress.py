@@ -19,6 +19,7 @@ import io
 import math
 from pathlib import Path
 
+from . import style
 from .charts import Chart  # one chart type for the main report and the stress section
 from ..model.money import money
 
@@ -35,12 +36,12 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.spines.top": False, "axes.spines.right": False,
-                         "axes.grid": True, "grid.alpha": 0.3, "legend.frameon": False, "hatch.linewidth": 0.6})
+    style.apply(plt)
     return plt
 
 
 def _render(fig, name: str, title: str, alt: str, note: str) -> Chart:
+    style.literal_text(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None, "Title": title})
     import matplotlib.pyplot as plt
@@ -245,9 +246,9 @@ figure { margin: 1.5rem 0; } img { max-width: 100%; height: auto; }
 
 
 def _env():
-    import jinja2
+    from .html_text import environment
 
-    return jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    return environment()
 
 
 def stress_section(summary: dict, *, heading_level: int = 2, charts: list[Chart] | None = None,
@@ -281,29 +282,25 @@ def stress_section(summary: dict, *, heading_level: int = 2, charts: list[Chart]
     )
 
 
-def write_stress_report(summary: dict, out_dir: str | Path) -> Path:
-    """Write ``out_dir/stress.html`` (self-contained: images inline) and the charts as PNG files beside it."""
+def write_stress_report(summary: dict, out_dir: str | Path, *, overwrite: bool = False, source: str | Path | None = None) -> Path:
+    """Write ``out_dir/stress.html`` (self-contained: images inline) and the charts as PNG files beside it,
+    by the output rule of ``pbrsim.store`` (an earlier report there is replaced, nothing else is touched)."""
     from .. import __version__
+    from ..store import KIND_REPORT, check_out, manifest, write_files
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_out(out_dir, KIND_REPORT, overwrite=overwrite)  # before the charts are drawn
     charts = stress_charts(summary)
-    for c in charts:
-        _atomic_write(out_dir / c.file, c.png)
     body = stress_section(summary, heading_level=1, charts=charts)
     page = _env().from_string(_PAGE).render(s=summary, body=_Markup(body), version=__version__)
-    path = out_dir / "stress.html"
-    _atomic_write(path, page.encode("utf-8"))
-    return path
+    files = {c.file: c.png for c in charts}
+    files["stress.html"] = page.encode("utf-8")
+    made_from = {"made_from": str(source)} if source is not None else {}
+    write_files(out_dir, files, manifest(None, None, made_from), kind=KIND_REPORT, overwrite=overwrite)
+    return out_dir / "stress.html"
 
 
 def _Markup(text: str):
     import markupsafe
 
     return markupsafe.Markup(text)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)

@@ -1,18 +1,24 @@
-"""Scenario files: the pydantic schema, safe YAML loading and the cross-field rules.
+"""Scenario files: the pydantic schema, the cross-field rules and ``extends`` chains.
 
 A scenario is data: referrals, segments, the outcome pathway, the contract and the
-provider's finances. Nothing here imports the engine. Every error names the file, the
-dotted field path and the rule broken (see ``ScenarioError``).
+provider's finances. Nothing here imports the engine. Files are read by ``loading.py``; what a
+scenario may cost (size limits, the money bound) is checked by ``bounds.py``. Every error names the
+file, the dotted field path and the rule broken (see ``ScenarioError``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from . import bounds
+from . import limits as lim
+from .errors import ScenarioError
+from .loading import read_bytes, read_yaml
 
 from .value_schema import Value, check_value
 
@@ -26,22 +32,22 @@ DROPPED_STATE = "dropped_provider_failure"
 EXTRA_ITEMS = ("volume_reconciliation", "investment", "repayment")  # ledger items the engine adds
 
 
-class ScenarioError(Exception):
-    """A scenario broke a rule; ``problems`` is a list of (field path, rule) pairs."""
-
-    def __init__(self, source: str, problems: list[tuple[str, str]]):
-        self.source = source
-        self.problems = problems
-        lines = [f"{source}: {path}: {rule}" if path else f"{source}: {rule}" for path, rule in problems]
-        super().__init__("\n".join(lines))
-
-
 class _Model(BaseModel):
     # strict: YAML's `yes`/`no` and quoted numbers are not numbers; no NaN or infinite money
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
-Money = float  # pounds in files; the engine converts to integer pence
+MAX_POUNDS = lim.MAX_PENCE / 100
+MONTHS = lim.MAX_MONTHS_EVER  # hard ceiling of every month count and lag (16-bit month columns)
+
+
+def _amount(x: float) -> float:
+    if abs(x) > MAX_POUNDS:
+        raise ValueError(f"amounts may be at most {MAX_POUNDS:,.2f} (2^53 pence, the most pbrsim keeps exact to the penny)")
+    return x
+
+
+Money = Annotated[float, AfterValidator(_amount)]  # pounds in files; the engine converts to integer pence
 
 
 class ReferralProfile(_Model):
@@ -49,8 +55,8 @@ class ReferralProfile(_Model):
 
     monthly: list[float] | None = Field(None, description="Expected referrals in each month, from month 0.")
     rate: float | None = Field(None, ge=0, description="Constant expected referrals per month.")
-    start: int = Field(0, ge=0, description="First month with referrals (with `rate`).")
-    end: int | None = Field(None, ge=0, description="Month after the last month with referrals (with `rate`); default the contract end.")
+    start: int = Field(0, ge=0, le=MONTHS, description="First month with referrals (with `rate`).")
+    end: int | None = Field(None, ge=0, le=MONTHS, description="Month after the last month with referrals (with `rate`); default the contract end.")
     distribution: Literal["poisson", "fixed"] = Field(
         "poisson", description="`poisson`: each month's count is Poisson with the expected value; `fixed`: counts are the expected values rounded cumulatively."
     )
@@ -65,7 +71,7 @@ class ReferralProfile(_Model):
 
 class Segment(_Model):
     share: float = Field(..., ge=0, le=1, description="Share of referrals in this segment; shares sum to 1.")
-    complexity: int | None = Field(None, description="Rank of need (higher = more complex); default the listing order.")
+    complexity: int | None = Field(None, ge=-10**9, le=10**9, description="Rank of need (higher = more complex); default the listing order.")
     source: str | None = Field(None, description="Where the share comes from.")
 
 
@@ -82,7 +88,7 @@ class Pathway(_Model):
     initial_state: str = Field(..., description="State a client is in when referred.")
     absorbing: list[str] = Field(default_factory=list, description="States a client never leaves; their rows may be omitted.")
     exit_state: str | None = Field(None, description="Absorbing state for forced exit after `max_months_on_programme`.")
-    max_months_on_programme: int | None = Field(None, ge=1, description="Transitions allowed before forced exit.")
+    max_months_on_programme: int | None = Field(None, ge=1, le=MONTHS, description="Transitions allowed before forced exit.")
     service_states: list[str] | None = Field(
         None, description="States in which the provider delivers service (default: every non-absorbing state)."
     )
@@ -92,7 +98,7 @@ class Pathway(_Model):
     transitions: dict[str, SegmentTransitions] = Field(..., description="Per segment, the monthly transition rows.")
 
 
-Tariff = Union[float, dict[str, float]]
+Tariff = Union[Money, dict[str, Money]]
 
 
 class PaymentRule(_Model):
@@ -100,7 +106,7 @@ class PaymentRule(_Model):
     kind: Literal["attachment", "milestone", "outcome", "sustainment"]
     state: str | None = Field(None, description="State whose first entry triggers the payment (not sustainment).")
     states: list[str] | None = Field(None, description="Sustainment: states in which each month is paid; other kinds: first entry into any of them.")
-    max_months: int | None = Field(None, ge=1, description="Sustainment: most monthly payments per client.")
+    max_months: int | None = Field(None, ge=1, le=MONTHS, description="Sustainment: most monthly payments per client.")
     tariff: Tariff | None = Field(None, description="Amount per trigger, one number or per segment (with optional `default`).")
     tariff_by_year: list[Tariff] | None = Field(
         None, min_length=1, description="Instead of `tariff`: one tariff per year (the last repeats), each a number or per segment."
@@ -109,8 +115,12 @@ class PaymentRule(_Model):
         "contract", description="`tariff_by_year`: the contract year of the trigger month, or the year the client was referred in."
     )
     deadweight: float = Field(0.0, ge=0, lt=1, description="Share deducted from every payment on this line (outcomes that would have happened anyway).")
-    lag: int = Field(0, ge=0, description="Months between the triggering event and the money arriving.")
+    lag: int = Field(0, ge=0, le=MONTHS, description="Months between the triggering event and the money arriving.")
     rejection: float = Field(0.0, ge=0, le=1, description="Probability that a claim is rejected and never paid.")
+    requires: str | None = Field(
+        None, description="Name of another line, paid once per client, whose claim for the same client must have been "
+        "accepted before this line pays (Work Programme: sustainment only after an accepted job outcome)."
+    )
     source: str | None = None
 
     @field_validator("tariff")
@@ -126,7 +136,11 @@ class VolumeBand(_Model):
 
     expected_per_year: float | list[float] = Field(..., description="Expected referrals per contract year (a list: per year, the last repeats).")
     band: float = Field(..., ge=0, le=1, description="Relative width of the no-adjustment band around the expected volume.")
-    lag: int = Field(0, ge=0, description="Months after the year end that the reconciliation is paid.")
+    lag: int = Field(0, ge=0, le=MONTHS, description="Months after the year end that the reconciliation is paid.")
+    segments: list[str] | None = Field(
+        None, description="Segments whose referrals are the paid volume the band is measured against (default: all). "
+        "Referrals of other segments are served and cost money but are not paid for by the fee."
+    )
     source: str | None = None
 
     @field_validator("expected_per_year")
@@ -147,7 +161,7 @@ class ServiceFee(_Model):
     schedule: Literal["monthly", "quarterly", "upfront"] | list[int] = Field(
         "monthly", description="When a total or share is paid: equal monthly or quarterly instalments over the contract, all at month 0, or equal parts in the listed months."
     )
-    lag: int = Field(0, ge=0, description="Months between an instalment falling due and being paid (arrears).")
+    lag: int = Field(0, ge=0, le=MONTHS, description="Months between an instalment falling due and being paid (arrears).")
     volume_band: VolumeBand | None = Field(None, description="Year-end reconciliation of the fee against referral volumes.")
 
     @field_validator("amounts")
@@ -159,8 +173,8 @@ class ServiceFee(_Model):
 
 
 class Cohort(_Model):
-    start: int = Field(..., ge=0, description="First referral month of the cohort.")
-    end: int = Field(..., ge=1, description="Month after the cohort's last referral month.")
+    start: int = Field(..., ge=0, le=MONTHS, description="First referral month of the cohort.")
+    end: int = Field(..., ge=1, le=MONTHS, description="Month after the cohort's last referral month.")
 
 
 class CohortPayment(_Model):
@@ -168,13 +182,13 @@ class CohortPayment(_Model):
 
     name: str
     event_state: str = Field(..., description="A client has the event if it first enters this state within `window_months` of referral.")
-    window_months: int = Field(..., ge=1, description="Months after referral in which the event is counted.")
+    window_months: int = Field(..., ge=1, le=MONTHS, description="Months after referral in which the event is counted.")
     baseline_rate: float = Field(..., gt=0, le=1, description="The comparison group's event rate.")
     cohorts: list[Cohort] = Field(..., min_length=1)
     threshold: float = Field(..., ge=0, le=1, description="Relative reduction 1 - rate/baseline at which a single cohort is paid.")
     threshold_all: float | None = Field(None, ge=0, le=1, description="Relative reduction for all cohorts combined, measured with the last cohort.")
     price_per_event_avoided: Money = Field(..., ge=0, description="Paid per avoided event: price × (baseline − rate) × cohort size.")
-    lag: int = Field(0, ge=0, description="Months between measurement and payment.")
+    lag: int = Field(0, ge=0, le=MONTHS, description="Months between measurement and payment.")
     source: str | None = None
 
 
@@ -243,7 +257,7 @@ class Provider(_Model):
     opening_cash: Money = Field(0.0, ge=0)
     overhead_per_month: Money = Field(0.0, ge=0)
     cost_per_client_month: ServiceCosts
-    capacity: int | None = Field(None, ge=0, description="Full-service places per month; null means unlimited.")
+    capacity: int | None = Field(None, ge=0, le=lim.MAX_PENCE, description="Full-service places per month; null means unlimited.")
     credit: Credit = Field(default_factory=Credit)
     policy: PolicySpec = Field(default_factory=HolisticPolicy, description="Allocation policy: a name or a mapping with `name` and its parameters.")
 
@@ -270,8 +284,8 @@ class Terms(_Model):
     )
     management_fee: float = Field(0.0, ge=0, le=1, description="Share of passed-through money the prime keeps.")
     fee_for_service: FeeForService | None = None
-    extra_lag: int = Field(0, ge=0, description="Months between the prime receiving money (or the service month) and paying the subcontractor.")
-    guaranteed_referrals: int | None = Field(None, ge=0, description="Minimum referrals per month the prime sends (when it has them).")
+    extra_lag: int = Field(0, ge=0, le=MONTHS, description="Months between the prime receiving money (or the service month) and paying the subcontractor.")
+    guaranteed_referrals: int | None = Field(None, ge=0, le=lim.MAX_PENCE, description="Minimum referrals per month the prime sends (when it has them).")
 
     @field_validator("pass_through")
     @classmethod
@@ -287,7 +301,7 @@ class Terms(_Model):
 class OnFailure(_Model):
     action: Literal["drop", "transfer"] = Field("drop", description="What happens to the clients of an organisation that becomes insolvent.")
     to: str | None = Field(None, description="Organisation receiving transferred clients (default: the prime).")
-    gap_months: int = Field(0, ge=0, description="Months transferred clients go without service.")
+    gap_months: int = Field(0, ge=0, le=MONTHS, description="Months transferred clients go without service.")
     restart_state: str | None = Field(None, description="State transferred clients restart in (progress lost); default: they keep their state.")
 
 
@@ -302,7 +316,7 @@ class Allocation(_Model):
     method: Literal["fixed_shares", "by_segment", "performance"] = "fixed_shares"
     shares: dict[str, float] | None = Field(None, description="Share of referrals per organisation (fixed_shares; starting shares for performance).")
     by_segment: dict[str, dict[str, float]] | None = Field(None, description="Per segment, share of its referrals per organisation.")
-    review_every: int = Field(3, ge=1, description="performance: months between share reviews.")
+    review_every: int = Field(3, ge=1, le=MONTHS, description="performance: months between share reviews.")
     step: float = Field(0.25, ge=0, le=1, description="performance: weight moved towards outcome-rate shares at each review.")
 
 
@@ -333,7 +347,7 @@ class Reporting(_Model):
 class Scenario(_Model):
     name: str
     description: str | None = None
-    months: int = Field(..., ge=1, le=600, description="Contract length T in months.")
+    months: int = Field(..., ge=1, le=MONTHS, description="Contract length T in months.")
     currency: str = "GBP"
     referrals: ReferralProfile
     segments: dict[str, Segment] = Field(..., min_length=1)
@@ -384,45 +398,6 @@ class Scenario(_Model):
 # Loading
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """Safe loader that refuses duplicate mapping keys (a silent overwrite is a bug in a file)."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
-    loader.flatten_mapping(node)
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark
-            )
-        seen[key] = key_node.start_mark.line
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def read_yaml(path: str | Path) -> dict:
-    """Read a YAML mapping safely; errors become ScenarioError naming the file and line."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError(str(path), [("", f"cannot read file: {exc.strerror}")]) from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        what = " ".join(str(x) for x in (getattr(exc, "context", None), getattr(exc, "problem", None)) if x) or str(exc)
-        raise ScenarioError(str(path), [("", f"not valid YAML{where}: {what}")]) from None
-    if not isinstance(data, dict):
-        raise ScenarioError(str(path), [("", "the file must hold a mapping of fields at the top level")])
-    return data
-
-
 def _loc_to_path(loc: tuple) -> str:
     parts: list[str] = []
     for item in loc:
@@ -459,15 +434,19 @@ def pydantic_problems(exc: ValidationError, doc: str = "docs/scenarios.md") -> l
     return unique
 
 
-def scenario_from_dict(data: dict, source: str = "<scenario>") -> Scenario:
-    """Validate a mapping into a Scenario, applying the schema and the cross-field rules."""
+def scenario_from_dict(data: dict, source: str = "<scenario>", limits: lim.Limits | None = None) -> Scenario:
+    """Validate a mapping into a Scenario: the schema, the cross-field rules, the size limits in force
+    (``limits``, default ``limits.active()``) and the money bound (always)."""
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
         raise ScenarioError(source, pydantic_problems(exc)) from None
-    problems = check_rules(scenario)
-    if problems:
-        raise ScenarioError(source, problems)
+    limits = limits or lim.active()
+    for check in (lambda: bounds.count_problems(scenario, limits), lambda: check_rules(scenario),
+                  lambda: bounds.memory_problems(scenario, limits) + bounds.money_problems(scenario)):
+        problems = check()
+        if problems:
+            raise ScenarioError(source, problems)
     return scenario
 
 
@@ -479,32 +458,102 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
-def resolve_extends(data: dict, path: Path, seen: tuple = ()) -> dict:
-    """A file with ``extends: other.yaml`` is that file (path relative to this one) with this file's fields on top."""
-    if "extends" not in data:
-        return data
-    parent = (path.parent / str(data["extends"])).resolve()
-    if parent in seen:
-        raise ScenarioError(str(path), [("extends", f"circular: {parent} extends itself through {len(seen)} file(s)")])
-    if not parent.exists():
-        raise ScenarioError(str(path), [("extends", f"file {data['extends']!r} not found (relative to {path.parent})")])
-    base = resolve_extends(read_yaml(parent), parent, seen + (parent,))
-    return _deep_merge(base, {k: v for k, v in data.items() if k != "extends"})
+def read_chain(path: str | Path, limits: lim.Limits | None = None) -> list[tuple[str, dict]]:
+    """The files of an ``extends`` chain, the named file first, each as (name, its own fields without ``extends``).
 
-
-def load_raw(path: str | Path) -> dict:
-    """The scenario mapping of a file, with any ``extends`` chain resolved (not yet validated)."""
+    A parent is named relative to the file that extends it; it must be a regular file, the chain must not
+    come back to itself and has at most ``limits.MAX_EXTENDS`` files. A problem with the ``extends`` field
+    is reported under the file that has it; a parent that cannot be read is reported under its own name.
+    """
     path = Path(path)
-    return resolve_extends(read_yaml(path), path)
+    data = read_yaml(path, limits)
+    files: list[tuple[str, dict]] = []
+    seen = [path.resolve()]
+    while True:
+        files.append((str(path), {k: v for k, v in data.items() if k != "extends"}))
+        if "extends" not in data:
+            return files
+        ref = data["extends"]
+
+        def fail(rule: str):
+            raise ScenarioError(str(path), [("extends", rule)])
+
+        if not isinstance(ref, str) or not ref.strip():
+            fail("must be the name of a scenario file (text), relative to this file")
+        parent = path.parent / ref
+        key = parent.resolve()
+        if key in seen:
+            fail(f"circular: {key} extends itself through {len(seen)} file(s)")
+        if len(files) >= lim.MAX_EXTENDS:
+            fail(f"a chain of `extends` may have at most {lim.MAX_EXTENDS} files")
+        if not parent.exists():
+            fail(f"file {ref!r} not found (relative to {path.parent})")
+        if not parent.is_file():
+            fail(f"{ref!r} is not a regular file (a folder, device or pipe cannot be a parent scenario)")
+        data = read_yaml(parent, limits)
+        seen.append(key)
+        path = parent
 
 
-def load_scenario(path: str | Path) -> Scenario:
+def merge_chain(files: list[tuple[str, dict]]) -> dict:
+    """The scenario mapping a chain describes: the last parent first, each file laid on top."""
+    out: dict = {}
+    for _, data in reversed(files):
+        out = _deep_merge(out, data)
+    return out
+
+
+_STEP = re.compile(r"\[(\d+)\]|[^.\[\]]+")
+
+
+def _defines(data: Any, path: str) -> bool:
+    """Whether ``data`` sets the value at ``path`` (or a list or value containing it)."""
+    node = data
+    for m in _STEP.finditer(path):
+        if not isinstance(node, dict):
+            return True  # a list or value given here replaces the parent's whole
+        key = m.group(0)
+        if key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def problem_sources(files: list[tuple[str, dict]], problems: list[tuple[str, str]]) -> list[str]:
+    """For each problem, the file of the chain that set the field it is at (the named file if none did)."""
+    out = []
+    for path, _ in problems:
+        src = files[0][0]
+        if path and path != "extends":
+            src = next((name for name, data in files if _defines(data, path)), src)
+        out.append(src)
+    return out
+
+
+def validate_file(path: str | Path, limits: lim.Limits | None = None) -> tuple[dict, Scenario]:
+    """Read, resolve and validate a scenario file: (its mapping, the Scenario). Problems are reported under
+    the file of the ``extends`` chain that set the field concerned."""
+    files = read_chain(path, limits)
+    raw = merge_chain(files)
+    try:
+        return raw, scenario_from_dict(raw, str(path), limits)
+    except ScenarioError as exc:
+        raise ScenarioError(exc.source, exc.problems, problem_sources(files, exc.problems)) from None
+
+
+def load_raw(path: str | Path, limits: lim.Limits | None = None) -> dict:
+    """The scenario mapping of a file, with any ``extends`` chain resolved (not yet validated)."""
+    return merge_chain(read_chain(path, limits))
+
+
+def load_scenario(path: str | Path, limits: lim.Limits | None = None) -> Scenario:
     """Load and validate a scenario file."""
-    return scenario_from_dict(load_raw(path), str(path))
+    return validate_file(path, limits)[1]
 
 
 def file_hash(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """SHA-256 of an input file (read with the same guards as when it was loaded)."""
+    return hashlib.sha256(read_bytes(path)).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -652,6 +701,8 @@ def check_rules(sc: Scenario) -> list[tuple[str, str]]:
             p += _check_tariff(f"{path}.tariff_by_year[{y}]", tariff, sc)
         if "year_basis" in rule.model_fields_set and rule.tariff_by_year is None:
             p.append((f"{path}.year_basis", "only applies with `tariff_by_year`"))
+        if rule.requires is not None:
+            p += _check_requires(path, rule, c.payments, sc.pathway.initial_state)
     items = set(names) | reserved_items | set(EXTRA_ITEMS)
     for i, cp in enumerate(c.cohort_payments):
         path = f"contract.cohort_payments[{i}]"
@@ -686,12 +737,39 @@ def check_rules(sc: Scenario) -> list[tuple[str, str]]:
             p.append(("contract.service_fee.amounts", f"{len(fee.amounts)} months given but the contract lasts {sc.months}"))
         if fee.volume_band is not None and fee.amounts is None and fee.schedule == "upfront":
             p.append(("contract.service_fee.volume_band", "needs a fee paid over the contract years (not `upfront`)"))
+        vb_segments = fee.volume_band.segments if fee.volume_band is not None else None
+        if vb_segments is not None:
+            if not vb_segments:
+                p.append(("contract.service_fee.volume_band.segments", "name at least one segment (or leave the field out: all)"))
+            for j, g in enumerate(vb_segments):
+                if g not in sc.segments:
+                    p.append((f"contract.service_fee.volume_band.segments[{j}]", f"unknown segment {g!r}; segments are {list(sc.segments)}"))
         if isinstance(fee.schedule, list):
             if not fee.schedule:
                 p.append(("contract.service_fee.schedule", "a list of months must name at least one month"))
             for j, m in enumerate(fee.schedule):
                 if not (0 <= m < sc.months):
                     p.append((f"contract.service_fee.schedule[{j}]", f"month {m} is outside the contract (0 to {sc.months - 1})"))
+    return p
+
+
+def _check_requires(path: str, rule: PaymentRule, lines: list[PaymentRule], initial: str) -> list[tuple[str, str]]:
+    """`requires`: another line, paid once per client, that does not itself require one; not paid at referral."""
+    by_name = {r.name: r for r in lines}
+    other = by_name.get(rule.requires)
+    if rule.requires == rule.name:
+        return [(f"{path}.requires", "a line cannot require itself")]
+    if other is None:
+        return [(f"{path}.requires", f"unknown payment line {rule.requires!r}; lines are {sorted(by_name)}")]
+    p: list[tuple[str, str]] = []
+    if other.kind == "sustainment":
+        p.append((f"{path}.requires", f"{other.name!r} is a sustainment line; name a line paid once per client "
+                  "(attachment, milestone or outcome)"))
+    if other.requires is not None:
+        p.append((f"{path}.requires", f"{other.name!r} itself requires {other.requires!r}: chains of `requires` are not supported"))
+    if rule.kind != "sustainment" and (rule.state == initial or initial in (rule.states or [])):
+        p.append((f"{path}.requires", f"this line is paid at referral (state {initial!r}), before any other claim can "
+                  "have been accepted"))
     return p
 
 

@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .limits import MAX_MONTHS_EVER
+
 PERSON = "person"  # the one party that is not a public budget holder
 PRICE_YEAR = re.compile(r"^\d{4}-\d{2}$")
 ROW_TOLERANCE = 1e-9
@@ -41,7 +43,8 @@ class UnitCost(_Model):
     publisher: str
     publication: str = Field(..., description="Title of the publication the figure is read from.")
     year: int | None = Field(None, ge=1900, le=2100, description="Year of publication (null when not known).")
-    url: str | None = Field(None, description="Where the publication is (null when no address is known).")
+    source: str | None = Field(None, description="Key of the publication in docs/sources.md (every shipped entry has one), or your own reference.")
+    url: str | None = Field(None, description="Where the publication is, for entries whose publication has no `source` key.")
     note: str | None = Field(None, description="How the figure was read or derived.")
 
     @field_validator("price_year")
@@ -64,10 +67,10 @@ class ValueLine(_Model):
     unit_cost: str | float | None = Field(None, description="Instead of `amount`: a key of the unit-cost table, or pounds per unit.")
     units: float | None = Field(None, description="With `unit_cost`: units per client-month (per: month) or per entry.")
     reduction: float = Field(1.0, description="With `unit_cost`: share of the units avoided (negative: an increase). Gain = units x reduction x unit cost.")
-    months: int | None = Field(None, ge=1, description="per: entry: the gain recurs each month for this many months from the entry month (default: once, in the entry month).")
+    months: int | None = Field(None, ge=1, le=MAX_MONTHS_EVER, description="per: entry: the gain recurs each month for this many months from the entry month (default: once, in the entry month).")
     decay: float = Field(0.0, ge=0, le=1, description="Share of the effect lost each year: since entry (per: entry), or after the contract end (per: month).")
     after_contract_months: int = Field(
-        0, ge=0, description="per: month: months after the contract end that the states clients end in keep counting (states freeze at the contract end)."
+        0, ge=0, le=MAX_MONTHS_EVER, description="per: month: months after the contract end that the states clients end in keep counting (states freeze at the contract end)."
     )
     price_year: str | None = Field(None, description="Price year of `amount` or a numeric `unit_cost` (default `value.price_year`).")
     source: str = Field(..., description="Where the figures of this line come from (units, reduction, persistence, amount).")

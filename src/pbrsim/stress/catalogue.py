@@ -3,8 +3,8 @@
 A **stress** is a named set of field-path overrides of the raw scenario (``pbrsim.scenario.overrides``, the same
 mechanism as experiment designs). Built-in stresses are functions of the base scenario and of the
 organisation under test, so they work for a single provider and for any organisation of a supply chain;
-each one's docstring names the real event that motivates it (``shared/reference/pbr-contracts.md``,
-cited as "ref. §n"). Users add their own in a stresses file (``load_stresses_file``) and combine
+each one's docstring names the real event that motivates it, citing the publications by their keys in
+docs/sources.md. Users add their own in a stresses file (``load_stresses_file``) and combine
 stresses; ``build_stresses`` applies them all to a base scenario and validates every result.
 
 Running them and reading the organisation's cash is ``pbrsim.stress.run``.
@@ -85,11 +85,11 @@ def referral_shortfall(raw: dict, org: str, fraction: float) -> Change:
     """Referrals ``fraction`` below forecast: the referral rate (or every month of the list) scaled down.
 
     Real event: in the Work Programme's first year, referrals of people on health-related benefits
-    (ESA/IB) ran at 34% of the original forecast volumes (Inclusion analysis of DWP data, ref. §1.5);
+    (ESA/IB) ran at 34% of the original forecast volumes (Inclusion analysis of DWP data [inclusion-2012-referrals]);
     Transforming Rehabilitation CRCs saw paid volumes 16–48% below expectation against the 2% variation
-    the Ministry of Justice had modelled (NAO 2017, ref. §5); Restart received 48% of forecast
-    participants (NAO 2023, ref. §6). Subcontractors were "not at all" satisfied with referral numbers in
-    26 of 45 tier-1 and 35 of 49 tier-2 cases (NCVO 2012, ref. §1.9).
+    the Ministry of Justice had modelled [nao-2017-crc]; Restart received 48% of forecast participants
+    [nao-2022-restart]. Subcontractors were "not at all" satisfied with referral numbers in
+    26 of 45 tier-1 and 35 of 49 tier-2 cases (NCVO 2012 [ncvo-2012-subcontractors]).
     """
     keep = 1.0 - fraction
     r = raw["referrals"]
@@ -111,9 +111,9 @@ def complex_mix(raw: dict, org: str, shift: float) -> Change:
     to the most complex segment (by ``complexity``, else listing order); shares still sum to 1.
 
     Real event: in the Work Programme the share of ESA (health-condition) claimants rose from 3% of the
-    first cohort to nearly one referral in three by 2013 (Work Foundation, ref. §1.5), and ESA job-outcome
-    rates were a fraction of JSA rates (ref. §1.6); specialist subcontractors were sent few referrals while
-    primes kept easier clients (ref. §1.8–1.9).
+    first cohort to nearly one referral in three by 2013 [workfoundation-2014-esa], and ESA job-outcome rates
+    were a fraction of JSA rates [lwi-2018-wp]; specialist subcontractors were sent few referrals while
+    primes kept easier clients [tsrc-2013-parking].
     """
     order = _segment_order(raw)
     if len(order) < 2:
@@ -160,9 +160,9 @@ def recession(raw: dict, org: str, cut: float, states: Iterable[str] | None = No
     (the client stays where they are that month); rows still sum to 1.
 
     Real event: in the Work Programme's first 14 months DWP expected 11.9% of referrals to reach a job
-    outcome and 3.6% did (PAC 2012, ref. §1.6) — the programme started as the economy stalled; JSA 25+
+    outcome and 3.6% did [pac-2013-wp] — the programme started as the economy stalled; JSA 25+
     outcomes ran at 3.4% against DWP's own 9.2% non-intervention estimate. ESA minimum performance
-    levels were revised from 22% to 13% (ref. §1.4).
+    levels were revised from 22% to 13% [opendemocracy-2015-wp].
     """
     targets = set(states if states is not None else job_states(raw))
     if not targets:
@@ -189,10 +189,11 @@ def payment_delay(raw: dict, org: str, months: float) -> Change:
     """Payment delays: every payment lag (each payment line and the service fee) ``months`` longer.
 
     Real event: Work Programme sustainment claims could be made only after four weeks in work and 15
-    working days after the period (ref. §1.3); DWP found ~26,000 job outcomes unclaimed in the first
-    2½ years, later paid at a reduced rate (ref. §1.3); NCVO/Bates Wells found providers "seeking loans
-    to cover payment delays" (ref. §7); the NAO (2015) found charities "find it harder to sustain
-    themselves financially in the period between intervention and payment" (ref. §7).
+    working days after the period [hc-2013-wrans-sustainment]; DWP found ~26,000 job outcomes unclaimed in
+    the first 2½ years, later paid at a reduced rate [pac-2014-wp] [dwp-2018-wp-stats]; NCVO/Bates Wells found
+    providers "seeking loans to cover payment delays" [ncvo-2013-bates-wells]; the NAO (2015) found charities
+    "find it harder to sustain themselves financially in the period between intervention and payment"
+    [nao-2015-pbr].
     """
     m = int(round(months))
     c = raw.get("contract", {})
@@ -208,8 +209,8 @@ def claim_rejection(raw: dict, org: str, extra: float) -> Change:
     """Claim rejection rising: each payment line's rejection probability ``extra`` higher (absolute), at most 1.
 
     Real event: about 10% of Work Programme job outcomes in the first 2½ years were never claimed or
-    validated (DWP estimate, ref. §1.3); PbR evidence rules made "payment targets disconnected from end
-    outcomes" (NCVO/Bates Wells 2013, ref. §7).
+    validated (DWP estimate [pac-2014-wp]); PbR evidence rules made "payment targets disconnected from end
+    outcomes" [ncvo-2013-bates-wells].
     """
     c = raw.get("contract", {})
     out = {f"contract.payments[{i}].rejection": min(1.0, float(p.get("rejection", 0.0)) + extra)
@@ -222,9 +223,9 @@ def claim_rejection(raw: dict, org: str, extra: float) -> Change:
 def cost_inflation(raw: dict, org: str, rate: float) -> Change:
     """Cost inflation: the organisation's delivery costs per client-month and its overhead ``rate`` higher.
 
-    Real event: Restart's cost per participant rose from £1,800 to £2,429 (+35%) (NAO 2023, ref. §6);
+    Real event: Restart's cost per participant rose from £1,800 to £2,429 (+35%) [nao-2022-restart];
     CPI inflation peaked at 11% in 2022 while PbR prices were fixed at bid. 48% of charity subcontractors
-    were subsidising Work Programme delivery from reserves (NCVO 2012, ref. §1.9).
+    were subsidising Work Programme delivery from reserves (NCVO 2012 [charitytimes-2012-ncvo]).
     """
     p = org_prefix(raw, org)
     spec = org_spec(raw, org)
@@ -241,9 +242,10 @@ def risk_pass_down(raw: dict, org: str, size: float | None = None) -> Change:
     (attachment, milestone, outcome, sustainment) goes to 1.0 and its fee for service is removed.
 
     Real event: 39 of 72 charities in Work Programme supply chains said the prime had not shielded them from
-    financial risk at all (NCVO 2012, ref. §1.9); subcontractors were paid only after a client completed six
-    months in work; 7 in 10 charity subcontractors saw their contracts at risk of failure (ref. §1.9).
-    Transforming Rehabilitation tiers 2–3 carried "an element of PbR risk" (ref. §5).
+    financial risk at all [ncvo-2012-subcontractors]; subcontractors were paid only after a client completed
+    six months in work [yesminister-2012-wp]; 7 in 10 charity subcontractors saw their contracts at risk of
+    failure [charitytimes-2012-ncvo]. Transforming Rehabilitation tiers 2–3 carried "an element of PbR risk"
+    [jc-2014-tr].
     """
     if not is_subcontractor(raw, org):
         return Change(applicable=False, note="not applicable: the contract holder has no prime to pass risk down")
@@ -261,8 +263,9 @@ def loss_of_upfront(raw: dict, org: str, size: float | None = None) -> Change:
     """Loss of the upfront share: the contract's service fee is removed (all payment on results).
 
     Real event: the Work Programme's attachment fee tapered from £400 to nothing by year four, moving to
-    100% outcome funding (ref. §1.1, §1.3); fixed fees fell to ~20% of payments from almost half under
-    earlier contracts (ref. §1.1); CAF (2012) found most PbR payments "entirely end-loaded" (ref. §7).
+    100% outcome funding [alittleecon-2014] [finn-2013-pbr]; fixed fees fell to ~20% of payments from almost
+    half under earlier contracts [spb-2019-wp]; CAF (2012) found most PbR payments "entirely end-loaded"
+    [caf-2012-funding-good-outcomes].
     """
     if not raw.get("contract", {}).get("service_fee"):
         return Change(note="no change: the contract has no service fee")

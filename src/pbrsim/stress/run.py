@@ -87,12 +87,62 @@ def replay(paths: Paths, terms: OrgTerms, extra: np.ndarray | int) -> np.ndarray
 
 def reserve_needed(paths: Paths, terms: OrgTerms) -> np.ndarray:
     """Per replication, the smallest extra opening cash (pence) that keeps the balance at or above −limit
-    (0 when no limit: what it needs to stay out of overdraft)."""
+    (0 when no limit: what it needs to stay out of overdraft).
+
+    Solved backwards from the last month (the least balance each month needs so that every later month
+    stays above the floor, undoing the overdraft interest exactly), then checked with two replays: the
+    amount found is enough and a penny less is not. A replication the check does not confirm is found
+    by bisection over replays instead.
+    """
     floor = -(terms.limit or 0)
     hi = np.maximum(0, floor - paths.cash.min(axis=1, initial=terms.opening))  # enough: interest only helps
     if terms.rate == 0 or not hi.any():
         return hi
-    lo = np.zeros_like(hi)  # lo: known not enough (no reserve is not enough where hi > 0); hi: enough
+    need = hi > 0  # no reserve is not enough here: the answer is at least one penny
+    found = np.where(need, np.clip(_solve_backwards(paths, terms, floor), 1, hi), 0)
+    enough = replay(paths, terms, found).min(axis=1) >= floor
+    less_short = replay(paths, terms, found - 1).min(axis=1) < floor
+    confirmed = ~need | (enough & ((found == 1) | less_short))
+    if confirmed.all():
+        return found
+    return np.where(confirmed, found, _bisect_reserve(paths, terms, floor, np.where(confirmed, 0, hi)))
+
+
+def _after_interest(bal: np.ndarray, rate: float) -> np.ndarray:
+    """Month-end balance after overdraft interest (as ``replay`` charges it)."""
+    return bal - np.where(bal < 0, np.rint(-bal.astype(np.float64) * rate).astype(np.int64), 0)
+
+
+def _least_before_interest(y: np.ndarray, rate: float) -> np.ndarray:
+    """Per element, the smallest balance whose balance after overdraft interest is at least ``y``
+    (the charge only ever lowers a negative balance, and more cash always ends higher)."""
+    b = np.where(y >= 0, y, np.floor(y / (1.0 + rate)).astype(np.int64) - 1)  # within a penny or two
+    while True:  # start below the answer ...
+        high = (y < 0) & (_after_interest(b - 1, rate) >= y)
+        if not high.any():
+            break
+        b = b - high
+    while True:  # ... and step up to it (a few pennies)
+        low = _after_interest(b, rate) < y
+        if not low.any():
+            return b
+        b = b + low
+
+
+def _solve_backwards(paths: Paths, terms: OrgTerms, floor: int) -> np.ndarray:
+    """Extra opening cash (pence, possibly ≤ 0) from the least balance needed each month, last month first."""
+    cash, interest = paths.cash, paths.interest
+    flows = np.diff(cash, axis=1, prepend=np.full((len(cash), 1), terms.opening, dtype=np.int64)) + interest
+    least = np.full(len(cash), floor, dtype=np.int64)  # least month-end balance of month t that keeps t.. above the floor
+    for t in range(cash.shape[1] - 1, -1, -1):
+        before = _least_before_interest(least, terms.rate) - flows[:, t]  # least balance at the end of month t-1
+        least = np.maximum(before, floor) if t > 0 else before
+    return least - terms.opening
+
+
+def _bisect_reserve(paths: Paths, terms: OrgTerms, floor: int, hi: np.ndarray) -> np.ndarray:
+    """Smallest enough reserve by bisection over replays, where ``hi`` (> 0) is enough and 0 is not."""
+    lo = np.zeros_like(hi)
     need = hi > 0
     while True:
         open_ = need & (hi - lo > 1)
@@ -423,6 +473,7 @@ def run_stress_test(
     if progress:
         progress("stresses", 0, len(requests) * replications)
     done = runner.run(requests)
+    runner.close()
     t_run = time.perf_counter() - t0
     paths = {v.name: done[alias[v.name]] for v in variants}
     figs = {v.name: figures(paths[v.name], v.terms) for v in variants}
@@ -484,11 +535,17 @@ def with_reserve(raw: dict, org: str, extra: float) -> dict:
 
 
 def results_folder(scenario_name: str, org: str, root: str | Path = "results") -> Path:
-    return Path(root) / "stress" / scenario_name / org
+    """``root/stress/<scenario>/<organisation>``, both names made safe (``store.output_path``)."""
+    from ..store import output_path
+
+    return output_path(Path(root) / "stress", scenario_name, org)
 
 
-def write_results(result: StressResult, out: str | Path, manifest_data: dict, extra: dict | None = None) -> Path:
-    """Parquet tables + summary.json (with ``extra`` entries, e.g. public value) + manifest.json, atomically."""
-    from ..store import write_folder
+def write_results(result: StressResult, out: str | Path, manifest_data: dict, extra: dict | None = None, *,
+                  overwrite: bool = False) -> Path:
+    """Parquet tables + summary.json (with ``extra`` entries, e.g. public value) + manifest.json, by the output
+    rule of ``store.write_folder``."""
+    from ..store import KIND_STRESS, write_folder
 
-    return write_folder(out, result.tables(), {**result.summary(), **(extra or {})}, manifest_data)
+    return write_folder(out, result.tables(), {**result.summary(), **(extra or {})}, manifest_data, kind=KIND_STRESS,
+                        overwrite=overwrite)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from ..scenario.limits import LARGE
 from ..scenario.schema import scenario_from_dict
 
 DEFAULT_CHUNK = 25  # replications per task
@@ -50,7 +52,7 @@ def run_job(job: Job) -> tuple[np.ndarray, np.ndarray]:
     if model is None:
         if len(_MODELS) > 256:
             _MODELS.clear()
-        model = _MODELS[job.key] = compile_model(scenario_from_dict(job.raw, "<stress>"))
+        model = _MODELS[job.key] = compile_model(scenario_from_dict(job.raw, "<stress>", LARGE))  # checked by the driver
     o = next(i for i, org in enumerate(model.organisations) if org.name == job.org)
     party = model.vocab.party(job.org)
     H = model.horizon
@@ -75,18 +77,37 @@ class Paths:
 
 
 class Runner:
-    """Runs groups of jobs on an executor (``pbrsim.executors``); one call = one pool, all jobs in parallel."""
+    """Runs groups of jobs on an executor (``pbrsim.experiments.executors``), all jobs of a call in parallel.
+
+    The executor (a process pool, a Dask cluster) is opened at the first call that needs it and serves every
+    later call — the rounds of a search — until ``close()`` or until the runner is garbage-collected.
+    """
 
     def __init__(self, org: str, seed: int, *, executor: str = "process", workers: int | None = None,
                  chunk: int = DEFAULT_CHUNK, progress: Callable[[int], None] | None = None):
         self.org, self.seed, self.executor, self.workers, self.chunk = org, seed, executor, workers, chunk
         self.progress = progress
         self.replications_run = 0
+        self._open = None
+        self._finalizer = None
+
+    def _executor(self):
+        from ..experiments.executors import Executor
+
+        if self._open is None:
+            self._open = Executor(self.executor, workers=self.workers)
+            self._open.open()
+            self._finalizer = weakref.finalize(self, self._open.close)
+        return self._open
+
+    def close(self) -> None:
+        """Shut the executor down (the next call opens a new one)."""
+        if self._finalizer is not None:
+            self._finalizer()
+        self._open = self._finalizer = None
 
     def run(self, requests: dict[Any, tuple[dict, Iterable[int]]]) -> dict[Any, Paths]:
         """``{id: (raw, reps)}`` -> ``{id: Paths}``; raws must be valid scenarios (with the limit removed)."""
-        from ..experiments.executors import run_tasks
-
         jobs: list[tuple[Any, Job]] = []
         for rid, (raw, reps) in requests.items():
             reps = list(reps)
@@ -97,7 +118,7 @@ class Runner:
         if self.executor == "serial" or len(jobs) == 1:
             results = ((j, run_job(j)) for _, j in jobs)
         else:
-            results = run_tasks(run_job, (j for _, j in jobs), executor=self.executor, workers=self.workers)
+            results = self._executor().map(run_job, (j for _, j in jobs))
         owner = {id(j): rid for rid, j in jobs}  # executors hand back the task objects submitted
         for job, (cash, interest) in results:
             parts[owner[id(job)]].append((job.reps, cash, interest))

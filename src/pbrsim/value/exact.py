@@ -40,7 +40,7 @@ def expected_value(model: Model) -> dict[str, float]:
     gains = (line_flows(vm, occ_p, ep, T) - line_flows(vm, occ_c, ec, T)) * vm.benefit_factor
     pay = ex.commissioner_payments.groupby("month")["amount"].sum()
     spend = np.zeros(vm.months)
-    months = pay.index.to_numpy()
+    months = pay.index.to_numpy(dtype=np.int64)  # int even when nothing is paid (an empty index)
     ok = months < vm.months
     spend[months[ok]] = pay.to_numpy()[ok]
     costs = (spend * vm.contract_factor * vm.cost_factor)[None]

@@ -1,0 +1,35 @@
+"""Text in report pages: every value is HTML-escaped, and bidirectional control characters are shown as
+visible codes, so a name from a scenario file cannot reorder the text around it on the page.
+
+Escaping a bidi control as a character reference would not help (the browser decodes it back into the
+control), so each one becomes the visible text ``[U+202E]``.
+"""
+
+from __future__ import annotations
+
+BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+_VISIBLE = {ord(ch): f"[U+{ord(ch):04X}]" for ch in BIDI_CONTROLS}
+
+
+def visible_bidi(text: str) -> str:
+    """``text`` with every bidi control replaced by its visible code."""
+    return text.translate(_VISIBLE)
+
+
+def _finalize(value):
+    """Jinja ``finalize``: applied to every ``{{ … }}`` value before autoescaping."""
+    from markupsafe import Markup
+
+    if isinstance(value, Markup):  # already-escaped HTML: the codes added hold no markup characters
+        return Markup(visible_bidi(str(value)))
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    return visible_bidi(str(value))
+
+
+def environment(**options):
+    """A Jinja environment for report pages: autoescaping on for every template, bidi controls made visible,
+    undefined names an error."""
+    import jinja2
+
+    return jinja2.Environment(autoescape=True, finalize=_finalize, undefined=jinja2.StrictUndefined, **options)
