@@ -241,6 +241,11 @@ def test_the_search_chooses_a_design_meeting_every_constraint_at_its_confidence_
         sc = load_scenario(out / d["file"])
         assert sc.contract.service_fee.share_of_value == d["levers"]["contract.service_fee.share_of_value"]
     assert (out / "design_pareto.png").read_bytes()[:4] == b"\x89PNG"
+    r = CliRunner().invoke(main, ["report", str(out), "--quiet"])  # the report of a design folder, beside its results
+    assert r.exit_code == 0, r.output
+    page = (out / "report" / "design.html").read_text()
+    assert "Pareto front" in page and "Out-of-sample check" in page and s["chosen"]["id"] in page
+    assert json.loads((out / "report" / "manifest.json").read_text())["kind"] == "pbrsim-report"
 
 
 def test_same_seed_same_design_on_any_executor_and_a_rerun_reuses_every_evaluation(searched, tmp_path):
