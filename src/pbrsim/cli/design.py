@@ -210,34 +210,37 @@ def print_search(summary: dict, console: Console) -> None:
         axes = p["pareto_axes"]
         t = Table(title="Pareto front: no other design evaluated has lower spend, more complex-client outcomes and lower "
                   "failure at once" + ("" if summary["chosen"] else " (no design met the constraints)"), title_justify="left")
-        t.add_column("design")
-        for i, lv in enumerate(p["levers"], start=1):
-            t.add_column(f"lever {i}", justify="right")
-        for k in axes:
-            t.add_column(k, justify="right")
-        t.add_column("file", overflow="fold")
-        for d in summary["pareto"]:
-            star = " ★" if summary["chosen"] and d["id"] == summary["chosen"]["id"] else ""
-            t.add_row(d["id"] + star, *[str(d["levers"][lv["path"]]) for lv in p["levers"]], *[_mean(summary, d, k) for k in axes],
-                      d.get("file") or "")
+        rows = [[d["id"] + (" ★" if summary["chosen"] and d["id"] == summary["chosen"]["id"] else ""),
+                 *[str(d["levers"][lv["path"]]) for lv in p["levers"]], *[_mean(summary, d, k) for k in axes]]
+                for d in summary["pareto"]]
+        heads = ["design", *[f"lever {i}" for i in range(1, len(p["levers"]) + 1)], *axes]
+        for j, head in enumerate(heads):  # numbers are never cut: a long heading folds instead
+            t.add_column(head, justify="left" if j == 0 else "right", overflow="fold", min_width=max(len(r[j]) for r in rows))
+        for r in rows:
+            t.add_row(*r)
         console.print(t)
         console.print("  " + "; ".join(f"lever {i}: {escape(lv['label'])}" for i, lv in enumerate(p["levers"], start=1))
-                      + ". " + "; ".join(f"{k}: {summary['figures'][k]['label']}" for k in axes) + ".", style="dim", highlight=False)
+                      + ". " + "; ".join(f"{k}: {summary['figures'][k]['label']}" for k in axes) + ". Scenario files: "
+                      + "; ".join(f"{d['id']}: {d['file']}" for d in summary["pareto"] if d.get("file")) + ".",
+                      style="dim", highlight=False)
     if summary["comparisons"]:
         rate = "complex_outcome_rate" if "complex_outcome_rate" in summary["figures"] else "outcome_rate"
         keys = list(dict.fromkeys(([p["objective"]["figure"]] if p["objective"] else []) + [c["figure"] for c in p["constraints"]]
                                   + ["spend", rate, p["pareto_axes"][-1]]))
         keys = [k for k in keys if k in summary["comparisons"][0]["estimates"]]
         t = Table(title="Against other designs (the same replications; ★ = the chosen design)", title_justify="left")
-        t.add_column("scenario", overflow="fold")
-        for k in keys:
-            t.add_column(k, justify="right", overflow="fold")
-        t.add_column("dominated by\nthe chosen design", justify="center")
         ref = summary["chosen"] or summary.get("closest")
+        rows = []
         if ref and summary.get("comparison_reference"):
-            t.add_row("★ " + ref["id"], *[_mean(summary, {"estimates": summary["comparison_reference"]}, k) for k in keys], "")
+            rows.append(["★ " + ref["id"], *[_mean(summary, {"estimates": summary["comparison_reference"]}, k) for k in keys], ""])
         for c in summary["comparisons"]:
-            t.add_row(c["scenario"] or Path(c["file"]).name, *[_mean(summary, c, k) for k in keys], "yes" if c["dominated"] else "no")
+            rows.append([c["scenario"] or Path(c["file"]).name, *[_mean(summary, c, k) for k in keys], "yes" if c["dominated"] else "no"])
+        t.add_column("scenario", overflow="fold", min_width=8)
+        for j, k in enumerate(keys, start=1):  # numbers are never cut: a long heading folds instead
+            t.add_column(k, justify="right", overflow="fold", min_width=max(len(r[j]) for r in rows))
+        t.add_column("domi-\nnated", justify="center", min_width=5)
+        for r in rows:
+            t.add_row(*r)
         console.print(t)
         console.print(f"  Dominated = no more {summary['figures']['spend']['label']}, no lower {summary['figures'][rate]['label']} "
                       f"and no higher {summary['figures'][p['pareto_axes'][-1]]['label']} than the chosen design, and worse on one "
