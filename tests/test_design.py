@@ -134,6 +134,33 @@ def test_where_exact_mode_applies_the_search_uses_it_and_monte_carlo_confirms_th
     assert check["exact_within_interval"] and s["verification"][-1]["passed"]
 
 
+def test_net_public_value_for_the_budget_is_the_exact_optimum_where_exact_mode_applies(tmp_path):
+    from tests.test_value import _value
+
+    write(tmp_path, "valued.yaml", make(**{"months": 8, "referrals.end": 5, "referrals.rate": 10}, value=_value()))
+    path = write(tmp_path, "problem.yaml", {  # the commissioner's question: the most public value for the budget
+        "base": "valued.yaml",
+        "levers": [{"path": "referrals.rate", "range": [4, 16], "step": 4},
+                   {"path": "contract.payments[name=sustained].tariff.hard", "range": [0, 2000], "step": 2000}],
+        "objective": {"maximise": "net_public_value"}, "constraints": ["spend <= 50000"], "verify": {"replications": 20}})
+    code, text = run_design([path, "--out", tmp_path / "out", "--executor", "serial", "--quiet"])
+    assert code == 0, text
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert s["method"] == "exact"
+    feasible = {}
+    for rate in (4, 8, 12, 16):
+        for price in (0, 2000):
+            raw = make(**{"months": 8, "referrals.end": 5, "referrals.rate": rate}, value=_value())
+            raw["contract"]["payments"][3]["tariff"]["hard"] = price
+            q = exact_quantities(raw)
+            if q["paid_total"] <= 50000:
+                feasible[(rate, price)] = q["net_public_value"]
+    best = max(feasible, key=feasible.get)
+    assert best[0] not in (4, 16)  # the budget binds inside the range: the answer is not an end of the grid
+    assert tuple(s["chosen"]["levers"].values()) == best
+    assert s["chosen"]["estimates"]["net_public_value"]["mean"] == pytest.approx(feasible[best])
+
+
 # ---------------------------------------------------------------------------------------------
 # Problem files: every problem at once, as FILE: field.path: rule
 
