@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .common import allow_large_option, err_console, exit_with_problems, fail_input, overwrite_option, progress_bar, writing
+from .common import (allow_large_option, err_console, exit_with_problems, fail_input, overwrite_option, progress_bar,
+                     run_size_or_exit, writing)
 
 EXIT_INTERRUPTED = 130
 
@@ -70,6 +71,11 @@ def design(target, lever, goal, range_, step, seed, replications, verify_replica
     from ..experiments.executors import ExecutorUnavailable, check_executor
 
     problem = _problem_or_exit(target, lever, goal, range_, step, seed, replications, verify_replications)
+    from ..scenario.schema import scenario_from_dict
+
+    # each task runs search.chunk replications of one design at once: that is the run the limits bound
+    run_size_or_exit(scenario_from_dict(problem.base, str(problem.base_file)), problem.search.chunk, problem.source,
+                     "search.chunk")
     try:
         check_executor(executor)
     except (ValueError, ExecutorUnavailable) as exc:
