@@ -7,8 +7,8 @@ worker, so designs are compared on common random numbers and any executor gives 
 batched engine call that runs many replications in one set of arrays can replace its body unchanged.
 
 ``Evaluator`` cuts requests into tasks of ``chunk`` replications aligned to multiples of ``chunk``, runs
-the missing ones in parallel on ``experiments.executors.run_tasks`` and keeps each result as a Parquet file
-named by the hash of (scenario, seed, replications), written atomically: a rerun, or a search stopped and
+the missing ones in parallel on one ``experiments.executors.Executor`` kept open for the whole search, and
+keeps each result as a Parquet file named by the hash of (scenario, seed, replications), written atomically: a rerun, or a search stopped and
 started again, reuses every evaluation already made.
 """
 
@@ -118,6 +118,27 @@ class Evaluator:
         self.replications_reused = 0
         self._memory: dict[tuple[str, int, tuple], pd.DataFrame] = {}
         self._exact: dict[str, dict[str, float]] = {}
+        self._open = None
+        self._finalizer = None
+
+    def _executor(self):
+        """The executor, opened at the first parallel batch and kept for the later ones (the stages and rounds of a
+        search), so that worker processes start once and keep the designs they have compiled."""
+        import weakref
+
+        from ..experiments.executors import Executor
+
+        if self._open is None:
+            self._open = Executor(self.executor, workers=self.workers)
+            self._open.open()
+            self._finalizer = weakref.finalize(self, self._open.close)
+        return self._open
+
+    def close(self) -> None:
+        """Shut the executor down (a later batch opens a new one)."""
+        if self._finalizer is not None:
+            self._finalizer()
+        self._open = self._finalizer = None
 
     def tasks(self, key: str, raw: dict, reps: Iterable[int], seed: int) -> list[Task]:
         reps = sorted(set(reps))
@@ -131,8 +152,6 @@ class Evaluator:
 
     def evaluate(self, requests: dict[Any, tuple[dict, Iterable[int]]], seed: int | None = None) -> dict[Any, pd.DataFrame]:
         """``{id: (raw, replications)}`` -> ``{id: per-replication figures}``; all missing tasks run in one parallel batch."""
-        from ..experiments.executors import run_tasks
-
         seed = self.seed if seed is None else seed
         plan: dict[Any, list[Task]] = {}
         todo: dict[str, Task] = {}
@@ -156,8 +175,7 @@ class Evaluator:
             if self.executor == "serial" or len(jobs) == 1:
                 results = ((t, run_task(t)) for t in jobs)
             else:
-                results = run_tasks(run_task, jobs, executor=self.executor, workers=self.workers,
-                                    key=lambda t: f"pbrsim-design-{t.file[:-8]}")
+                results = self._executor().map(run_task, jobs, key=lambda t: f"pbrsim-design-{t.file[:-8]}")
             for t, df in results:
                 self.cache.put(t, df)
                 self._memory[(t.key, t.seed, t.reps)] = df
@@ -172,8 +190,6 @@ class Evaluator:
     def exact(self, raws: dict[Any, dict]) -> dict[Any, dict[str, float]]:
         """``{id: raw}`` -> exact expected quantities (``exact_quantities``) of each design, the missing ones in
         parallel, kept on disk like Monte Carlo results. Raises ExactNotApplicable for a design outside exact mode."""
-        from ..experiments.executors import run_tasks
-
         keys = {rid: design_key(raw) for rid, raw in raws.items()}
         todo: dict[str, dict] = {}
         for rid, key in keys.items():
@@ -191,7 +207,7 @@ class Evaluator:
         if self.executor == "serial" or len(jobs) < 2:
             results = ((j, _exact_task(j)) for j in jobs)
         else:
-            results = run_tasks(_exact_task, jobs, executor=self.executor, workers=self.workers, key=lambda j: f"pbrsim-exact-{j[0]}")
+            results = self._executor().map(_exact_task, jobs, key=lambda j: f"pbrsim-exact-{j[0]}")
         for (key, _), q in results:
             if isinstance(q, str):
                 from ..engine.exact import ExactNotApplicable

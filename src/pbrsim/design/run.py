@@ -54,6 +54,8 @@ def run_problem(problem: Problem, out: str | Path, *, executor: str = "process",
     except KeyboardInterrupt:
         interrupted(out, data)
         raise
+    finally:
+        evaluator.close()
     files = result_files(problem, summary, None if is_goal_seek(problem) else result)
     if extra_files is not None:
         files.update(extra_files(summary))
