@@ -49,10 +49,11 @@ KIND_STRESS = "pbrsim-stress"
 KIND_EXPERIMENT = "pbrsim-experiment"
 KIND_REPORT = "pbrsim-report"
 KIND_DESIGN = "pbrsim-design"
+KIND_EXPORT = "pbrsim-export"
 KIND_LABELS = {KIND_RUN: "run", KIND_STRESS: "stress-test", KIND_EXPERIMENT: "experiment dataset", KIND_REPORT: "report",
-               KIND_DESIGN: "design run"}
+               KIND_DESIGN: "design run", KIND_EXPORT: "spreadsheet export"}
 
-DERIVED = ("report",)  # a sub-folder made from a folder's results; replacing the results removes it
+DERIVED = ("report", "export")  # sub-folders made from a folder's results; replacing the results removes them
 MAX_NAME_BYTES = 100  # a safe name's length (file systems allow 255 bytes per name)
 STALE_ELSEWHERE_SECONDS = 24 * 3600  # a temporary folder made on another host is stale after a day
 

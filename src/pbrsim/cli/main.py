@@ -21,6 +21,7 @@ COMMANDS = {
     "batch": "experiments",
     "summarise": "experiments",
     "report": "report",
+    "export": "report",
     "stress": "stress",
     "design": "design",
     "import-indigo": "indigo",

@@ -28,4 +28,33 @@ def report(directory, out, quiet, overwrite):
         click.echo(f"Report written to {path} (each chart also as a PNG file in {path.parent}).")
 
 
-COMMANDS = [report]
+@click.command()
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.option("--format", "formats", type=click.Choice(["xlsx", "csv"]), multiple=True,
+              help="xlsx: one Excel workbook (pbrsim.xlsx); csv: one CSV file per sheet. Repeat for both "
+                   "[default: xlsx].")
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for the export [default: DIRECTORY/export].")
+@click.option("--quiet", is_flag=True, help="Print nothing on success.")
+@overwrite_option
+@allow_large_option
+def export(directory, formats, out, quiet, overwrite):
+    """Export DIRECTORY to a spreadsheet: a run folder (`pbrsim run`), an experiment dataset (`pbrsim batch`,
+    `pbrsim compare --out`) or a stress test (`pbrsim stress`). Money in pounds, units in the headers,
+    frozen header rows (docs/reports.md, Spreadsheet exports)."""
+    from ..report import ReportError
+    from ..report.export import WORKBOOK, export_results
+
+    formats = tuple(dict.fromkeys(formats)) or ("xlsx",)
+    try:
+        with writing():
+            folder = export_results(directory, out, formats=formats, overwrite=overwrite)
+    except ReportError as exc:
+        fail_input(str(exc))
+    if not quiet:
+        what = [str(folder / WORKBOOK)] if "xlsx" in formats else []
+        if "csv" in formats:
+            what.append(f"CSV files in {folder}")
+        click.echo("Export written: " + "; ".join(what))
+
+
+COMMANDS = [report, export]

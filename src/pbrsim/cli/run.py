@@ -15,7 +15,7 @@ from .common import (EXIT_INPUT, allow_large_option, exit_with_problems, fail_in
 
 def check_value_or_exit(sc, path: str) -> None:
     """Value input the schema cannot check (unit-cost keys, deflators, appraisal length): exit 2 before running."""
-    from ..value.appraisal import check as check_value  # loads the engine: only where a run follows
+    from ..value.appraisal import check as check_value
 
     try:
         check_value(sc, path)
@@ -117,7 +117,7 @@ def validate(files):
     for f in files:
         try:
             sc = load_scenario(f)
-            if sc.value is not None:
+            if sc.value is not None:  # the value checks need the unit-cost table and numpy: only with a value section
                 from ..value.appraisal import check as check_value
 
                 check_value(sc, f)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ..store import (KIND_DESIGN, MANIFEST, Owned, OutputRefused, check_out, jsonable, manifest as base_manifest,
+from ..store import (DERIVED, KIND_DESIGN, MANIFEST, Owned, OutputRefused, check_out, jsonable, manifest as base_manifest,
                      owned, write_file, write_files)
 
 EVALUATIONS = "evaluations"
@@ -77,7 +77,7 @@ def interrupted(out: Path, data: dict) -> None:
 
 def finish(out: Path, files: dict[str, bytes], data: dict, status: str, overwrite: bool) -> None:
     """Write the results in one go; the earlier run's files not written again are removed, with its report."""
-    write_files(out, files, {**data, "status": status}, kind=KIND_DESIGN, overwrite=overwrite, derived=("report",),
+    write_files(out, files, {**data, "status": status}, kind=KIND_DESIGN, overwrite=overwrite, derived=DERIVED,
                 keep=cache_files(out))
 
 

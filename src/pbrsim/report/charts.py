@@ -18,10 +18,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from . import fmt, style  # noqa: E402
-from .style import legend_label  # noqa: E402
+from .style import legend_label, percent_formatter  # noqa: E402
 
 COLOURS = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
 LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (5, 3, 1, 3))]
@@ -50,6 +50,7 @@ class Chart:
     png: bytes
     width: int = 0
     height: int = 0
+    problems: tuple[str, ...] = ()  # text a reader could not read (style.layout_problems); none in a sound chart
 
     @property
     def data_uri(self) -> str:
@@ -62,13 +63,14 @@ class Chart:
 
 def _render(fig, name: str, title: str, alt: str, note: str) -> Chart:
     style.literal_text(fig)
+    problems = tuple(style.layout_problems(fig))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None, "Title": title})
     w, h = fig.get_size_inches() * DPI
     plt.close(fig)
     png = buf.getvalue()
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
-    return Chart(name, title, alt, note, png, width or int(w), height or int(h))
+    return Chart(name, title, alt, note, png, width or int(w), height or int(h), problems)
 
 
 def safe_name(text: str) -> str:
@@ -79,18 +81,30 @@ def safe_name(text: str) -> str:
 
 
 def _money_axis(ax, currency: str, axis: str = "y"):
+    """Money ticks in £, £k or £m with as many decimals as the tick spacing needs (no two ticks alike, no "−£0")."""
+    import math
+
     symbol = "£" if currency == "GBP" else ""
+    which = ax.yaxis if axis == "y" else ax.xaxis
 
     def f(x, _pos):
-        a = abs(x)
+        locs = list(which.get_majorticklocs())
+        step = min((abs(b - a) for a, b in zip(locs, locs[1:]) if b != a), default=1.0) or 1.0
+        if abs(x) < step / 2:
+            return f"{symbol}0"
+        top = max((abs(v) for v in locs), default=abs(x))
+        scale, suffix = (1e6, "m") if top >= 1e6 else (1e3, "k") if top >= 1e3 else (1.0, "")
+        decimals = max(0, min(2, -math.floor(math.log10(step / scale) + 1e-9)))
         sign = "−" if x < 0 else ""
-        if a >= 1e6:
-            return f"{sign}{symbol}{a / 1e6:,.1f}m"
-        if a >= 1e3:
-            return f"{sign}{symbol}{a / 1e3:,.0f}k"
-        return f"{sign}{symbol}{a:,.0f}"
+        return f"{sign}{symbol}{abs(x) / scale:,.{decimals}f}{suffix}"
 
-    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(FuncFormatter(f))
+    which.set_major_formatter(FuncFormatter(f))
+
+
+def _horizontal() -> dict:
+    """Horizontal box plots in this matplotlib's words (``orientation`` from 3.10, ``vert`` before)."""
+    major, minor = (int(p) for p in matplotlib.__version__.split(".")[:2])
+    return {"orientation": "horizontal"} if (major, minor) >= (3, 10) else {"vert": False}
 
 
 def _style(i: int) -> dict:
@@ -238,7 +252,7 @@ def lowest_cash_box(values: dict[str, pd.Series], org: str, baseline: str, limit
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.6), layout="constrained")
     data = [values[n].dropna().to_numpy(dtype=float) for n in names]
     pos = np.arange(len(names))[::-1]
-    bp = ax.boxplot(data, positions=pos, vert=False, whis=(5, 95), widths=0.55, patch_artist=True, showfliers=True,
+    bp = ax.boxplot(data, positions=pos, **_horizontal(), whis=(5, 95), widths=0.55, patch_artist=True, showfliers=True,
                     medianprops={"color": "black", "linewidth": 2}, flierprops={"marker": "x", "markersize": 4})
     for i, box in enumerate(bp["boxes"]):
         box.set_facecolor(COLOURS[0] if names[i] != baseline else COLOURS[1])
@@ -251,7 +265,7 @@ def lowest_cash_box(values: dict[str, pd.Series], org: str, baseline: str, limit
         ax.legend(fontsize=8.5, loc="upper center", bbox_to_anchor=(0.5, -0.22 if len(names) > 2 else -0.35))
     ax.set_yticks(pos, [n + (" (baseline)" if n == baseline else "") for n in names])
     _money_axis(ax, currency, "x")
-    ax.set_xlabel("lowest cash balance during the contract (box: middle 50% of runs; whiskers: 5th–95th percentile)")
+    ax.set_xlabel("lowest cash balance during the contract\n(box: middle 50% of runs; whiskers: 5th–95th percentile)")
     title = f"Lowest cash balance of {org}, by design"
     ax.set_title(title)
     parts = [f"{n} median {fmt.money(np.median(d) if len(d) else None, currency)}, 5th percentile "
@@ -312,7 +326,7 @@ def _segment_rate_dots(rows: list[dict], series, xlabel: str, legend_cols: int, 
         parts.append(f"{label.split(' (')[0] if short_alt else label}: "
                      + ", ".join(f"{n} {fmt.interval(v)}" for n, v in zip(names, vals)))
     ax.set_yticks(y, names)
-    ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.xaxis.set_major_formatter(percent_formatter(ax.xaxis))
     ax.set_xlim(0, _right(rows, tuple(k for k, *_ in series)))
     ax.set_xlabel(xlabel)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2 if len(rows) > 3 else -0.3), ncol=legend_cols, fontsize=8.5)
@@ -352,7 +366,7 @@ def by_design_panels(exp, metrics: list[tuple[str, str]], unit: str, name: str, 
             if mask.any():
                 _dots(ax, y[mask], rows["mean"][mask], rows["lo"][mask], rows["hi"][mask], style, "", unit, annotate=False)
         if unit == "pct":
-            ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+            ax.xaxis.set_major_formatter(percent_formatter(ax.xaxis))
         elif unit == "money":
             _money_axis(ax, exp.currency, "x")
         ax.set_title(label, fontsize=9.5)
@@ -476,7 +490,7 @@ def spend_shares_bar(rows: dict[str, dict], name: str, title: str, currency: str
         left += vals
     ax.set_yticks(y, names)
     ax.set_xlim(0, 1)
-    ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.xaxis.set_major_formatter(percent_formatter(ax.xaxis))
     ax.set_xlabel("share of what the commissioner paid")
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8.5)
     ax.grid(False)

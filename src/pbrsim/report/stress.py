@@ -42,12 +42,14 @@ def _plt():
 
 def _render(fig, name: str, title: str, alt: str, note: str) -> Chart:
     style.literal_text(fig)
+    # saved with a tight box: text beyond the figure's edge is kept, so only repeats and overlaps count
+    problems = tuple(p for p in style.layout_problems(fig) if not p.startswith("text cut off"))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None, "Title": title})
     import matplotlib.pyplot as plt
 
     plt.close(fig)
-    return Chart(name, title, alt, note, buf.getvalue())
+    return Chart(name, title, alt, note, buf.getvalue(), problems=problems)
 
 
 def _rows(summary: dict) -> list[dict]:
@@ -73,16 +75,16 @@ def tornado_chart(summary: dict) -> Chart:
         ax.barh(i, 100 * d, color=COLOURS[1] if up else COLOURS[2], hatch="///" if up else "", edgecolor="white", height=0.65)
         if c["lo"] is not None and c["hi"] > c["lo"]:
             ax.errorbar(100 * d, i, xerr=[[100 * (d - c["lo"])], [100 * (c["hi"] - d)]], fmt="none", ecolor="#333333", capsize=3, lw=1)
-        right = d >= 0
-        end = c["hi"] if right and c["hi"] is not None else c["lo"] if c["lo"] is not None else d
-        ax.text(100 * end + (1.5 if right else -1.5), i, f"{_pp(d)} → {100 * r['ran_out_of_cash']['mean']:.0f}%",
-                va="center", ha="left" if right else "right", fontsize=8.5)
+        # the label sits right of the whisker (and of zero), so it never runs into the stress names on the left
+        end = c["hi"] if c["hi"] is not None else d
+        ax.text(100 * max(end, 0.0) + 1.5, i, f"{_pp(d)} → {100 * r['ran_out_of_cash']['mean']:.0f}%",
+                va="center", ha="left", fontsize=8.5)
     ax.set_yticks(range(len(rows)), [r["label"] for r in rows])
     ax.axvline(0, color="#333333", lw=1)
     ax.set_xlabel(f"change in the chance that {org} runs out of cash (percentage points; base {100 * base:.0f}%)")
     lo = min([0] + [100 * (r["change"]["ran_out_of_cash"]["lo"] or 0) for r in rows])
     hi = max([0] + [100 * (r["change"]["ran_out_of_cash"]["hi"] or 0) for r in rows])
-    ax.set_xlim(lo - 12 if lo < 0 else -5, hi + 22)
+    ax.set_xlim(lo - 3 if lo < 0 else -5, hi + 22)
     ax.set_title(f"Which shocks matter most for {org}", loc="left")
     ax.grid(axis="y", visible=False)
     top = sorted(rows, key=lambda r: -(r["change"]["ran_out_of_cash"]["diff"] or 0))[:3]

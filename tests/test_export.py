@@ -1,0 +1,222 @@
+"""Outputs people read: spreadsheet exports (``pbrsim export``) read back match the folder's own figures, and
+every chart of every report type is readable (no repeated tick labels, no overlapping or cut-off text)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from openpyxl import load_workbook
+
+from pbrsim.cli.main import main
+from pbrsim.report.export import flatten_summary, unit_of
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ROOT / "scenarios"
+
+
+def _invoke(*args: str):
+    r = CliRunner().invoke(main, [str(a) for a in args])
+    return r
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """A run with a value section, a supply chain with investor finance, an experiment and a stress test."""
+    base = tmp_path_factory.mktemp("export")
+    runs = {}
+    for name, scenario in {"value": "early_action/homes_for_good.yaml", "chain": "library/peterborough.yaml",
+                           "blended": "blended_vcs.yaml"}.items():
+        out = base / name
+        r = _invoke("run", SCENARIOS / scenario, "-n", "6", "--seed", "3", "--out", out, "--quiet")
+        assert r.exit_code == 0, r.output
+        runs[name] = out
+    exp = base / "exp.yaml"
+    text = (SCENARIOS / "experiments" / "vcs_designs.yaml").read_text()
+    text = text.replace("replications: 200", "replications: 6").replace("base: ../blended_vcs.yaml",
+                                                                          f"base: {SCENARIOS / 'blended_vcs.yaml'}")
+    exp.write_text(text)
+    r = _invoke("batch", exp, "--out", base / "experiment", "--executor", "serial", "--quiet")
+    assert r.exit_code == 0, r.output
+    runs["experiment"] = base / "experiment"
+    # a bid that fails in most runs: every built-in shock, some helping and some hurting
+    r = _invoke("stress", SCENARIOS / "outcomes_only_vcs.yaml", "-n", "12", "--executor", "serial", "--out", base / "stress",
+                "--quiet")
+    assert r.exit_code == 0, r.output
+    runs["stress"] = base / "stress"
+    return runs
+
+
+def _sheet(path: Path, name: str) -> pd.DataFrame:
+    wb = load_workbook(path, read_only=False)
+    ws = wb[name]
+    rows = list(ws.values)
+    header = [h for h in rows[0] if h is not None]
+    return pd.DataFrame([r[: len(header)] for r in rows[1:]], columns=header)
+
+
+def _summary_leaves(summary: dict) -> dict[tuple[str, str, str], dict]:
+    figures, _ = flatten_summary(summary)
+    return {(f["section"], f["group"], f["figure"]): f for f in figures}
+
+
+def test_every_summary_figure_of_shipped_scenarios_has_a_unit(folders):
+    for name in ("value", "chain", "blended"):
+        summary = json.loads((folders[name] / "summary.json").read_text())
+        figures, _ = flatten_summary(summary)
+        assert len(figures) > 20
+        missing = [f"{f['section']}/{f['group']}/{f['figure']}" for f in figures if not f["unit"]]
+        assert not missing, f"figures without a unit in {name}: {missing}"
+
+
+def test_units_follow_the_figure_names():
+    assert unit_of(("commissioner", "paid_by_kind", "outcome")) == "money"
+    assert unit_of(("segments", "all", "outcome_rate")) == "percent"
+    assert unit_of(("value", "benefit_cost_ratio")) == "ratio"
+    assert unit_of(("value", "payback_months", "never")) == "percent"
+    assert unit_of(("organisations", "x", "months_below_zero")) == "months"
+    assert unit_of(("segments", "all", "outcomes")) == "count"
+    assert unit_of(("investor", "lost_money")) == "percent"
+
+
+def test_run_workbook_matches_the_summary_and_the_tables(folders):
+    out = folders["value"]
+    r = _invoke("export", out, "--format", "xlsx", "--format", "csv")
+    assert r.exit_code == 0, r.output
+    book = out / "export" / "pbrsim.xlsx"
+    wb = load_workbook(book)
+    assert wb.sheetnames[:4] == ["Summary", "Cash by month", "Ledger by kind and month", "Replications"]
+    summary = json.loads((out / "summary.json").read_text())
+    leaves = _summary_leaves(summary)
+    sheet = _sheet(book, "Summary")
+    assert len(sheet) == len(leaves)
+    for row in sheet.itertuples(index=False):
+        text = [v if isinstance(v, str) else "" for v in (row.Section, row.Group)]
+        ref = leaves[(text[0], text[1], row.Figure)]
+        if ref["mean"] is None:
+            assert row.Mean is None or np.isnan(row.Mean)  # an empty cell, not a zero
+        else:
+            assert row.Mean == pytest.approx(ref["mean"], rel=1e-12)
+    # number formats: money in pounds, rates as percentages; units said in words
+    ws = wb["Summary"]
+    assert ws.freeze_panes == "B2"
+    by_figure = {(ws.cell(r, 2).value, ws.cell(r, 3).value): r for r in range(2, ws.max_row + 1)}
+    paid = by_figure[(None, "paid_total")]
+    assert "£" in ws.cell(paid, 5).number_format and ws.cell(paid, 4).value == "£"
+    rate = by_figure[("all", "outcome_rate")]
+    assert ws.cell(rate, 5).number_format == "0.0%" and ws.cell(rate, 4).value == "%"
+    # cash by month: the monthly table's cash in pounds, mean over replications
+    monthly = pd.read_parquet(out / "monthly.parquet")
+    cash = _sheet(book, "Cash by month")
+    want = monthly.groupby(["organisation", "month"], observed=True)["cash"].mean() / 100.0
+    got = cash.set_index(["Organisation", "Month"])["Cash at month end (£) mean"]
+    assert len(got) == len(want)
+    for (org, month), value in want.items():
+        assert got[(org, month)] == pytest.approx(value, rel=1e-12)
+    # the ledger sheet keeps every penny: mean per replication x replications = the ledger's total
+    ledger = pd.read_parquet(out / "ledger.parquet")
+    led = _sheet(book, "Ledger by kind and month")
+    assert led["Amount, mean per replication (£)"].sum() * summary["replications"] == pytest.approx(ledger["amount"].sum() / 100.0)
+    # CSV files hold the same figures (UTF-8 with BOM so spreadsheet programs read £)
+    csv = pd.read_csv(out / "export" / "summary.csv", encoding="utf-8-sig")
+    assert np.allclose(csv["Mean"].to_numpy(float), sheet["Mean"].astype(float).to_numpy(), equal_nan=True)
+    assert (out / "export" / "cash_by_month.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+
+
+def test_experiment_workbook_matches_the_comparison(folders):
+    out = folders["experiment"]
+    r = _invoke("export", out)
+    assert r.exit_code == 0, r.output
+    book = out / "export" / "pbrsim.xlsx"
+    assert not list((out / "export").glob("*.csv"))  # xlsx only by default
+    sheet = _sheet(book, "Comparison")
+    summary = pd.read_parquet(out / "summary.parquet")
+    assert len(sheet) == len(summary)
+    merged = sheet.merge(summary, left_on=["Design", "Column"], right_on=["design", "metric"])
+    assert len(merged) == len(summary)
+    assert np.allclose(merged["Mean"].astype(float), merged["mean"], equal_nan=True)
+    assert np.allclose(merged["Difference from baseline"].astype(float), merged["diff"], equal_nan=True)
+    designs = _sheet(book, "Designs")
+    assert set(designs["Design"]) == set(summary["design"])
+
+
+def test_stress_workbook_matches_the_stress_table(folders):
+    out = folders["stress"]
+    r = _invoke("export", out, "--format", "csv")
+    assert r.exit_code == 0, r.output
+    assert not (out / "export" / "pbrsim.xlsx").exists()
+    table = pd.read_parquet(out / "stresses.parquet")
+    csv = pd.read_csv(out / "export" / "stresses.csv", encoding="utf-8-sig")
+    assert list(csv["stress"]) == list(table["stress"])
+    assert np.allclose(csv["ran_out (fraction)"], table["ran_out"], equal_nan=True)
+    assert np.allclose(csv["lowest_cash_p50 (£)"], table["lowest_cash_p50"], equal_nan=True)
+    cash = pd.read_parquet(out / "cash.parquet")
+    by_month = pd.read_csv(out / "export" / "cash_by_month.csv", encoding="utf-8-sig")
+    base0 = cash[(cash.stress == "base") & (cash.month == 0)]["cash"].mean() / 100.0
+    row = by_month[(by_month.Stress == "base") & (by_month.Month == 0)]
+    assert row["Cash at month end (£) mean"].iloc[0] == pytest.approx(base0)
+
+
+def test_export_keeps_the_output_rule(folders, tmp_path):
+    out = folders["blended"]
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    r = _invoke("export", out, "--out", target)
+    assert r.exit_code == 2 and "--overwrite" in r.output
+    assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]
+    r = _invoke("export", out, "--out", target, "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert (target / "notes.txt").read_text() == "mine" and (target / "pbrsim.xlsx").exists()
+    # not a pbrsim folder: exit 2, nothing written
+    r = _invoke("export", tmp_path / "mine")
+    assert r.exit_code == 2
+    # an export is made from the results: running again into the folder removes the stale export
+    r = _invoke("export", out)
+    assert r.exit_code == 0 and (out / "export" / "pbrsim.xlsx").exists()
+    r = _invoke("run", SCENARIOS / "blended_vcs.yaml", "-n", "6", "--seed", "4", "--out", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert not (out / "export").exists()
+
+
+def test_the_layout_check_finds_repeated_ticks_overlaps_and_cut_off_text():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
+
+    from pbrsim.report.style import layout_problems, percent_formatter
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.set_xlim(0.311, 0.324)  # a narrow range of rates, as in a comparison of close designs
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.text(0.315, 0.5, "a label here")
+    ax.text(0.315, 0.5, "and one on top of it")
+    ax.set_ylabel("a y label far longer than the figure is tall, so that it cannot fit " * 2)
+    problems = layout_problems(fig)
+    assert any("tick labels repeat" in p for p in problems)
+    assert any("overlap" in p for p in problems)
+    assert any("cut off" in p for p in problems)
+    ax.xaxis.set_major_formatter(percent_formatter(ax.xaxis))
+    assert not any("tick labels repeat" in p for p in layout_problems(fig))
+    plt.close(fig)
+
+
+def test_every_chart_of_each_report_type_is_readable(folders):
+    from pbrsim.report.build import experiment_report, run_report
+    from pbrsim.report.data import load_experiment, load_run
+    from pbrsim.report.stress import stress_charts
+
+    charts = []
+    for name in ("value", "chain", "blended"):
+        charts += run_report(load_run(folders[name])).charts
+    charts += experiment_report(load_experiment(folders["experiment"])).charts
+    charts += stress_charts(json.loads((folders["stress"] / "summary.json").read_text()))
+    assert len(charts) > 20
+    bad = {c.name: c.problems for c in charts if c.problems}
+    assert not bad, bad
