@@ -102,6 +102,18 @@ def test_public_value_uses_only_earlier_stages(graph):
     assert offences(graph, "value", allowed={"scenario", "model", "engine", "analysis"}) == []
 
 
+def test_design_search_uses_only_earlier_stages(graph):
+    # and the top-level API it runs designs through: pbrsim (the version), simulate.py, store.py
+    allowed = {"scenario", "model", "engine", "analysis", "value", "experiments", "stress", "", "simulate", "store"}
+    assert offences(graph, "design", allowed=allowed) == []
+
+
+def test_nothing_before_the_design_search_imports_it(graph):
+    earlier = {"scenario", "model", "engine", "analysis", "value", "experiments", "stress", "library"}
+    bad = sorted(f"{m} imports {t}" for m, ts in graph.items() for t in ts if stage(t) == "design" and stage(m) in earlier)
+    assert bad == []
+
+
 def test_report_never_imports_the_cli(graph):
     assert offences(graph, "report", forbidden={"cli"}) == []
 

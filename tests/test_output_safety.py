@@ -135,6 +135,9 @@ FOLDER_COMMANDS = {
     "compare": lambda out, tmp, run_dir: ["compare", tiny_experiment(tmp), "--executor", "serial", "--quiet", "--out", out],
     "batch": lambda out, tmp, run_dir: ["batch", tiny_experiment(tmp), "--executor", "serial", "--quiet", "--out", out],
     "report": lambda out, tmp, run_dir: ["report", run_dir, "--out", out, "--quiet"],
+    "design": lambda out, tmp, run_dir: ["design", SMALL, "--lever", "contract.service_fee.share_of_value", "--target",
+                                         "failure(small_charity) <= 0.5", "--range", 0, 0.4, "--step", 0.2, "-n", 10,
+                                         "--verify-replications", 10, "--executor", "serial", "--quiet", "--out", out],
 }
 
 
@@ -157,7 +160,7 @@ def test_run_report_refuses_a_report_folder_of_other_files_before_running(tmp_pa
     assert tree(out) == {"report": ("dir", (out / "report").stat().st_mode & 0o777), **{f"report/{k}": v for k, v in before.items()}}
 
 
-@pytest.mark.parametrize("command", ["run", "run --method exact", "stress", "batch", "report"])
+@pytest.mark.parametrize("command", ["run", "run --method exact", "stress", "batch", "report", "design"])
 def test_overwrite_keeps_other_files_and_writes_pbrsims(command, tmp_path, run_dir):
     out = tmp_path / "mine"
     before = foreign(out)

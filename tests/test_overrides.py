@@ -105,3 +105,15 @@ def test_overridden_scenarios_are_validated_like_files():
     assert ok.contract.payments[3].tariff == {"default": 1000, "hard": 2500}
     with pytest.raises(ScenarioError, match=r"contract.service_fee.share_of_value: Input should be less than or equal to 1"):
         scenario_from_dict(apply_overrides(raw, {"contract.service_fee.share_of_value": 1.2}, "e"), "e")
+
+
+def test_a_path_changes_only_the_item_it_names_when_the_file_reused_a_block_with_an_alias():
+    # supply_chain files write a subcontractor's terms once (&outcome_terms) and alias them for the others
+    from pathlib import Path
+
+    from pbrsim.scenario.schema import load_raw
+
+    raw = load_raw(Path(__file__).resolve().parents[1] / "scenarios" / "supply_chain" / "outcome_pass_through.yaml")
+    out = apply_overrides(raw, {"organisations[name=east_charity].terms.pass_through.service_fee": 0.5}, "x")
+    shares = {o["name"]: o["terms"]["pass_through"]["service_fee"] for o in out["organisations"] if "terms" in o}
+    assert shares == {"east_charity": 0.5, "west_charity": 0.0, "complex_needs_specialist": 0.0}

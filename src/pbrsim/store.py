@@ -48,9 +48,10 @@ KIND_RUN = "pbrsim-run"
 KIND_STRESS = "pbrsim-stress"
 KIND_EXPERIMENT = "pbrsim-experiment"
 KIND_REPORT = "pbrsim-report"
+KIND_DESIGN = "pbrsim-design"
 KIND_EXPORT = "pbrsim-export"
 KIND_LABELS = {KIND_RUN: "run", KIND_STRESS: "stress-test", KIND_EXPERIMENT: "experiment dataset", KIND_REPORT: "report",
-               KIND_EXPORT: "spreadsheet export"}
+               KIND_DESIGN: "design run", KIND_EXPORT: "spreadsheet export"}
 
 DERIVED = ("report", "export")  # sub-folders made from a folder's results; replacing the results removes them
 MAX_NAME_BYTES = 100  # a safe name's length (file systems allow 255 bytes per name)
@@ -414,7 +415,7 @@ def _replace_inside(out: Path, files: dict[str, FileData], own: Owned | None, li
         intent = tmp / ".intent.json"
         intent.write_text(json.dumps({**final, "status": "writing", "files": sorted(old | new)}, indent=2) + "\n")
         os.replace(intent, out / MANIFEST)
-        for rel in sorted(new - {MANIFEST}):
+        for rel in sorted(set(files) - {MANIFEST}):
             dest = out / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             if not _inside(out, dest):
@@ -435,20 +436,22 @@ def _replace_inside(out: Path, files: dict[str, FileData], own: Owned | None, li
 
 
 def write_files(out: str | Path, files: dict[str, FileData], manifest_data: dict, *, kind: str,
-                overwrite: bool = False, derived: Iterable[str] = ()) -> Path:
+                overwrite: bool = False, derived: Iterable[str] = (), keep: Iterable[str] = ()) -> Path:
     """Write ``files`` (relative path -> bytes or writer) and ``manifest.json`` into the folder ``out``.
 
     The rule of this module: refused (``OutputRefused``) where ``check_out`` refuses; a pbrsim folder's own
     earlier files are replaced, and those not written again removed, with the ``derived`` sub-folders
-    (``report/``) made from them; nothing else in ``out`` is touched. A failed write raises ``WriteFailed``
-    and leaves ``out`` as it was.
+    (``report/``) made from them; nothing else in ``out`` is touched. ``keep`` names files pbrsim wrote there
+    earlier, one at a time, that stay as they are and are listed too (a design run's evaluation cache). A
+    failed write raises ``WriteFailed`` and leaves ``out`` as it was.
     """
     out = Path(out)
-    bad = [rel for rel in files if not _valid_relative(rel) or rel == MANIFEST]
+    bad = [rel for rel in [*files, *keep] if not _valid_relative(rel) or rel == MANIFEST]
     if bad:
         raise ValueError(f"not a file name pbrsim writes: {bad[0]!r}")
-    listed = sorted(set(files) | {MANIFEST})
-    own = check_out(out, kind, overwrite=overwrite, names=listed)
+    own = check_out(out, kind, overwrite=overwrite, names=sorted(set(files) | {MANIFEST}))
+    keep = {rel for rel in keep if rel not in files and (out / rel).is_file() and _inside(out, out / rel)}
+    listed = sorted(set(files) | keep | {MANIFEST})
     man = {"package": "pbrsim", **manifest_data, "kind": kind, "files": listed}
     body = (json.dumps(jsonable(man), indent=2) + "\n").encode()
     existed = out.is_dir()

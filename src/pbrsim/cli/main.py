@@ -23,6 +23,7 @@ COMMANDS = {
     "report": "report",
     "export": "report",
     "stress": "stress",
+    "design": "design",
     "import-indigo": "indigo",
     "calibrate": "calibrate",
     "portfolio": "portfolio",

@@ -15,7 +15,7 @@ from .common import allow_large_option, fail_input, out_option, overwrite_option
 @allow_large_option
 def report(directory, out, quiet, overwrite):
     """Write an HTML report with charts of DIRECTORY: a run folder (`pbrsim run`), an experiment dataset
-    (`pbrsim batch`, `pbrsim compare --out`) or a stress test (`pbrsim stress`). The HTML file is self-contained: it opens without a network."""
+    (`pbrsim batch`, `pbrsim compare --out`), a stress test (`pbrsim stress`) or a design run (`pbrsim design`). The HTML file is self-contained: it opens without a network."""
     from ..report import ReportError, build_report
 
     try:

@@ -1,5 +1,5 @@
 """Self-contained HTML reports of a run folder (``pbrsim run``), an experiment dataset (``pbrsim batch``,
-``pbrsim compare --out``) or a stress test (``pbrsim stress``).
+``pbrsim compare --out``), a stress test (``pbrsim stress``) or a design run (``pbrsim design``).
 
     from pbrsim.report import build_report
     html = build_report("results/blended_vcs")        # -> results/blended_vcs/report/report.html
@@ -55,6 +55,13 @@ def build_report(path: str | Path, out: str | Path | None = None, *, overwrite: 
 
         summary = json.loads((path / "summary.json").read_text())
         return write_stress_report(summary, out, overwrite=overwrite, source=path)
+    if kind == "design":  # a design run has its own page: the Pareto chart or the goal seek's curve, and tables
+        import json
+
+        from .design import write_design_report
+
+        summary = json.loads((path / "summary.json").read_text())
+        return write_design_report(summary, out, overwrite=overwrite, source=path)
     check_out(out, KIND_REPORT, overwrite=overwrite)  # before the charts are drawn
     report = run_report(load_run(path)) if kind == "run" else experiment_report(load_experiment(path))
     html = _render(report)

@@ -35,7 +35,8 @@ class ReportError(Exception):
 
 
 def kind_of(path: Path) -> str:
-    """``run`` (``pbrsim run``), ``experiment`` (``pbrsim batch`` / ``compare --out``) or ``stress`` (``pbrsim stress``)."""
+    """``run`` (``pbrsim run``), ``experiment`` (``pbrsim batch`` / ``compare --out``), ``stress`` (``pbrsim stress``) or
+    ``design`` (``pbrsim design``)."""
     path = Path(path)
     if not path.is_dir():
         raise ReportError(f"{path} is not a folder")
@@ -50,6 +51,10 @@ def kind_of(path: Path) -> str:
         return "experiment"
     if manifest.get("kind") == "pbrsim-stress":
         return "stress"
+    if manifest.get("kind") == "pbrsim-design":
+        if not (path / "summary.json").exists():
+            raise ReportError(f"{path} holds a design run that has not finished ({manifest.get('status')}); run it again to finish it")
+        return "design"
     if manifest.get("kind") == "pbrsim-report":
         raise ReportError(f"{path} is a report folder; give the run, experiment or stress-test folder it was made from")
     if (path / "summary.json").exists():

@@ -192,13 +192,24 @@ def remove_value(raw: dict, path: str) -> None:
         del node[_list_position(node, last, steps, len(steps) - 1)]
 
 
+def unshared_copy(node: Any) -> Any:
+    """A deep copy in which no mapping or list appears twice (``copy.deepcopy`` keeps YAML aliases shared)."""
+    if isinstance(node, dict):
+        return {k: unshared_copy(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [unshared_copy(v) for v in node]
+    return copy.deepcopy(node)
+
+
 def apply_overrides(raw: dict, overrides: dict, source: str, *, remove: Iterable[str] = ()) -> dict:
     """A copy of ``raw`` with the paths in ``remove`` deleted, then each ``path: value`` of ``overrides`` set.
 
     ``raw`` is not changed. Every bad path is reported at once as a ScenarioError from ``source``, each
-    problem naming the path as written and why it does not apply.
+    problem naming the path as written and why it does not apply. The copy shares nothing: parts a YAML
+    file wrote once and reused with an alias (``terms: *outcome_terms``) become separate, so a path changes
+    only the item it names.
     """
-    out = copy.deepcopy(raw)
+    out = unshared_copy(raw)
     problems: list[tuple[str, str]] = []
     for path in remove:
         try:
