@@ -82,7 +82,7 @@ def test_each_figure_is_the_summary_figure_of_the_same_name():
     assert rate.mean == pytest.approx(s["parking"]["outcome_rate_most_complex"]["mean"])
     park = next(r for r in s["parking"]["segments"] if r["segment"] == "hard")["parking_rate"]
     assert parse_figure("parking", "hard").estimate(per_rep).mean == pytest.approx(park["mean"])
-    assert parse_figure("equity_gap", None).estimate(per_rep).mean == pytest.approx(s["parking"]["equity_gap"]["mean"])
+    assert parse_figure("equity_ratio", None).estimate(per_rep).mean == pytest.approx(s["parking"]["equity_ratio"]["mean"])
 
 
 def test_projected_intervals_are_what_more_replications_would_give_at_the_same_estimate():

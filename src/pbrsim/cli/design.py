@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .common import (allow_large_option, err_console, exit_with_problems, fail_input, overwrite_option, progress_bar,
+from .common import (allow_large_option, executor_option, out_option, quiet_option, workers_option, err_console, exit_with_problems, fail_input, overwrite_option, progress_bar,
                      run_size_or_exit, writing)
 
 EXIT_INTERRUPTED = 130
@@ -55,11 +55,11 @@ def _problem_or_exit(target, lever, goal, range_, step, seed, replications, veri
 @click.option("--seed", type=click.IntRange(min=0), help="Root random seed [default: the problem's, or 0].")
 @click.option("--replications", "-n", type=click.IntRange(min=10), help="Replications per value (simple form, default 200) or of the finalists.")
 @click.option("--verify-replications", type=click.IntRange(min=10), help="Fresh replications of the answer [default 500].")
-@click.option("--out", type=click.Path(file_okay=False), help="Output folder [default: results/design/<problem>].")
+@out_option("Output folder [default: results/design/<problem>].")
 @click.option("--report", is_flag=True, help="Also write report/design.html.")
-@click.option("--executor", type=click.Choice(["process", "serial", "dask"]), default="process", show_default=True)
-@click.option("--workers", "-j", type=click.IntRange(min=1), help="Worker processes [default: one per core].")
-@click.option("--quiet", is_flag=True, help="No progress bar or tables.")
+@executor_option
+@workers_option()
+@quiet_option()
 @overwrite_option
 @allow_large_option
 def design(target, lever, goal, range_, step, seed, replications, verify_replications, out, overwrite, report, executor,

@@ -16,7 +16,7 @@ outcome_rate, (SEG)            outcomes[SEG] / referrals[SEG]                  p
 complex_outcome_rate           outcomes_complex / referrals_complex            pooled ratio              higher
 parking, parking(SEG)          minimal_months[SEG] / service_months[SEG]       pooled ratio              lower
 dropped_rate, (SEG)            dropped[SEG] / referrals[SEG]                   pooled ratio              lower
-equity_gap                     complex / least complex outcome rate            ratio of pooled ratios    higher
+equity_ratio                   complex / least complex outcome rate            ratio of pooled ratios    higher
 failure, failure(ORG)          failed_any, failed[ORG]                         share, Wilson interval    lower
 margin(ORG)                    margin[ORG]                                     mean                      higher
 net_public_value               net_public_value (scenarios with ``value:``)    mean                      higher
@@ -106,7 +106,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in [
          "ratio"),
     Kind("dropped_rate", "dropped-client rate{of}", "pct", "lower", "segment?", lambda a: (_seg("dropped")(a), _seg("referrals")(a)),
          "ratio"),
-    Kind("equity_gap", "equity gap (complex / least complex outcome rate)", "ratio", "higher", None,
+    Kind("equity_ratio", "equity ratio (complex / least complex outcome rate)", "ratio", "higher", None,
          lambda a: ("outcomes_complex", "referrals_complex", "outcomes_least", "referrals_least"), "ratio_of_ratios", "complexity"),
     Kind("failure", "chance {arg} runs out of cash", "pct", "lower", "organisation?",
          lambda a: (f"failed[{a}]" if a else "failed_any",), "share"),
