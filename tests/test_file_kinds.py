@@ -132,3 +132,16 @@ def test_compare_and_batch_take_seed_and_replications(tmp_path):
 
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["seed"] == 5 and manifest["replications"] == 2
+
+
+def test_validate_checks_design_problems(tmp_path):
+    shipped = sorted((ROOT / "scenarios" / "design").glob("*.yaml"))
+    assert shipped
+    r = invoke("validate", *shipped)
+    assert r.exit_code == 0, r.output
+    assert r.output.count("OK (design problem") == len(shipped)
+    bad = tmp_path / "bad_problem.yaml"
+    bad.write_text(f"base: {ROOT / 'scenarios' / 'blended_vcs.yaml'}\nlevers: []\nobjective: {{minimise: spend}}\n")
+    r = invoke("validate", bad)
+    assert r.exit_code == 2 and f"{bad}: levers:" in r.output
+    assert "cannot check it yet" not in r.output

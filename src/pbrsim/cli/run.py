@@ -175,6 +175,12 @@ def _check_one(path: str) -> str:
 
         pf = load_portfolio(path)
         return f"{path}: OK (portfolio {pf.name}: {len(pf.members)} contracts x {pf.replications} replications)"
+    if kind == "design":
+        from ..design.problem import load_problem
+
+        pr = load_problem(path)
+        return (f"{path}: OK (design problem {pr.name}: {len(pr.levers)} levers, {len(pr.constraints)} constraints, base "
+                f"{pr.base_file.name}; run it with pbrsim design FILE)")
     label, command = KINDS[kind]
     raise ScenarioError(path, [("", f"this is {label}; validate cannot check it yet: {command.replace('FILE', path)} does")])
 
@@ -183,7 +189,7 @@ def _check_one(path: str) -> str:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @allow_large_option
 def validate(files):
-    """Check FILES of any kind (scenario, experiment, stresses, calibration targets, portfolio); print OK
+    """Check FILES of any kind (scenario, experiment, stresses, calibration targets, portfolio, design problem); print OK
     or every problem found (exit code 2 if any)."""
     bad = False
     for f in files:
