@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "golden" / "tables.json"
 SEED = 20240607
 REPLICATIONS = 3
-NOT_SCENARIOS = ("experiments", "stress", "targets", "portfolios")  # experiment, stress, calibration-target and portfolio files
+NOT_SCENARIOS = ("experiments", "stress", "targets", "portfolios", "design")  # experiment, stress, target, portfolio, design problem files
 
 # Variants of shipped scenarios for paths the shipped files do not reach with this seed: a binding cap
 # and per-person cap; a subcontractor that fails and drops its clients; guaranteed referrals; every
