@@ -162,3 +162,30 @@ def test_stress_in_memory(base, tmp_path):
     assert "ran out of cash" in test._repr_html_()
     test.save(tmp_path / "st")
     assert (tmp_path / "st" / "stresses.parquet").exists()
+
+
+def test_design_search_in_memory_is_the_command_without_files(tmp_path):
+    """pbrsim.design_search: the goal seek `pbrsim design` runs, in memory, with the same summary."""
+    import json
+
+    from click.testing import CliRunner
+
+    import pbrsim
+    from pbrsim.cli.main import main
+
+    scenario = str(ROOT / "scenarios" / "blended_vcs.yaml")
+    lever, target = "contract.service_fee.share_of_value", "failure(community_links_style_charity) <= 0.2"
+    res = pbrsim.design_search(scenario, lever=lever, target=target, range_=(0.0, 0.5), step=0.05, replications=40,
+                               verify_replications=40, executor="serial")
+    r = CliRunner().invoke(main, ["design", scenario, "--lever", lever, "--target", target, "--range", "0", "0.5",
+                                  "--step", "0.05", "-n", "40", "--verify-replications", "40", "--executor", "serial",
+                                  "-o", str(tmp_path / "d"), "-q"])
+    assert r.exit_code == 0, r.output
+    written = json.loads((tmp_path / "d" / "summary.json").read_text())
+    written["answer"].pop("file")  # the scenario file the command writes for the answer
+    for key in ("status", "answer", "precision", "curve", "bracket", "verification"):
+        assert json.loads(json.dumps(res.summary[key])) == written[key], key
+    assert res.feasible == written["feasible"] and res.chosen == res.summary["answer"]
+    assert "goal seek" in repr(res) and len(repr(res)) < 300
+    assert "<table" in res._repr_html_() and len(res.table()) == len(written["curve"])
+    assert not any(tmp_path.glob("results*"))  # nothing written by the in-memory search

@@ -11,8 +11,8 @@ import types
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
-__all__ = ["Comparison", "Scenario", "ScenarioError", "SimulationResult", "StressTest", "compare", "load_scenario",
-           "simulate", "stress", "__version__"]
+__all__ = ["Comparison", "DesignSearch", "Scenario", "ScenarioError", "SimulationResult", "StressTest", "compare",
+           "design_search", "load_scenario", "simulate", "stress", "__version__"]
 
 _LAZY = {
     "Scenario": "pbrsim.scenario.schema",
@@ -24,6 +24,8 @@ _LAZY = {
     "Comparison": "pbrsim.api.comparison",
     "stress": "pbrsim.api.stress_test",
     "StressTest": "pbrsim.api.stress_test",
+    "design_search": "pbrsim.api.design_search",  # (pbrsim.design is the package: the function has its own name)
+    "DesignSearch": "pbrsim.api.design_search",
 }
 
 if TYPE_CHECKING:  # (simulate, compare and stress are left out: their modules write through store, which imports this package)
