@@ -13,7 +13,9 @@ from .common import (EXIT_INPUT, allow_large_option, executor_option, exit_with_
                      out_option, overwrite_option, print_frame, print_json, progress_bar, quiet_option, replications_option, report_option,
                      run_size_or_exit, scheduler_option, seed_option, workers_option, writing)
 
-PARALLEL_FROM = 50  # replications from which `run` uses worker processes by default (below, starting them costs more)
+PARALLEL_FROM = 50  # replications from which `run` may use worker processes by default (below, starting them costs more)
+PARALLEL_CLIENTS = 1_000_000  # ... and expected clients over all replications: the batched engine runs smaller jobs
+                              # faster in one process than worker processes take to start (about 1.5 s)
 
 
 def check_value_or_exit(sc, path: str) -> None:
@@ -33,7 +35,8 @@ def check_value_or_exit(sc, path: str) -> None:
 @out_option("Output folder [default: results/<scenario name>].")
 @click.option("--method", type=click.Choice(["montecarlo", "exact"]), default="montecarlo", show_default=True,
               help="Monte Carlo simulation, or exact expected values by Markov-chain algebra where that is exact.")
-@workers_option(f"Worker processes [default: all cores from {PARALLEL_FROM} replications, else 1]; results never depend on it.")
+@workers_option(f"Worker processes [default: all cores from {PARALLEL_FROM} replications and {PARALLEL_CLIENTS:,} expected clients "
+                "in all, else 1]; results never depend on it.")
 @executor_option
 @scheduler_option
 @quiet_option()
@@ -104,7 +107,8 @@ def run(scenario, seed, replications, out, method, workers, executor, scheduler,
     from ..experiments.executors import ExecutorFailed, ExecutorUnavailable
     from ..simulate import simulate
 
-    if workers is None and executor == "process" and replications < PARALLEL_FROM:
+    if workers is None and executor == "process" and (replications < PARALLEL_FROM or _expected_clients(sc) * replications
+                                                          < PARALLEL_CLIENTS):
         workers = 1
     with progress_bar(console, disable=quiet) as bar:
         task = bar.add_task(f"simulating {sc.name}", total=replications, rate="")
@@ -137,6 +141,13 @@ def run(scenario, seed, replications, out, method, workers, executor, scheduler,
             console.print(f"Report: [bold]{html}[/bold]")
     if as_json:
         print_json(result.summary)
+
+
+def _expected_clients(sc) -> float:
+    """Expected referrals of one replication (the work a replication is)."""
+    from ..engine.referrals import expected_totals
+
+    return float(expected_totals(sc).sum())
 
 
 def _check_one(path: str) -> str:
