@@ -118,27 +118,21 @@ class Evaluator:
         self.replications_reused = 0
         self._memory: dict[tuple[str, int, tuple], pd.DataFrame] = {}
         self._exact: dict[str, dict[str, float]] = {}
-        self._open = None
-        self._finalizer = None
+        self._kept = None  # the executor kept across batches (experiments.executors.KeptExecutor)
 
     def _executor(self):
         """The executor, opened at the first parallel batch and kept for the later ones (the stages and rounds of a
         search), so that worker processes start once and keep the designs they have compiled."""
-        import weakref
+        from ..experiments.executors import KeptExecutor
 
-        from ..experiments.executors import Executor
-
-        if self._open is None:
-            self._open = Executor(self.executor, workers=self.workers)
-            self._open.open()
-            self._finalizer = weakref.finalize(self, self._open.close)
-        return self._open
+        if self._kept is None:
+            self._kept = KeptExecutor(self.executor, self.workers)
+        return self._kept.get()
 
     def close(self) -> None:
         """Shut the executor down (a later batch opens a new one)."""
-        if self._finalizer is not None:
-            self._finalizer()
-        self._open = self._finalizer = None
+        if self._kept is not None:
+            self._kept.close()
 
     def tasks(self, key: str, raw: dict, reps: Iterable[int], seed: int) -> list[Task]:
         reps = sorted(set(reps))

@@ -493,3 +493,29 @@ def run_tasks(
     """Open an executor, yield ``(task, result)`` for every task as each finishes, close it."""
     with Executor(executor, workers=workers, scheduler=scheduler, connect_timeout=connect_timeout, retries=retries) as ex:
         yield from ex.map(fn, tasks, key=key, window=window)
+
+
+class KeptExecutor:
+    """An executor opened on first use and kept open for later batches (the rounds of a search, the stages of a
+    design search), so that worker processes start once and keep what they compiled; shut by ``close()`` or
+    when its owner lets it go (garbage collection)."""
+
+    def __init__(self, kind: str = "process", workers: int | None = None):
+        self.kind, self.workers = kind, workers
+        self._open: Executor | None = None
+        self._finalizer = None
+
+    def get(self) -> Executor:
+        import weakref
+
+        if self._open is None:
+            self._open = Executor(self.kind, workers=self.workers)
+            self._open.open()
+            self._finalizer = weakref.finalize(self, self._open.close)
+        return self._open
+
+    def close(self) -> None:
+        """Shut the executor down (the next ``get`` opens a new one)."""
+        if self._finalizer is not None:
+            self._finalizer()
+        self._open = self._finalizer = None

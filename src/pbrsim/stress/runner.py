@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
@@ -95,23 +94,19 @@ class Runner:
         self.org, self.seed, self.executor, self.workers, self.chunk = org, seed, executor, workers, chunk
         self.progress = progress
         self.replications_run = 0
-        self._open = None
-        self._finalizer = None
+        self._kept = None  # the executor kept across batches (experiments.executors.KeptExecutor)
 
     def _executor(self):
-        from ..experiments.executors import Executor
+        from ..experiments.executors import KeptExecutor
 
-        if self._open is None:
-            self._open = Executor(self.executor, workers=self.workers)
-            self._open.open()
-            self._finalizer = weakref.finalize(self, self._open.close)
-        return self._open
+        if self._kept is None:
+            self._kept = KeptExecutor(self.executor, self.workers)
+        return self._kept.get()
 
     def close(self) -> None:
         """Shut the executor down (the next call opens a new one)."""
-        if self._finalizer is not None:
-            self._finalizer()
-        self._open = self._finalizer = None
+        if self._kept is not None:
+            self._kept.close()
 
     def run(self, requests: dict[Any, tuple[dict, Iterable[int]]]) -> dict[Any, Paths]:
         """``{id: (raw, reps)}`` -> ``{id: Paths}``; raws must be valid scenarios (with the limit removed)."""
