@@ -202,6 +202,11 @@ def test_outcomes_only_drops_more_clients_than_blended(vcs_pair):
 def test_intervals_use_students_t_with_n_minus_1_degrees_of_freedom():
     assert t95(2) == pytest.approx(12.7062047, rel=1e-6) and t95(3) == pytest.approx(4.3026527, rel=1e-6)
     assert t95(30) == pytest.approx(2.0452296, rel=1e-6)
+    from scipy.stats import t
+
+    df = np.arange(1, 20_001)
+    ours = np.array([t95(int(v) + 1) for v in df])
+    assert np.max(np.abs(ours / t.ppf(0.975, df) - 1)) < 2e-8  # the table and the expansion against scipy, every df
     x = np.array([1.0, 2.0, 4.0])
     ci = mean_ci(x)
     half = 4.3026527 * x.std(ddof=1) / np.sqrt(3)
