@@ -299,3 +299,13 @@ def test_reports_open_with_headlines_and_leave_out_empty_sections(folders, tmp_p
     assert r.exit_code == 0, r.output
     html = (tmp_path / "exp" / "report.html").read_text()
     assert html.index('id="headlines"') < html.index('<section id="design-comparison"') < html.index('<section id="cash-flow"')
+
+
+def test_reverse_panels_zoom_to_where_the_chance_changes():
+    from pbrsim.report.stress import _informative
+
+    x = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    p = [0.0, 0.0, 0.0, 0.0, 0.1, 0.4, 0.9, 1.0, 1.0, 1.0, 1.0]
+    lo, hi = _informative(x, p)
+    assert lo == pytest.approx(30 - 0.15 * 40) and hi == pytest.approx(70 + 0.15 * 40)  # from the last 0 to the first 1
+    assert _informative(x, [0.0] * len(x)) == (0.0, 0.0)  # a flat curve keeps the whole range

@@ -142,6 +142,20 @@ def reserve_chart(summary: dict) -> Chart:
     return _render(fig, "stress_reserve", "Reserve against the chance of running out of cash", alt, note)
 
 
+def _informative(x: list[float], p: list[float]) -> tuple[float, float]:
+    """The part of a reverse-stress curve where the chance changes, with a margin: from the last size still at the
+    unshocked chance to the first at the final one (the rest is a flat line that would squeeze the answer to an edge)."""
+    if len(x) < 2:
+        return (0.0, 0.0)
+    start = max((i for i in range(len(p)) if p[i] == p[0]), default=0)
+    end = min((i for i in range(len(p)) if p[i] == p[-1]), default=len(p) - 1)
+    a, b = x[start], x[max(end, start)]
+    if b <= a:
+        return (0.0, 0.0)
+    pad = 0.15 * (b - a)
+    return (max(min(x), a - pad), min(max(x), b + pad))
+
+
 def reverse_chart(summary: dict) -> Chart | None:
     """Small multiples: P(run out) against the size of each shock, with the 50% and target levels."""
     rev = summary.get("reverse") or {}
@@ -173,6 +187,12 @@ def reverse_chart(summary: dict) -> Chart | None:
         ax.set_title(d["label"], fontsize=9.5, loc="left")
         ax.set_xlabel("months" if months else "size of shock (%)", fontsize=8.5)
         ax.set_ylim(0, 100)
+        lo, hi = _informative(x, d["curve"]["p"])
+        if hi > lo:
+            ax.set_xlim(lo, hi)
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=months))  # few ticks: labels never meet the next panel's
         if k % cols == 0:
             ax.set_ylabel("runs out of cash (%)", fontsize=8.5)
     for k in range(n, rows_n * cols):
