@@ -309,3 +309,12 @@ def test_reverse_panels_zoom_to_where_the_chance_changes():
     lo, hi = _informative(x, p)
     assert lo == pytest.approx(30 - 0.15 * 40) and hi == pytest.approx(70 + 0.15 * 40)  # from the last 0 to the first 1
     assert _informative(x, [0.0] * len(x)) == (0.0, 0.0)  # a flat curve keeps the whole range
+
+
+def test_money_in_headlines_is_never_split_across_lines():
+    from pbrsim.report.html_text import nowrap_money
+
+    html = str(nowrap_money("difference −£73, 95% CI −£1,263 to £118; <b> \u202e"))
+    assert '<span style="white-space:nowrap">−£73</span>,' in html
+    assert '<span style="white-space:nowrap">−£1,263</span>' in html and '<span style="white-space:nowrap">£118</span>' in html
+    assert "&lt;b&gt;" in html and "[U+202E]" in html  # still escaped, bidi controls still visible

@@ -27,7 +27,8 @@ def split_evenly(total: int, parts: int) -> np.ndarray:
 def money(x, currency: str = "GBP") -> str:
     if x is None:
         return "–"
-    sign = "-" if x < 0 else ""
+    # the minus sign (U+2212), not a hyphen: a line never breaks after it, so "(−£58,267)" stays whole in a table
+    sign = "\u2212" if round(x) < 0 else ""
     symbol = "£" if currency == "GBP" else ""
     return f"{sign}{symbol}{abs(x):,.0f}"
 

@@ -27,9 +27,28 @@ def _finalize(value):
     return visible_bidi(str(value))
 
 
+_MONEY = None
+
+
+def nowrap_money(text) -> "object":
+    """Escaped ``text`` with every money figure ("−£1,234", "£4.2m") kept on one line: a browser may otherwise
+    break a line between the minus sign and the pound sign. (A Jinja filter: ``{{ line | nowrap_money }}``.)"""
+    import re
+
+    from markupsafe import Markup, escape
+
+    global _MONEY
+    if _MONEY is None:
+        _MONEY = re.compile(r"[\u2212-]?£\d+(?:,\d{3})*(?:\.\d+)?[km]?")
+    safe = str(escape(visible_bidi(str(text))))
+    return Markup(_MONEY.sub(lambda m: f'<span style="white-space:nowrap">{m.group(0)}</span>', safe))
+
+
 def environment(**options):
     """A Jinja environment for report pages: autoescaping on for every template, bidi controls made visible,
-    undefined names an error."""
+    undefined names an error, and the ``nowrap_money`` filter."""
     import jinja2
 
-    return jinja2.Environment(autoescape=True, finalize=_finalize, undefined=jinja2.StrictUndefined, **options)
+    env = jinja2.Environment(autoescape=True, finalize=_finalize, undefined=jinja2.StrictUndefined, **options)
+    env.filters["nowrap_money"] = nowrap_money
+    return env

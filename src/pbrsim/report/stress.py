@@ -275,7 +275,7 @@ def stress_charts(summary: dict, cash=None) -> list[Chart]:
 _TEMPLATE = """
 <section class="pbrsim-stress" id="stress-test">
 <h{{ h }}>Stress test: {{ s.organisation }}</h{{ h }}>
-{% if headlines %}<div class="headlines" id="stress-headlines"><p><strong>Headline findings</strong></p><ul>{% for line in headlines %}<li>{{ line }}</li>{% endfor %}</ul></div>{% endif %}
+{% if headlines %}<div class="headlines" id="stress-headlines"><p><strong>Headline findings</strong></p><ul>{% for line in headlines %}<li>{{ line | nowrap_money }}</li>{% endfor %}</ul></div>{% endif %}
 <p>How the cash of <strong>{{ s.organisation }}</strong> ({{ s.role }}) in <em>{{ s.scenario }}</em> responds to things going
 worse than the bid assumed: {{ s.replications }} simulated runs of each stress (seed {{ s.seed }}), the same runs for every
 stress. Opening cash {{ m(terms.opening_cash) }}; {{ limit }}. “Runs out of cash” means the balance went below the overdraft
@@ -339,6 +339,7 @@ th:first-child, td:first-child { text-align: left; }
 small { color: #555; }
 figure { margin: 1.5rem 0; } img { max-width: 100%; height: auto; }
 .headlines { border-left: 4px solid #0b5394; padding: .25rem 1rem; margin: 1rem 0 1.5rem; }
+.n { white-space: nowrap; }
 @page { size: A4; margin: 15mm 14mm; }
 @media print { body { max-width: none; margin: 0; font-size: 10pt; } figure, table, .headlines { break-inside: avoid; } }
 </style></head><body>
@@ -381,7 +382,7 @@ def stress_section(summary: dict, *, heading_level: int = 2, charts: list[Chart]
     return _env().from_string(_TEMPLATE).render(
         s=summary, h=heading_level, terms=terms, limit=limit, charts=charts, rev=rev, headlines=stress_headlines(summary),
         rev_lines=reverse_lines(rev, summary["organisation"]) if rev and rev.get("results") else [],
-        m=lambda x: money(x, cur), pct=pct, pct0=lambda x: f"{100 * x:.0f}%", pp=pp,
+        m=lambda x: _Markup(f'<span class="n">{money(x, cur)}</span>'), pct=pct, pct0=lambda x: f"{100 * x:.0f}%", pp=pp,
         src=(lambda c: c.data_uri) if image_src == "inline" else (lambda c: c.file),
     )
 
