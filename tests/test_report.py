@@ -497,3 +497,26 @@ def test_run_report_shows_investor_finance_and_clawbacks_as_in_the_summary(tmp_p
             assert c["clawed_back"]["mean"] > 0
             assert page.text(metric="clawed_back") == interval(c["clawed_back"], money)
         assert all(page.cell(metric=m) for m in metrics)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian package `chromium`; .ci/run installs it)")
+def test_run_report_and_stress_page_render_in_headless_chromium(run_report, tmp_path):
+    """The run report and the stress page load in a real browser with every chart and no console error, and
+    the headline findings come first."""
+    stress = tmp_path / "stress"
+    r = CliRunner().invoke(main, ["stress", str(BLENDED), "-n", "12", "--only", "shortfall_25,delay_3", "--executor",
+                                  "serial", "--report", "--out", str(stress), "--quiet"])
+    assert r.exit_code == 0, r.output
+    pages = [(run_report[0], len(run_report[1].images)), (stress / "report" / "stress.html", None)]
+    for path, images in pages:
+        dom = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+                              "--virtual-time-budget=5000", "--dump-dom", path.resolve().as_uri()],
+                             capture_output=True, text=True, timeout=120)
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        html = dom.stdout
+        assert "<h1>" in html and html.index("Headline findings") < html.index("<table")
+        shown = html.count("<img ")
+        assert shown == (images if images is not None else len(list(path.parent.glob("*.png")))) and shown >= 3
+        problems = [line for line in dom.stderr.splitlines()
+                    if "CONSOLE" in line or "net::ERR" in line or "Failed to load" in line or "Not allowed to load" in line]
+        assert not problems, problems
