@@ -7,6 +7,8 @@ control), so each one becomes the visible text ``[U+202E]``.
 
 from __future__ import annotations
 
+import re
+
 BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
 _VISIBLE = {ord(ch): f"[U+{ord(ch):04X}]" for ch in BIDI_CONTROLS}
 
@@ -27,19 +29,14 @@ def _finalize(value):
     return visible_bidi(str(value))
 
 
-_MONEY = None
+_MONEY = re.compile(r"[\u2212-]?£\d+(?:,\d{3})*(?:\.\d+)?[km]?")  # a money figure as pbrsim writes one
 
 
 def nowrap_money(text) -> "object":
     """Escaped ``text`` with every money figure ("−£1,234", "£4.2m") kept on one line: a browser may otherwise
     break a line between the minus sign and the pound sign. (A Jinja filter: ``{{ line | nowrap_money }}``.)"""
-    import re
-
     from markupsafe import Markup, escape
 
-    global _MONEY
-    if _MONEY is None:
-        _MONEY = re.compile(r"[\u2212-]?£\d+(?:,\d{3})*(?:\.\d+)?[km]?")
     safe = str(escape(visible_bidi(str(text))))
     return Markup(_MONEY.sub(lambda m: f'<span style="white-space:nowrap">{m.group(0)}</span>', safe))
 
