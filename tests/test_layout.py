@@ -148,3 +148,15 @@ def test_no_import_circles(graph):
 def test_at_most_five_modules_at_the_top():
     top = sorted(p.name for p in PKG.glob("*.py"))
     assert len(top) <= 5, top
+
+
+def test_nothing_imports_the_web_app_but_the_serve_command(graph):
+    # the explorer sits beside cli/ at the end of the pipeline: it may use every stage, and only `pbrsim serve` starts it
+    bad = sorted(f"{m} imports {t}" for m, ts in graph.items() for t in ts
+                 if stage(t) == "web" and stage(m) != "web" and m != "pbrsim.cli.serve")
+    assert bad == []
+    assert "pbrsim.web.server" in graph["pbrsim.cli.serve"]
+
+
+def test_the_web_app_never_imports_the_cli(graph):
+    assert offences(graph, "web", forbidden={"cli"}) == []

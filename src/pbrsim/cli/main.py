@@ -28,6 +28,7 @@ COMMANDS = {
     "calibrate": "calibrate",
     "portfolio": "portfolio",
     "completion": "completion",
+    "serve": "serve",
 }
 
 
