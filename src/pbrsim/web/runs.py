@@ -189,16 +189,35 @@ def goal_seek(sc, seed: int, reps: int, spec: dict):
             res = design_search(path, lever=spec["lever"], target=spec["target"], range_=spec.get("range_"),
                                 step=spec.get("step"), seed=seed, replications=reps,
                                 verify_replications=max(reps, 100), executor="serial", workers=1)
-        s = res.summary
-        ans = s.get("answer")
-        cur = sc.currency
-        curve = [[str(c["value"]), pct(c["estimate"]["mean"]) if isinstance(c.get("estimate"), dict) and
-                  s["target"]["figure"].startswith(("failure", "outcome", "parking")) else str(c.get("estimate")),
-                  "met" if c["met"] else "not met"] for c in s.get("curve_sorted", [])]
-        return {"kind": "goalseek", "lever": spec["lever"], "target": spec["target"], "status": s.get("status"),
-                "feasible": s.get("feasible"), "answer": None if ans is None else ans["value"],
-                "sentence": (f"{spec['lever']} = {ans['value']} meets {spec['target']}" if ans is not None else
-                             f"no value in the range meets {spec['target']} ({s.get('status')})"),
-                "table": {"columns": [spec["lever"], "estimate", "target"], "rows": curve}, "currency": cur}
+        return goal_seek_view(res.summary)
 
     return work
+
+
+def goal_seek_view(s: dict) -> dict:
+    """The goal seek's answer in the words ``pbrsim design --lever`` prints, and the values run."""
+    from ..design.summary import fmt_estimate
+
+    lv, t = s["lever"], s["target"]
+    f = s["figures"][t["figure"]]
+    cur = s["currency"]
+    a = s.get("answer")
+    est = lambda e: fmt_estimate(e, f["unit"], cur)  # noqa: E731
+    if s["status"] == "found":
+        sentence = (f"{lv['label']} = {a['value']} is where {t['text']} starts to hold (precision one step, {s['precision']}); "
+                    f"{f['label']} there: {est(a['estimate'])}.")
+    elif s["status"] == "met_everywhere":
+        sentence = f"{t['text']} holds over the whole range searched; at {a['value']}: {est(a['estimate'])}."
+    else:
+        sentence = (f"No value of {lv['label']} from {lv['lowest']} to {lv['highest']} meets {t['text']} at the 95% interval's "
+                    f"far end. Closest: {a['value']}, where {f['label']} is {est(a['estimate'])}." if a else
+                    f"No value of {lv['label']} meets {t['text']}.")
+    for v in s.get("verification") or []:
+        sentence += (f" Checked on {v['replications']} fresh replications (seed {v['seed']}): "
+                     + ("holds." if v["passed"] else "does not hold."))
+    rows = [[str(c["value"]), est(c["estimate"]), "met" if c["met"] else "not met"] for c in s.get("curve", [])]
+    return {"kind": "goalseek", "lever": lv["path"] if "path" in lv else lv.get("label"), "target": t["text"],
+            "status": s["status"], "feasible": s.get("feasible"),
+            "answer": a["value"] if a is not None and s["status"] != "not_met" else None, "sentence": sentence,
+            "table": {"columns": [lv["label"], f["label"], "target (at the interval's far end)"], "rows": rows},
+            "replications": s["replications"], "seed": s["seed"]}
