@@ -97,6 +97,7 @@ def create_app(folder: Path, *, workers: int = 1, allowed_hosts: tuple[str, ...]
         from ..stress.catalogue import BUILT_IN_NAMES
 
         return JSONResponse({"folder": str(designs.folder), "files": designs.listing(), "stresses": list(BUILT_IN_NAMES),
+                             "default_stresses": list(runs.DEFAULT_STRESSES),
                              "max_replications": runs.MAX_REPLICATIONS})
 
     def view(o) -> dict:

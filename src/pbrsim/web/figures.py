@@ -38,7 +38,8 @@ def bars(cid: str, title: str, unit: str, rows: list[tuple[str, dict | None]], f
     """A bar chart with 95% intervals and the table beside it (``rows``: category and its interval)."""
     return {"id": cid, "type": "bars", "title": title, "unit": unit, "note": note,
             "bars": [{"label": k, **(_ci(ci) or {"mean": None, "lo": None, "hi": None})} for k, ci in rows],
-            "table": {"columns": ["", title], "rows": [[k, interval(ci, fmt)] for k, ci in rows]}}
+            "table": {"columns": ["", "mean (95% interval)" if any((ci or {}).get("lo") is not None for _, ci in rows) else "expected"],
+                      "rows": [[k, interval(ci, fmt)] for k, ci in rows]}}
 
 
 def cash_fans(monthly, organisations: list[str], currency: str) -> list[dict]:

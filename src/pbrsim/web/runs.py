@@ -14,6 +14,7 @@ from . import figures
 
 MAX_REPLICATIONS = 5000  # per design, from the page (the command line takes more)
 MAX_COMPARE = 4  # designs side by side
+DEFAULT_STRESSES = ("shortfall_25", "delay_3", "rejection_up")  # a stress test from the page without a choice
 
 
 def seed_and_replications(data: dict, *designs) -> tuple[int, int]:
@@ -85,8 +86,8 @@ def comparison(named: dict, seed: int, reps: int):
         from ..api.comparison import compare
 
         cmp = compare(named, seed=seed, replications=reps, progress=progress)
-        t = cmp.table()
-        t = t[t["in_table"].astype(bool)]
+        full = cmp.table()
+        t = full[full["in_table"].astype(bool)]
         cur = next(iter(named.values())).currency
         names = list(named)
         rows = []
@@ -108,7 +109,7 @@ def comparison(named: dict, seed: int, reps: int):
                 cells.append(text)
             rows.append(cells)
         def ci(n, fig):
-            r = t[(t["design"] == n) & (t["figure"] == fig)]
+            r = full[(full["design"] == n) & (full["figure"] == fig)]
             return None if r.empty else {"mean": _nan(r["mean"].iloc[0]), "lo": _nan(r["lo"].iloc[0]), "hi": _nan(r["hi"].iloc[0])}
         charts = [figures.bars("cmp-outcomes", "Outcome rate by design", "fraction", [(n, ci(n, "outcome_rate")) for n in names]),
                   figures.bars("cmp-failure", "Any organisation ran out of cash (share of runs)", "fraction",
@@ -125,7 +126,7 @@ def comparison(named: dict, seed: int, reps: int):
 def stress_names(only) -> list[str]:
     from ..stress.catalogue import BUILT_IN_NAMES
 
-    names = list(only or ["shortfall_25", "delay_3", "rejection_10"])
+    names = list(only or DEFAULT_STRESSES)
     bad = [n for n in names if n not in BUILT_IN_NAMES]
     if bad or not isinstance(only, (list, type(None))):
         raise ScenarioError("stress test", [("only", f"unknown stresses {bad}; built-in stresses are {list(BUILT_IN_NAMES)}")])

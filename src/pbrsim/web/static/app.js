@@ -41,7 +41,7 @@ async function init() {
   const fs = $("#stress-choices");
   for (const name of data.stresses) {
     const id = `stress-${name}`;
-    const checked = ["shortfall_25", "delay_3", "rejection_10"].includes(name);
+    const checked = data.default_stresses.includes(name);
     fs.append(el("label", { for: id }, el("input", { type: "checkbox", id, value: name, checked }), ` ${name}`));
   }
   $("#open-button").addEventListener("click", () => openDesign(api("/api/open", { file: list.value })));
@@ -199,7 +199,10 @@ function renderExact(ex, ms) {
   charts($("#exact-charts"), ex.charts);
 }
 
-const fmtUnit = (unit) => unit === "fraction" ? ((x) => `${(100 * x).toFixed(0)}%`) : unit === "money" ? ((x) => "£" + compact(x)) : ((x) => compact(x));
+// axis labels: percentages with a decimal only where the tick step needs one
+const fmtUnit = (unit, step = 0.1) => unit === "fraction"
+  ? ((x) => `${(100 * x).toFixed(Number.isInteger(Math.round(step * 1e6) / 1e4) ? 0 : 1)}%`)
+  : unit === "money" ? ((x) => (x < 0 ? "−£" : "£") + compact(Math.abs(x))) : ((x) => compact(x));
 function compact(x) {
   const a = Math.abs(x);
   const sign = x < 0 ? "−" : "";
@@ -242,14 +245,14 @@ function barChart(c) {
   lo = Math.min(lo, ticks[0]); hi = Math.max(hi, ticks[ticks.length - 1]);
   const x = (v) => left + (W - left - right) * (v - lo) / (hi - lo);
   const s = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", "aria-label": c.title });
-  const f = fmtUnit(c.unit);
+  const f = fmtUnit(c.unit, ticks.length > 1 ? ticks[1] - ticks[0] : 0.1);
   for (const t of ticks) {
     s.append(svg("line", { class: "grid", x1: x(t), x2: x(t), y1: top, y2: H - 22 }));
     s.append(svg("text", { x: x(t), y: H - 8, "text-anchor": "middle" }, f(t)));
   }
   c.bars.forEach((b, i) => {
     const y = top + i * rowH;
-    s.append(svg("text", { x: left - 6, y: y + rowH / 2 + 4, "text-anchor": "end" }, b.label.length > 30 ? b.label.slice(0, 29) + "…" : b.label));
+    s.append(svg("text", { x: left - 6, y: y + rowH / 2 + 4, "text-anchor": "end" }, b.label.length > 27 ? b.label.slice(0, 26) + "…" : b.label));
     if (b.mean === null || b.mean === undefined) return;
     const x0 = x(Math.min(0, b.mean)), x1 = x(Math.max(0, b.mean));
     const r = svg("rect", { class: "bar", x: x0, y: y + 5, width: Math.max(1, x1 - x0), height: rowH - 10 });
