@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from click.testing import CliRunner
 pytest.importorskip("starlette", reason="the web extra is not installed (pip install 'pbrsim[web]')")
 pytest.importorskip("httpx", reason="httpx (in the test extra) is needed by Starlette's test client")
 
-from starlette.testclient import TestClient  # noqa: E402
+with warnings.catch_warnings():  # Starlette's notice that its test client will move from httpx to httpx2
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    from starlette.testclient import TestClient  # noqa: E402
 
 from pbrsim.cli.main import main  # noqa: E402
 from pbrsim.model.money import interval, money  # noqa: E402

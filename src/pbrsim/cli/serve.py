@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import click
@@ -31,7 +32,11 @@ def serve(folder, port, host):
     folder = Path(folder)
     if not folder.is_dir():
         fail_input(f"{folder}: no such folder; give the folder that holds your scenario files")
+    from ..scenario import limits
     from ..web.server import bind, serve as run_server
+
+    if limits.active().large:  # --allow-large for every thread the server starts, not only this one
+        os.environ[limits.ALLOW_LARGE_ENV] = "1"
 
     try:
         sock = bind(host, port)
