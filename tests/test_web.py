@@ -291,3 +291,44 @@ def test_serve_without_the_web_extra_says_what_to_install():
     assert r.returncode == 2
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and "pip install 'pbrsim[web]'" in lines[0], r.stderr
+
+
+def test_public_value_and_investor_charts_appear_where_the_scenario_has_them(client):
+    for name, chart in (("early_action/boilers_on_prescription.yaml", "value"), ("library/fcf_aspire.yaml", "investor")):
+        d = opened(client, name)
+        job = wait(client, client.post("/api/run", json={"design": d["design"], "changes": {}, "seed": 1, "replications": 3}).json())
+        charts = {c["id"]: c for c in job["result"]["charts"]}
+        assert chart in charts, name
+        assert all(b["mean"] is not None for b in charts[chart]["bars"][:1])
+    # a per-client cap is set aside for the expected values, and said so
+    d = opened(client, "library/troubled_families.yaml")
+    ex = client.post("/api/update", json={"design": d["design"], "changes": {}}).json()["exact"]
+    assert ex["applies"] and "the cap per client" in ex["set_aside"]
+
+
+def test_jobs_are_bounded_and_only_the_latest_keep_their_tables():
+    from pbrsim.web import jobs as jobs_mod
+
+    jobs = jobs_mod.Jobs(workers=2)
+    gate = threading.Event()
+
+    def blocked(job, progress):
+        gate.wait(30)
+        job.keep["result"] = object()
+        progress(1)
+        return {"ok": True}
+
+    try:
+        started = [jobs.submit("run", 1, blocked) for _ in range(jobs_mod.MAX_WAITING)]
+        with pytest.raises(jobs_mod.Busy):
+            jobs.submit("run", 1, blocked)
+        gate.set()
+        end = time.monotonic() + 30
+        while any(jobs.view(j.id)["state"] != "done" for j in started):
+            assert time.monotonic() < end
+            time.sleep(0.01)
+        kept = [j for j in started if jobs.get(j.id).keep]
+        assert len(kept) == jobs_mod.MAX_KEPT and kept == started[-jobs_mod.MAX_KEPT:]
+        assert all(jobs.view(j.id)["result"] == {"ok": True} for j in started)
+    finally:
+        jobs.shutdown()

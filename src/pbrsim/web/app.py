@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from importlib import resources
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
@@ -24,11 +26,16 @@ from ..scenario import limits as lim
 from ..scenario.errors import ScenarioError
 from . import figures, runs
 from .designs import Designs, design, design_yaml
-from .jobs import Jobs
+from .jobs import Busy, Jobs
 
 ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8",
           "index.html": "text/html; charset=utf-8"}
 MAX_JSON = 256 * 1024  # a request's JSON (a design's changes are a few kilobytes)
+
+
+def safe_name(name: str) -> str:
+    """A scenario name as a download's file name: letters, digits, dot, dash and underscore only."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "design"
 
 
 class BadRequest(Exception):
@@ -84,6 +91,10 @@ def create_app(folder: Path, *, workers: int = 1, allowed_hosts: tuple[str, ...]
             raise BadRequest("changes must be an object of field path: value")
         return ch
 
+    async def designed(o, changes: dict, name: str | None = None):
+        """The validated design, checked on the thread pool (a large scenario takes a while to validate)."""
+        return await run_in_threadpool(design, o, changes, name)
+
     async def page(request: Request) -> Response:
         return Response(_asset("index.html"), media_type=ASSETS["index.html"])
 
@@ -109,38 +120,32 @@ def create_app(folder: Path, *, workers: int = 1, allowed_hosts: tuple[str, ...]
     async def open_file(request: Request) -> JSONResponse:
         data = await _json(request)
         name = str(data.get("file", ""))
-        from starlette.concurrency import run_in_threadpool
-
         return JSONResponse(view(await run_in_threadpool(designs.open_file, name)))
 
     async def upload(request: Request) -> JSONResponse:
-        from starlette.concurrency import run_in_threadpool
-
         limit = lim.active().yaml_bytes
         body = await _body(request, limit)
         return JSONResponse(view(await run_in_threadpool(designs.open_upload, request.headers.get("x-filename", ""), body)))
 
     async def update(request: Request) -> JSONResponse:
         """Validate the design and return its exact expected values (or why exact mode does not apply)."""
-        from starlette.concurrency import run_in_threadpool
-
         data = await _json(request)
         o = opened(data)
-        sc = design(o, changes_of(data))
+        sc = await designed(o, changes_of(data))
         return JSONResponse({"ok": True, "exact": await run_in_threadpool(figures.exact, sc)})
 
     async def yaml_file(request: Request) -> Response:
         data = await _json(request)
         o = opened(data)
-        text = design_yaml(o, changes_of(data))
-        name = f"{design(o, changes_of(data)).name}.yaml"
+        text = await run_in_threadpool(design_yaml, o, changes_of(data))
+        name = f"{safe_name(o.scenario.name)}.yaml"
         return Response(text, media_type="application/yaml; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     async def start_run(request: Request) -> JSONResponse:
         data = await _json(request)
         o = opened(data)
-        sc = design(o, changes_of(data))
+        sc = await designed(o, changes_of(data))
         seed, reps = runs.seed_and_replications(data, sc)
         return JSONResponse(jobs.submit("run", reps, runs.montecarlo(sc, seed, reps)).view())
 
@@ -156,14 +161,14 @@ def create_app(folder: Path, *, workers: int = 1, allowed_hosts: tuple[str, ...]
             label = str(item.get("label") or f"design {i + 1}")[:60]
             if label in named:
                 label = f"{label} ({i + 1})"
-            named[label] = design(opened(item), changes_of(item), name=None)
+            named[label] = await designed(opened(item), changes_of(item))
         seed, reps = runs.seed_and_replications(data, *named.values())
         return JSONResponse(jobs.submit("compare", reps * len(named), runs.comparison(named, seed, reps)).view())
 
     async def start_stress(request: Request) -> JSONResponse:
         data = await _json(request)
         o = opened(data)
-        sc = design(o, changes_of(data))
+        sc = await designed(o, changes_of(data))
         seed, reps = runs.seed_and_replications(data, sc)
         only = runs.stress_names(data.get("only"))
         return JSONResponse(jobs.submit("stress", len(only) + 1, runs.stress(sc, seed, reps, only)).view())
@@ -171,7 +176,7 @@ def create_app(folder: Path, *, workers: int = 1, allowed_hosts: tuple[str, ...]
     async def start_goal_seek(request: Request) -> JSONResponse:
         data = await _json(request)
         o = opened(data)
-        sc = design(o, changes_of(data))
+        sc = await designed(o, changes_of(data))
         seed, reps = runs.seed_and_replications(data, sc)
         spec = runs.goal_seek_spec(data, sc)
         return JSONResponse(jobs.submit("goalseek", 1, runs.goal_seek(sc, seed, reps, spec)).view())
@@ -182,7 +187,7 @@ def create_app(folder: Path, *, workers: int = 1, allowed_hosts: tuple[str, ...]
         except KeyError:
             return JSONResponse({"error": "unknown job (finished jobs are kept for a while, then forgotten)"}, status_code=404)
 
-    def download(request: Request) -> Response:
+    async def download(request: Request) -> Response:
         try:
             j = jobs.get(request.path_params["jid"])
         except KeyError:
@@ -191,8 +196,12 @@ def create_app(folder: Path, *, workers: int = 1, allowed_hosts: tuple[str, ...]
         if j.kind != "run" or j.state != "done" or what not in ("report.html", "pbrsim.xlsx"):
             return JSONResponse({"error": "downloads are made from a finished Monte Carlo run: report.html or pbrsim.xlsx"},
                                 status_code=404)
-        data, media = runs.download(j, what)
-        name = f"{j.keep['result'].scenario.name}-{what}"
+        keep = j.keep
+        if "result" not in keep:
+            return JSONResponse({"error": "this run's tables are no longer kept (only the latest runs keep theirs): run it again"},
+                                status_code=410)
+        data, media = await run_in_threadpool(runs.download, j, what)
+        name = f"{safe_name(keep['result'].scenario.name)}-{what}"
         return Response(data, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     async def scenario_error(request: Request, exc: ScenarioError) -> JSONResponse:
@@ -200,6 +209,9 @@ def create_app(folder: Path, *, workers: int = 1, allowed_hosts: tuple[str, ...]
 
     async def bad_request(request: Request, exc: BadRequest) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=400)
+
+    async def busy(request: Request, exc: Busy) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=429)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -222,6 +234,6 @@ def create_app(folder: Path, *, workers: int = 1, allowed_hosts: tuple[str, ...]
         Route("/api/jobs/{jid}/{what}", download),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))],
-                    exception_handlers={ScenarioError: scenario_error, BadRequest: bad_request}, lifespan=lifespan)
+                    exception_handlers={ScenarioError: scenario_error, BadRequest: bad_request, Busy: busy}, lifespan=lifespan)
     app.state.designs, app.state.jobs = designs, jobs
     return app

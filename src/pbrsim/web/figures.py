@@ -135,7 +135,7 @@ def montecarlo(result) -> dict:
 
 def relaxed(raw: dict) -> tuple[dict, list[str]]:
     """The design with what can bind set aside, and what was set aside: places (capacity), the overdraft limit
-    and its interest (so nobody can fail) and the cap. Exact mode applies to the result when nothing else
+    and its interest (so nobody can fail), the cap and the cap per client. Exact mode applies to the result when nothing else
     (a policy, investor finance, cohort payments) breaks it."""
     import copy
 
@@ -154,6 +154,9 @@ def relaxed(raw: dict) -> tuple[dict, list[str]]:
     if c.get("cap") is not None:
         c["cap"] = None
         out.append("the contract cap")
+    if c.get("per_person_cap") is not None:
+        c["per_person_cap"] = None
+        out.append("the cap per client")
     return raw, out
 
 

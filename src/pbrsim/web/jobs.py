@@ -12,7 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-MAX_JOBS = 50  # finished jobs kept (with their results, for downloads); the oldest finished ones go first
+MAX_JOBS = 50  # finished jobs kept (what the page shows); the oldest finished ones go first
+MAX_KEPT = 4  # finished jobs that keep their simulation result for downloads (a result holds every table of the run)
+MAX_WAITING = 8  # jobs queued or running at once; more are refused until some finish
+
+
+class Busy(Exception):
+    """Too many jobs are waiting: the page says to wait for them."""
 
 
 @dataclass
@@ -48,6 +54,9 @@ class Jobs:
         """Start ``work(job, progress)`` on a worker; ``progress(k, stage=None)`` adds k units done. ``work``
         returns the page's result; an exception makes the job fail with its message."""
         with self._lock:
+            waiting = sum(j.state in ("queued", "running") for j in self._jobs.values())
+            if waiting >= MAX_WAITING:
+                raise Busy(f"{waiting} jobs are already queued or running; wait for them to finish and try again")
             job = Job(f"j{next(self._ids)}", kind, total)
             self._jobs[job.id] = job
             self._trim()
@@ -73,14 +82,19 @@ class Jobs:
                 return
             with self._lock:
                 job.result, job.state, job.done, job.finished = result, "done", job.total, time.monotonic()
+                self._trim()
 
         self._pool.submit(run)
         return job
 
     def _trim(self) -> None:
+        """Forget the oldest finished jobs beyond MAX_JOBS, and the results of all but the latest MAX_KEPT."""
         finished = [j for j in self._jobs.values() if j.state in ("done", "failed")]
         for j in finished[: max(0, len(self._jobs) - MAX_JOBS)]:
             del self._jobs[j.id]
+        kept = [j for j in self._jobs.values() if j.keep and j.state == "done"]
+        for j in kept[: max(0, len(kept) - MAX_KEPT)]:
+            j.keep = {}
 
     def view(self, jid: str) -> dict:
         with self._lock:

@@ -61,11 +61,12 @@ def download(job, what: str) -> tuple[bytes, str]:
     """The report or workbook of a finished run, made once and kept with the job."""
     from . import downloads
 
-    if what not in job.keep:
-        result = job.keep["result"]
-        job.keep[what] = (downloads.report_html(result), "text/html; charset=utf-8") if what == "report.html" else (
+    keep = job.keep  # (forgetting a job's result replaces this mapping; the one in hand stays whole)
+    if what not in keep:
+        result = keep["result"]
+        keep[what] = (downloads.report_html(result), "text/html; charset=utf-8") if what == "report.html" else (
             downloads.workbook(result), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
-    return job.keep[what]
+    return keep[what]
 
 
 def _fmt(unit: str, cur: str):
