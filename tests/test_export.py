@@ -159,6 +159,13 @@ def test_stress_workbook_matches_the_stress_table(folders):
     base0 = cash[(cash.stress == "base") & (cash.month == 0)]["cash"].mean() / 100.0
     row = by_month[(by_month.Stress == "base") & (by_month.Month == 0)]
     assert row["Cash at month end (£) mean"].iloc[0] == pytest.approx(base0)
+    # unit economics per client by segment, in pounds, as the summary gives them
+    ue = json.loads((out / "summary.json").read_text())["unit_economics"]
+    sheet = pd.read_csv(out / "export" / "unit_economics.csv", encoding="utf-8-sig").set_index("segment")
+    for r in ue["segments"]:
+        assert sheet.loc[r["segment"], "income_per_client (£)"] == pytest.approx(r["income_per_client"])
+        assert sheet.loc[r["segment"], "net_per_client (£)"] == pytest.approx(r["contribution_per_client"]["mean"])
+    assert sheet.loc["all", "net_per_client (£)"] == pytest.approx(ue["net_per_client"]["mean"])
 
 
 def test_export_keeps_the_output_rule(folders, tmp_path):
@@ -277,7 +284,11 @@ def test_headlines_quote_the_figures_of_the_summary(folders):
     lines = stress_headlines(stress)
     base = stress["stresses"][0]
     assert lines[0] == f"Unstressed, {stress['organisation']} runs out of cash in {pct_interval(base['ran_out_of_cash'])} of runs."
-    assert money(base["working_capital"]["estimate"], stress["currency"]) in lines[-1]
+    assert any(line.startswith("Working capital needed") and money(base["working_capital"]["estimate"], stress["currency"]) in line
+               for line in lines)
+    # the unit economics explain the bid in one line: the net per client it quotes is the summary's
+    ue = stress["unit_economics"]
+    assert f"on each client referred (95% CI {money(ue['net_per_client']['lo'])} to {money(ue['net_per_client']['hi'])})" in lines[-1]
     # near 0% or 100% failure: shocks ranked by lowest cash, and the sentence says why
     p = base["ran_out_of_cash"]["mean"]
     if p <= 0.02 or p >= 0.98:

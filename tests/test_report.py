@@ -20,6 +20,7 @@ from pbrsim.cli.main import main
 from pbrsim.report import ReportError, build_report
 from pbrsim.report.build import SECTIONS
 from pbrsim.cli.terminal import interval, money, pct
+from pbrsim.model.money import money as pounds
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAIN = ROOT / "scenarios" / "supply_chain" / "outcome_pass_through.yaml"
@@ -520,3 +521,10 @@ def test_run_report_and_stress_page_render_in_headless_chromium(run_report, tmp_
         problems = [line for line in dom.stderr.splitlines()
                     if "CONSOLE" in line or "net::ERR" in line or "Failed to load" in line or "Not allowed to load" in line]
         assert not problems, problems
+        if path.name == "stress.html":  # unit economics by segment, each segment a row with its contribution
+            ue = json.loads((stress / "summary.json").read_text())["unit_economics"]
+            table = html[html.index('id="unit-economics"'):]
+            table = table[: table.index("</table>")]
+            for row in ue["segments"]:
+                assert f"<td>{row['segment']}</td>" in table
+                assert pounds(row["contribution_per_client"]["mean"]) in table

@@ -231,6 +231,13 @@ def _stress_sheets(path: Path, symbol: str) -> list[Sheet]:
         table = table.rename(columns={"stress": "Stress", "month": "Month"})
         sheets.append(Sheet("Cash by month", table, formats={c: "money" for c in table.columns if symbol in c} | {"Month": "count"},
                             note="The organisation's cash month by month under each stress; pounds."))
+    ue_path = path / "unit_economics.parquet"
+    if ue_path.exists():
+        ue = pd.read_parquet(ue_path)
+        sheets.append(Sheet("Unit economics", ue, formats={c: "money" if c.endswith("_per_client") else "count" for c in ue.columns
+                                                           if c != "segment"},
+                            note="The unstressed bid: money per client referred, by segment, pounds (docs/stress-testing.md). "
+                                 "net_per_client of a segment is its contribution after delivery and payments passed on."))
     reps = pd.read_parquet(path / "replications.parquet")
     sheets.append(Sheet("Replications", reps, formats={c: _stress_unit(c) or "count" for c in reps.columns if c != "stress"}))
     return sheets
