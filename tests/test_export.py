@@ -112,7 +112,7 @@ def test_run_workbook_matches_the_summary_and_the_tables(folders):
     # cash by month: the monthly table's cash in pounds, mean over replications
     monthly = pd.read_parquet(out / "monthly.parquet")
     cash = _sheet(book, "Cash by month")
-    want = monthly.groupby(["organisation", "month"], observed=True)["cash"].mean() / 100.0
+    want = monthly.groupby(["organisation", "month"], observed=True)["cash_pence"].mean() / 100.0
     got = cash.set_index(["Organisation", "Month"])["Cash at month end (£) mean"]
     assert len(got) == len(want)
     for (org, month), value in want.items():
@@ -120,7 +120,7 @@ def test_run_workbook_matches_the_summary_and_the_tables(folders):
     # the ledger sheet keeps every penny: mean per replication x replications = the ledger's total
     ledger = pd.read_parquet(out / "ledger.parquet")
     led = _sheet(book, "Ledger by kind and month")
-    assert led["Amount, mean per replication (£)"].sum() * summary["replications"] == pytest.approx(ledger["amount"].sum() / 100.0)
+    assert led["Amount, mean per replication (£)"].sum() * summary["replications"] == pytest.approx(ledger["amount_pence"].sum() / 100.0)
     # CSV files hold the same figures (UTF-8 with BOM so spreadsheet programs read £)
     csv = pd.read_csv(out / "export" / "summary.csv", encoding="utf-8-sig")
     assert np.allclose(csv["Mean"].to_numpy(float), sheet["Mean"].astype(float).to_numpy(), equal_nan=True)
@@ -156,7 +156,7 @@ def test_stress_workbook_matches_the_stress_table(folders):
     assert np.allclose(csv["lowest_cash_p50 (£)"], table["lowest_cash_p50"], equal_nan=True)
     cash = pd.read_parquet(out / "cash.parquet")
     by_month = pd.read_csv(out / "export" / "cash_by_month.csv", encoding="utf-8-sig")
-    base0 = cash[(cash.stress == "base") & (cash.month == 0)]["cash"].mean() / 100.0
+    base0 = cash[(cash.stress == "base") & (cash.month == 0)]["cash_pence"].mean() / 100.0
     row = by_month[(by_month.Stress == "base") & (by_month.Month == 0)]
     assert row["Cash at month end (£) mean"].iloc[0] == pytest.approx(base0)
     # unit economics per client by segment, in pounds, as the summary gives them

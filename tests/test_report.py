@@ -308,12 +308,12 @@ def test_run_report_numbers_equal_the_summary(run_report):
 
 def test_break_even_month_matches_the_monthly_table(run_dir, run_report):
     _, page, s = run_report
-    monthly = pd.read_parquet(run_dir / "monthly.parquet", columns=["replication", "organisation", "month", "cash"])
+    monthly = pd.read_parquet(run_dir / "monthly.parquet", columns=["replication", "organisation", "month", "cash_pence"])
     opening = {o["name"]: o["opening_cash"] * 100 for o in yaml.safe_load(CHAIN.read_text())["organisations"]}
     for org, m in monthly.groupby("organisation", observed=True):
         months = []
         for _, r in m.sort_values("month").groupby("replication"):
-            below = (r["cash"] < opening[str(org)]).to_numpy()
+            below = (r["cash_pence"] < opening[str(org)]).to_numpy()
             idx = [i for i, b in enumerate(below) if b]
             months.append(0 if not idx else (math.inf if idx[-1] == len(below) - 1 else r["month"].iloc[idx[-1] + 1]))
         med = pd.Series(months).median()

@@ -140,8 +140,10 @@ def _run_sheets(path: Path, symbol: str) -> list[Sheet]:
     if monthly_path.exists():
         mon = pd.read_parquet(monthly_path)
         R = mon["replication"].nunique()
-        money_cols = [c for c in mon.columns if c.startswith(("income_", "cost_", "finance_")) or c in ("paid_to_subcontractors",)]
-        mon = mon.assign(**{c: _money(mon[c]) for c in money_cols + ["cash"]})
+        # the tables keep pence (names ending _pence); the sheets show pounds, named without the suffix
+        pence = [c for c in mon.columns if c.endswith("_pence")]
+        mon = mon.assign(**{c.removesuffix("_pence"): _money(mon.pop(c)) for c in pence})
+        money_cols = [c.removesuffix("_pence") for c in pence if c != "cash_pence"]
         cash = _quantiles(mon, ["organisation", "month"], "cash", f"Cash at month end ({symbol})")
         flows = mon.groupby(["organisation", "month"], observed=True)[money_cols].mean().reset_index()
         flows.columns = ["organisation", "month"] + [f"{_words(c)}, mean ({symbol})" for c in money_cols]
@@ -154,8 +156,8 @@ def _run_sheets(path: Path, symbol: str) -> list[Sheet]:
         R = max(int(led["replication"].nunique()), 1) if len(led) else 1
         if "replications" in summary and isinstance(summary["replications"], int):
             R = summary["replications"]
-        g = led.groupby(["month", "kind", "payer", "payee"], observed=True)["amount"].sum().reset_index()
-        g["amount"] = _money(g["amount"]) / R
+        g = led.groupby(["month", "kind", "payer", "payee"], observed=True)["amount_pence"].sum().reset_index()
+        g["amount"] = _money(g.pop("amount_pence")) / R
         g = g[g["amount"] != 0].rename(columns={"month": "Month", "kind": "Kind", "payer": "Payer", "payee": "Payee",
                                                 "amount": f"Amount, mean per replication ({symbol})"})
         sheets.append(Sheet("Ledger by kind and month", g.reset_index(drop=True),
@@ -226,7 +228,7 @@ def _stress_sheets(path: Path, symbol: str) -> list[Sheet]:
     cash_path = path / "cash.parquet"
     if cash_path.exists():
         cash = pd.read_parquet(cash_path)
-        cash["cash"] = _money(cash["cash"])
+        cash["cash"] = _money(cash.pop("cash_pence"))
         table = _quantiles(cash, ["stress", "month"], "cash", f"Cash at month end ({symbol})")
         table = table.rename(columns={"stress": "Stress", "month": "Month"})
         sheets.append(Sheet("Cash by month", table, formats={c: "money" for c in table.columns if symbol in c} | {"Month": "count"},

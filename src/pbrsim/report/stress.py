@@ -236,7 +236,7 @@ def cash_fan_chart(summary: dict, cash) -> Chart | None:
         sub = cash[cash["stress"] == name]
         if not len(sub):
             continue
-        by = sub.groupby("month")["cash"]
+        by = sub.groupby("month")["cash_pence"]
         months = np.asarray(sorted(sub["month"].unique()))
         med = by.median().reindex(months).to_numpy() / 100.0
         style = {"color": COLOURS[i % len(COLOURS)], "linestyle": ["-", "--", ":"][i % 3], "linewidth": 2 if i == 0 else 1.6}

@@ -420,7 +420,7 @@ class StressResult:
         for name, p in self.paths.items():
             n, H = p.cash.shape
             cash.append(pd.DataFrame({"stress": name, "replication": np.repeat(p.reps, H).astype(np.int32),
-                                      "month": np.tile(np.arange(H, dtype=np.int32), n), "cash": p.cash.reshape(-1)}))
+                                      "month": np.tile(np.arange(H, dtype=np.int32), n), "cash_pence": p.cash.reshape(-1)}))
         out = {"stresses": pd.DataFrame(rows), "replications": replications, "cash": pd.concat(cash, ignore_index=True)}
         if self.unit_economics:
             out["unit_economics"] = economics.table(self.unit_economics)
