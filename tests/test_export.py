@@ -329,3 +329,31 @@ def test_money_in_headlines_is_never_split_across_lines():
     assert '<span style="white-space:nowrap">−£73</span>,' in html
     assert '<span style="white-space:nowrap">−£1,263</span>' in html and '<span style="white-space:nowrap">£118</span>' in html
     assert "&lt;b&gt;" in html and "[U+202E]" in html  # still escaped, bidi controls still visible
+
+
+def test_tables_name_their_pence_and_folders_of_pbrsim_0_1_still_read(folders, tmp_path):
+    """Money the Parquet tables keep in pence is named so; a folder written before the suffix (0.1) exports the same."""
+    import shutil
+
+    run = folders["blended"]
+    for table, money_cols in {"ledger": ["amount_pence"], "monthly": ["cash_pence", "cost_delivery_pence", "income_outcome_pence"],
+                              "settlements": ["amount_due_pence", "amount_paid_pence", "amount_capped_pence"],
+                              "claims": ["amount_claimed_pence", "amount_rejected_pence"]}.items():
+        df = pd.read_parquet(run / f"{table}.parquet")
+        assert set(money_cols) <= set(df.columns)
+        assert not [c for c in df.columns if c in ("amount", "cash") or c.startswith(("income_", "cost_")) and not c.endswith("_pence")]
+    old = tmp_path / "old"
+    shutil.copytree(run, old, ignore=shutil.ignore_patterns("export", "report"))
+    for table in ("ledger", "monthly", "settlements", "claims"):
+        df = pd.read_parquet(old / f"{table}.parquet")
+        df.rename(columns={c: c.removesuffix("_pence") for c in df.columns}).to_parquet(old / f"{table}.parquet")
+    for folder in (run, old):
+        r = _invoke("export", folder, "--format", "csv", "--overwrite")
+        assert r.exit_code == 0, r.output
+    for name in ("cash_by_month.csv", "ledger_by_kind_and_month.csv"):
+        new_csv = pd.read_csv(run / "export" / name, encoding="utf-8-sig")
+        old_csv = pd.read_csv(old / "export" / name, encoding="utf-8-sig")
+        pd.testing.assert_frame_equal(new_csv, old_csv)
+    r = _invoke("report", old, "--out", tmp_path / "old_report")
+    assert r.exit_code == 0, r.output
+    assert "<img" in (tmp_path / "old_report" / "report.html").read_text()

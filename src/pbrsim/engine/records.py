@@ -28,6 +28,17 @@ def pence_name(field: str) -> str:
     return f"{field}_pence" if field in PENCE_FIELDS else field
 
 
+def legacy_name(column: str) -> str | None:
+    """The name a pence column had in tables written by pbrsim 0.1 (``cash_pence`` -> ``cash``), else None."""
+    return column.removesuffix("_pence") if column.endswith("_pence") else None
+
+
+def current_names(columns) -> dict[str, str]:
+    """Renames that bring a 0.1 table's pence columns to today's names (``{"cash": "cash_pence", ...}``)."""
+    old = set(PENCE_FIELDS) | {"cash", "finance_in", "finance_out", "paid_to_subcontractors"}
+    return {c: f"{c}_pence" for c in columns if c in old or c.startswith(("income_", "cost_")) and not c.endswith("_pence")}
+
+
 def batch_columns(model: Model, batch: Batch) -> dict[str, dict[str, np.ndarray]]:
     """Every table's columns for a batch of replications (rows by replication, in the batch's order), as
     plain arrays of codes and integers."""

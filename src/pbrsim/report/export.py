@@ -117,6 +117,13 @@ def flatten_summary(summary: dict) -> tuple[list[dict], list[dict]]:
     return figures, facts
 
 
+def _current(df: pd.DataFrame) -> pd.DataFrame:
+    """A table with today's names (a folder written by pbrsim 0.1 names its pence columns without ``_pence``)."""
+    from ..engine.records import current_names
+
+    return df.rename(columns=current_names(df.columns))
+
+
 def _money(pence) -> np.ndarray:
     return np.asarray(pence, dtype=np.float64) / 100.0
 
@@ -138,7 +145,7 @@ def _run_sheets(path: Path, symbol: str) -> list[Sheet]:
                     note="Means over replications with 95% intervals; money in pounds.")]
     monthly_path = path / "monthly.parquet"
     if monthly_path.exists():
-        mon = pd.read_parquet(monthly_path)
+        mon = _current(pd.read_parquet(monthly_path))
         R = mon["replication"].nunique()
         # the tables keep pence (names ending _pence); the sheets show pounds, named without the suffix
         pence = [c for c in mon.columns if c.endswith("_pence")]
@@ -152,7 +159,7 @@ def _run_sheets(path: Path, symbol: str) -> list[Sheet]:
                             note=f"Each organisation's cash and flows month by month over {R} replications; pounds."))
     ledger_path = path / "ledger.parquet"
     if ledger_path.exists():
-        led = pd.read_parquet(ledger_path)
+        led = _current(pd.read_parquet(ledger_path))
         R = max(int(led["replication"].nunique()), 1) if len(led) else 1
         if "replications" in summary and isinstance(summary["replications"], int):
             R = summary["replications"]
@@ -227,7 +234,7 @@ def _stress_sheets(path: Path, symbol: str) -> list[Sheet]:
                              "needed and margin, with 95% intervals (d_: difference from the base); money in pounds."))
     cash_path = path / "cash.parquet"
     if cash_path.exists():
-        cash = pd.read_parquet(cash_path)
+        cash = _current(pd.read_parquet(cash_path))
         cash["cash"] = _money(cash.pop("cash_pence"))
         table = _quantiles(cash, ["stress", "month"], "cash", f"Cash at month end ({symbol})")
         table = table.rename(columns={"stress": "Stress", "month": "Month"})

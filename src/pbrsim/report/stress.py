@@ -417,7 +417,10 @@ def write_stress_report(summary: dict, out_dir: str | Path, *, overwrite: bool =
     if source is not None and (Path(source) / "cash.parquet").exists():
         import pandas as pd
 
+        from ..engine.records import current_names
+
         cash = pd.read_parquet(Path(source) / "cash.parquet")
+        cash = cash.rename(columns=current_names(cash.columns))
     charts = stress_charts(summary, cash)
     body = stress_section(summary, heading_level=1, charts=charts)
     page = _env().from_string(_PAGE).render(s=summary, body=_Markup(body), version=__version__)
