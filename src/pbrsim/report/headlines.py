@@ -181,4 +181,11 @@ def stress_headlines(summary: dict) -> list[str]:
         target = summary.get("target")
         out.append(f"Working capital needed to keep that chance at or below {pct(target)}: {money(wc['estimate'], cur)}"
                    + (" (none beyond the opening cash)." if wc["estimate"] <= 0 else "."))
+    ue = summary.get("unit_economics")
+    if ue:
+        from ..stress.economics import sentence
+
+        line = sentence(ue, org, cur, fail.get("mean"))
+        if line:
+            out.append(line)
     return out
