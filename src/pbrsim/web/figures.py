@@ -53,7 +53,7 @@ def cash_fans(monthly, organisations: list[str], currency: str) -> list[dict]:
         m = monthly[org == name]
         if m.empty:
             continue
-        wide = m.pivot_table(index="month", columns="replication", values="cash", aggfunc="sum")
+        wide = m.pivot_table(index="month", columns="replication", values="cash_pence", aggfunc="sum")
         q = np.nanquantile(wide.to_numpy(dtype=float) / 100.0, QUANTILES, axis=1)
         months = [int(x) for x in wide.index]
         rows = [[str(t), *[money(v, currency) for v in q[:, i]]] for i, t in enumerate(months)]
