@@ -332,3 +332,16 @@ def test_jobs_are_bounded_and_only_the_latest_keep_their_tables():
         assert all(jobs.view(j.id)["result"] == {"ok": True} for j in started)
     finally:
         jobs.shutdown()
+
+
+def test_serve_refuses_a_missing_folder_and_a_taken_port_in_one_line(tmp_path):
+    from pbrsim.web.server import bind
+
+    r = CliRunner().invoke(main, ["serve", str(tmp_path / "nowhere")])
+    assert r.exit_code == 2 and "no such folder" in r.output
+    taken = bind("127.0.0.1", 0)
+    try:
+        r = CliRunner().invoke(main, ["serve", str(SCENARIOS), "--port", str(taken.getsockname()[1])])
+        assert r.exit_code == 2 and "choose another with --port" in r.output, r.output
+    finally:
+        taken.close()
