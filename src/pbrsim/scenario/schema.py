@@ -70,10 +70,34 @@ class ReferralProfile(_Model):
         return v
 
 
+MAX_CLASSES = 8
+MAX_PROGRESS = 20.0
+
+
+class LatentClass(_Model):
+    """A kind of client inside a segment: its share of the segment and how fast it progresses."""
+
+    name: str = Field(..., min_length=1, max_length=64, description="Label of the class, unique within the segment.")
+    share: float = Field(..., gt=0, le=1, description="Share of the segment's clients in this class; shares sum to 1.")
+    progress: float = Field(1.0, ge=0, le=MAX_PROGRESS, description=(
+        "Multiplier on the segment's forward moves (1 = the rates as written); the difference is taken from, or "
+        "given to, staying put. Rows with no chance of staying put are not changed."))
+
+
+class LatentClasses(_Model):
+    """Differences within a segment that its payment group does not see (docs/behaviour.md §6)."""
+
+    observed: bool = Field(True, description=(
+        "Whether the provider knows each client's class when it decides whom to serve (a blind provider values a "
+        "client at the class shares)."))
+    classes: list[LatentClass] = Field(..., min_length=1, max_length=MAX_CLASSES, description="The classes, shares summing to 1.")
+
+
 class Segment(_Model):
     share: float = Field(..., ge=0, le=1, description="Share of referrals in this segment; shares sum to 1.")
     complexity: int | None = Field(None, ge=-10**9, le=10**9, description="Rank of need (higher = more complex); default the listing order.")
     source: str | None = Field(None, description="Where the share comes from.")
+    latent_classes: LatentClasses | None = Field(None, description="Latent classes of clients within the segment.")
 
 
 TransitionRows = dict[str, dict[str, float]]
@@ -233,6 +257,16 @@ class ReturnMaximisingPolicy(_Model):
     monthly_discount_rate: float = Field(0.0, ge=0, le=1, description="Discount per month applied to future payments and costs.")
 
 
+class GradedPolicy(_Model):
+    """Return-maximising, but a share of the clients it would park is served anyway, the best-valued first."""
+
+    name: Literal["graded"]
+    protected_share: float = Field(..., ge=0, le=1, description=(
+        "Share of the clients with negative net value that still get full service each month, those closest to "
+        "paying their way first: 0 = return_maximising, 1 = holistic (docs/behaviour.md §2)."))
+    monthly_discount_rate: float = Field(0.0, ge=0, le=1, description="Discount per month applied to future payments and costs.")
+
+
 class CashStressedPolicy(_Model):
     """Holistic while cash is above `comfortable_cash`, return-maximising at or below `stressed_cash`, a blend between."""
 
@@ -249,7 +283,7 @@ class CashStressedPolicy(_Model):
 
 
 PolicySpec = Annotated[
-    Union[HolisticPolicy, NeedsFirstPolicy, ReturnMaximisingPolicy, CashStressedPolicy], Field(discriminator="name")
+    Union[HolisticPolicy, NeedsFirstPolicy, ReturnMaximisingPolicy, GradedPolicy, CashStressedPolicy], Field(discriminator="name")
 ]
 
 
@@ -713,6 +747,58 @@ def _check_rows(prefix: str, rows: TransitionRows, states: list[str], absorbing:
     return problems
 
 
+def forward_states(sc: Scenario) -> dict[str, set[str]]:
+    """For each state, the states a move into counts as progress: those listed after it in ``pathway.states``
+    that are not absorbing, and absorbing ones that a payment line pays for or that are the primary outcome."""
+    absorbing = set(sc.pathway.absorbing)
+    paid = {sc.contract.primary_outcome} if sc.contract.primary_outcome else set()
+    for rule in sc.contract.payments:
+        paid |= {rule.state} if rule.state else set()
+        paid |= set(rule.states or ())
+    states = sc.pathway.states
+    return {s: {t for t in states[i + 1:] if t not in absorbing or t in paid} for i, s in enumerate(states)}
+
+
+def _check_latent_classes(sc: Scenario) -> list[tuple[str, str]]:
+    p: list[tuple[str, str]] = []
+    forward = None
+    for name, seg in sc.segments.items():
+        lc = seg.latent_classes
+        if lc is None:
+            continue
+        path = f"segments.{name}.latent_classes.classes"
+        total = sum(c.share for c in lc.classes)
+        if abs(total - 1) > SHARE_TOLERANCE:
+            p.append((path, f"class shares must sum to 1 (they sum to {total:.6g})"))
+        names = [c.name for c in lc.classes]
+        for i, c in enumerate(lc.classes):
+            if names.count(c.name) > 1:
+                p.append((f"{path}[{i}].name", f"class name {c.name!r} is used twice in the segment"))
+        seg_t = sc.pathway.transitions.get(name)
+        if seg_t is None:
+            continue
+        forward = forward if forward is not None else forward_states(sc)
+        for i, c in enumerate(lc.classes):
+            if c.progress <= 1.0:
+                continue
+            for level in SERVICE_LEVELS:
+                for frm, row in getattr(seg_t, level).items():
+                    stay = row.get(frm, 0.0)
+                    if frm in sc.pathway.absorbing or stay <= 0.0:
+                        continue
+                    fwd = sum(q for to, q in row.items() if to in forward[frm] and to != frm)
+                    if (c.progress - 1.0) * fwd > stay + ROW_TOLERANCE:
+                        p.append((f"{path}[{i}].progress", (
+                            f"progress {c.progress:g} needs more than the chance of staying in {frm!r} "
+                            f"(pathway.transitions.{name}.{level}.{frm}: forward moves {fwd:.6g}, staying {stay:.6g}); "
+                            f"the most it can be is {1.0 + stay / fwd:.6g}")))
+                        break
+                else:
+                    continue
+                break
+    return p
+
+
 def check_rules(sc: Scenario) -> list[tuple[str, str]]:
     """Rules that span fields; each problem is (dotted path, rule)."""
     p: list[tuple[str, str]] = []
@@ -764,6 +850,8 @@ def check_rules(sc: Scenario) -> list[tuple[str, str]]:
             continue
         for level in SERVICE_LEVELS:
             p += _check_rows(f"pathway.transitions.{name}.{level}", getattr(seg_t, level), states, absorbing)
+    if not p:
+        p += _check_latent_classes(sc)
 
     # referrals
     r = sc.referrals

@@ -1,0 +1,151 @@
+"""Latent classes within segments and the graded policy: classes without spread change nothing, exact mode
+agrees with Monte Carlo on the mixture of class chains, and the graded policy runs from return-maximising
+(protected share 0) to holistic (1), serving more as the share rises."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pbrsim.engine.behaviour import BatchReview, graded_batch, make_policy
+from pbrsim.engine.run import compile_model
+from pbrsim.scenario.errors import ScenarioError
+from pbrsim.scenario.schema import load_raw, scenario_from_dict
+from pbrsim.simulate import simulate
+
+from .conftest import make, scenario
+from .test_exact import _compare
+
+PARKING = Path(__file__).resolve().parents[1] / "scenarios" / "parking"
+TABLES = ("ledger", "monthly", "claims", "settlements")
+
+
+def classes(*spec, observed=True):
+    return {"observed": observed, "classes": [{"name": n, "share": s, "progress": p} for n, s, p in spec]}
+
+
+SPREAD = classes(("slow", 0.3, 0.4), ("middle", 0.4, 1.0), ("fast", 0.3, 1.12))
+
+
+def with_classes(lc, seg="easy", **changes):
+    return scenario(**{f"segments.{seg}.latent_classes": lc, **changes})
+
+
+def same_tables(a, b):
+    for t in TABLES:
+        assert getattr(a, t).equals(getattr(b, t)), t
+    assert a.clients.drop(columns=["latent_class"], errors="ignore").equals(b.clients.drop(columns=["latent_class"], errors="ignore"))
+
+
+@pytest.mark.parametrize("policy", ["holistic", {"name": "return_maximising"}, {"name": "graded", "protected_share": 0.5}])
+def test_classes_without_spread_reproduce_todays_results_bit_for_bit(policy):
+    flat = classes(("a", 0.25, 1.0), ("b", 0.35, 1.0), ("c", 0.4, 1.0))
+    base = scenario(**{"provider.policy": policy})
+    a = simulate(base, seed=3, replications=12)
+    b = simulate(with_classes(flat, **{"provider.policy": policy}), seed=3, replications=12)
+    same_tables(a, b)
+    assert "latent_class" not in a.clients and set(b.clients.latent_class.unique()) <= {0, 1, 2}
+    assert a.summary == b.summary or a.per_replication.equals(b.per_replication)
+
+
+def test_class_draw_follows_the_shares_and_leaves_other_streams_alone():
+    res = simulate(with_classes(SPREAD), seed=5, replications=40)
+    easy = res.clients[res.clients.segment == "easy"]
+    n = len(easy)
+    for k, share in enumerate((0.3, 0.4, 0.3)):
+        got = float((easy.latent_class == k).mean())
+        assert abs(got - share) <= 4 * np.sqrt(share * (1 - share) / n), (k, got)
+    assert (res.clients[res.clients.segment == "hard"].latent_class == 0).all()
+    # referrals do not depend on classes: same counts by segment and month as without them
+    base = simulate(scenario(), seed=5, replications=40)
+    assert base.clients[["replication", "segment", "referral_month"]].equals(res.clients[["replication", "segment", "referral_month"]])
+
+
+def test_exact_mode_with_latent_classes_agrees_with_monte_carlo():
+    ex, res = _compare(with_classes(SPREAD), reps=300)
+    # the mixture differs from the segment's own chain: slow clients pull the outcome rate down
+    plain = ex.segments.set_index("segment").loc["easy", "outcome_rate"]
+    from pbrsim.engine.exact import expected
+    assert plain < expected(scenario()).segments.set_index("segment").loc["easy", "outcome_rate"] - 0.05
+
+
+def test_progress_scales_forward_moves_and_staying_takes_the_difference():
+    pw = compile_model(with_classes(SPREAD)).pathway
+    g = pw.segments.index("easy")
+    i = {s: j for j, s in enumerate(pw.states)}
+    slow, mid, fast = (pw.PK[g * pw.K + k, 0, i["engaged"]] for k in range(3))
+    assert mid[i["job"]] == pw.P[g, 0, i["engaged"], i["job"]]
+    assert slow[i["job"]] == pytest.approx(0.4 * 0.3) and fast[i["job"]] == pytest.approx(1.12 * 0.3)
+    assert slow[i["engaged"]] == pytest.approx(0.6 + 0.6 * 0.3)
+    assert slow[i["dropout"]] == pytest.approx(0.1)  # leaving is not progress
+    for row in (slow, mid, fast):
+        assert row.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("lc, field, words", [
+    (classes(("a", 0.5, 1.0), ("b", 0.4, 1.0)), "segments.easy.latent_classes.classes", "sum to 1"),
+    (classes(("a", 0.5, 1.0), ("a", 0.5, 1.0)), "segments.easy.latent_classes.classes[1].name", "used twice"),
+    (classes(("a", 0.5, 3.0), ("b", 0.5, 1.0)), "segments.easy.latent_classes.classes[0].progress", "the most it can be"),
+])
+def test_bad_classes_name_the_field_and_the_rule(lc, field, words):
+    with pytest.raises(ScenarioError) as e:
+        with_classes(lc)
+    assert any(path == field and words in rule for path, rule in e.value.problems), e.value.problems
+
+
+# -- the graded policy ---------------------------------------------------------------------------------
+
+
+def outcome_only(policy, **changes):
+    raw = load_raw(PARKING / "outcome_only.yaml")
+    raw["provider"]["policy"] = policy
+    for k, v in changes.items():
+        raw["provider"][k] = v
+    return scenario_from_dict(raw, "outcome_only")
+
+
+@pytest.mark.parametrize("share, limit, capacity", [(0.0, {"name": "return_maximising"}, None),
+                                                     (0.0, {"name": "return_maximising"}, 40),
+                                                     (1.0, "holistic", None)])
+def test_graded_policy_limits_are_return_maximising_and_holistic(share, limit, capacity):
+    a = simulate(outcome_only({"name": "graded", "protected_share": share}, capacity=capacity), seed=7, replications=6)
+    b = simulate(outcome_only(limit, capacity=capacity), seed=7, replications=6)
+    same_tables(a, b)
+
+
+def test_graded_policy_serves_more_as_the_protected_share_rises():
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n, groups = int(rng.integers(1, 30)), int(rng.integers(1, 4))
+        group = np.sort(rng.integers(0, groups, n))
+        net = np.round(rng.normal(0, 100, n), 0 if rng.random() < 0.5 else 3)  # ties half the time
+        cap = None if rng.random() < 0.5 else int(rng.integers(0, n + 1))
+        review = BatchReview(month=0, segment=np.zeros(n, np.int16), state=np.zeros(n, np.int16), ref_month=np.zeros(n, np.int16),
+                             group=group, starts=np.searchsorted(group, np.arange(groups + 1)), capacity=cap, cash=np.zeros(groups))
+        before = graded_batch(net, review, 0.0)
+        assert (before == ((net >= 0) & (review.rank_by(-net) < (cap if cap is not None else n)))).all()
+        for share in np.linspace(0.05, 1.0, 20):
+            now = graded_batch(net, review, share)
+            assert (now >= before).all()  # the set served only grows
+            if cap is None:
+                assert now.sum() >= before.sum()
+            before = now
+        if cap is None:
+            assert before.all()
+
+
+def test_graded_parking_falls_with_the_protected_share():
+    rates = []
+    for share in (0.0, 0.5, 1.0):
+        res = simulate(outcome_only({"name": "graded", "protected_share": share}), seed=7, replications=20)
+        rates.append(res.summary["parking"]["parking_rate"]["mean"])
+    assert rates[0] > rates[1] > rates[2] == 0.0
+    assert 0.3 * rates[0] < rates[1] < 0.7 * rates[0]  # about half of the return-maximiser's parking
+
+
+def test_graded_policy_needs_a_share_between_0_and_1():
+    with pytest.raises(ScenarioError) as e:
+        scenario(**{"provider.policy": {"name": "graded", "protected_share": 1.5}})
+    assert any(p[0].startswith("provider.policy") for p in e.value.problems)
