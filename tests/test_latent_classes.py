@@ -4,12 +4,16 @@ agrees with Monte Carlo on the mixture of class chains, and the graded policy ru
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from pbrsim.engine.behaviour import BatchReview, graded_batch, make_policy
+from pbrsim.analysis.estimators import ratio_of_ratios_change_ci, ratio_of_ratios_ci
+from pbrsim.analysis.parking import class_columns
+from pbrsim.engine.behaviour import BatchReview, graded_batch
+from pbrsim.engine.exact import _class_chains, _first_entry_rule, _trigger_probabilities, expected
 from pbrsim.engine.run import compile_model
 from pbrsim.scenario.errors import ScenarioError
 from pbrsim.scenario.schema import load_raw, scenario_from_dict
@@ -67,7 +71,6 @@ def test_exact_mode_with_latent_classes_agrees_with_monte_carlo():
     ex, res = _compare(with_classes(SPREAD), reps=300)
     # the mixture differs from the segment's own chain: slow clients pull the outcome rate down
     plain = ex.segments.set_index("segment").loc["easy", "outcome_rate"]
-    from pbrsim.engine.exact import expected
     assert plain < expected(scenario()).segments.set_index("segment").loc["easy", "outcome_rate"] - 0.05
 
 
@@ -149,3 +152,59 @@ def test_graded_policy_needs_a_share_between_0_and_1():
     with pytest.raises(ScenarioError) as e:
         scenario(**{"provider.policy": {"name": "graded", "protected_share": 1.5}})
     assert any(p[0].startswith("provider.policy") for p in e.value.problems)
+
+
+# -- acceptance: creaming within a payment group, and prices by predicted class ------------------------
+
+
+def _moderate_classes(raw: dict) -> dict:
+    raw = copy.deepcopy(raw)
+    raw["segments"]["moderate"]["latent_classes"] = classes(("low", 0.3, 0.5), ("mid", 0.4, 1.0), ("high", 0.3, 1.25))
+    return raw
+
+
+def _holistic(raw: dict):
+    """The same contract with every client fully served and no interest: what the commissioner budgets for."""
+    raw = copy.deepcopy(raw)
+    raw["provider"]["policy"] = "holistic"
+    raw["provider"]["credit"]["monthly_interest"] = 0.0
+    return scenario_from_dict(raw, "holistic")
+
+
+def _class_prices(raw: dict) -> dict:
+    """Outcome prices by class for the moderate segment, inversely proportional to each class's chance of an
+    outcome under full service, scaled so that the commissioner's expected spend (exact, full service) is unchanged."""
+    model = compile_model(scenario_from_dict(raw, "flat"))
+    chains = _class_chains(model, model.pathway.segments.index("moderate"))
+    primary = _first_entry_rule(model.contract.primary_outcome, len(model.pathway.segments))
+    p = np.array([_trigger_probabilities(model, M, primary, model.months).sum() for _, M in chains])
+    w = np.array([s for s, _ in chains])
+    flat = raw["contract"]["payments"][1]["tariff"]
+    names = ("low", "mid", "high")
+    priced = copy.deepcopy(raw)
+    rule = priced["contract"]["payments"][1]
+    rule["tariff_by_class"] = {"moderate": dict(zip(names, flat * (w @ p) / p))}
+    target = expected(_holistic(raw)).paid_by_kind.sum()
+    ex = expected(_holistic(priced))
+    pay = ex.commissioner_payments
+    moderate = pay[(pay.kind == "outcome") & (pay.segment == "moderate")].amount.sum()
+    scale = (moderate - (ex.paid_by_kind.sum() - target)) / moderate  # that spend is linear in the class prices
+    rule["tariff_by_class"] = {"moderate": {n: float(v) * scale for n, v in rule["tariff_by_class"]["moderate"].items()}}
+    return priced
+
+
+def test_bottom_class_is_parked_far_more_and_prices_by_class_halve_that_at_equal_expected_spend():
+    raw = _moderate_classes(load_raw(PARKING / "outcome_only.yaml"))
+    priced = _class_prices(raw)
+    # equal to the pound (prices are kept to the penny)
+    assert abs(expected(_holistic(priced)).paid_by_kind.sum() - expected(_holistic(raw)).paid_by_kind.sum()) < 1.0
+    parts = []
+    for r in (raw, priced):
+        res = simulate(scenario_from_dict(r, "design"), seed=7, replications=40)
+        cols = class_columns(res.model, res.clients, res.monthly)
+        parts.append(tuple(cols[f"class_{k}_months[moderate/{c}]"] for c, k in
+                           (("low", "minimal"), ("low", "service"), ("high", "minimal"), ("high", "service"))))
+    flat = ratio_of_ratios_ci(*parts[0])
+    assert flat["lo"] >= 3.0, flat  # the slowest third parked at least 3x as often as the fastest, at one price
+    change = ratio_of_ratios_change_ci(parts[0], parts[1])
+    assert change["hi"] <= 0.5, change  # prices by predicted class at least halve that ratio (paired interval)

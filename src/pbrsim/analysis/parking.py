@@ -123,6 +123,34 @@ def figures(batch: Batch) -> dict[str, np.ndarray]:
     return out
 
 
+def class_columns(model, clients, monthly) -> pd.DataFrame:
+    """Parking and outcomes by latent class, one row per replication (scenarios with latent classes): for each
+    ``<segment>/<class>``, ``class_service_months``, ``class_minimal_months``, ``class_parking_rate`` (minimal ÷
+    service months), ``class_referrals`` and ``class_outcomes`` (clients who entered the primary outcome)."""
+    pw, c = model.pathway, model.contract
+    batch = Batch(model, {"clients": clients, "monthly": monthly})
+    cl = batch.table("clients")
+    if "latent_class" not in cl:
+        return frame(batch.labels, {})
+    pos, keep = batch.rows("clients")
+    full = cl["months_full"].astype(np.int64)
+    minimal = cl["months_minimal"].astype(np.int64)
+    primary = pw.states[c.primary_outcome] if c.primary_outcome >= 0 else None
+    outcome = cl[f"first_{primary}"] >= 0 if primary else np.zeros(len(cl), dtype=bool)
+    seg, cls = cl["segment"], cl["latent_class"]
+    out: dict[str, np.ndarray] = {}
+    for gi, g in enumerate(pw.segments):
+        for k, name in enumerate(pw.class_names[gi]):
+            sel = (seg == gi) & (cls == k)
+            key = f"[{g}/{name}]"
+            out[f"class_service_months{key}"] = batch.total(pos, keep, full + minimal, sel)
+            out[f"class_minimal_months{key}"] = batch.total(pos, keep, minimal, sel)
+            out[f"class_parking_rate{key}"] = _rate(out[f"class_minimal_months{key}"], out[f"class_service_months{key}"])
+            out[f"class_referrals{key}"] = batch.count(pos, keep, sel)
+            out[f"class_outcomes{key}"] = batch.count(pos, keep, sel & outcome)
+    return frame(batch.labels, out)
+
+
 def _rate(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """num / den per replication, NaN where den is 0."""
     return num / np.where(den > 0, den, np.nan)

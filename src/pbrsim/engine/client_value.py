@@ -224,7 +224,8 @@ def value_tables(model, org, monthly_discount_rate: float = 0.0, continuation: s
         accepted = 1.0 - rule.rejection
         if rule.requires >= 0:  # paid only after an accepted claim on the required line (approximation: see below)
             accepted *= 1.0 - contract.rules[rule.requires].rejection
-        return np.repeat(rule.tariff.astype(float), K) * accepted * s * delta ** (rule.lag + extra_lag)
+        tariff = rule.class_tariff if rule.class_tariff is not None else np.repeat(rule.tariff, K)
+        return tariff.astype(float) * accepted * s * delta ** (rule.lag + extra_lag)
 
     first_rules = [r for r in contract.rules if not r.is_sustainment and r.state >= 0]
     sust_rules = [r for r in contract.rules if r.is_sustainment]

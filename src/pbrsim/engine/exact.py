@@ -291,16 +291,23 @@ def expected(scenario: Scenario | Model) -> ExactResult:
             caseload[r + ages] += n_r[r] * pi[ages + 1]
             caseload[T:, :] += n_r[r] * pi[T - r]  # states freeze at the contract end
         for rule in c.rules:
-            p = _mixture(chains, lambda M: _trigger_probabilities(model, M, rule, T))
+            if rule.class_tariff is None:
+                parts = [(_mixture(chains, lambda M: _trigger_probabilities(model, M, rule, T)), None)]
+            else:  # prices by latent class: each class's triggers at its own price
+                ks = [k for k in range(pw.K) if pw.class_share[g, k] > 0]
+                parts = [(w * _trigger_probabilities(model, M, rule, T), float(rule.class_tariff[g * pw.K + k]))
+                         for (w, M), k in zip(chains, ks)]
             # a trigger at age k happens in month r + k - 1 (k >= 1), or r at referral (k = 0)
             due = np.zeros(T)  # expected pence triggered in each month (tariffs may change by year)
-            for r in range(T):
-                if n_r[r] == 0:
-                    continue
-                k = np.arange(0, T - r + 1)
-                months = np.where(k == 0, r, r + k - 1)
-                ok = months < T
-                np.add.at(due, months[ok], n_r[r] * p[k][ok] * rule.amounts(g, months[ok], r))
+            for p, price in parts:
+                for r in range(T):
+                    if n_r[r] == 0:
+                        continue
+                    k = np.arange(0, T - r + 1)
+                    months = np.where(k == 0, r, r + k - 1)
+                    ok = months < T
+                    amounts = rule.amounts(g, months[ok], r) if price is None else price
+                    np.add.at(due, months[ok], n_r[r] * p[k][ok] * amounts)
             accepted = 1 - rule.rejection
             if rule.requires >= 0:  # the required claim's rejection draw is independent of the path and of this claim's
                 accepted *= 1 - c.rules[rule.requires].rejection
@@ -340,7 +347,9 @@ def expected(scenario: Scenario | Model) -> ExactResult:
 
 
 def _max_tariff(rule: Rule) -> np.ndarray:
-    """Highest tariff per segment over the years (pence)."""
+    """Highest tariff per segment over the years or latent classes (pence)."""
+    if rule.class_tariff is not None:
+        return np.maximum(rule.tariff, rule.class_tariff.reshape(len(rule.tariff), -1).max(axis=1))
     return rule.tariff if rule.tariff_years is None else rule.tariff_years.max(axis=0)
 
 

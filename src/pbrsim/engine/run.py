@@ -621,7 +621,10 @@ class _Run:
         col = self.required_col.get(rule.index)
         if col is not None:
             self.accepted_at[g[~rejected], col] = 2 * t + phase
-        amount = rule.tariff[seg] if rule.tariff_years is None else rule.amounts(seg, t, cl.ref_month[g].astype(np.int64))
+        if rule.class_tariff is not None:  # prices by latent class
+            amount = rule.class_tariff[seg.astype(np.int64) * cl.K + cl.cls[g]]
+        else:
+            amount = rule.tariff[seg] if rule.tariff_years is None else rule.amounts(seg, t, cl.ref_month[g].astype(np.int64))
         priced = amount > 0  # a claim at a zero price (a segment the line does not pay for) is not a claim
         if self.person_paid is not None:  # per-person cap: each client's accepted claims stop at the cap
             amount = np.minimum(amount, np.maximum(self.c.per_person_cap - self.person_paid[g], 0))

@@ -211,7 +211,8 @@ def money_bound(sc) -> MoneyBound:
                           f"year-end volume reconciliations for up to {lim.fmt_count(N)} clients"))
     rules = 0.0
     for i, rule in enumerate(c.payments):
-        top = max([_max_tariff(rule.tariff)] + [_max_tariff(t) for t in rule.tariff_by_year or []]) * 100
+        top = max([_max_tariff(rule.tariff)] + [_max_tariff(t) for t in rule.tariff_by_year or []]
+                  + [_max_tariff(t) for t in (rule.tariff_by_class or {}).values()]) * 100
         times = rule.max_months if rule.kind == "sustainment" and rule.max_months else 1
         amount = top * N * times
         rules += amount

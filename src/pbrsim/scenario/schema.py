@@ -136,6 +136,9 @@ class PaymentRule(_Model):
     tariff_by_year: list[Tariff] | None = Field(
         None, min_length=1, description="Instead of `tariff`: one tariff per year (the last repeats), each a number or per segment."
     )
+    tariff_by_class: dict[str, dict[str, Money]] | None = Field(
+        None, description=("Prices for latent classes the commissioner can predict at referral: per segment, per class; "
+                           "replaces the segment's `tariff` for the classes named."))
     year_basis: Literal["contract", "entry"] = Field(
         "contract", description="`tariff_by_year`: the contract year of the trigger month, or the year the client was referred in."
     )
@@ -759,6 +762,26 @@ def forward_states(sc: Scenario) -> dict[str, set[str]]:
     return {s: {t for t in states[i + 1:] if t not in absorbing or t in paid} for i, s in enumerate(states)}
 
 
+def _check_class_tariff(path: str, rule: PaymentRule, sc: Scenario) -> list[tuple[str, str]]:
+    if rule.tariff_by_class is None:
+        return []
+    if rule.tariff_by_year is not None:
+        return [(path, "prices by latent class do not combine with `tariff_by_year`; give `tariff` with them")]
+    p = []
+    for seg, prices in rule.tariff_by_class.items():
+        spec = sc.segments.get(seg)
+        if spec is None:
+            p.append((f"{path}.{seg}", f"unknown segment {seg!r}; segments are {list(sc.segments)}"))
+            continue
+        names = [c.name for c in spec.latent_classes.classes] if spec.latent_classes is not None else []
+        for cls, amount in prices.items():
+            if cls not in names:
+                p.append((f"{path}.{seg}.{cls}", f"unknown latent class {cls!r} of segment {seg!r}; its classes are {names}"))
+            elif amount < 0:
+                p.append((f"{path}.{seg}.{cls}", "tariff must not be negative"))
+    return p
+
+
 def _check_latent_classes(sc: Scenario) -> list[tuple[str, str]]:
     p: list[tuple[str, str]] = []
     forward = None
@@ -916,6 +939,7 @@ def check_rules(sc: Scenario) -> list[tuple[str, str]]:
             p += _check_tariff(f"{path}.tariff", rule.tariff, sc)
         for y, tariff in enumerate(rule.tariff_by_year or []):
             p += _check_tariff(f"{path}.tariff_by_year[{y}]", tariff, sc)
+        p += _check_class_tariff(f"{path}.tariff_by_class", rule, sc)
         if "year_basis" in rule.model_fields_set and rule.tariff_by_year is None:
             p.append((f"{path}.year_basis", "only applies with `tariff_by_year`"))
         if rule.requires is not None:
