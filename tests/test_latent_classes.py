@@ -12,7 +12,8 @@ import pytest
 
 from pbrsim.analysis.estimators import ratio_of_ratios_change_ci, ratio_of_ratios_ci
 from pbrsim.analysis.parking import class_columns
-from pbrsim.engine.behaviour import BatchReview, graded_batch
+from pbrsim.engine.behaviour import BatchReview, graded_batch, serve_chance
+from pbrsim.model.money import to_pence
 from pbrsim.engine.exact import _class_chains, _first_entry_rule, _trigger_probabilities, expected
 from pbrsim.engine.run import compile_model
 from pbrsim.scenario.errors import ScenarioError
@@ -43,7 +44,8 @@ def same_tables(a, b):
     assert a.clients.drop(columns=["latent_class"], errors="ignore").equals(b.clients.drop(columns=["latent_class"], errors="ignore"))
 
 
-@pytest.mark.parametrize("policy", ["holistic", {"name": "return_maximising"}, {"name": "graded", "protected_share": 0.5}])
+@pytest.mark.parametrize("policy", ["holistic", {"name": "return_maximising"}, {"name": "graded", "protected_share": 0.5},
+                                    {"name": "graded", "temperature": 300}])
 def test_classes_without_spread_reproduce_todays_results_bit_for_bit(policy):
     flat = classes(("a", 0.25, 1.0), ("b", 0.35, 1.0), ("c", 0.4, 1.0))
     base = scenario(**{"provider.policy": policy})
@@ -148,10 +150,34 @@ def test_graded_parking_falls_with_the_protected_share():
     assert 0.3 * rates[0] < rates[1] < 0.7 * rates[0]  # about half of the return-maximiser's parking
 
 
-def test_graded_policy_needs_a_share_between_0_and_1():
+@pytest.mark.parametrize("policy, words", [({"name": "graded", "protected_share": 1.5}, "less than or equal to 1"),
+                                           ({"name": "graded"}, "exactly one of"),
+                                           ({"name": "graded", "temperature": 10, "protected_share": 0.5}, "exactly one of")])
+def test_graded_policy_needs_one_strength_in_range(policy, words):
     with pytest.raises(ScenarioError) as e:
-        scenario(**{"provider.policy": {"name": "graded", "protected_share": 1.5}})
-    assert any(p[0].startswith("provider.policy") for p in e.value.problems)
+        scenario(**{"provider.policy": policy})
+    assert any(p[0].startswith("provider.policy") and words in p[1] for p in e.value.problems), e.value.problems
+
+
+def test_graded_temperature_zero_is_return_maximising():
+    a = simulate(outcome_only({"name": "graded", "temperature": 0}), seed=7, replications=6)
+    b = simulate(outcome_only({"name": "return_maximising"}), seed=7, replications=6)
+    same_tables(a, b)
+
+
+def test_graded_temperature_serves_more_as_it_rises_and_tends_to_holistic():
+    chance = [serve_chance(np.array([-5000.0, -100.0, 0.0, 50.0]), to_pence(t)) for t in (0, 10, 100, 1000, 1e9)]
+    for lo, hi in zip(chance, chance[1:]):
+        assert (hi >= lo).all()
+    assert (chance[0] == [0, 0, 1, 1]).all() and chance[-1] == pytest.approx(1.0)
+    rates, served = [], []
+    for t in (0, 25, 100, 400, 1e7):
+        res = simulate(outcome_only({"name": "graded", "temperature": t}), seed=7, replications=10)
+        rates.append(res.summary["parking"]["parking_rate"]["mean"])
+        served.append(res.clients.months_full.sum())
+    assert all(a > b for a, b in zip(rates, rates[1:])), rates
+    assert rates[-1] < 1e-3 and rates[0] > 0.2
+
 
 
 # -- acceptance: creaming within a payment group, and prices by predicted class ------------------------

@@ -15,8 +15,10 @@ the candidates fit the places). A policy without ``batch`` is called once per gr
 * ``needs_first``: as holistic, but when capacity is short the most complex segments go first.
 * ``return_maximising``: full service in order of the net value of full over minimal service
   (``client_value.py``), best first; clients with negative net value are parked even when places are free.
-* ``graded``: return-maximising, except that a share of the clients it would park (``protected_share``) is
-  served anyway, those with the highest net value first: 0 is return_maximising, 1 holistic.
+* ``graded``: return-maximising, softened: a client it would park is served anyway with chance
+  exp(net value / ``temperature``) (its own random draw), or a ``protected_share`` of those clients is served,
+  the highest net values first. Temperature 0 or share 0 is return_maximising; share 1 (or an unbounded
+  temperature) holistic.
 * ``cash_stressed``: holistic while cash is comfortable, return-maximising when stressed, a blend
   between (``cash_weight`` and ``blended_scores``).
 """
@@ -47,6 +49,7 @@ class Review:
     capacity: int | None  # full-service places this month
     cash: int  # pence, at the start of the month
     latent_class: np.ndarray | None = None  # class of each candidate within its segment (None: no latent classes)
+    uniforms: Callable[[], np.ndarray] | None = None  # a uniform in [0, 1) per candidate, its own stream (policies that draw)
 
 
 @dataclass
@@ -65,6 +68,7 @@ class BatchReview:
     capacity: int | None
     cash: np.ndarray  # pence per group, at the start of the month
     latent_class: np.ndarray | None = None  # class of each candidate within its segment (None: no latent classes)
+    uniforms: Callable[[], np.ndarray] | None = None  # a uniform in [0, 1) per candidate, its own stream (policies that draw)
 
     def rank(self) -> np.ndarray:
         """Position of each candidate within its group (0 = first come)."""
@@ -192,26 +196,41 @@ def graded_batch(net: np.ndarray, review: BatchReview, share: float) -> np.ndarr
     return full
 
 
+def serve_chance(net: np.ndarray, temperature: float) -> np.ndarray:
+    """A graded provider's chance of serving a client this month: 1 for a net value >= 0, exp(net / temperature)
+    below (pence; temperature 0: never, the return-maximiser's choice)."""
+    if temperature <= 0.0:
+        return (net >= -TIE_TOLERANCE).astype(np.float64)
+    with np.errstate(over="ignore"):
+        return np.where(net >= -TIE_TOLERANCE, 1.0, np.exp(np.minimum(net, 0.0) / temperature))
+
+
 def _graded(spec, model, org):
     tables = cached_value_tables(model, org, spec.monthly_discount_rate)
-    share = float(spec.protected_share)
-    if not 0.0 <= share <= 1.0:
-        raise ValueError(f"graded policy of {org.name!r}: protected_share must be between 0 and 1, not {share}")
+    share = spec.protected_share
+    temperature = None if spec.temperature is None else float(to_pence(spec.temperature))
 
     def graded(review: Review) -> np.ndarray:
         n = len(review.candidates)
         one = BatchReview(month=review.month, segment=review.segment, state=review.state, ref_month=review.ref_month,
                           group=np.zeros(n, dtype=np.int64), starts=np.array([0, n]), capacity=review.capacity,
-                          cash=np.array([review.cash]), latent_class=review.latent_class)
+                          cash=np.array([review.cash]), latent_class=review.latent_class, uniforms=review.uniforms)
         return graded_batch_(one)
 
     def graded_batch_(review: BatchReview) -> np.ndarray:
         net = tables.lookup(review.month, review.segment, review.state, review.ref_month, review.latent_class)
-        return graded_batch(net, review, share)
+        if share is not None:
+            return graded_batch(net, review, float(share))
+        chosen = review.uniforms() < serve_chance(net, temperature)
+        if review.capacity is None:
+            return chosen
+        return chosen & (review.rank_by(-np.where(chosen, net, -np.inf)) < review.capacity)
 
     graded.tables = tables
     graded.batch = graded_batch_
-    graded.needs_order = True  # which of equally valued clients are protected: the first come
+    graded.needs_order = share is not None  # which of equally valued clients are protected: the first come
+    graded.draws = temperature is not None  # each client's service is its own draw: ``Review.uniforms``
+    graded.temperature = temperature
     return graded
 
 

@@ -52,6 +52,8 @@ class Caseload:
         self.R, self.O, self.G, self.S, self.T = len(reps), len(model.organisations), len(pw.segments), pw.n_states, model.months
         R, O, G, S, T = self.R, self.O, self.G, self.S, self.T
         self.reps = np.asarray(reps, dtype=np.int64)
+        self.seed = seed
+        self._service_keys = None  # keys of the SERVICE stream [R, T], derived on first use
         mean = expected_counts(sc)
         counts = np.stack([draw_counts(sc, seed, r, mean) for r in reps]) if R else np.zeros((0, T, G), dtype=np.int64)  # [R, T, G]
         per_month = counts.sum(axis=2)
@@ -277,11 +279,12 @@ class Caseload:
         g = self.w_g[c]
         seg, state, ref = self.seg[g], self.w_state[c].astype(np.int16), self.w_ref[c]
         starts = np.searchsorted(group, np.arange(len(rows) + 1)) if ordered else None
+        uniforms = (lambda: self._service_uniforms(t, c)) if getattr(policy, "draws", False) else None
         batch = getattr(policy, "batch", None)
         if batch is not None:
             full = np.asarray(batch(BatchReview(month=t, segment=seg, state=state, ref_month=ref, group=group, starts=starts,
                                                 capacity=org.capacity, cash=cash,
-                                                latent_class=None if self.cls is None else self.cls[g])), dtype=bool)
+                                                latent_class=None if self.cls is None else self.cls[g], uniforms=uniforms)), dtype=bool)
             if org.capacity is not None and len(full):
                 over = np.bincount(group[full], minlength=len(rows)) > org.capacity
                 if over.any():
@@ -293,12 +296,22 @@ class Caseload:
             lo, hi = starts[j], starts[j + 1]
             review = Review(month=t, candidates=self.local(g[lo:hi], self.w_rb[c[lo:hi]]), segment=seg[lo:hi], state=state[lo:hi],
                             ref_month=ref[lo:hi], capacity=org.capacity, cash=int(cash[j]),
-                            latent_class=None if self.cls is None else self.cls[g[lo:hi]])
+                            latent_class=None if self.cls is None else self.cls[g[lo:hi]],
+                            uniforms=None if uniforms is None else (lambda lo=lo, hi=hi: self._service_uniforms(t, c[lo:hi])))
             f = np.asarray(policy(review), dtype=bool)
             if org.capacity is not None and f.sum() > org.capacity:
                 raise PolicyError(f"policy {org.policy.name!r} gave {f.sum()} full places, capacity {org.capacity}")
             full[lo:hi] = f
         return full
+
+    def _service_uniforms(self, t: int, pos: np.ndarray) -> np.ndarray:
+        """A uniform per client at working positions ``pos`` for month ``t``'s service choice (stream SERVICE)."""
+        if self._service_keys is None:
+            R, T = self.R, self.T
+            spawn = np.stack([np.repeat(self.reps, T), np.full(R * T, rng.SERVICE), np.tile(np.arange(T), R)], axis=1)
+            self._service_keys = rng.keys(self.seed, spawn).reshape(R, T) if R * T else np.zeros((R, T), np.uint64)
+        rb = self.w_rb[pos]
+        return rng.uniforms_from_keys(self._service_keys[rb, t], rng.counters(self.local(self.w_g[pos], rb)))
 
     # -- transitions --------------------------------------------------------------------------------
     def transition(self, t: int, slow: np.ndarray, sust_any: np.ndarray | None, first_states: list[int],

@@ -261,13 +261,23 @@ class ReturnMaximisingPolicy(_Model):
 
 
 class GradedPolicy(_Model):
-    """Return-maximising, but a share of the clients it would park is served anyway, the best-valued first."""
+    """Return-maximising, softened: clients it would park are still served with a chance that falls with how much
+    they cost it (``temperature``), or a share of them is served, the best-valued first (``protected_share``)."""
 
     name: Literal["graded"]
-    protected_share: float = Field(..., ge=0, le=1, description=(
+    temperature: Money | None = Field(None, ge=0, description=(
+        "Pounds: a client with net value -x is served with chance exp(-x / temperature); 0 = return_maximising, "
+        "larger = closer to holistic (docs/behaviour.md §2)."))
+    protected_share: float | None = Field(None, ge=0, le=1, description=(
         "Share of the clients with negative net value that still get full service each month, those closest to "
         "paying their way first: 0 = return_maximising, 1 = holistic (docs/behaviour.md §2)."))
     monthly_discount_rate: float = Field(0.0, ge=0, le=1, description="Discount per month applied to future payments and costs.")
+
+    @model_validator(mode="after")
+    def _one_strength(self):
+        if (self.temperature is None) == (self.protected_share is None):
+            raise ValueError("give exactly one of `temperature` (pounds) or `protected_share` (0 to 1)")
+        return self
 
 
 class CashStressedPolicy(_Model):
