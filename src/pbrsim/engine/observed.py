@@ -42,28 +42,28 @@ def unsupported(model) -> list[str]:
     return out
 
 
-def _chances(model, org, g: int, k: int, ref: np.ndarray, age: int) -> np.ndarray:
-    """[R, S]: chance of full service at the ``age``-th transition (month ref + age - 1) for clients of segment
+def _chances(model, org, g: int, k: int, ref: np.ndarray, n: int) -> np.ndarray:
+    """[n, R, S]: chance of full service at each transition 1..n (month ref + age - 1) for clients of segment
     ``g``, class ``k``, referred in months ``ref``, in each state."""
     pw = model.pathway
     S = pw.n_states
     service = pw.service & ~pw.absorbing
     name = org.policy.name
     if name in ("holistic", "needs_first"):
-        return np.broadcast_to(service.astype(float), (len(ref), S))
+        return np.broadcast_to(service.astype(float), (n, len(ref), S))
     tables = cached_value_tables(model, org, org.policy.monthly_discount_rate)
     T, M = model.months, pw.max_months
-    t = ref + age - 1
+    age = np.arange(1, n + 1)[:, None]
+    t = ref[None, :] + age - 1  # [n, R]
     left = T - t
     if M is None:
-        n, last = left, np.zeros(len(ref), dtype=np.int64)
+        months, last = left, np.zeros_like(t)
     else:
-        prog = M - (t - ref)
+        prog = M - (t - ref[None, :])
         last = (prog <= left).astype(np.int64)
-        n = np.minimum(prog, left)
-    n = np.clip(n, 0, tables.n_max)
-    row = g * pw.K + k
-    net = tables.gain[last[:, None], row, np.arange(S)[None, :], n[:, None]]  # [R, S] pence
+        months = np.minimum(prog, left)
+    months = np.clip(months, 0, tables.n_max)
+    net = tables.gain[last[..., None], g * pw.K + k, np.arange(S)[None, None, :], months[..., None]]  # [n, R, S] pence
     if name == "return_maximising":
         q = (net >= -TIE_TOLERANCE).astype(float)
     else:
@@ -102,8 +102,9 @@ def reach_rates(model, g: int, mask: np.ndarray, n: int) -> float:
             x = np.zeros((len(ref), S))
             x[:, pw.initial] = 1.0
             reached = np.zeros(len(ref))
+            chances = _chances(model, org, g, k, ref, n)
             for age in range(1, n + 1):
-                q = _chances(model, org, g, k, ref, age)
+                q = chances[age - 1]
                 xa = np.where(active, x, 0.0)
                 y = xa @ minimal + (xa * q) @ (full - minimal) + np.where(active, 0.0, x)
                 if exit_cols is not None and age >= pw.max_months:
