@@ -770,48 +770,55 @@ def _joint_bounds(b: _Bound) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _optimise_joint(b: _Bound, prob: _JointProblem) -> tuple[np.ndarray, int, str]:
+    """Fit the parameters the targets identify at the start (``identified``); the others stay at their start
+    values, so an unidentified parameter keeps the value the scenario gave it rather than drifting."""
     from scipy.optimize import least_squares
 
     lo, hi = _joint_bounds(b)
-    starts = [np.concatenate([b.start, b.b_start]), (lo + hi) / 2]
+    x0 = np.concatenate([b.start, b.b_start])
+    free = np.flatnonzero(identified(prob.jacobian(x0)))
+    if not len(free):
+        return x0, 1, "no parameter is identified by the targets: nothing fitted"
+
+    def full(z):
+        x = x0.copy()
+        x[free] = z
+        return x
+
     best, tried = None, 0
-    for x0 in starts:
+    for start in (x0[free], ((lo + hi) / 2)[free]):
         tried += 1
-        sol = least_squares(prob.residuals, x0, jac=prob.jacobian, bounds=(lo, hi), method="trf",
-                            ftol=1e-10, xtol=1e-10, gtol=1e-10, max_nfev=200)
+        sol = least_squares(lambda z: prob.residuals(full(z)), start, jac=lambda z: prob.jacobian(full(z))[:, free],
+                            bounds=(lo[free], hi[free]), method="trf", ftol=1e-10, xtol=1e-10, gtol=1e-10, max_nfev=200)
         if best is None or sol.cost < best.cost - 1e-15:
             best = sol
-        if prob.met(best.x):
+        if prob.met(full(best.x)):
             break
-    return np.clip(best.x, lo, hi), tried, str(best.message)
+    return np.clip(full(best.x), lo, hi), tried, str(best.message)
 
 
 def identified(jac: np.ndarray, rel_tol: float = 1e-6) -> np.ndarray:
     """Which parameters the targets pin down at a fit: bool per column of the Jacobian of the scaled residuals.
-    A parameter is identified when moving it moves some target and no combination of the others can do the
-    same (its column is not in the span of the other columns); otherwise the targets leave it free."""
+
+    Taken in order (transition probabilities first, then behaviour), a parameter is identified when it moves the
+    targets in a direction the identified ones before it cannot (it raises the rank of their columns, scaled to
+    length 1; singular values below ``rel_tol`` of the largest count as 0). The rest are not: the targets can be
+    met whatever their values, by moving the others, so they are held where they were."""
     jac = np.atleast_2d(np.asarray(jac, dtype=float))
     n = jac.shape[1]
-    if n == 0:
-        return np.zeros(0, dtype=bool)
-    scale = np.linalg.norm(jac, axis=0)
-    top = scale.max() if scale.size else 0.0
-    if top == 0:
-        return np.zeros(n, dtype=bool)
-
-    unit = jac / np.where(scale > 0, scale, 1.0)  # columns scaled to length 1: units do not matter
-
-    def rank(cols: list[int]) -> int:
-        if not cols:
-            return 0
-        sv = np.linalg.svd(unit[:, cols], compute_uv=False)
-        return int((sv > rel_tol * max(1.0, sv.max())).sum())
-
-    full = rank(list(range(n)))
     out = np.zeros(n, dtype=bool)
+    scale = np.linalg.norm(jac, axis=0)
+    if n == 0 or scale.max() == 0:
+        return out
+    unit = jac / np.where(scale > 0, scale, 1.0)
+    chosen: list[int] = []
     for j in range(n):
-        if scale[j] > rel_tol * top:
-            out[j] = rank([i for i in range(n) if i != j]) < full
+        if scale[j] <= rel_tol * scale.max():
+            continue
+        sv = np.linalg.svd(unit[:, chosen + [j]], compute_uv=False)
+        if (sv > rel_tol * sv.max()).sum() == len(chosen) + 1:
+            chosen.append(j)
+            out[j] = True
     return out
 
 
@@ -942,7 +949,7 @@ def comment_block(result: CalibrationResult, out_path: str | Path) -> str:
     if result.behavioural or free:
         lines.append("# identified by the targets: " + (", ".join(_one_line(p.parameter) for p in result.parameters.itertuples()
                                                                 if p.identified) or "none"))
-        lines.append("# not identified (the targets leave them free; their values are the start): " + (", ".join(free) or "none"))
+        lines.append("# not identified (the targets can be met whatever their values): " + (", ".join(free) or "none"))
     lines.append("#")
     lines.append("# targets (model rate at the written values; residual = model - target; met when |residual| <= tolerance):")
     trow = [("target", "segment", "within", "model", "target", "residual", "tolerance", "result")]
@@ -974,12 +981,24 @@ def _rt_yaml():
     return y
 
 
+def _child(node, step):
+    """The child of a loaded YAML node at one path step (a key, a list index or a [field=value] item), or None."""
+    if step.key is not None:
+        return node[step.key] if isinstance(node, dict) and step.key in node else None
+    if not isinstance(node, list):
+        return None
+    if step.index is not None:
+        return node[step.index] if -len(node) <= step.index < len(node) else None
+    hits = [item for item in node if isinstance(item, dict) and str(item.get(step.field)) == step.value]
+    return hits[0] if len(hits) == 1 else None
+
+
 def _node(doc, steps):
     node = doc
     for s in steps:
-        if not isinstance(node, dict) or s not in node:
+        node = _child(node, s)
+        if node is None:
             return None
-        node = node[s]
     return node
 
 
@@ -991,10 +1010,10 @@ def _surgical(text: str, updates: dict[str, str], extends: str | None) -> str | 
     edits: list[tuple[int, int, int, str]] = []  # line, start col, end col, replacement
     appends: dict[tuple[int, ...], list[str]] = {}
     for path, value in updates.items():
-        steps = [s.key for s in parse_path(path)]
+        steps = parse_path(path)
         row = _node(doc, steps[:-1])
-        key = steps[-1]
-        if row is None or not hasattr(row, "lc"):
+        key = steps[-1].key
+        if row is None or key is None or not hasattr(row, "lc"):
             return None
         if key in row:
             if isinstance(row[key], bool) or not isinstance(row[key], (int, float)):
@@ -1061,13 +1080,16 @@ def _dumped(text: str, updates: dict[str, float], extends: str | None) -> str:
         y.indent(mapping=indent[0], sequence=indent[1], offset=indent[2])
         doc = y.load(text)
         for path, value in updates.items():
-            steps = [s.key for s in parse_path(path)]
+            steps = parse_path(path)
             node = doc
             for s in steps[:-1]:
-                if not isinstance(node.get(s), dict):
-                    node[s] = CommentedMap()
-                node = node[s]
-            node[steps[-1]] = float(value)
+                child = _child(node, s)
+                if not isinstance(child, (dict, list)):
+                    if s.key is None:
+                        raise CalibrationError(str(path), [(str(path), "the list item this path names is not in the file")])
+                    node[s.key] = child = CommentedMap()
+                node = child
+            node[steps[-1].key] = float(value)
         if extends is not None:
             doc["extends"] = extends
         buf = io.StringIO()
@@ -1115,7 +1137,7 @@ def _writes(body: str, updates: dict[str, float]) -> bool:
     except ScenarioError:
         return False
     for path, value in updates.items():
-        node = _node(data, [s.key for s in parse_path(path)])
+        node = _node(data, parse_path(path))
         if isinstance(node, bool) or not isinstance(node, (int, float)) or abs(node - value) > 1e-15:
             return False
     return True
