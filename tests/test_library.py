@@ -32,8 +32,9 @@ def run(name: str, reps: int = REPS):
 
 
 def targets_file(path: Path) -> Path | None:
-    """targets/<stem>.targets.yaml; a file that extends another without touching its segments or pathway is
-    held to its parent's targets (the model rates depend on nothing else)."""
+    """targets/<stem>.targets.yaml; a file that extends another without touching its segments or pathway, and has
+    no targets of its own, is held to its parent's targets (its full-service rates depend on nothing else; with
+    behaviour, a file whose prices change the observed rates has its own)."""
     own = LIB / "targets" / f"{path.stem}.targets.yaml"
     if own.exists():
         return own

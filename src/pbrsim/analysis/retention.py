@@ -2,7 +2,7 @@
 
 Pathways that follow clients past their outcome (the small voluntary-sector archetype's `job_outcome` is kept
 month by month until `left_work`) let a design be judged on the quality of its outcomes as well as their
-number. Per replication (docs/metrics.md, docs/behaviour.md §9):
+number. Per replication (docs/behaviour.md §9):
 
 * ``followed``: clients whose first entry into the primary outcome is at least ``window`` months before the
   contract's last month (the last with transitions), so that the whole window is seen;
