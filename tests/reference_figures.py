@@ -45,18 +45,18 @@ def per_replication(model, clients: pd.DataFrame, ledger: pd.DataFrame, monthly:
 
     comm = ledger[ledger.payer == c.commissioner]
     for kind in PAYMENT_KINDS:
-        out[f"paid[{kind}]"] = comm[comm.kind == kind].groupby("replication").amount.sum().reindex(reps, fill_value=0) / 100
-    out["paid_total"] = comm.groupby("replication").amount.sum().reindex(reps, fill_value=0) / 100
+        out[f"paid[{kind}]"] = comm[comm.kind == kind].groupby("replication").amount_pence.sum().reindex(reps, fill_value=0) / 100
+    out["paid_total"] = comm.groupby("replication").amount_pence.sum().reindex(reps, fill_value=0) / 100
     if c.volume_band is not None:  # fee clawed back at year-end reconciliation: the commissioner's spend is net of it
         back = ledger[(ledger.payee == c.commissioner) & (ledger.kind == "clawback")]
-        out["clawed_back"] = back.groupby("replication").amount.sum().reindex(reps, fill_value=0) / 100
+        out["clawed_back"] = back.groupby("replication").amount_pence.sum().reindex(reps, fill_value=0) / 100
         out["paid_total"] -= out["clawed_back"]
-    out["capped_total"] = settlements.groupby("replication").amount_capped.sum().reindex(reps, fill_value=0) / 100 if len(settlements) else 0.0
+    out["capped_total"] = settlements.groupby("replication").amount_capped_pence.sum().reindex(reps, fill_value=0) / 100 if len(settlements) else 0.0
     cap = model.contract.cap
     out["cap_reached"] = ((out["capped_total"] > 0) | ((out["paid_total"] * 100).round() >= cap if cap is not None else False)).astype(int)
 
-    income_cols = [f"income_{k}" for k in PAYMENT_KINDS + ("fee_for_service",)]
-    cost_cols = ["cost_delivery", "cost_overhead", "cost_interest", "cost_clawback", "paid_to_subcontractors"]
+    income_cols = [f"income_{k}_pence" for k in PAYMENT_KINDS + ("fee_for_service",)]
+    cost_cols = ["cost_delivery_pence", "cost_overhead_pence", "cost_interest_pence", "cost_clawback_pence", "paid_to_subcontractors_pence"]
     fail_rows = failures if len(failures) else pd.DataFrame(columns=["replication", "organisation", "failure_month"])
     for org in model.organisations:
         name = org.name
@@ -64,11 +64,11 @@ def per_replication(model, clients: pd.DataFrame, ledger: pd.DataFrame, monthly:
         g = m.groupby("replication")
         out[f"income[{name}]"] = g[income_cols].sum().sum(axis=1).reindex(reps) / 100
         out[f"costs[{name}]"] = g[cost_cols].sum().sum(axis=1).reindex(reps) / 100
-        out[f"interest[{name}]"] = g["cost_interest"].sum().reindex(reps) / 100
-        out[f"lowest_cash[{name}]"] = np.minimum(g["cash"].min().reindex(reps), org.opening_cash) / 100
-        out[f"trough_month[{name}]"] = m.loc[g["cash"].idxmin().reindex(reps), "month"].to_numpy()
-        out[f"months_below_zero[{name}]"] = (m.cash < 0).groupby(m.replication).sum().reindex(reps)
-        out[f"final_cash[{name}]"] = g["cash"].last().reindex(reps) / 100
+        out[f"interest[{name}]"] = g["cost_interest_pence"].sum().reindex(reps) / 100
+        out[f"lowest_cash[{name}]"] = np.minimum(g["cash_pence"].min().reindex(reps), org.opening_cash) / 100
+        out[f"trough_month[{name}]"] = m.loc[g["cash_pence"].idxmin().reindex(reps), "month"].to_numpy()
+        out[f"months_below_zero[{name}]"] = (m.cash_pence < 0).groupby(m.replication).sum().reindex(reps)
+        out[f"final_cash[{name}]"] = g["cash_pence"].last().reindex(reps) / 100
         out[f"margin[{name}]"] = out[f"final_cash[{name}]"] - org.opening_cash / 100
         rows = fail_rows[fail_rows.organisation == name].set_index("replication")
         f = rows["failure_month"].reindex(reps)
@@ -80,8 +80,8 @@ def per_replication(model, clients: pd.DataFrame, ledger: pd.DataFrame, monthly:
         H = model.horizon
         tranches = [("", list(fin.investors))] + ([(f"[{n}]", [n]) for n in fin.investors] if len(fin.investors) > 1 else [])
         for key, names in tranches:
-            got = ledger[ledger.payee.isin(names)].groupby(["replication", "month"]).amount.sum()
-            put = ledger[ledger.payer.isin(names)].groupby(["replication", "month"]).amount.sum()
+            got = ledger[ledger.payee.isin(names)].groupby(["replication", "month"]).amount_pence.sum()
+            put = ledger[ledger.payer.isin(names)].groupby(["replication", "month"]).amount_pence.sum()
             full = pd.MultiIndex.from_product([reps, range(H)], names=["replication", "month"])
             net = (got.reindex(full, fill_value=0) - put.reindex(full, fill_value=0)).to_numpy().reshape(len(reps), H)
             drawn = put.groupby(level=0).sum().reindex(reps, fill_value=0) / 100
@@ -99,7 +99,7 @@ def per_replication(model, clients: pd.DataFrame, ledger: pd.DataFrame, monthly:
         for col, party, side in (("investor_guaranteed", fin.guarantor, "payer"), ("intermediary_fees", fin.intermediary, "payee"),
                                  ("topped_up", fin.top_up_funder, "payer")):
             if party is not None:
-                out[col] = (ledger[ledger[side] == party].groupby("replication").amount.sum().reindex(reps, fill_value=0) / 100).astype(float)
+                out[col] = (ledger[ledger[side] == party].groupby("replication").amount_pence.sum().reindex(reps, fill_value=0) / 100).astype(float)
     names = [o.name for o in model.organisations]
     out["failed_any"] = out[[f"failed[{n}]" for n in names]].max(axis=1)
     if len(names) > 1:
@@ -165,8 +165,8 @@ def per_replication_columns(model, clients: pd.DataFrame, monthly: pd.DataFrame,
         out["equity_ratio"] = rate_c / rate_l.where(rate_l > 0)
         comm = ledger[ledger["payer"].astype(str) == c.commissioner]
         comm_seg = comm["segment"].astype(object)
-        direct = comm[comm_seg.isin(most)].groupby("replication")["amount"].sum().reindex(reps, fill_value=0)
-        fee = comm[comm_seg.isna()].groupby("replication")["amount"].sum().reindex(reps, fill_value=0)
+        direct = comm[comm_seg.isin(most)].groupby("replication")["amount_pence"].sum().reindex(reps, fill_value=0)
+        fee = comm[comm_seg.isna()].groupby("replication")["amount_pence"].sum().reindex(reps, fill_value=0)
         fee_share = out["referrals_complex"] / out["referrals"].where(out["referrals"] > 0)
         out["paid_complex"] = (direct + fee * fee_share.fillna(0.0)) / 100
     else:

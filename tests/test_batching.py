@@ -50,7 +50,7 @@ CASES = {
 }
 # what each case is for, checked on its tables
 REACHES = {
-    "blended_vcs": lambda t: t["settlements"].amount_capped.sum() > 0,
+    "blended_vcs": lambda t: t["settlements"].amount_capped_pence.sum() > 0,
     "chain_failures": lambda t: {"drop"} <= set(t["failures"].clients_to) and t["clients"].months_no_service.sum() > 0,
     "chain_policies": lambda t: t["monthly"].groupby("organisation", observed=True).n_minimal.sum().gt(0).sum() >= 3,
     "peterborough": lambda t: (t["ledger"].kind == "investment").any() and t["claims"].segment.isna().any(),

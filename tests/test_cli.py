@@ -40,9 +40,9 @@ def test_run_writes_every_table_and_the_manifest(run_dir):
     assert {"replication", "segment", "referral_month", "first_sustained_6m", "months_full", "months_minimal", "final_state"} <= set(clients.columns)
     assert clients.replication.nunique() == 12
     ledger = pd.read_parquet(out / "ledger.parquet")
-    assert list(ledger.columns) == ["replication", "month", "payer", "payee", "kind", "item", "segment", "amount"]
+    assert list(ledger.columns) == ["replication", "month", "payer", "payee", "kind", "item", "segment", "amount_pence"]
     monthly = pd.read_parquet(out / "monthly.parquet")
-    assert {"income_outcome", "cost_delivery", "cash", "n_engaged", "n_full", "n_minimal"} <= set(monthly.columns)
+    assert {"income_outcome_pence", "cost_delivery_pence", "cash_pence", "n_engaged", "n_full", "n_minimal"} <= set(monthly.columns)
     man = json.loads((out / "manifest.json").read_text())
     assert man["scenario_sha256"] == file_hash(BLENDED) and man["seed"] == 7 and man["version"]
     summary = json.loads((out / "summary.json").read_text())
@@ -80,7 +80,7 @@ def test_exact_mode_writes_expected_values(tmp_path):
     assert r.exit_code == 0, r.output
     assert "Expected clients by segment" in r.output
     pay = pd.read_parquet(tmp_path / "ex" / "payments.parquet")
-    assert pay.amount.sum() > 0
+    assert pay.amount.sum() > 0  # expected payments, pounds
     assert json.loads((tmp_path / "ex" / "summary.json").read_text())["method"] == "exact"
 
 

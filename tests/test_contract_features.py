@@ -30,7 +30,7 @@ def _sc(d: dict, **changes):
 
 def _paid(res, item):
     led = res.ledger[(res.ledger.payer == "commissioner") & (res.ledger.item == item)]
-    return sorted((int(r.month), int(r.amount)) for r in led.itertuples())
+    return sorted((int(r.month), int(r.amount_pence)) for r in led.itertuples())
 
 
 # -- tariffs by year -------------------------------------------------------------------------------
@@ -117,7 +117,7 @@ def test_per_person_cap_cuts_the_payment_that_crosses_it_and_pays_nothing_after(
     assert _paid(res, "job_start") == [(3, 28500)]
     assert _paid(res, "in_work") == []
     claims = res.claims[res.claims.item == "job_start"]
-    assert int(claims.amount_claimed.sum()) == 28500
+    assert int(claims.amount_claimed_pence.sum()) == 28500
 
 
 def test_no_client_is_paid_more_than_the_per_person_cap():
@@ -127,7 +127,7 @@ def test_no_client_is_paid_more_than_the_per_person_cap():
     res = simulate(scenario_from_dict(d, "<test>"), seed=3, replications=20)
     assert res.per_replication["paid_total"].sum() > 0
     # without the cap, hard clients would earn up to 100 + 400 + 3*50 + 2000 = 2650
-    assert (res.claims.amount_claimed - res.claims.amount_rejected).groupby(
+    assert (res.claims.amount_claimed_pence - res.claims.amount_rejected_pence).groupby(
         [res.claims.replication, res.claims.item]).sum().max() > 0
     uncapped = simulate(scenario_from_dict(make(), "<test>"), seed=3, replications=20)
     assert res.per_replication["paid_total"].mean() < uncapped.per_replication["paid_total"].mean()
@@ -180,7 +180,7 @@ def test_volumes_below_the_band_are_clawed_back_at_the_year_end():
     res = simulate(_banded(6), seed=0, replications=1)  # 72 a year against 120 expected, band down to 108
     back = res.ledger[res.ledger.kind == "clawback"]
     unit = 12000 / 120  # the year's fee over expected volume
-    assert sorted(zip(back.month, back.amount)) == [(13, round(unit * (108 - 72) * 100)), (25, round(unit * (108 - 72) * 100))]
+    assert sorted(zip(back.month, back.amount_pence)) == [(13, round(unit * (108 - 72) * 100)), (25, round(unit * (108 - 72) * 100))]
     assert set(back.payer) == {"p"} and set(back.payee) == {"commissioner"}
     pr = res.per_replication.iloc[0]
     assert pr["clawed_back"] == 2 * unit * 36
@@ -190,7 +190,7 @@ def test_volumes_below_the_band_are_clawed_back_at_the_year_end():
 def test_volumes_above_the_band_earn_a_top_up_and_within_the_band_nothing():
     res = simulate(_banded(14), seed=0, replications=1)  # 168 a year, band up to 132
     top = res.ledger[res.ledger.item == "volume_reconciliation"]
-    assert set(top.payer) == {"commissioner"} and list(top.amount) == [36 * 100 * 100] * 2
+    assert set(top.payer) == {"commissioner"} and list(top.amount_pence) == [36 * 100 * 100] * 2
     assert simulate(_banded(10), seed=0, replications=1).ledger.item.eq("volume_reconciliation").sum() == 0
 
 
@@ -199,7 +199,7 @@ def test_a_part_year_is_reconciled_against_its_share_of_the_expected_volume():
     back = res.ledger[res.ledger.kind == "clawback"]
     # year 2 has 6 months: expected 60, lower bound 54, actual 36; its fee is 6/18 of the total over 120
     unit2 = (24000 * 6 / 18) / 120
-    assert int(back.amount.iloc[-1]) == round(unit2 * (54 - 36) * 100)
+    assert int(back.amount_pence.iloc[-1]) == round(unit2 * (54 - 36) * 100)
     assert int(back.month.iloc[-1]) == 17 + 2
 
 
@@ -218,7 +218,7 @@ def test_a_year_is_reconciled_when_the_provider_fails_at_its_last_month_end_what
     res = simulate(sc, seed=0, replications=1)
     assert res.failures.failure_month.tolist() == [11]
     back = res.ledger[res.ledger.kind == "clawback"]
-    assert list(zip(back.month, back.amount)) == [(11 + lag, round(1100 / 120 * (108 - 72) * 100))]
+    assert list(zip(back.month, back.amount_pence)) == [(11 + lag, round(1100 / 120 * (108 - 72) * 100))]
 
 
 def _capped_band(cap: float):
@@ -239,7 +239,7 @@ def test_a_clawback_is_set_first_against_fee_the_cap_withheld():
     res = simulate(_capped_band(8000), seed=0, replications=1)
     assert res.ledger[res.ledger.kind == "clawback"].empty
     st = res.settlements[res.settlements.item == "volume_reconciliation"]
-    assert list(zip(st.month, st.amount_due, st.amount_paid, st.amount_capped)) == [(13, -360000, 0, -360000)]
+    assert list(zip(st.month, st.amount_due_pence, st.amount_paid_pence, st.amount_capped_pence)) == [(13, -360000, 0, -360000)]
     pr = res.per_replication.iloc[0]
     assert pr["paid_total"] == 8000 == min(8000, 12000 - 3600)
     assert pr["capped_total"] == pytest.approx(12000 - 8000 - 3600)  # earned net of the clawback and not paid
@@ -249,7 +249,7 @@ def test_a_clawback_larger_than_the_withheld_fee_repays_only_the_rest():
     # cap £11,000: by month 13 only the last instalment (£1,000) was withheld, so £2,600 of the £3,600 is repaid
     res = simulate(_capped_band(11000), seed=0, replications=1)
     back = res.ledger[res.ledger.kind == "clawback"]
-    assert list(zip(back.month, back.amount)) == [(13, 260000)]
+    assert list(zip(back.month, back.amount_pence)) == [(13, 260000)]
     assert res.per_replication.iloc[0]["paid_total"] == 11000 - 2600 == min(11000, 12000 - 3600)
 
 
@@ -261,10 +261,10 @@ def test_cap_volume_band_and_fee_in_arrears_keep_the_net_spend_within_the_cap():
     d["contract"]["service_fee"]["volume_band"] = {"expected_per_year": 300, "band": 0.0, "lag": 1}
     res = simulate(scenario_from_dict(d, "<blended_vcs with a band>"), seed=7, replications=3)  # raised InvariantError before
     led = res.ledger
-    gross = led[led.payer == "council"].groupby("replication").amount.sum()
-    back = led[led.kind == "clawback"].groupby("replication").amount.sum().reindex(gross.index, fill_value=0)
+    gross = led[led.payer == "council"].groupby("replication").amount_pence.sum()
+    back = led[led.kind == "clawback"].groupby("replication").amount_pence.sum().reindex(gross.index, fill_value=0)
     assert (gross - back <= 6000000).all() and (gross > 6000000).any()
-    assert (res.settlements.groupby("replication").amount_paid.sum() == gross - back).all()
+    assert (res.settlements.groupby("replication").amount_paid_pence.sum() == gross - back).all()
     assert np.allclose(res.per_replication.paid_total, (gross - back) / 100)
 
 
@@ -315,7 +315,7 @@ def test_cohort_payments_follow_the_thresholds(p_month):
         if 1 - (e1 + e2) / (n1 + n2) / 0.6 >= 0.075:
             due2 = max(due2, round(1000 * (0.6 * (n1 + n2) - e1 - e2) * 100) - due1)
         led = res.ledger[(res.ledger.replication == rep) & (res.ledger.item == "reduction")]
-        got = dict(zip(led.month, led.amount))
+        got = dict(zip(led.month, led.amount_pence))
         want = {m: a for m, a in ((11 + 12 + 3, due1), (23 + 12 + 3, due2)) if a > 0}
         assert got == want, (rep, (n1, e1), (n2, e2))
 
@@ -358,13 +358,13 @@ def test_upfront_investment_arrives_at_month_0_and_is_repaid_only_from_income():
     res = simulate(_financed(drawdown="upfront", annual_return=0.0, repayment_share=0.5), seed=1, replications=10)
     led = res.ledger
     inv = led[led.kind == "investment"]
-    assert (inv.month == 0).all() and (inv.amount == 3_000_000).all() and len(inv) == 10
+    assert (inv.month == 0).all() and (inv.amount_pence == 3_000_000).all() and len(inv) == 10
     rep = led[led.kind == "repayment"]
     income = led[(led.payee == "charity") & (led.payer == "commissioner")]
     for r in range(10):
         # cumulative repayments never exceed half of the income received so far, nor the capital
-        paid_in = income[income.replication == r].groupby("month").amount.sum().cumsum()
-        out = rep[rep.replication == r].groupby("month").amount.sum().cumsum()
+        paid_in = income[income.replication == r].groupby("month").amount_pence.sum().cumsum()
+        out = rep[rep.replication == r].groupby("month").amount_pence.sum().cumsum()
         for m, v in out.items():
             assert v <= 0.5 * paid_in[paid_in.index <= m].iloc[-1] + 1
         assert out.iloc[-1] <= 3_000_000 if len(out) else True
@@ -378,10 +378,10 @@ def test_as_needed_drawdown_keeps_cash_at_the_floor_until_the_commitment_runs_ou
     res = simulate(_financed(drawdown="as_needed", cash_floor=1000, annual_return=0.08), seed=4, replications=6)
     m = res.monthly
     inv = res.ledger[res.ledger.kind == "investment"]
-    drawn_by = inv.groupby(["replication", "month"]).amount.sum().groupby(level=0).cumsum()
+    drawn_by = inv.groupby(["replication", "month"]).amount_pence.sum().groupby(level=0).cumsum()
     for (r, t), drawn in drawn_by.items():
         if drawn < 3_000_000 and t < 18:
-            cash = m[(m.replication == r) & (m.month == t)].cash.iloc[0]
+            cash = m[(m.replication == r) & (m.month == t)].cash_pence.iloc[0]
             assert cash >= 100_000  # topped up to the £1,000 floor
     assert (res.per_replication.investor_drawn <= 30000).all()
     # with an 8% return due, an investor fully repaid gets back more than it put in
@@ -417,9 +417,9 @@ def test_a_first_entry_line_over_several_states_pays_once_whichever_is_reached_f
     skipped = int(cl.first_engaged.isna().sum())
     assert 0 < skipped < 40  # some clients skipped the engaged state ...
     led = res.ledger[res.ledger.item == "progress"]
-    assert int(led.amount.sum()) == 40 * 5000  # ... and every client is paid exactly once
+    assert int(led.amount_pence.sum()) == 40 * 5000  # ... and every client is paid exactly once
     assert set(led.kind) == {"milestone"} and set(led.month) == {0}
-    assert int(res.ledger[res.ledger.item == "engage_only"].amount.sum()) == (40 - skipped) * 100
+    assert int(res.ledger[res.ledger.item == "engage_only"].amount_pence.sum()) == (40 - skipped) * 100
 
 
 def test_a_set_holding_the_initial_state_pays_at_referral():

@@ -52,7 +52,7 @@ def _line(**changes):
 def test_each_payment_type_arrives_in_the_month_the_rules_say():
     res = simulate(_line(), seed=0, replications=1)
     comm = res.ledger[res.ledger.payer == "commissioner"]
-    got = sorted((int(r.month), str(r.item), int(r.amount)) for r in comm.itertuples())
+    got = sorted((int(r.month), str(r.item), int(r.amount_pence)) for r in comm.itertuples())
     assert got == sorted([
         (0, "attach", 1000),        # referral in month 0, lag 0
         (1, "engage", 2000),        # engaged during month 0, lag 1
@@ -72,11 +72,11 @@ def test_provider_costs_and_cash_follow_the_ledger():
     res = simulate(_line(), seed=0, replications=1)
     m = res.monthly.set_index("month")
     # one client in service months 0..4 at full cost (5.00), overhead 1.00 in months 0..7
-    assert list(m.cost_delivery[:8]) == [500, 500, 500, 500, 500, 0, 0, 0]
-    assert list(m.cost_overhead[:8]) == [100] * 8
+    assert list(m.cost_delivery_pence[:8]) == [500, 500, 500, 500, 500, 0, 0, 0]
+    assert list(m.cost_overhead_pence[:8]) == [100] * 8
     income = m[[c for c in m.columns if c.startswith("income_")]].sum(axis=1)
-    costs = m[["cost_delivery", "cost_overhead", "cost_interest"]].sum(axis=1)
-    assert (m.cash == 100000 + (income - costs).cumsum()).all()
+    costs = m[["cost_delivery_pence", "cost_overhead_pence", "cost_interest_pence"]].sum(axis=1)
+    assert (m.cash_pence == 100000 + (income - costs).cumsum()).all()
 
 
 def test_the_months_of_service_count_every_month_in_service():
@@ -99,7 +99,7 @@ def test_changing_a_price_does_not_change_which_clients_arrive_or_how_they_move(
     a = simulate(scenario(), seed=5, replications=3)
     b = simulate(scenario(**{"contract.payments.3.tariff": 5000, "contract.payments.1.rejection": 0.5}), seed=5, replications=3)
     pd.testing.assert_frame_equal(a.clients, b.clients)
-    assert a.ledger.amount.sum() != b.ledger.amount.sum()
+    assert a.ledger.amount_pence.sum() != b.ledger.amount_pence.sum()
 
 
 def test_rejected_claims_are_never_paid_and_rates_match_the_probability():
@@ -108,8 +108,8 @@ def test_rejected_claims_are_never_paid_and_rates_match_the_probability():
     n, k = cl.claims.sum(), cl.rejected.sum()
     se = np.sqrt(0.3 * 0.7 / n)
     assert abs(k / n - 0.3) < 4 * se
-    paid = res.ledger[res.ledger["item"] == "job_start"].amount.sum()
-    assert paid == (cl.amount_claimed - cl.amount_rejected).sum()
+    paid = res.ledger[res.ledger["item"] == "job_start"].amount_pence.sum()
+    assert paid == (cl.amount_claimed_pence - cl.amount_rejected_pence).sum()
     none = simulate(scenario(**{"contract.payments.1.rejection": 1.0}), seed=1, replications=3)
     assert none.ledger[none.ledger["item"] == "job_start"].empty
 
@@ -118,27 +118,27 @@ def test_claims_settle_exactly_lag_months_later():
     res = simulate(scenario(), seed=2, replications=5)
     for rule in res.model.contract.rules:
         cl = res.claims[res.claims["item"] == rule.name]
-        accepted = (cl.amount_claimed - cl.amount_rejected).groupby([cl.replication, cl.month + rule.lag]).sum()
+        accepted = (cl.amount_claimed_pence - cl.amount_rejected_pence).groupby([cl.replication, cl.month + rule.lag]).sum()
         st = res.settlements[res.settlements["item"] == rule.name]
-        due = st.groupby([st.replication, st.month]).amount_due.sum()
+        due = st.groupby([st.replication, st.month]).amount_due_pence.sum()
         pd.testing.assert_series_equal(accepted[accepted > 0], due, check_names=False, check_index_type=False)
 
 
 def test_cap_stops_payments_and_reports_the_rest_as_capped():
     res = simulate(scenario(**{"contract.cap": 30000}), seed=1, replications=20)
     comm = res.ledger[res.ledger.payer == "commissioner"]
-    per_rep = comm.groupby("replication").amount.sum()
+    per_rep = comm.groupby("replication").amount_pence.sum()
     assert (per_rep <= 3000000).all()
     st = res.settlements
-    assert (st.amount_paid + st.amount_capped == st.amount_due).all()
-    capped_reps = st[st.amount_capped > 0].replication.unique()
+    assert (st.amount_paid_pence + st.amount_capped_pence == st.amount_due_pence).all()
+    capped_reps = st[st.amount_capped_pence > 0].replication.unique()
     assert len(capped_reps) > 0
     assert (per_rep.loc[capped_reps] == 3000000).all()  # capped runs pay exactly the cap
     # once a run hits the cap, nothing after that settlement is paid
     for r in capped_reps:
         s = st[st.replication == r].reset_index(drop=True)
-        first = s.index[s.amount_capped > 0][0]
-        assert (s.amount_paid[first + 1:] == 0).all()
+        first = s.index[s.amount_capped_pence > 0][0]
+        assert (s.amount_paid_pence[first + 1:] == 0).all()
     assert res.summary["commissioner"]["cap_reached"]["mean"] == len(capped_reps) / 20
 
 
@@ -146,7 +146,7 @@ def test_service_fee_schedules_add_up_to_the_fee():
     for sched, months in (("monthly", list(range(18))), ("quarterly", [0, 3, 6, 9, 12, 15]), ("upfront", [0]), ([2, 5], [2, 5])):
         res = simulate(scenario(**{"contract.service_fee": {"total": 1000.01, "schedule": sched, "lag": 2}}), seed=0, replications=1)
         fee = res.ledger[res.ledger.kind == "service_fee"]
-        assert fee.amount.sum() == 100001
+        assert fee.amount_pence.sum() == 100001
         assert sorted(fee.month.unique()) == [m + 2 for m in months]
 
 
@@ -171,10 +171,10 @@ def test_insolvency_stops_referrals_drops_clients_and_ends_the_service_fee():
     assert len(res.failures) == 10
     for f in res.failures.itertuples():
         m = res.monthly[res.monthly.replication == f.replication].set_index("month")
-        assert m.cash[f.failure_month] < -200000
-        assert (m.cash[: f.failure_month] >= -200000).all()
+        assert m.cash_pence[f.failure_month] < -200000
+        assert (m.cash_pence[: f.failure_month] >= -200000).all()
         assert m.referrals[f.failure_month + 1:].sum() == 0
-        assert (m.cost_delivery[f.failure_month + 1:] == 0).all() and (m.cost_overhead[f.failure_month + 1:] == 0).all()
+        assert (m.cost_delivery_pence[f.failure_month + 1:] == 0).all() and (m.cost_overhead_pence[f.failure_month + 1:] == 0).all()
         cl = res.clients[res.clients.replication == f.replication]
         dropped = cl[cl.final_state == "dropped_provider_failure"]
         assert len(dropped) == f.clients_affected > 0
@@ -184,9 +184,9 @@ def test_insolvency_stops_referrals_drops_clients_and_ends_the_service_fee():
     # interest is charged on the overdrawn balance at each month end
     m = res.monthly[res.monthly.replication == 0].reset_index(drop=True)
     for t in range(1, len(m)):
-        before = m.cash[t - 1] + m.loc[t, [c for c in m.columns if c.startswith("income_")]].sum() - m.cost_delivery[t] - m.cost_overhead[t]
+        before = m.cash_pence[t - 1] + m.loc[t, [c for c in m.columns if c.startswith("income_")]].sum() - m.cost_delivery_pence[t] - m.cost_overhead_pence[t]
         expected = round(-before * 0.02) if before < 0 else 0
-        assert m.cost_interest[t] == expected
+        assert m.cost_interest_pence[t] == expected
 
 
 def test_fee_stops_after_failure():

@@ -49,14 +49,14 @@ def _compare(sc, seed=11, reps=R):
         _close(pr[f"paid[{kind}]"], float(paid.get(kind, 0.0)), f"paid {kind}")
     # payments by month (all kinds), which checks lags and the run-off after the contract end
     led = res.ledger[res.ledger.payer == res.model.contract.commissioner]  # commissioner -> prime
-    by_month = led.groupby(["replication", "month"]).amount.sum().unstack(fill_value=0).reindex(
+    by_month = led.groupby(["replication", "month"]).amount_pence.sum().unstack(fill_value=0).reindex(
         index=range(reps), columns=range(res.model.horizon), fill_value=0) / 100
     ex_month = ex.commissioner_payments.groupby("month").amount.sum().reindex(range(res.model.horizon), fill_value=0.0)
     for t in range(res.model.horizon):
         _close(by_month[t], ex_month[t], f"payments in month {t}")
     # provider costs: delivery by month
     for org in res.model.organisations:
-        mon = res.monthly[res.monthly.organisation == org.name].pivot(index="replication", columns="month", values="cost_delivery") / 100
+        mon = res.monthly[res.monthly.organisation == org.name].pivot(index="replication", columns="month", values="cost_delivery_pence") / 100
         exc = ex.costs[ex.costs.organisation == org.name].set_index("month")
         for t in range(res.model.horizon):
             _close(mon[t], exc.delivery[t], f"delivery cost of {org.name} in month {t}")

@@ -256,7 +256,7 @@ def test_batch_dataset_reads_in_one_call_with_design_and_replication(dataset):
     # the same clients in every design where the provider never fails (outcomes-only fails in some runs, ending referrals)
     assert (per_run.drop(columns="outcomes_only").nunique(axis=1) == 1).all()
     ledger = ds.dataset(out / "runs" / "ledger", partitioning="hive").to_table().to_pandas()
-    assert {"design", "replication", "payer", "payee", "kind", "amount"} <= set(ledger.columns)
+    assert {"design", "replication", "payer", "payee", "kind", "amount_pence"} <= set(ledger.columns)
     reps = pd.read_parquet(out / "runs" / "replications")
     assert len(reps) == 30 and not reps.duplicated(["design", "replication"]).any()
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["claims", "clients", "failures", "ledger", "monthly", "replications", "settlements"]
@@ -320,4 +320,4 @@ def test_the_researcher_examples_in_the_docs_run_on_a_dataset(dataset, capsys):
     printed = capsys.readouterr().out
     assert "outcomes-only minus blended spend" in printed
     assert len(namespace["runs"]) == 30 and namespace["clients"].design.nunique() == 5
-    assert len(namespace["outcome_money"]) > 0 and set(namespace["outcome_money"].columns) == {"replication", "month", "segment", "amount"}
+    assert len(namespace["outcome_money"]) > 0 and set(namespace["outcome_money"].columns) == {"replication", "month", "segment", "amount_pence"}

@@ -112,7 +112,7 @@ def test_run_workbook_matches_the_summary_and_the_tables(folders):
     # cash by month: the monthly table's cash in pounds, mean over replications
     monthly = pd.read_parquet(out / "monthly.parquet")
     cash = _sheet(book, "Cash by month")
-    want = monthly.groupby(["organisation", "month"], observed=True)["cash"].mean() / 100.0
+    want = monthly.groupby(["organisation", "month"], observed=True)["cash_pence"].mean() / 100.0
     got = cash.set_index(["Organisation", "Month"])["Cash at month end (£) mean"]
     assert len(got) == len(want)
     for (org, month), value in want.items():
@@ -120,7 +120,7 @@ def test_run_workbook_matches_the_summary_and_the_tables(folders):
     # the ledger sheet keeps every penny: mean per replication x replications = the ledger's total
     ledger = pd.read_parquet(out / "ledger.parquet")
     led = _sheet(book, "Ledger by kind and month")
-    assert led["Amount, mean per replication (£)"].sum() * summary["replications"] == pytest.approx(ledger["amount"].sum() / 100.0)
+    assert led["Amount, mean per replication (£)"].sum() * summary["replications"] == pytest.approx(ledger["amount_pence"].sum() / 100.0)
     # CSV files hold the same figures (UTF-8 with BOM so spreadsheet programs read £)
     csv = pd.read_csv(out / "export" / "summary.csv", encoding="utf-8-sig")
     assert np.allclose(csv["Mean"].to_numpy(float), sheet["Mean"].astype(float).to_numpy(), equal_nan=True)
@@ -156,9 +156,16 @@ def test_stress_workbook_matches_the_stress_table(folders):
     assert np.allclose(csv["lowest_cash_p50 (£)"], table["lowest_cash_p50"], equal_nan=True)
     cash = pd.read_parquet(out / "cash.parquet")
     by_month = pd.read_csv(out / "export" / "cash_by_month.csv", encoding="utf-8-sig")
-    base0 = cash[(cash.stress == "base") & (cash.month == 0)]["cash"].mean() / 100.0
+    base0 = cash[(cash.stress == "base") & (cash.month == 0)]["cash_pence"].mean() / 100.0
     row = by_month[(by_month.Stress == "base") & (by_month.Month == 0)]
     assert row["Cash at month end (£) mean"].iloc[0] == pytest.approx(base0)
+    # unit economics per client by segment, in pounds, as the summary gives them
+    ue = json.loads((out / "summary.json").read_text())["unit_economics"]
+    sheet = pd.read_csv(out / "export" / "unit_economics.csv", encoding="utf-8-sig").set_index("segment")
+    for r in ue["segments"]:
+        assert sheet.loc[r["segment"], "income_per_client (£)"] == pytest.approx(r["income_per_client"])
+        assert sheet.loc[r["segment"], "net_per_client (£)"] == pytest.approx(r["contribution_per_client"]["mean"])
+    assert sheet.loc["all", "net_per_client (£)"] == pytest.approx(ue["net_per_client"]["mean"])
 
 
 def test_export_keeps_the_output_rule(folders, tmp_path):
@@ -277,7 +284,11 @@ def test_headlines_quote_the_figures_of_the_summary(folders):
     lines = stress_headlines(stress)
     base = stress["stresses"][0]
     assert lines[0] == f"Unstressed, {stress['organisation']} runs out of cash in {pct_interval(base['ran_out_of_cash'])} of runs."
-    assert money(base["working_capital"]["estimate"], stress["currency"]) in lines[-1]
+    assert any(line.startswith("Working capital needed") and money(base["working_capital"]["estimate"], stress["currency"]) in line
+               for line in lines)
+    # the unit economics explain the bid in one line: the net per client it quotes is the summary's
+    ue = stress["unit_economics"]
+    assert f"on each client referred (95% CI {money(ue['net_per_client']['lo'])} to {money(ue['net_per_client']['hi'])})" in lines[-1]
     # near 0% or 100% failure: shocks ranked by lowest cash, and the sentence says why
     p = base["ran_out_of_cash"]["mean"]
     if p <= 0.02 or p >= 0.98:
@@ -318,3 +329,31 @@ def test_money_in_headlines_is_never_split_across_lines():
     assert '<span style="white-space:nowrap">−£73</span>,' in html
     assert '<span style="white-space:nowrap">−£1,263</span>' in html and '<span style="white-space:nowrap">£118</span>' in html
     assert "&lt;b&gt;" in html and "[U+202E]" in html  # still escaped, bidi controls still visible
+
+
+def test_tables_name_their_pence_and_folders_of_pbrsim_0_1_still_read(folders, tmp_path):
+    """Money the Parquet tables keep in pence is named so; a folder written before the suffix (0.1) exports the same."""
+    import shutil
+
+    run = folders["blended"]
+    for table, money_cols in {"ledger": ["amount_pence"], "monthly": ["cash_pence", "cost_delivery_pence", "income_outcome_pence"],
+                              "settlements": ["amount_due_pence", "amount_paid_pence", "amount_capped_pence"],
+                              "claims": ["amount_claimed_pence", "amount_rejected_pence"]}.items():
+        df = pd.read_parquet(run / f"{table}.parquet")
+        assert set(money_cols) <= set(df.columns)
+        assert not [c for c in df.columns if c in ("amount", "cash") or c.startswith(("income_", "cost_")) and not c.endswith("_pence")]
+    old = tmp_path / "old"
+    shutil.copytree(run, old, ignore=shutil.ignore_patterns("export", "report"))
+    for table in ("ledger", "monthly", "settlements", "claims"):
+        df = pd.read_parquet(old / f"{table}.parquet")
+        df.rename(columns={c: c.removesuffix("_pence") for c in df.columns}).to_parquet(old / f"{table}.parquet")
+    for folder in (run, old):
+        r = _invoke("export", folder, "--format", "csv", "--overwrite")
+        assert r.exit_code == 0, r.output
+    for name in ("cash_by_month.csv", "ledger_by_kind_and_month.csv"):
+        new_csv = pd.read_csv(run / "export" / name, encoding="utf-8-sig")
+        old_csv = pd.read_csv(old / "export" / name, encoding="utf-8-sig")
+        pd.testing.assert_frame_equal(new_csv, old_csv)
+    r = _invoke("report", old, "--out", tmp_path / "old_report")
+    assert r.exit_code == 0, r.output
+    assert "<img" in (tmp_path / "old_report" / "report.html").read_text()

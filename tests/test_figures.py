@@ -132,9 +132,9 @@ def test_figures_follow_the_tables(runs):
     c = clients[clients.replication == r]
     assert per_rep.loc[r, "referrals"] == len(c)
     assert per_rep.loc[r, "outcomes"] == c["first_sustained_6m"].notna().sum()
-    paid = ledger[(ledger.replication == r) & (ledger.payer == model.contract.commissioner)].amount.sum()
+    paid = ledger[(ledger.replication == r) & (ledger.payer == model.contract.commissioner)].amount_pence.sum()
     assert per_rep.loc[r, "paid_total"] == paid / 100
-    cash = monthly[monthly.replication == r].cash.to_numpy()
+    cash = monthly[monthly.replication == r].cash_pence.to_numpy()
     org = model.organisations[0]
     assert per_rep.loc[r, f"lowest_cash[{org.name}]"] == min(cash.min(), org.opening_cash) / 100
     assert per_rep.loc[r, f"trough_month[{org.name}]"] == np.argmin(cash)

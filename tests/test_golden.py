@@ -122,7 +122,7 @@ def run_case(case: str):
 
 # what each variant is for, checked on its own run
 REACHES = {
-    "variant/cap_binding": lambda r: r.settlements.amount_capped.sum() > 0,
+    "variant/cap_binding": lambda r: r.settlements.amount_capped_pence.sum() > 0,
     "variant/chain_failures": lambda r: (r.failures.clients_to == "drop").any()
     and r.failures.clients_to.astype(str).str.startswith("transfer").any() and r.clients.months_no_service.sum() > 0,
     "variant/chain_policies": lambda r: r.clients.months_minimal.sum() > 0,
@@ -130,7 +130,7 @@ REACHES = {
     "variant/runoff_failure": lambda r: (r.failures.clients_to == "after the contract end").any(),
     "variant/chain_performance": lambda r: r.failures.clients_to.astype(str).str.contains("west_charity").any()
     and r.monthly.groupby("organisation", observed=True).referrals.sum().gt(0).all(),
-    "variant/clawback_capped": lambda r: (r.settlements[r.settlements.item == "volume_reconciliation"].amount_capped < 0).any(),
+    "variant/clawback_capped": lambda r: (r.settlements[r.settlements.item == "volume_reconciliation"].amount_capped_pence < 0).any(),
     "variant/referral_claims": lambda r: r.claims[r.claims.item.isin(["start", "start_or_engaged"])].rejected.sum() > 0,
 }
 

@@ -483,6 +483,6 @@ def test_the_money_bound_bounds_what_a_run_moves(path):
     sc = pbrsim.load_scenario(HERE.parent / "scenarios" / path)
     res = pbrsim.simulate(sc, seed=5, replications=2)
     opening = sum(o.opening_cash for _, o in organisations(sc)) * 100
-    moved = res.ledger.groupby("replication").amount.sum() + opening
+    moved = res.ledger.groupby("replication").amount_pence.sum() + opening
     assert (moved > 0).all()
     assert (moved <= money_bound(sc).total).all(), (moved.max(), money_bound(sc))

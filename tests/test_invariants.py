@@ -384,7 +384,7 @@ def check_replication(model, cols: dict[str, dict[str, np.ndarray]]) -> set[str]
     as integer codes) without the engine's bookkeeping; returns the run events seen."""
     sc, c, pw, v = model.scenario, model.contract, model.pathway, model.vocab
     L, S, C, M, K = (cols[t] for t in ("ledger", "settlements", "clients", "monthly", "claims"))
-    amt, payer, payee, kind, item, month = (L[k] for k in ("amount", "payer", "payee", "kind", "item", "month"))
+    amt, payer, payee, kind, item, month = (L[k] for k in ("amount_pence", "payer", "payee", "kind", "item", "month"))
     comm, prime = v.party(c.commissioner), v.party(model.organisations[0].name)
     orgs = [v.party(o.name) for o in model.organisations]
     H, P = model.horizon, len(v.parties)
@@ -395,14 +395,14 @@ def check_replication(model, cols: dict[str, dict[str, np.ndarray]]) -> set[str]
         net = np.zeros(H, dtype=np.int64)
         np.add.at(net, month[payee == party], amt[payee == party])
         np.subtract.at(net, month[payer == party], amt[payer == party])
-        cash = M["cash"][M["organisation"] == party]
+        cash = M["cash_pence"][M["organisation"] == party]
         assert np.array_equal(cash, o.opening_cash + np.cumsum(net)), f"cash of {o.name}"
     # the commissioner pays only the contract holder, and is repaid (clawbacks) only by it
     assert set(payee[payer == comm]) <= {prime} and set(payer[payee == comm]) <= {prime}
     assert set(kind[payee == comm]) <= {KINDS.index("clawback")}
     gross, clawed = int(amt[payer == comm].sum()), int(amt[payee == comm].sum())
     # settlements: paid + capped = due; their paid total is the commissioner's spend net of clawbacks
-    due, paid, capped = S["amount_due"], S["amount_paid"], S["amount_capped"]
+    due, paid, capped = S["amount_due_pence"], S["amount_paid_pence"], S["amount_capped_pence"]
     assert np.array_equal(paid + capped, due)
     assert (paid[due > 0] >= 0).all() and (capped[due > 0] >= 0).all()
     assert int(paid.sum()) == gross - clawed
@@ -422,7 +422,7 @@ def check_replication(model, cols: dict[str, dict[str, np.ndarray]]) -> set[str]
     # claims: rejected within claimed; a line that never rejects rejects nothing, one that always does pays nothing
     n_claims, n_rej = K["claims"], K["rejected"]
     assert ((0 <= n_rej) & (n_rej <= n_claims)).all()
-    assert ((0 <= K["amount_rejected"]) & (K["amount_rejected"] <= K["amount_claimed"])).all()
+    assert ((0 <= K["amount_rejected_pence"]) & (K["amount_rejected_pence"] <= K["amount_claimed_pence"])).all()
     happened |= {"ran:rejection"} if n_rej.any() else set()
     n = len(C["client"])
     restarted = Counter()  # clients put in a state by a transfer with a restart state, by state
@@ -439,7 +439,7 @@ def check_replication(model, cols: dict[str, dict[str, np.ndarray]]) -> set[str]
         # first-entry lines pay at most once per client, sustainment at most max_months per client
         assert n_claims[mine].sum() <= n * (rule.max_months if rule.is_sustainment else 1)
         if c.per_person_cap is None:  # a claim at a zero price is no claim (the per-person cap can leave one unpaid)
-            assert (K["amount_claimed"][mine] > 0).all()
+            assert (K["amount_claimed_pence"][mine] > 0).all()
         if not rule.is_sustainment:  # once for every client who entered the line's state at a price (a restart is no entry)
             first = C[f"first_{pw.states[rule.state]}"]
             was = first >= 0
@@ -452,7 +452,7 @@ def check_replication(model, cols: dict[str, dict[str, np.ndarray]]) -> set[str]
         for rule in c.rules:  # a claim below the lowest tariff of its segment was cut by the per-person cap
             mine = K["item"] == v.item(rule.name)
             lowest = (rule.tariff if rule.tariff_years is None else rule.tariff_years.min(axis=0))[K["segment"][mine]]
-            happened |= {"ran:per_person_cap_cut"} if (K["amount_claimed"][mine] < K["claims"][mine] * lowest).any() else set()
+            happened |= {"ran:per_person_cap_cut"} if (K["amount_claimed_pence"][mine] < K["claims"][mine] * lowest).any() else set()
     # clients: every referred client is in one final state, counted at the last month end by organisation
     assert n == M["referrals"].sum()
     last = M["month"] == H - 1
@@ -515,7 +515,7 @@ def check_accounts(model, cols: dict[str, dict[str, np.ndarray]]) -> None:
     `lag` months later, delivery costs, overheads, interest, insolvency, fees for service and pass-through."""
     c, v, T, H = model.contract, model.vocab, model.months, model.horizon
     L, S, M, K, F = (cols[t] for t in ("ledger", "settlements", "monthly", "claims", "failures"))
-    amt, payer, payee, kind, item, month = (L[k] for k in ("amount", "payer", "payee", "kind", "item", "month"))
+    amt, payer, payee, kind, item, month = (L[k] for k in ("amount_pence", "payer", "payee", "kind", "item", "month"))
     prime = v.party(model.organisations[0].name)
     failed = {int(p): int(m) for p, m in zip(F["organisation"], F["failure_month"])}
     prime_end = failed.get(prime, H)  # the contract ends at the prime's failure
@@ -529,10 +529,10 @@ def check_accounts(model, cols: dict[str, dict[str, np.ndarray]]) -> None:
     for rule in c.rules:
         mine = K["item"] == v.item(rule.name)
         accepted = np.zeros(H + 12, dtype=np.int64)
-        np.add.at(accepted, K["month"][mine] + rule.lag, K["amount_claimed"][mine] - K["amount_rejected"][mine])
+        np.add.at(accepted, K["month"][mine] + rule.lag, K["amount_claimed_pence"][mine] - K["amount_rejected_pence"][mine])
         settled = np.zeros(H + 12, dtype=np.int64)
         sm = S["item"] == v.item(rule.name)
-        np.add.at(settled, S["month"][sm], S["amount_due"][sm])
+        np.add.at(settled, S["month"][sm], S["amount_due_pence"][sm])
         assert np.array_equal(accepted, settled), f"settlements of {rule.name} are not its claims {rule.lag} months on"
     for o in model.organisations:
         party = v.party(o.name)
@@ -548,7 +548,7 @@ def check_accounts(model, cols: dict[str, dict[str, np.ndarray]]) -> None:
         assert not (n_full[~serving].any() or n_min[~serving].any()), f"{o.name} served clients after it stopped"
         # interest: charged on the balance overdrawn at the month end, before the insolvency check
         interest = per_month(own & (kind == KINDS.index("interest")))[:H]
-        cash = M["cash"][m]
+        cash = M["cash_pence"][m]
         before = cash + interest
         due = np.where(before < 0, np.rint(-before * o.monthly_interest), 0).astype(np.int64)
         assert np.array_equal(interest, due), f"interest of {o.name}"
@@ -573,14 +573,14 @@ def check_accounts(model, cols: dict[str, dict[str, np.ndarray]]) -> None:
         for rule in c.rules:
             sel = (S["item"] == v.item(rule.name)) & (S["organisation"] == party)
             want = np.zeros(H + 12, dtype=np.int64)
-            np.add.at(want, S["month"][sel] + o.extra_lag, [o.passed(rule.kind, int(x)) for x in S["amount_paid"][sel]])
+            np.add.at(want, S["month"][sel] + o.extra_lag, [o.passed(rule.kind, int(x)) for x in S["amount_paid_pence"][sel]])
             got = per_month(to_sub & (item == v.item(rule.name)))
             assert np.array_equal(got, want), f"pass-through of {rule.name} to {o.name}"
         sel = S["item"] == v.item("service_fee")
         want = np.zeros(H + 12, dtype=np.int64)
         sub_failed = failed.get(party)
         passed = [o.passed("service_fee", int(x)) if sub_failed is None or mo - c.fee_lag <= sub_failed else 0
-                  for x, mo in zip(S["amount_paid"][sel], fee_months)]
+                  for x, mo in zip(S["amount_paid_pence"][sel], fee_months)]
         np.add.at(want, fee_months + o.extra_lag, passed)
         assert np.array_equal(per_month(to_sub & (item == v.item("service_fee"))), want), f"service fee passed to {o.name}"
 
@@ -590,14 +590,14 @@ def check_terms(model, cols: dict[str, dict[str, np.ndarray]]) -> None:
     instalments, year-end volume reconciliation, cohort payments and the investor's drawdowns and repayments."""
     c, v, pw, T, H = model.contract, model.vocab, model.pathway, model.months, model.horizon
     L, S, M, C, F = (cols[t] for t in ("ledger", "settlements", "monthly", "clients", "failures"))
-    amt, payer, payee, month = L["amount"], L["payer"], L["payee"], L["month"]
+    amt, payer, payee, month = L["amount_pence"], L["payer"], L["payee"], L["month"]
     prime = v.party(model.organisations[0].name)
     failed = {int(p): int(m) for p, m in zip(F["organisation"], F["failure_month"])}
     prime_failed = failed.get(prime, H)
 
     def settled(item: str) -> list[tuple[int, int]]:
         sel = S["item"] == v.item(item)
-        return sorted(zip(S["month"][sel].tolist(), S["amount_due"][sel].tolist()))
+        return sorted(zip(S["month"][sel].tolist(), S["amount_due_pence"][sel].tolist()))
 
     # service fee: every instalment falling due up to the prime's failure, `fee_lag` months later
     fee = [(t + c.fee_lag, int(c.fee_due[t])) for t in range(T) if c.fee_due[t] and t <= prime_failed]
@@ -657,7 +657,7 @@ def check_terms(model, cols: dict[str, dict[str, np.ndarray]]) -> None:
         draws, repays = flow((payer == inv) & (payee == party)), flow((payer == party) & (payee == inv))
         income = flow((payer == income_from) & (payee == party))
         interest = flow((payer == party) & (payee == v.party("lender")))
-        cash = M["cash"][M["organisation"] == party]
+        cash = M["cash_pence"][M["organisation"] == party]
         owed = drawn = 0
         floor = 0 if f.upfront else f.floor
         for t in range(H):
@@ -680,11 +680,11 @@ def check_summary(res) -> None:
     """The per-replication figures and the summary agree with the tables they come from."""
     c = res.model.contract
     led, pr = res.ledger, res.per_replication
-    comm = led[led.payer == c.commissioner].groupby("replication").amount.sum()
-    back = led[led.payee == c.commissioner].groupby("replication").amount.sum()
+    comm = led[led.payer == c.commissioner].groupby("replication").amount_pence.sum()
+    back = led[led.payee == c.commissioner].groupby("replication").amount_pence.sum()
     net = comm.sub(back, fill_value=0).reindex(pr.index, fill_value=0)
     assert np.allclose(pr.paid_total, net / 100)
-    capped = res.settlements.groupby("replication").amount_capped.sum().reindex(pr.index, fill_value=0)
+    capped = res.settlements.groupby("replication").amount_capped_pence.sum().reindex(pr.index, fill_value=0)
     assert np.allclose(pr.capped_total, capped / 100)
     assert (pr.referrals == res.clients.groupby("replication").size().reindex(pr.index, fill_value=0)).all()
     assert res.summary["commissioner"]["paid_total"]["mean"] == pr.paid_total.mean()

@@ -125,8 +125,8 @@ def _financed_raw(finance: dict, tariff_scale: float = 1.0, **changes) -> dict:
 
 def _flows_of(res, party: str) -> dict:
     led = res.ledger
-    into = led[led.payee == party].groupby("replication").amount.sum()
-    out = led[led.payer == party].groupby("replication").amount.sum()
+    into = led[led.payee == party].groupby("replication").amount_pence.sum()
+    out = led[led.payer == party].groupby("replication").amount_pence.sum()
     return into, out
 
 
@@ -183,13 +183,13 @@ def test_first_loss_covers_the_first_losses_senior_first():
     res = simulate(_tranched(0.0, first_loss=5000), seed=2, replications=30)
     pr = res.per_replication
     led = res.ledger
-    fl = led[led["item"] == "first_loss"].groupby("replication").amount.sum().reindex(pr.index, fill_value=0) / 100
+    fl = led[led["item"] == "first_loss"].groupby("replication").amount_pence.sum().reindex(pr.index, fill_value=0) / 100
     bare = simulate(_tranched(0.0), seed=2, replications=30).per_replication
     # each tranche's capital not repaid (a junior loss is not netted against a senior coupon)
     loss_before = sum((bare[f"investor_drawn[{t}]"] - bare[f"investor_repaid[{t}]"]).clip(lower=0) for t in ("senior", "junior"))
     assert np.allclose(fl, np.minimum(loss_before, 5000)) and (loss_before > 5000).any() and (loss_before < 5000).any()
     senior_loss = (bare["investor_drawn[senior]"] - bare["investor_repaid[senior]"]).clip(lower=0)
-    got_senior = led[(led["item"] == "first_loss") & (led.payee == "senior")].groupby("replication").amount.sum()
+    got_senior = led[(led["item"] == "first_loss") & (led.payee == "senior")].groupby("replication").amount_pence.sum()
     assert np.allclose(got_senior.reindex(pr.index, fill_value=0) / 100, np.minimum(senior_loss, 5000))
 
 
@@ -205,7 +205,7 @@ def test_management_fee_and_top_up_and_recycling():
     assert (fees.payer == "fund").all() and (fees.month < 18).all()
     # the top-up funder pays 20% of each outcome payment, rounded down, to the commissioner
     paid = led[(led.payer == "commissioner") & (led.kind == "outcome")]
-    due = np.floor(paid.amount * 0.2).groupby(paid.replication).sum()
+    due = np.floor(paid.amount_pence * 0.2).groupby(paid.replication).sum()
     assert np.allclose(pr.topped_up, due.reindex(pr.index, fill_value=0) / 100)
     assert (led[led.payer == "lcf"].payee == "commissioner").all()
     # recycling: nothing is repaid before the contract ends

@@ -69,12 +69,12 @@ def test_short_run_conserves_money_and_clients(path):
 
     # every organisation's month-end cash is its opening cash plus its ledger movements so far
     for org in res.model.organisations:
-        inflow = led[led.payee == org.name].groupby(["replication", "month"]).amount.sum()
-        outflow = led[led.payer == org.name].groupby(["replication", "month"]).amount.sum()
+        inflow = led[led.payee == org.name].groupby(["replication", "month"]).amount_pence.sum()
+        outflow = led[led.payer == org.name].groupby(["replication", "month"]).amount_pence.sum()
         mo = m[m.organisation == org.name].set_index(["replication", "month"]).sort_index()
         net = inflow.reindex(mo.index, fill_value=0) - outflow.reindex(mo.index, fill_value=0)
         rebuilt = org.opening_cash + net.groupby(level="replication").cumsum()
-        assert (rebuilt.to_numpy() == mo.cash.to_numpy()).all()
+        assert (rebuilt.to_numpy() == mo.cash_pence.to_numpy()).all()
 
     # every admitted client is counted once at referral and once, in some state, at the last month end
     admitted = cl.groupby("replication").size()
@@ -89,7 +89,7 @@ def test_short_run_conserves_money_and_clients(path):
     s = res.summary
     assert s["segments"][-1]["referrals"]["mean"] * REPS == pytest.approx(len(cl))
     comm = res.scenario.contract.commissioner
-    paid = led[led.payer == comm].amount.sum() - led[(led.payee == comm) & (led.kind == "clawback")].amount.sum()
+    paid = led[led.payer == comm].amount_pence.sum() - led[(led.payee == comm) & (led.kind == "clawback")].amount_pence.sum()
     assert s["commissioner"]["paid_total"]["mean"] * REPS * 100 == pytest.approx(paid, rel=1e-9)
 
 
@@ -117,7 +117,7 @@ def test_wp_attachment_fee_per_attached_client_falls_by_contract_year():
     cl, led = res.clients, res.ledger
     fees = led[(led.payer == "dwp") & (led.item == "attachment")]
     lag = 1
-    paid_by_year = fees.groupby((fees.month - lag) // 12).amount.sum()
+    paid_by_year = fees.groupby((fees.month - lag) // 12).amount_pence.sum()
     attached_by_year = cl[cl.first_attached.notna()].groupby(cl.first_attached // 12).size()
     per_client = (paid_by_year.reindex(attached_by_year.index, fill_value=0) / attached_by_year / 100).to_dict()
     assert sorted(per_client) == [0, 1, 2, 3, 4]            # referrals in months 0-57 are attached in years 1-5
@@ -138,7 +138,7 @@ def test_wp_clients_in_work_keep_earning_sustainment_after_their_attachment():
     last_attachment_month = int(cl.referral_month.max()) + 23
     sus = led[(led.payer == "dwp") & (led.kind == "sustainment")]
     late = sus[sus.month > last_attachment_month + 1]   # paid a month after the claim
-    assert late.amount.sum() > 0
+    assert late.amount_pence.sum() > 0
     assert set(late.segment.unique()) >= {"jsa_25_plus"}
 
 
@@ -174,8 +174,8 @@ def test_whp_delivery_fee_is_30_percent_of_value_paid_monthly_one_month_in_arrea
     fee = res.ledger[(res.ledger.payer == "dwp") & (res.ledger.kind == "service_fee")]
     for rep, rows in fee.groupby("replication"):
         assert sorted(rows.month) == list(range(1, 61))          # falls due in referral months 0-59, paid a month later
-        assert rows.amount.nunique() == 1                          # the same each month
-        assert rows.amount.sum() == round(0.30 * value * 100)
+        assert rows.amount_pence.nunique() == 1                          # the same each month
+        assert rows.amount_pence.sum() == round(0.30 * value * 100)
     assert fee.replication.nunique() == REPS
 
 
@@ -184,7 +184,7 @@ def test_whp_one_outcome_price_and_the_support_window():
     cl, led = res.clients, res.ledger
     out = led[(led.payer == "dwp") & (led.kind == "outcome")]
     price = res.scenario.contract.payments[0].tariff * 100
-    assert (out.amount % price == 0).all()
+    assert (out.amount_pence % price == 0).all()
     # no one is still looking for work after the 15-month window...
     assert not (cl.final_state == "participating").any()
     # ... but people in work at the end of it can still reach the earnings threshold
@@ -207,7 +207,7 @@ def test_whp_pooled_published_ratio():
 def _results_share(res, segment):
     led = res.ledger
     pay = led[(led.payer == "council") & led.kind.isin(["milestone", "outcome"])]
-    return pay[pay.segment == segment].amount.sum() / pay.amount.sum()
+    return pay[pay.segment == segment].amount_pence.sum() / pay.amount_pence.sum()
 
 
 def test_vcs_milestones_raise_complex_clients_share_of_results_money():

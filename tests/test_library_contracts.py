@@ -62,7 +62,7 @@ def test_fcf_no_client_is_paid_more_than_the_per_person_cap(fcf, fcf_raw):
     # Claims are never rejected in this file, so what the engine claimed for each client is its entitlement cut
     # at the cap; per replication the claims table must add up to exactly that.
     expected = np.minimum(entitled, cap).groupby(clients.replication).sum()
-    claimed = fcf.claims.groupby("replication").amount_claimed.sum()
+    claimed = fcf.claims.groupby("replication").amount_claimed_pence.sum()
     pd.testing.assert_series_equal(claimed.sort_index(), expected.sort_index(), check_names=False, check_dtype=False)
     assert (claimed < entitled.groupby(clients.replication).sum()).all()
 
@@ -70,16 +70,16 @@ def test_fcf_no_client_is_paid_more_than_the_per_person_cap(fcf, fcf_raw):
 def test_fcf_total_paid_never_exceeds_the_project_cap(fcf, fcf_raw):
     cap = _pence(fcf_raw["contract"]["cap"])
     led = fcf.ledger
-    paid = led[led.payer == "dclg"].groupby("replication").amount.sum()
+    paid = led[led.payer == "dclg"].groupby("replication").amount_pence.sum()
     assert len(paid) == fcf.replications and (paid <= cap).all()
     # With the cap lowered below what the outcomes are worth, every replication is paid exactly the cap and the
     # rest is recorded as capped.
     low = 1_000_000
     tight = _run(apply_overrides(fcf_raw, {"contract.cap": low}, "fcf-low-cap"), replications=2)
     tl = tight.ledger
-    paid_low = tl[tl.payer == "dclg"].groupby("replication").amount.sum()
+    paid_low = tl[tl.payer == "dclg"].groupby("replication").amount_pence.sum()
     assert (paid_low == _pence(low)).all()
-    assert (tight.settlements.groupby("replication").amount_capped.sum() > 0).all()
+    assert (tight.settlements.groupby("replication").amount_capped_pence.sum() > 0).all()
 
 
 def test_fcf_investor_is_repaid_only_out_of_outcome_income(fcf, fcf_raw):
@@ -88,7 +88,7 @@ def test_fcf_investor_is_repaid_only_out_of_outcome_income(fcf, fcf_raw):
     H = fcf.model.horizon
     for rep, g in led.groupby("replication"):
         def by_month(rows):
-            return rows.groupby("month").amount.sum().reindex(range(H), fill_value=0).cumsum()
+            return rows.groupby("month").amount_pence.sum().reindex(range(H), fill_value=0).cumsum()
         income = by_month(g[g.payer == "dclg"])
         repaid = by_month(g[g.payee == investor])
         drawn = by_month(g[g.payer == investor])
@@ -100,7 +100,7 @@ def test_fcf_investor_is_repaid_only_out_of_outcome_income(fcf, fcf_raw):
     # No outcome income at all (cap 0): the investor puts money in and gets nothing back.
     none = _run(apply_overrides(fcf_raw, {"contract.cap": 0}, "fcf-no-income"), replications=2)
     nl = none.ledger
-    assert nl[nl.payee == investor].amount.sum() == 0
+    assert nl[nl.payee == investor].amount_pence.sum() == 0
     assert (none.per_replication.investor_drawn > 0).all()
     assert none.summary["investor"]["multiple"]["mean"] == 0
 
@@ -124,7 +124,7 @@ def _tf_cohort(tf_raw: dict, entry_month: int, families: int = 4):
         "pathway.transitions.families.minimal.ed_crime_result": {"case_closed": 1.0},
     }
     res = _run(apply_overrides(tf_raw, over, f"tf-entry-{entry_month}"), replications=1)
-    paid = res.ledger[res.ledger.payer == "dclg"].groupby("item", observed=True).amount.sum()
+    paid = res.ledger[res.ledger.payer == "dclg"].groupby("item", observed=True).amount_pence.sum()
     return paid / families
 
 
@@ -155,7 +155,7 @@ def test_tf_payments_are_reduced_by_the_deadweight_share(tf_raw):
         b, g = base.claims, gross.claims
         if name is not None:
             b, g = b[b.item == name], g[g.item == name]
-        nb, ng = b.amount_claimed.sum(), g.amount_claimed.sum()
+        nb, ng = b.amount_claimed_pence.sum(), g.amount_claimed_pence.sum()
         assert ng > 0 and b.claims.sum() == g.claims.sum()  # the same families trigger the same lines
         assert abs(nb - (1 - dw) * ng) <= b.claims.sum() + 1  # within a penny a claim (rounding)
 
@@ -202,7 +202,7 @@ def _pb_expected_payment(raw: dict, clients: pd.DataFrame) -> pd.Series:
 def _pb_paid(res) -> pd.Series:
     led = res.ledger
     rows = led[led.item == "reconviction_reduction"]
-    return rows.groupby("replication").amount.sum().reindex(range(res.replications), fill_value=0)
+    return rows.groupby("replication").amount_pence.sum().reindex(range(res.replications), fill_value=0)
 
 
 def test_peterborough_pays_nothing_when_the_reduction_is_below_the_thresholds(pb_raw):
@@ -259,7 +259,7 @@ def test_tr_volume_shortfall_is_clawed_back_and_lowers_the_crc_cash():
         want = [_pence(unit * (band["expected_per_year"] * (1 - band["band"]) - a)) for a in paid]
         got = claw[claw.replication == rep].sort_values("month")
         assert list(got.month) == [12 * y + 11 + band["lag"] for y in range(years)]
-        assert np.allclose(got.amount.to_numpy(), want, atol=1)
+        assert np.allclose(got.amount_pence.to_numpy(), want, atol=1)
     pb, ps = base.per_replication, short.per_replication
     assert (ps["referrals"] > 1.1 * pb["referrals"]).all()
     assert (ps["costs[crc]"] > pb["costs[crc]"]).all()  # more cases supervised cost more ...

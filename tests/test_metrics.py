@@ -251,7 +251,7 @@ def test_the_claims_table_has_no_claim_at_a_zero_price_and_clients_carry_sustain
     res = simulate(scenario_from_dict(d, "<test>"), seed=4, replications=4)
     claims, cl = res.claims, res.clients
     job = claims[claims["item"] == "job_start"]
-    assert (claims["amount_claimed"] > 0).all() and set(job["segment"].astype(str)) == {"hard"}
+    assert (claims["amount_claimed_pence"] > 0).all() and set(job["segment"].astype(str)) == {"hard"}
     assert cl.loc[cl.segment == "easy", "first_job"].notna().any()  # easy clients did enter the state: no £0 claims for them
     # sustainment payments per client: the accepted claims on the line, at most max_months each
     col = cl["sustainment_payments_in_work"]

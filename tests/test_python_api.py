@@ -73,7 +73,7 @@ def test_summary_table_is_in_pounds_and_agrees_with_the_summary(result):
     spend = t[t.figure == "paid_total"].iloc[0]
     assert spend.unit == "pounds" and spend["mean"] == pytest.approx(result.summary["commissioner"]["paid_total"]["mean"])
     ledger = result.ledger
-    ledger_pounds = ledger.loc[ledger.payer == result.scenario.contract.commissioner, "amount"].sum() / 100 / result.replications
+    ledger_pounds = ledger.loc[ledger.payer == result.scenario.contract.commissioner, "amount_pence"].sum() / 100 / result.replications
     assert spend["mean"] == pytest.approx(ledger_pounds)
     rates = t[(t.metric == "outcome_rate") & t.segment.notna()]
     assert set(rates.segment) == {"easy", "complex"} and (rates.unit == "fraction").all()
@@ -94,7 +94,7 @@ def test_long_replications_match_the_wide_table(result):
 def test_plots_draw_what_they_say(result):
     ax = result.plot_cash()
     median = ax.lines[0].get_ydata()
-    cash = result.monthly.pivot_table(index="month", columns="replication", values="cash", observed=True) / 100
+    cash = result.monthly.pivot_table(index="month", columns="replication", values="cash_pence", observed=True) / 100
     np.testing.assert_allclose(median[1:], np.median(cash.to_numpy(), axis=1))  # pounds, not pence
     ax = result.plot_outcomes()
     assert len(ax.patches) == 3  # two segments and all

@@ -20,6 +20,7 @@ from pbrsim.cli.main import main
 from pbrsim.report import ReportError, build_report
 from pbrsim.report.build import SECTIONS
 from pbrsim.cli.terminal import interval, money, pct
+from pbrsim.model.money import money as pounds
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAIN = ROOT / "scenarios" / "supply_chain" / "outcome_pass_through.yaml"
@@ -307,12 +308,12 @@ def test_run_report_numbers_equal_the_summary(run_report):
 
 def test_break_even_month_matches_the_monthly_table(run_dir, run_report):
     _, page, s = run_report
-    monthly = pd.read_parquet(run_dir / "monthly.parquet", columns=["replication", "organisation", "month", "cash"])
+    monthly = pd.read_parquet(run_dir / "monthly.parquet", columns=["replication", "organisation", "month", "cash_pence"])
     opening = {o["name"]: o["opening_cash"] * 100 for o in yaml.safe_load(CHAIN.read_text())["organisations"]}
     for org, m in monthly.groupby("organisation", observed=True):
         months = []
         for _, r in m.sort_values("month").groupby("replication"):
-            below = (r["cash"] < opening[str(org)]).to_numpy()
+            below = (r["cash_pence"] < opening[str(org)]).to_numpy()
             idx = [i for i, b in enumerate(below) if b]
             months.append(0 if not idx else (math.inf if idx[-1] == len(below) - 1 else r["month"].iloc[idx[-1] + 1]))
         med = pd.Series(months).median()
@@ -520,3 +521,10 @@ def test_run_report_and_stress_page_render_in_headless_chromium(run_report, tmp_
         problems = [line for line in dom.stderr.splitlines()
                     if "CONSOLE" in line or "net::ERR" in line or "Failed to load" in line or "Not allowed to load" in line]
         assert not problems, problems
+        if path.name == "stress.html":  # unit economics by segment, each segment a row with its contribution
+            ue = json.loads((stress / "summary.json").read_text())["unit_economics"]
+            table = html[html.index('id="unit-economics"'):]
+            table = table[: table.index("</table>")]
+            for row in ue["segments"]:
+                assert f"<td>{row['segment']}</td>" in table
+                assert pounds(row["contribution_per_client"]["mean"]) in table

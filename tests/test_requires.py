@@ -50,7 +50,7 @@ def test_sustainment_is_claimed_only_after_an_accepted_job_outcome_claim():
         assert sorted(sust["month"].unique()) == [2, 3]
     paid = res.ledger[(res.ledger["item"] == "in_work") & (res.ledger.payer == "commissioner")]
     jo_acc = res.claims[res.claims["item"] == "job_start"]
-    assert int(paid.amount.sum()) == 2 * 700 * int((jo_acc["claims"] - jo_acc["rejected"]).sum())
+    assert int(paid.amount_pence.sum()) == 2 * 700 * int((jo_acc["claims"] - jo_acc["rejected"]).sum())
 
 
 def test_without_requires_every_client_in_work_is_paid():

@@ -361,3 +361,60 @@ def test_working_capital_is_found_by_re_runs_when_the_policy_reads_cash():
 
     assert fails(hi) <= k < fails(lo)
     assert hi - lo <= max(100, 0.02 * hi)
+
+
+# ---------------------------------------------------------------------------------------------
+# Unit economics: what each client brings in and costs, adding up to the margin to the penny
+
+@pytest.mark.parametrize("path, org", [("supply_chain/outcome_pass_through.yaml", "prime_plc"),
+                                       ("supply_chain/outcome_pass_through.yaml", "complex_needs_specialist"),
+                                       ("library/peterborough.yaml", "one_service"),
+                                       ("library/tr_crc_volume_shortfall.yaml", "crc")])
+def test_unit_economics_add_up_to_the_margin_and_count_the_organisations_clients(path, org):
+    from pbrsim.stress.economics import summarise
+
+    raw = unlimited(load_raw(ROOT / "scenarios" / path), org)
+    terms = org_terms(raw, org)
+    reps = range(12)
+    p = Runner(org, 5, executor="serial").run({"b": (raw, reps)})["b"]
+    # every movement of the organisation's money falls in one part: income less the rest is the margin, per run
+    net = p.money[:, :, 0].sum(axis=1) - p.money[:, :, 1:].sum(axis=(1, 2))
+    assert np.array_equal(net, p.cash[:, -1] - terms.opening)
+    # its clients: every client of the contract for the contract holder, else those referred to it
+    res = simulate(scenario_from_dict(raw, path), seed=5, replications=12)
+    cl = res.clients if org == res.model.organisations[0].name else res.clients[res.clients["referred_to"] == org]
+    segs = list(res.model.pathway.segments)
+    counts = cl.groupby(["replication", "segment"], observed=False).size().unstack().reindex(columns=segs, fill_value=0)
+    assert np.array_equal(p.clients, counts.reindex(list(reps), fill_value=0).to_numpy())
+    ue = summarise(p.money, p.clients, tuple(segs))
+    assert ue["margin_mean"] == pytest.approx(float((p.cash[:, -1] - terms.opening).mean()) / 100, abs=1e-6)
+    assert ue["net_per_client"]["mean"] == pytest.approx(net.sum() / 100 / p.clients.sum())
+    for row in ue["segments"]:  # contribution = income - delivery - passed on, per client of the segment
+        assert row["contribution_per_client"]["mean"] == pytest.approx(
+            row["income_per_client"] - row["delivery_per_client"] - row["passed_on_per_client"])
+    if org == "complex_needs_specialist":  # a subcontractor paid for results passed down by its prime
+        assert {r["segment"] for r in ue["segments"]} == {"complex"} and ue["segments"][0]["income_per_client"] > 0
+    if org == "prime_plc":
+        assert sum(r["passed_on_per_client"] * r["clients"] for r in ue["segments"]) > 0
+
+
+def test_unit_economics_sentence_says_why_a_bid_fails():
+    from pbrsim.model.money import money
+    from pbrsim.stress.economics import sentence
+
+    result = run_stress_test(load_raw(ROOT / "scenarios" / "outcomes_only_vcs.yaml"), "community_links_style_charity",
+                             replications=24, seed=2, executor="serial", only=["delay_3"])
+    ue = result.summary()["unit_economics"]
+    base = result.rows[0]["ran_out_of_cash"]["mean"]
+    line = sentence(ue, "charity", "GBP", base)
+    net = ue["net_per_client"]
+    assert f"{'loses' if net['mean'] < 0 else 'makes'} {money(abs(net['mean']))} on each client referred" in line
+    assert f"(95% CI {money(net['lo'])} to {money(net['hi'])})" in line
+    assert f"paid {money(ue['income_per_client'])} a client and spends {money(ue['cost_per_client'])}" in line
+    for r in ue["segments"]:
+        assert f"{r['segment']} {money(r['contribution_per_client']['mean'])}" in line
+    # this bid pays its way per client yet runs out of cash in most runs: the sentence blames the timing
+    assert net["lo"] > 0 and base > 0.5 and "the timing of payments, not their price" in line
+    # a bid whose income does not cover delivery loses money on every extra client
+    cheap = {**ue, "income_per_client": ue["income_per_client"] / 4, "net_per_client": {"mean": -10.0, "lo": None, "hi": None}}
+    assert "every extra client deepens the loss" in sentence(cheap, "charity", "GBP", base)

@@ -48,13 +48,13 @@ def test_pass_through_is_the_share_after_the_management_fee_paid_after_the_extra
     expected = []
     for r in st.itertuples():
         share = shares.get(str(r.kind), 0.0) * 0.9
-        if share and int(r.amount_paid * share):
-            expected.append((r.replication, r.month + 2, str(r.item), int(r.amount_paid * share)))
+        if share and int(r.amount_paid_pence * share):
+            expected.append((r.replication, r.month + 2, str(r.item), int(r.amount_paid_pence * share)))
     # the service fee is passed on from every instalment the prime receives (settled as the prime's)
     fee = res.settlements[(res.settlements.kind == "service_fee")]
     for r in fee.itertuples():
-        expected.append((r.replication, r.month + 2, "service_fee", int(r.amount_paid * 0.2 * 0.9)))
-    got = sorted((int(r.replication), int(r.month), str(r.item), int(r.amount)) for r in led.itertuples())
+        expected.append((r.replication, r.month + 2, "service_fee", int(r.amount_paid_pence * 0.2 * 0.9)))
+    got = sorted((int(r.replication), int(r.month), str(r.item), int(r.amount_pence)) for r in led.itertuples())
     assert got == sorted(expected)
     assert not led.kind.isin(["attachment", "sustainment"]).any()  # kinds not passed through
 
@@ -64,7 +64,7 @@ def test_fee_for_service_is_paid_per_start_and_per_client_month_whatever_the_out
     m = res.monthly[res.monthly.organisation == "sub_b"].set_index(["replication", "month"])
     led = res.ledger[(res.ledger.payee == "sub_b")]
     assert set(led.kind.unique()) == {"fee_for_service"}
-    got = led.groupby(["replication", "month"]).amount.sum()
+    got = led.groupby(["replication", "month"]).amount_pence.sum()
     months = m.n_full + m.n_minimal
     due = (m.referrals * 3000 + months * 1250).groupby(level=0).shift(1).fillna(0).astype(int)  # extra lag 1
     due = due[due > 0]
@@ -75,11 +75,11 @@ def test_chain_conservation_commissioner_pays_what_the_prime_keeps_plus_what_the
     res = chain_run
     led = res.ledger
     for rep, g in led.groupby("replication"):
-        paid = g[g.payer == "commissioner"].amount.sum()
-        to_subs = g[(g.payer == "prime") & g.payee.isin(["sub_a", "sub_b"])].amount.sum()
-        prime_in = g[(g.payee == "prime") & (g.payer == "commissioner")].amount.sum()
+        paid = g[g.payer == "commissioner"].amount_pence.sum()
+        to_subs = g[(g.payer == "prime") & g.payee.isin(["sub_a", "sub_b"])].amount_pence.sum()
+        prime_in = g[(g.payee == "prime") & (g.payer == "commissioner")].amount_pence.sum()
         assert prime_in == paid
-        kept = prime_in - g[(g.payer == "prime") & (g.payee == "sub_a")].amount.sum() - g[(g.payer == "prime") & (g.payee == "sub_b")].amount.sum()
+        kept = prime_in - g[(g.payer == "prime") & (g.payee == "sub_a")].amount_pence.sum() - g[(g.payer == "prime") & (g.payee == "sub_b")].amount_pence.sum()
         assert kept + to_subs == paid
     pr = res.per_replication
     assert np.allclose(pr.prime_kept + pr.paid_to_subcontractors, pr.paid_total)
@@ -152,7 +152,7 @@ def test_failed_subcontractor_clients_transfer_after_a_gap_and_lose_progress():
         later = cl[cl.referral_month > row.failure_month]
         assert (later.referred_to != "sub_a").all()  # no referrals to a failed organisation
         m = res.monthly[(res.monthly.replication == row.replication) & (res.monthly.organisation == "sub_a")].set_index("month")
-        assert (m.cost_delivery[row.failure_month + 1:] == 0).all()
+        assert (m.cost_delivery_pence[row.failure_month + 1:] == 0).all()
     assert res.summary["organisations"][1]["ran_out_of_cash"]["mean"] == 1.0
     assert res.summary["organisations"][0]["ran_out_of_cash"]["mean"] == 0.0
 
@@ -176,7 +176,7 @@ def test_prime_failure_ends_the_contract_for_everyone():
         active_then = cl[cl.final_state == "dropped_provider_failure"]
         assert len(active_then) == row.clients_affected
         m = res.monthly[res.monthly.replication == row.replication]
-        assert (m[m.month > row.failure_month].cost_overhead == 0).all()
+        assert (m[m.month > row.failure_month].cost_overhead_pence == 0).all()
 
 
 # --- the shipped three-variant scenario: who carries the cash-flow risk -------------------------------

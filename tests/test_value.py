@@ -277,7 +277,7 @@ def test_net_public_value_is_public_gains_less_costs_and_splits_by_holder(tiny_r
 def test_costs_are_the_commissioners_discounted_spend_with_optimism_bias():
     base = simulate(tiny(), seed=3, replications=3)
     led = base.ledger
-    spend = led[led.payer == "commissioner"].groupby(["replication", "month"]).amount.sum() / 100
+    spend = led[led.payer == "commissioner"].groupby(["replication", "month"]).amount_pence.sum() / 100
     d = monthly_factors(36)
     by_hand = spend.groupby(level=0).apply(lambda s: float((s.to_numpy() * d[s.index.get_level_values(1)]).sum()))
     assert base.per_replication["value_costs"].to_numpy() == pytest.approx(by_hand.to_numpy())

@@ -10,7 +10,7 @@ import sys
 import types
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["Comparison", "DesignSearch", "Scenario", "ScenarioError", "SimulationResult", "StressTest", "compare",
            "design_search", "load_scenario", "simulate", "stress", "__version__"]
 

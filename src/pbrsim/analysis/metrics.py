@@ -64,7 +64,7 @@ def figures(batch: Batch) -> dict[str, np.ndarray]:
         out[f"milestones_{milestone}"] = _row_sum(out, [f"milestones_{milestone}[{g}]" for g in segs], batch.n)
 
     pos, keep = batch.rows("ledger")
-    amount = led["amount"]
+    amount = led["amount_pence"]
     comm = led["payer"] == led.code("payer", c.commissioner)
     kind = led["kind"]
     for k in PAYMENT_KINDS:
@@ -76,7 +76,7 @@ def figures(batch: Batch) -> dict[str, np.ndarray]:
         out["paid_total"] = out["paid_total"] - out["clawed_back"]
     if len(st):
         pos, keep = batch.rows("settlements")
-        out["capped_total"] = batch.total(pos, keep, st["amount_capped"]) / 100
+        out["capped_total"] = batch.total(pos, keep, st["amount_capped_pence"]) / 100
     else:
         out["capped_total"] = np.zeros(batch.n)
     cap = model.contract.cap
@@ -85,19 +85,19 @@ def figures(batch: Batch) -> dict[str, np.ndarray]:
         reached = reached | (np.round(out["paid_total"] * 100) >= cap)
     out["cap_reached"] = reached.astype(np.int64)
 
-    income_cols = [f"income_{k}" for k in PAYMENT_KINDS + ("fee_for_service",)]
-    cost_cols = ["cost_delivery", "cost_overhead", "cost_interest", "cost_clawback", "paid_to_subcontractors"]
+    income_cols = [f"income_{k}_pence" for k in PAYMENT_KINDS + ("fee_for_service",)]
+    cost_cols = ["cost_delivery_pence", "cost_overhead_pence", "cost_interest_pence", "cost_clawback_pence", "paid_to_subcontractors_pence"]
     fpos, fkeep = batch.rows("failures") if len(fl) else (None, None)
     for org in model.organisations:
         name = org.name
         m = Groups(batch, "monthly", "organisation", mon.code("organisation", name))
         out[f"income[{name}]"] = sum(m.total(col, np.nan) for col in income_cols) / 100
         out[f"costs[{name}]"] = sum(m.total(col, np.nan) for col in cost_cols) / 100
-        out[f"interest[{name}]"] = m.total("cost_interest", np.nan) / 100
-        out[f"lowest_cash[{name}]"] = np.minimum(m.minimum("cash", np.nan), org.opening_cash) / 100
-        out[f"trough_month[{name}]"] = mon["month"][m.first_argmin("cash")]
-        out[f"months_below_zero[{name}]"] = m.total(m.values("cash") < 0, np.nan)
-        out[f"final_cash[{name}]"] = m.last("cash", np.nan) / 100
+        out[f"interest[{name}]"] = m.total("cost_interest_pence", np.nan) / 100
+        out[f"lowest_cash[{name}]"] = np.minimum(m.minimum("cash_pence", np.nan), org.opening_cash) / 100
+        out[f"trough_month[{name}]"] = mon["month"][m.first_argmin("cash_pence")]
+        out[f"months_below_zero[{name}]"] = m.total(m.values("cash_pence") < 0, np.nan)
+        out[f"final_cash[{name}]"] = m.last("cash_pence", np.nan) / 100
         out[f"margin[{name}]"] = out[f"final_cash[{name}]"] - org.opening_cash / 100
         month = np.full(batch.n, np.nan)
         affected = np.full(batch.n, np.nan)
@@ -112,7 +112,7 @@ def figures(batch: Batch) -> dict[str, np.ndarray]:
     if fin is not None:  # investors: drawn, repaid, multiple, loss, IRR, payback (analysis/investors.py)
         parties = model.vocab.parties
         pos, keep = batch.rows("ledger")
-        cols = [led[c] for c in ("payer", "payee", "month", "amount")]
+        cols = [led[c] for c in ("payer", "payee", "month", "amount_pence")]
         if keep is not None:
             pos, cols = pos[keep], [c[keep] for c in cols]
         payer, payee, month, amount = cols

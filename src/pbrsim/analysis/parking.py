@@ -111,8 +111,8 @@ def figures(batch: Batch) -> dict[str, np.ndarray]:
         lpos, lkeep = batch.rows("ledger")
         comm = led["payer"] == led.code("payer", c.commissioner)
         lseg = led["segment"]
-        direct = batch.total(lpos, lkeep, led["amount"], comm & np.isin(lseg, [segs.index(g) for g in most]))
-        fee = batch.total(lpos, lkeep, led["amount"], comm & (lseg < 0))
+        direct = batch.total(lpos, lkeep, led["amount_pence"], comm & np.isin(lseg, [segs.index(g) for g in most]))
+        fee = batch.total(lpos, lkeep, led["amount_pence"], comm & (lseg < 0))
         fee_share = _rate(out["referrals_complex"], out["referrals"])
         out["paid_complex"] = (direct + fee * np.where(np.isnan(fee_share), 0.0, fee_share)) / 100
     else:

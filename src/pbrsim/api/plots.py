@@ -22,7 +22,7 @@ def cash_fan(monthly: pd.DataFrame, organisation: str, opening: float, ax=None, 
     """Month-end cash of ``organisation`` (pounds): median line, 50% and 90% bands over replications."""
     ax = _axes(ax)
     m = monthly[monthly["organisation"] == organisation]
-    cash = m.pivot_table(index="month", columns="replication", values="cash", aggfunc="last", observed=True) / 100
+    cash = m.pivot_table(index="month", columns="replication", values="cash_pence", aggfunc="last", observed=True) / 100
     months = np.concatenate([[-1], cash.index.to_numpy()])  # month -1: the opening balance
     q = {p: np.concatenate([[opening], np.nanpercentile(cash.to_numpy(), p, axis=1)]) for p in (5, 25, 50, 75, 95)}
     ax.fill_between(months, q[5], q[95], alpha=0.2, color="C0", label="90% of replications")

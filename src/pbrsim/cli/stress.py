@@ -124,6 +124,12 @@ def print_stress_table(summary: dict, console: Console) -> None:
     console.print("[bold]In plain words[/bold]")
     for r in rows:
         console.print(f"  • {r['sentence']}", highlight=False)
+    if summary.get("unit_economics"):
+        from ..stress.economics import sentence
+
+        line = sentence(summary["unit_economics"], summary["organisation"], cur, rows[0].get("ran_out_of_cash", {}).get("mean"))
+        if line:
+            console.print(f"  • {line}", highlight=False)
     console.print(
         "Working capital needed = the extra opening reserve that keeps the chance of running out of cash at or below "
         f"{summary['target']:.0%}. Lowest cash and margin assume the overdraft is extended as far as needed, so they show "
@@ -313,7 +319,7 @@ def stress(scenario, organisation, stresses_path, combine, only, replications, s
     tm = result.timing
     console.print(f"{tm['replications_run'] + (summary['reverse'] or {}).get('replications_run', 0):,} replications run in "
                   f"{tm['total_seconds']:.1f} s. Results written to [bold]{out}[/bold] (stresses.parquet, replications.parquet, "
-                  f"cash.parquet{', reverse.parquet' if reverse else ''}, summary.json, manifest.json)."
+                  f"cash.parquet, unit_economics.parquet{', reverse.parquet' if reverse else ''}, summary.json, manifest.json)."
                   + (f" Report: [bold]{report_path}[/bold]." if report_path else ""))
 
 

@@ -19,6 +19,24 @@ from ..model.pathway import FULL, MINIMAL
 PAYMENT_KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment", "fee_for_service")
 COST_KINDS = ("delivery", "overhead", "interest", "clawback")
 TABLES = ("clients", "ledger", "monthly", "claims", "settlements", "failures")
+# money the tables keep in integer pence: the column's name says so (money a person reads is in pounds)
+PENCE_FIELDS = ("amount", "amount_claimed", "amount_rejected", "amount_due", "amount_paid", "amount_capped")
+
+
+def pence_name(field: str) -> str:
+    """The table column of an engine field: ``amount`` -> ``amount_pence``; other fields keep their name."""
+    return f"{field}_pence" if field in PENCE_FIELDS else field
+
+
+def legacy_name(column: str) -> str | None:
+    """The name a pence column had in tables written by pbrsim 0.1 (``cash_pence`` -> ``cash``), else None."""
+    return column.removesuffix("_pence") if column.endswith("_pence") else None
+
+
+def current_names(columns) -> dict[str, str]:
+    """Renames that bring a 0.1 table's pence columns to today's names (``{"cash": "cash_pence", ...}``)."""
+    old = set(PENCE_FIELDS) | {"cash", "finance_in", "finance_out", "paid_to_subcontractors"}
+    return {c: f"{c}_pence" for c in columns if c in old or c.startswith(("income_", "cost_")) and not c.endswith("_pence")}
 
 
 def batch_columns(model: Model, batch: Batch) -> dict[str, dict[str, np.ndarray]]:
@@ -53,7 +71,7 @@ def batch_columns(model: Model, batch: Batch) -> dict[str, dict[str, np.ndarray]
         clients[f"sustainment_payments_{name}"] = c["sustainment_payments"][:, j]
 
     led = batch.ledger
-    ledger = {"replication": rep_no[led["rep"]], **{k: led[k] for k in LEDGER_COLUMNS}}
+    ledger = {"replication": rep_no[led["rep"]], **{pence_name(k): led[k] for k in LEDGER_COLUMNS}}
 
     # money into and out of each organisation by (replication, organisation, kind, month)
     org_of = np.full(len(model.vocab.parties), -1, dtype=np.int64)
@@ -77,13 +95,13 @@ def batch_columns(model: Model, batch: Batch) -> dict[str, dict[str, np.ndarray]
         "month": np.tile(np.arange(H, dtype=np.int32), R * O),
     }
     for kind in PAYMENT_KINDS:
-        monthly[f"income_{kind}"] = into[:, :, KINDS.index(kind)].reshape(-1)
+        monthly[f"income_{kind}_pence"] = into[:, :, KINDS.index(kind)].reshape(-1)
     for kind in COST_KINDS:
-        monthly[f"cost_{kind}"] = out_of[:, :, KINDS.index(kind)].reshape(-1)
-    monthly["finance_in"] = into[:, :, KINDS.index("investment")].reshape(-1)
-    monthly["finance_out"] = out_of[:, :, KINDS.index("repayment")].reshape(-1)
-    monthly["paid_to_subcontractors"] = by_org(led["payer"], org_of[led["payee"]] >= 0, False).reshape(-1)
-    monthly["cash"] = batch.cash.transpose(0, 2, 1).reshape(-1)
+        monthly[f"cost_{kind}_pence"] = out_of[:, :, KINDS.index(kind)].reshape(-1)
+    monthly["finance_in_pence"] = into[:, :, KINDS.index("investment")].reshape(-1)
+    monthly["finance_out_pence"] = out_of[:, :, KINDS.index("repayment")].reshape(-1)
+    monthly["paid_to_subcontractors_pence"] = by_org(led["payer"], org_of[led["payee"]] >= 0, False).reshape(-1)
+    monthly["cash_pence"] = batch.cash.transpose(0, 2, 1).reshape(-1)
     monthly["referrals"] = batch.referred.transpose(0, 2, 1).reshape(-1)
     for s, name in enumerate(pw.states):
         monthly[f"n_{name}"] = batch.caseload[:, :, :, s].transpose(0, 2, 1).reshape(-1)
@@ -92,7 +110,7 @@ def batch_columns(model: Model, batch: Batch) -> dict[str, dict[str, np.ndarray]
 
     def rows(cols: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
         out = {"replication": rep_no[cols["rep"]]}
-        out.update({k: cols[k] for k in names})
+        out.update({pence_name(k): cols[k] for k in names})
         out["organisation"] = org_party[out["organisation"]]
         return out
 

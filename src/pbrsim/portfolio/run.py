@@ -38,7 +38,7 @@ def _line_figures(res, member: str) -> pd.DataFrame:
     claims = res.claims.assign(accepted=res.claims["claims"] - res.claims["rejected"])
     accepted = claims.groupby(["replication", "item"], observed=True)["accepted"].sum()
     comm = res.ledger[res.ledger.payer == res.scenario.contract.commissioner]
-    paid = comm.groupby(["replication", "item"], observed=True)["amount"].sum() / 100
+    paid = comm.groupby(["replication", "item"], observed=True)["amount_pence"].sum() / 100
     names = [r.name for r in res.scenario.contract.payments] + [c.name for c in res.scenario.contract.cohort_payments]
     idx = pd.MultiIndex.from_product([reps, names], names=["replication", "item"])
     out = pd.DataFrame({"accepted": accepted.reindex(idx, fill_value=0), "paid": paid.reindex(idx, fill_value=0.0)})

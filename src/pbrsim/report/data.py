@@ -70,9 +70,14 @@ def _read(path: Path, columns: list[str] | None = None, filters=None) -> pd.Data
     """Columns of a Parquet file that exist there (missing ones are skipped)."""
     if not path.exists():
         return pd.DataFrame()
+    from ..engine.records import current_names, legacy_name
+
     schema = pq.read_schema(path)
+    if columns:  # a table written by pbrsim 0.1 names its pence columns without the suffix
+        columns = [legacy_name(c) if c not in schema.names and legacy_name(c) in schema.names else c for c in columns]
     cols = [c for c in columns if c in schema.names] if columns else None
     df = pq.read_table(path, columns=cols, filters=filters).to_pandas()
+    df = df.rename(columns=current_names(df.columns))
     for c in df.columns:
         if isinstance(df[c].dtype, pd.CategoricalDtype):
             df[c] = df[c].astype(str)
@@ -314,16 +319,16 @@ def load_run(path: str | Path) -> RunData:
             info.opening_cash = float(round(opening, 2))
         orgs.append(info)
 
-    cash = _read(path / "monthly.parquet", ["replication", "organisation", "month", "cash"])
-    cash["cash"] = cash["cash"] / 100
+    cash = _read(path / "monthly.parquet", ["replication", "organisation", "month", "cash_pence"])
+    cash = cash.assign(cash=cash.pop("cash_pence") / 100) if "cash_pence" in cash else cash
     months = sorted(cash["month"].unique().tolist())
 
     ledger_payers = set(_read(path / "ledger.parquet", ["payer"])["payer"].astype(str).unique()) if scenario is None else set()
     commissioner = _commissioner(scenario, ledger_payers, names)
-    ledger = _read(path / "ledger.parquet", ["replication", "month", "kind", "amount", "payer"],
+    ledger = _read(path / "ledger.parquet", ["replication", "month", "kind", "amount_pence", "payer"],
                    filters=[("payer", "==", commissioner)])
     R = max(int(summary.get("replications") or per_rep.shape[0]), 1)
-    spend = (ledger.groupby(["month", "kind"])["amount"].sum().unstack(fill_value=0) / 100 / R) if len(ledger) else pd.DataFrame()
+    spend = (ledger.groupby(["month", "kind"])["amount_pence"].sum().unstack(fill_value=0) / 100 / R) if len(ledger) else pd.DataFrame()
     spend = spend.reindex(index=months, fill_value=0.0)
     spend = spend[[k for k in PAYMENT_KINDS if k in spend.columns and spend[k].abs().sum() > 0]] if len(spend.columns) else spend
 
@@ -442,10 +447,10 @@ def load_experiment(path: str | Path) -> ExperimentData:
                 opening = float((pr[f"final_cash[{n}]"] - pr[f"margin[{n}]"]).median()) if f"margin[{n}]" in pr else None
                 d.orgs.append(OrgInfo(n, "prime" if not d.orgs else "subcontractor", opening))
         if "monthly" in tables:
-            m = read_table(path, "monthly", designs=[d.name], columns=["replication", "organisation", "month", "cash"])
+            m = read_table(path, "monthly", designs=[d.name], columns=["replication", "organisation", "month", "cash_pence"])
             if not m.empty:
                 m["organisation"] = m["organisation"].astype(str)
-                m["cash"] = m["cash"] / 100
+                m["cash"] = m.pop("cash_pence") / 100
                 cash[d.name] = m.drop(columns="design")
         months = sorted(cash[d.name]["month"].unique()) if d.name in cash else None
         sc_primary = d.scenario.primary_outcome_state if d.scenario is not None else None
@@ -458,11 +463,11 @@ def load_experiment(path: str | Path) -> ExperimentData:
                 cumulative[d.name] = cumulative_counts(c, col, months, by=None)["all"]
         if "ledger" in tables and d.scenario is not None:
             comm = d.scenario.contract.commissioner
-            led = read_table(path, "ledger", designs=[d.name], columns=["replication", "month", "payer", "kind", "amount"])
+            led = read_table(path, "ledger", designs=[d.name], columns=["replication", "month", "payer", "kind", "amount_pence"])
             if not led.empty:
                 led = led[led["payer"].astype(str) == comm]
                 R = max(len(per_rep[d.name]), 1)
-                sp = led.groupby(["month", "kind"])["amount"].sum().unstack(fill_value=0) / 100 / R
+                sp = led.groupby(["month", "kind"])["amount_pence"].sum().unstack(fill_value=0) / 100 / R
                 if months is not None:
                     sp = sp.reindex(index=months, fill_value=0.0)
                 spend[d.name] = sp[[k for k in PAYMENT_KINDS if k in sp.columns]]

@@ -117,6 +117,13 @@ def flatten_summary(summary: dict) -> tuple[list[dict], list[dict]]:
     return figures, facts
 
 
+def _current(df: pd.DataFrame) -> pd.DataFrame:
+    """A table with today's names (a folder written by pbrsim 0.1 names its pence columns without ``_pence``)."""
+    from ..engine.records import current_names
+
+    return df.rename(columns=current_names(df.columns))
+
+
 def _money(pence) -> np.ndarray:
     return np.asarray(pence, dtype=np.float64) / 100.0
 
@@ -138,10 +145,12 @@ def _run_sheets(path: Path, symbol: str) -> list[Sheet]:
                     note="Means over replications with 95% intervals; money in pounds.")]
     monthly_path = path / "monthly.parquet"
     if monthly_path.exists():
-        mon = pd.read_parquet(monthly_path)
+        mon = _current(pd.read_parquet(monthly_path))
         R = mon["replication"].nunique()
-        money_cols = [c for c in mon.columns if c.startswith(("income_", "cost_", "finance_")) or c in ("paid_to_subcontractors",)]
-        mon = mon.assign(**{c: _money(mon[c]) for c in money_cols + ["cash"]})
+        # the tables keep pence (names ending _pence); the sheets show pounds, named without the suffix
+        pence = [c for c in mon.columns if c.endswith("_pence")]
+        mon = mon.assign(**{c.removesuffix("_pence"): _money(mon.pop(c)) for c in pence})
+        money_cols = [c.removesuffix("_pence") for c in pence if c != "cash_pence"]
         cash = _quantiles(mon, ["organisation", "month"], "cash", f"Cash at month end ({symbol})")
         flows = mon.groupby(["organisation", "month"], observed=True)[money_cols].mean().reset_index()
         flows.columns = ["organisation", "month"] + [f"{_words(c)}, mean ({symbol})" for c in money_cols]
@@ -150,12 +159,12 @@ def _run_sheets(path: Path, symbol: str) -> list[Sheet]:
                             note=f"Each organisation's cash and flows month by month over {R} replications; pounds."))
     ledger_path = path / "ledger.parquet"
     if ledger_path.exists():
-        led = pd.read_parquet(ledger_path)
+        led = _current(pd.read_parquet(ledger_path))
         R = max(int(led["replication"].nunique()), 1) if len(led) else 1
         if "replications" in summary and isinstance(summary["replications"], int):
             R = summary["replications"]
-        g = led.groupby(["month", "kind", "payer", "payee"], observed=True)["amount"].sum().reset_index()
-        g["amount"] = _money(g["amount"]) / R
+        g = led.groupby(["month", "kind", "payer", "payee"], observed=True)["amount_pence"].sum().reset_index()
+        g["amount"] = _money(g.pop("amount_pence")) / R
         g = g[g["amount"] != 0].rename(columns={"month": "Month", "kind": "Kind", "payer": "Payer", "payee": "Payee",
                                                 "amount": f"Amount, mean per replication ({symbol})"})
         sheets.append(Sheet("Ledger by kind and month", g.reset_index(drop=True),
@@ -225,12 +234,19 @@ def _stress_sheets(path: Path, symbol: str) -> list[Sheet]:
                              "needed and margin, with 95% intervals (d_: difference from the base); money in pounds."))
     cash_path = path / "cash.parquet"
     if cash_path.exists():
-        cash = pd.read_parquet(cash_path)
-        cash["cash"] = _money(cash["cash"])
+        cash = _current(pd.read_parquet(cash_path))
+        cash["cash"] = _money(cash.pop("cash_pence"))
         table = _quantiles(cash, ["stress", "month"], "cash", f"Cash at month end ({symbol})")
         table = table.rename(columns={"stress": "Stress", "month": "Month"})
         sheets.append(Sheet("Cash by month", table, formats={c: "money" for c in table.columns if symbol in c} | {"Month": "count"},
                             note="The organisation's cash month by month under each stress; pounds."))
+    ue_path = path / "unit_economics.parquet"
+    if ue_path.exists():
+        ue = pd.read_parquet(ue_path)
+        sheets.append(Sheet("Unit economics", ue, formats={c: "money" if c.endswith("_per_client") else "count" for c in ue.columns
+                                                           if c != "segment"},
+                            note="The unstressed bid: money per client referred, by segment, pounds (docs/stress-testing.md). "
+                                 "net_per_client of a segment is its contribution after delivery and payments passed on."))
     reps = pd.read_parquet(path / "replications.parquet")
     sheets.append(Sheet("Replications", reps, formats={c: _stress_unit(c) or "count" for c in reps.columns if c != "stress"}))
     return sheets

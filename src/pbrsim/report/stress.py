@@ -236,7 +236,7 @@ def cash_fan_chart(summary: dict, cash) -> Chart | None:
         sub = cash[cash["stress"] == name]
         if not len(sub):
             continue
-        by = sub.groupby("month")["cash"]
+        by = sub.groupby("month")["cash_pence"]
         months = np.asarray(sorted(sub["month"].unique()))
         med = by.median().reindex(months).to_numpy() / 100.0
         style = {"color": COLOURS[i % len(COLOURS)], "linestyle": ["-", "--", ":"][i % 3], "linewidth": 2 if i == 0 else 1.6}
@@ -298,6 +298,23 @@ limit at a month end. Working capital needed is the extra reserve at the start t
 {% else %}<td colspan="7">{{ r.note }}</td>{% endif %}
 </tr>
 {% endfor %}</tbody></table>
+{% if ue and ue.segments %}
+<table class="pbrsim-stress-table pbrsim-unit-economics" id="unit-economics">
+<caption>Unit economics of the unstressed bid: money per client referred to {{ s.organisation }}, by segment (pooled over
+the runs). Income is what the contract pays for service and results; the contribution is income less delivery and payments
+passed to subcontractors. Block fees, cohort payments, overhead and finance are not tied to a segment.</caption>
+<thead><tr><th>Segment</th><th>Clients a run</th><th>Income a client</th><th>Delivery a client</th><th>Passed on a client</th>
+<th>Contribution a client (95% interval)</th></tr></thead>
+<tbody>
+{% for r in ue.segments %}<tr><td>{{ r.segment }}</td><td>{{ "%.0f"|format(r.clients) }}</td><td>{{ m(r.income_per_client) }}</td>
+<td>{{ m(r.delivery_per_client) }}</td><td>{{ m(r.passed_on_per_client) }}</td>
+<td>{{ m(r.contribution_per_client.mean) }}{% if r.contribution_per_client.lo is not none %} ({{ m(r.contribution_per_client.lo) }} to {{ m(r.contribution_per_client.hi) }}){% endif %}</td></tr>
+{% endfor %}<tr><td>not by segment</td><td></td><td>{{ m(ue.not_by_segment.income_per_client) }}</td><td></td><td></td>
+<td>overhead {{ m(ue.not_by_segment.overhead_per_client) }}, finance {{ m(ue.not_by_segment.finance_per_client) }}</td></tr>
+<tr><th>All clients</th><th>{{ "%.0f"|format(ue.clients) }}</th><th>{{ m(ue.income_per_client) }}</th><th colspan="2">costs {{ m(ue.cost_per_client) }}</th>
+<th>net {{ m(ue.net_per_client.mean) }}{% if ue.net_per_client.lo is not none %} ({{ m(ue.net_per_client.lo) }} to {{ m(ue.net_per_client.hi) }}){% endif %}</th></tr>
+</tbody></table>
+{% endif %}
 {% if s.stresses|selectattr("investors", "defined")|list %}
 <table class="pbrsim-stress-table pbrsim-stress-investors">
 <caption>How each stress leaves the investors (docs/social-investment.md). Same runs, with the overdraft extended as far as
@@ -372,15 +389,16 @@ def stress_section(summary: dict, *, heading_level: int = 2, charts: list[Chart]
     def pct(x):
         return "–" if x is None else f"{100 * x:.1f}%"
 
-    def pp(c):
+    def pp(c):  # a minus sign, as in money
         if c["diff"] is None:
             return "–"
         if c["lo"] is None or c["lo"] == c["hi"]:
-            return f"{100 * c['diff']:+.1f} pp"
-        return f"{100 * c['diff']:+.1f} pp ({100 * c['lo']:+.1f} to {100 * c['hi']:+.1f})"
+            return f"{100 * c['diff']:+.1f} pp".replace("-", "\u2212")
+        return f"{100 * c['diff']:+.1f} pp ({100 * c['lo']:+.1f} to {100 * c['hi']:+.1f})".replace("-", "\u2212")
 
     return _env().from_string(_TEMPLATE).render(
         s=summary, h=heading_level, terms=terms, limit=limit, charts=charts, rev=rev, headlines=stress_headlines(summary),
+        ue=summary.get("unit_economics"),
         rev_lines=reverse_lines(rev, summary["organisation"]) if rev and rev.get("results") else [],
         m=lambda x: _Markup(f'<span class="n">{money(x, cur)}</span>'), pct=pct, pct0=lambda x: f"{100 * x:.0f}%", pp=pp,
         src=(lambda c: c.data_uri) if image_src == "inline" else (lambda c: c.file),
@@ -399,7 +417,10 @@ def write_stress_report(summary: dict, out_dir: str | Path, *, overwrite: bool =
     if source is not None and (Path(source) / "cash.parquet").exists():
         import pandas as pd
 
+        from ..engine.records import current_names
+
         cash = pd.read_parquet(Path(source) / "cash.parquet")
+        cash = cash.rename(columns=current_names(cash.columns))
     charts = stress_charts(summary, cash)
     body = stress_section(summary, heading_level=1, charts=charts)
     page = _env().from_string(_PAGE).render(s=summary, body=_Markup(body), version=__version__)

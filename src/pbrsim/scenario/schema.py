@@ -35,7 +35,7 @@ EXTRA_ITEMS = ("volume_reconciliation", "investment", "repayment", "coupon", "ma
 
 class _Model(BaseModel):
     # strict: YAML's `yes`/`no` and quoted numbers are not numbers; no NaN or infinite money
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False, defer_build=True)
 
 
 MAX_POUNDS = lim.MAX_PENCE / 100

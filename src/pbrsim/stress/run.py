@@ -37,6 +37,7 @@ import pandas as pd
 from ..analysis import returns
 from ..analysis.metrics import mean_ci, ratio_ci, wilson
 from ..scenario.schema import scenario_from_dict
+from . import economics
 from .runner import DEFAULT_CHUNK, Paths, Runner, binomial_cdf, lockstep, quantile_ranks, scenario_key  # noqa: F401  (re-exported)
 from .catalogue import (  # noqa: F401  (re-exported: the stress API in one place)
     BUILT_IN_NAMES,
@@ -362,6 +363,7 @@ class StressResult:
     reverse: dict | None = None
     timing: dict = field(default_factory=dict)
     extra_reserve: float = 0.0
+    unit_economics: dict | None = None  # the base's money per client by segment (stress.economics)
 
     def summary(self) -> dict:
         base = self.variants[0].terms
@@ -382,6 +384,7 @@ class StressResult:
                               "replay of each run's cash flows with the reserve added (exact)",
             "random_numbers": "common: replication r of every stress uses the streams of (seed, r, purpose)",
             "stresses": self.rows,
+            "unit_economics": self.unit_economics,
             "reverse": self.reverse,
             "timing": self.timing,
         }
@@ -417,8 +420,10 @@ class StressResult:
         for name, p in self.paths.items():
             n, H = p.cash.shape
             cash.append(pd.DataFrame({"stress": name, "replication": np.repeat(p.reps, H).astype(np.int32),
-                                      "month": np.tile(np.arange(H, dtype=np.int32), n), "cash": p.cash.reshape(-1)}))
+                                      "month": np.tile(np.arange(H, dtype=np.int32), n), "cash_pence": p.cash.reshape(-1)}))
         out = {"stresses": pd.DataFrame(rows), "replications": replications, "cash": pd.concat(cash, ignore_index=True)}
+        if self.unit_economics:
+            out["unit_economics"] = economics.table(self.unit_economics)
         if self.reverse:
             out["reverse"] = pd.DataFrame([{k: v for k, v in d.items() if not isinstance(v, (dict, list))}
                                            for d in self.reverse["results"]])
@@ -530,8 +535,12 @@ def run_stress_test(
     for row in rows:
         row["sentence"] = sentence(row, org, target, sc.currency)
     role = "single provider" if sc.organisations is None else next(o.role for o in sc.organisation_specs if o.name == org)
+    base_paths = paths["base"]
+    unit = (economics.summarise(base_paths.money, base_paths.clients, tuple(sc.segment_names))
+            if base_paths.money is not None and len(base_paths.reps) else None)
     result = StressResult(sc.name, source, org, role, sc.currency, seed, replications, target, variants, figs, paths, rows,
-                          timing={"stress_runs_seconds": round(t_run, 2)}, extra_reserve=float(extra_reserve))
+                          timing={"stress_runs_seconds": round(t_run, 2)}, extra_reserve=float(extra_reserve),
+                          unit_economics=unit)
     if reverse:
         from .reverse import reverse_stress_test
 

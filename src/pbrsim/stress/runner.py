@@ -42,9 +42,10 @@ class Job:
 _MODELS: dict[str, Any] = {}
 
 
-def run_job(job: Job) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Month-end cash and overdraft interest of the organisation, pence, ``[len(reps), horizon]`` each, and the
-    investors' money received and put in ``[len(reps), 2, horizon]`` when the scenario has investor finance."""
+def run_job(job: Job) -> tuple:
+    """Month-end cash and overdraft interest of the organisation, pence, ``[len(reps), horizon]`` each; the
+    investors' money received and put in ``[len(reps), 2, horizon]`` when the scenario has investor finance
+    (else None); and its money and clients by segment (``stress.economics.per_replication``)."""
     from ..engine.run import compile_model, run_batch
     from ..engine.ledger import KINDS, flows_by_rep
 
@@ -69,7 +70,9 @@ def run_job(job: Job) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
             p = model.vocab.party(name)
             investors[:, 0] += flows_by_rep(batch.ledger, p, n, H, incoming=True)
             investors[:, 1] += flows_by_rep(batch.ledger, p, n, H, incoming=False)
-    return cash, interest, investors
+    from .economics import per_replication
+
+    return cash, interest, investors, per_replication(batch, model, o)
 
 
 @dataclass
@@ -80,6 +83,8 @@ class Paths:
     cash: np.ndarray
     interest: np.ndarray
     investors: np.ndarray | None = None  # [n, 2, H]: all investors' money received and put in, pence
+    money: np.ndarray | None = None  # [n, G + 1, 5]: the organisation's money by segment and part (stress.economics)
+    clients: np.ndarray | None = None  # [n, G]: its clients by segment
 
 
 class Runner:
@@ -122,8 +127,8 @@ class Runner:
         else:
             results = self._executor().map(run_job, (j for _, j in jobs))
         owner = {id(j): rid for rid, j in jobs}  # executors hand back the task objects submitted
-        for job, (cash, interest, investors) in results:
-            parts[owner[id(job)]].append((job.reps, cash, interest, investors))
+        for job, (cash, interest, investors, (money, clients)) in results:
+            parts[owner[id(job)]].append((job.reps, cash, interest, investors, money, clients))
             self.replications_run += len(job.reps)
             if self.progress:
                 self.progress(len(job.reps))
@@ -134,7 +139,8 @@ class Runner:
             H = max((p[1].shape[1] for p in ps), default=0)
             out[rid] = Paths(reps, np.concatenate([p[1] for p in ps]) if ps else np.zeros((0, H), np.int64),
                              np.concatenate([p[2] for p in ps]) if ps else np.zeros((0, H), np.int64),
-                             np.concatenate([p[3] for p in ps]) if ps and ps[0][3] is not None else None)
+                             np.concatenate([p[3] for p in ps]) if ps and ps[0][3] is not None else None,
+                             np.concatenate([p[4] for p in ps]) if ps else None, np.concatenate([p[5] for p in ps]) if ps else None)
         return out
 
 

@@ -135,7 +135,7 @@ def _by_month(frame: pd.DataFrame, reps: pd.Index, months: int) -> np.ndarray:
     """Pence by replication and month from ledger rows, ``[R, months]`` (later months dropped)."""
     out = np.zeros((len(reps), months))
     if len(frame):
-        g = frame.groupby(["replication", "month"]).amount.sum()
+        g = frame.groupby(["replication", "month"]).amount_pence.sum()
         r = reps.get_indexer(g.index.get_level_values(0))
         mth = g.index.get_level_values(1).to_numpy()
         ok = (r >= 0) & (mth < months)
@@ -188,7 +188,7 @@ def _tariff_columns(out, a: Appraiser, tables, reps, occ_p, occ_c, ent_p, ent_c,
     for rule in model.contract.rules:
         paid = _by_month(led[(led.payer == comm) & (led.item == rule.name)], reps, vm.months) * factor
         out[f"line_paid[{rule.name}]"] = paid @ D
-        c = claims[(claims.item == rule.name) & (claims.amount_claimed > 0)]  # claims at a zero tariff pay for nothing
+        c = claims[(claims.item == rule.name) & (claims.amount_claimed_pence > 0)]  # claims at a zero tariff pay for nothing
         out[f"line_outcomes[{rule.name}]"] = c.groupby("replication").claims.sum().reindex(reps, fill_value=0).astype(float)
         if rule.kind != "sustainment":
             out[f"line_with[{rule.name}]"] = ent_p[k].sum(axis=(1, 2))
