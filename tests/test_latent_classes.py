@@ -234,3 +234,40 @@ def test_bottom_class_is_parked_far_more_and_prices_by_class_halve_that_at_equal
     assert flat["lo"] >= 3.0, flat  # the slowest third parked at least 3x as often as the fastest, at one price
     change = ratio_of_ratios_change_ci(parts[0], parts[1])
     assert change["hi"] <= 0.5, change  # prices by predicted class at least halve that ratio (paired interval)
+
+
+def test_parking_and_outcomes_by_class_reach_the_summary_the_comparison_and_the_report(tmp_path):
+    """Each class's parking and outcome rates: pooled over runs from the per-replication class columns, the same
+    figure in summary.json, in compare's table, in the terminal and in the report."""
+    import json
+
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from pbrsim.analysis.compare import summary_table
+    from pbrsim.analysis.estimators import ratio_ci
+    from pbrsim.cli.main import main
+
+    path = Path(__file__).resolve().parents[1] / "scenarios" / "library" / "small_vcs_blended.yaml"
+    r = CliRunner().invoke(main, ["run", str(path), "-n", "8", "--seed", "3", "--out", str(tmp_path / "run"), "--report"])
+    assert r.exit_code == 0, r.output
+    assert "parking and outcomes by latent class" in r.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    pr = pd.read_parquet(tmp_path / "run" / "replications.parquet")
+    classes = summary["parking"]["classes"]
+    assert len(classes) == 9 and {c["latent_class"] for c in classes} == {"slow", "typical", "quick"}
+    table = summary_table({"a": pr}, ["a"], "a").set_index("metric")
+    html = (tmp_path / "run" / "report" / "report.html").read_text()
+    for c in classes:
+        k = f"{c['segment']}/{c['latent_class']}"
+        want = ratio_ci(pr[f"class_minimal_months[{k}]"], pr[f"class_service_months[{k}]"])
+        assert c["parking_rate"]["mean"] == pytest.approx(want["mean"]) and c["parking_rate"]["lo"] == pytest.approx(want["lo"])
+        assert table.loc[f"class_parking_rate[{k}]", "mean"] == pytest.approx(want["mean"])
+        out = ratio_ci(pr[f"class_outcomes[{k}]"], pr[f"class_referrals[{k}]"])
+        assert c["outcome_rate"]["mean"] == pytest.approx(out["mean"])
+        assert table.loc[f"class_outcome_rate[{k}]", "mean"] == pytest.approx(out["mean"])
+        assert f"{c['segment']}: {c['latent_class']}" in html
+    # every client belongs to one class: the classes' referrals add up to the segment's, run by run
+    for g in {c["segment"] for c in classes}:
+        total = sum(pr[f"class_referrals[{g}/{k}]"] for k in ("slow", "typical", "quick"))
+        assert (total == pr[f"referrals[{g}]"]).all()
