@@ -156,6 +156,12 @@ def main():
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory(prefix="bench_pipeline-") as tmp:
         tmp = Path(tmp)
+        # as on a user's machine: pbrsim's modules compiled to bytecode once, not at every command (an environment
+        # with PYTHONDONTWRITEBYTECODE would otherwise recompile every module of every timed command)
+        ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+        ENV["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(args.src.resolve())], env=ENV, check=True,
+                       stdout=subprocess.DEVNULL)
         if "startup" in args.only:
             startup(args.repeat, tmp)
         if "run" in args.only:

@@ -17,6 +17,7 @@ from .conftest import override, scenario
 from .test_golden import case_raw
 
 REPS = 8
+LATENT = {"classes": [{"name": "slow", "share": 0.4, "progress": 0.5}, {"name": "quick", "share": 0.6, "progress": 1.1}]}
 SMALLER = {"referrals.rate": 20}  # fewer clients than the shipped chain: the test is about batching, not the contract
 
 
@@ -40,6 +41,12 @@ CASES = {
     "runoff_failure": _case("variant/runoff_failure"),
     # claims at referral, lines over several states, rejections of each
     "referral_claims": _case("variant/referral_claims"),
+    # latent classes (each client's own draw) and graded providers: by temperature (a draw per client-month), under
+    # a capacity; by protected share (first come first served among equals)
+    "latent_graded": lambda: scenario(**{"segments.easy.latent_classes": LATENT, "provider.capacity": 30,
+                                         "provider.policy": {"name": "graded", "temperature": 40}}),
+    "latent_protected": lambda: scenario(**{"segments.hard.latent_classes": LATENT,
+                                            "provider.policy": {"name": "graded", "protected_share": 0.4}}),
 }
 # what each case is for, checked on its tables
 REACHES = {
@@ -51,6 +58,8 @@ REACHES = {
     "prime_fails": lambda t: (t["failures"].clients_to == "contract_ended").any(),
     "runoff_failure": lambda t: (t["failures"].clients_to == "after the contract end").any(),
     "referral_claims": lambda t: t["claims"].rejected.sum() > 0,
+    "latent_graded": lambda t: t["clients"].months_minimal.sum() > 0 and t["clients"].latent_class.nunique() == 2,
+    "latent_protected": lambda t: t["clients"].months_minimal.sum() > 0 and t["clients"].latent_class.nunique() == 2,
 }
 
 

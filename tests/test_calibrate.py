@@ -491,3 +491,53 @@ def test_check_exit_codes_and_writes_nothing(tmp_path):
 
 def test_fixture_is_the_conftest_base():
     assert load_raw(FIXTURE) == BASE
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration with behaviour: potential under full service, observed = potential x service given
+
+
+def behaving(d: dict, temperature: float) -> dict:
+    d = copy.deepcopy(d)
+    d["provider"]["policy"] = {"name": "graded", "temperature": temperature}
+    d["segments"]["easy"]["latent_classes"] = {"classes": [{"name": "slow", "share": 0.5, "progress": 0.5},
+                                                           {"name": "fast", "share": 0.5, "progress": 1.1}]}
+    return d
+
+
+def test_joint_calibration_recovers_transition_rates_and_behaviour_from_observed_rates(tmp_path):
+    true_sc = write(tmp_path / "truth.yaml", behaving(truth(), 40.0))
+    spec = recovery_targets(load_scenario(true_sc))
+    spec["behaviour"] = [{"name": "temperature", "field": "provider.policy.temperature", "bounds": [1.0, 400.0]}]
+    spec["targets"].append({"name": "hard vs easy sustained", "segment": "hard", "relative_to": "easy", "state": "sustained",
+                            "within_months": 11, "rate": 0.5, "tolerance": 0.002})
+    observed = check_targets(true_sc, write(tmp_path / "t0.yaml", spec))
+    for t, model in zip(spec["targets"], observed.model):
+        t["rate"] = float(model)  # what the real programme "observed": rates under the provider's behaviour
+    full = check_targets(write(tmp_path / "holistic.yaml", {**behaving(truth(), 40.0), "provider": make()["provider"]}),
+                         write(tmp_path / "t1.yaml", {k: v for k, v in spec.items() if k != "behaviour"}))
+    assert (full.model.to_numpy() > observed.model.to_numpy() + 0.002)[[0, 1]].all()  # parking lowers the easy rates
+    tg = write(tmp_path / "targets.yaml", spec)
+    start = write(tmp_path / "start.yaml", behaving(make(), 150.0))
+    result = calibrate(start, tg)
+    assert result.all_met and result.behavioural
+    for name, value in TRUE.items():
+        assert result.values[name] == pytest.approx(value, abs=0.01), name
+    assert result.values["temperature"] == pytest.approx(40.0, rel=0.15)
+    assert result.parameters.identified.all()
+    text = write_calibrated(result, tmp_path / "fitted.yaml").read_text()
+    assert "observed: potential under full service" in text and "identified by the targets: easy_find" in text
+    assert check_targets(tmp_path / "fitted.yaml", tg).met.all()
+
+
+def test_parameters_the_targets_cannot_separate_are_reported_as_not_identified(tmp_path):
+    spec = {"parameters": [{"name": "engage", "paths": [f"{T}.easy.full.referred.engaged"], "balance": "referred"},
+                           {"name": "find", "paths": [f"{T}.easy.full.engaged.job"], "balance": "engaged"}],
+            "targets": [{"name": "easy sustained", "segment": "easy", "state": "sustained", "within_months": 11,
+                         "rate": 0.3, "tolerance": 0.002}]}
+    result = calibrate(write(tmp_path / "s.yaml", make()), write(tmp_path / "t.yaml", spec))
+    assert result.all_met
+    # one rate: engaging pins it down, and then finding work can only do what engaging already does
+    assert result.parameters.identified.tolist() == [True, False]
+    text = write_calibrated(result, tmp_path / "fitted.yaml").read_text()
+    assert "not identified (the targets can be met whatever their values): find" in text

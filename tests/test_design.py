@@ -228,6 +228,16 @@ def test_goal_seek_finds_the_fine_grid_answer_within_one_step(tmp_path, small_sc
     assert res.precision == pytest.approx(0.01)
     assert walked < lever.size  # bisection ran fewer values than the grid
     assert res.verification[0].seed != 4 and res.verification[0].replications == 20
+    # the page's headline quotes the answer and the target figure's estimate there
+    from pbrsim.design.summary import fmt_estimate, goal_seek_summary
+    from pbrsim.report.headlines import design_headlines
+
+    summary = goal_seek_summary(res)
+    lines = design_headlines(summary)
+    assert lines[0].startswith(f"failure(charity) <= 0.25 starts to hold at {summary['lever']['label']} = {summary['answer']['value']}")
+    assert fmt_estimate(summary["answer"]["estimate"], summary["figures"]["failure(charity)"]["unit"], "GBP") in lines[0]
+    assert lines[-1].startswith("Checked on 20 fresh runs") and lines[-1].endswith("it holds." if summary["verification"][-1]["passed"]
+                                                                                  else "with caution.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,3 +353,38 @@ def test_the_shipped_design_problems_read_without_problems():
     finance = load_problem(root / "east_charity_terms.yaml")
     assert finance.objective.text == "maximise margin(prime_plc)"
     assert [c.text for c in finance.constraints] == ["failure(east_charity) <= 0.05"]
+
+
+def test_the_design_page_renders_in_headless_chromium_with_readable_charts(searched, tmp_path):
+    """The design report loads in a real browser with its charts and no console error; no chart has repeated tick
+    labels or overlapping text (the check every report type passes)."""
+    import shutil
+    import subprocess
+
+    from pbrsim.report.design import design_charts
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (Debian package `chromium`; .ci/run installs it)")
+    _, out, s = searched
+    charts = design_charts(s)
+    assert charts and all(c.problems == () for c in charts), [(c.name, c.problems) for c in charts]
+    r = CliRunner().invoke(main, ["report", str(out), "--out", str(tmp_path / "page"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    page = tmp_path / "page" / "design.html"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr",
+             "--v=0", "--virtual-time-budget=5000", "--dump-dom"]
+    dom = subprocess.run([chromium, *flags, page.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "<h1>" in dom.stdout and s["chosen"]["id"] in dom.stdout
+    # headline findings first, quoting the chosen design's objective with its interval
+    from pbrsim.design.summary import fmt_estimate
+
+    assert dom.stdout.index("Headline findings") < dom.stdout.index("<table")
+    spend = fmt_estimate(s["chosen"]["estimates"]["spend"], s["figures"]["spend"]["unit"], s["currency"])
+    assert spend.split(" ")[0] in dom.stdout and "It meets every constraint" in dom.stdout
+    assert dom.stdout.count("<img ") == len(charts)
+    problems = [line for line in dom.stderr.splitlines()
+                if "CONSOLE" in line or "net::ERR" in line or "Failed to load" in line or "Not allowed to load" in line]
+    assert not problems, problems

@@ -32,8 +32,9 @@ def run(name: str, reps: int = REPS):
 
 
 def targets_file(path: Path) -> Path | None:
-    """targets/<stem>.targets.yaml; a file that extends another without touching its segments or pathway is
-    held to its parent's targets (the model rates depend on nothing else)."""
+    """targets/<stem>.targets.yaml; a file that extends another without touching its segments or pathway, and has
+    no targets of its own, is held to its parent's targets (its full-service rates depend on nothing else; with
+    behaviour, a file whose prices change the observed rates has its own)."""
     own = LIB / "targets" / f"{path.stem}.targets.yaml"
     if own.exists():
         return own
@@ -142,14 +143,20 @@ def test_wp_clients_in_work_keep_earning_sustainment_after_their_attachment():
 
 
 def test_wp_job_outcomes_in_the_simulation_match_the_calibrated_two_year_rates():
+    """The archetype's providers park (graded, with latent classes): the simulated two-year rates are the observed
+    rates the calibration fitted, potential under full service x the service given."""
+    from pbrsim.engine.observed import reach_rates
+
     res = run("work_programme.yaml")
     cl = res.clients
     sc = res.scenario
+    pw = res.model.pathway
     jo_state = {"jsa_18_24": "in_work_6", "jsa_25_plus": "in_work_6", "esa_new_claimants": "in_work_3", "esa_ex_ib": "in_work_3"}
     for seg, state in jo_state.items():
         g = cl[cl.segment == seg]
         within = (g[f"first_{state}"] - g.referral_month <= 23).fillna(False).astype(bool).mean()   # 24th transition: month r + 23
-        p = reach_rate(sc, seg, [state], 24)
+        p = reach_rates(res.model, pw.segments.index(seg), np.array([s == state for s in pw.states]), 24)
+        assert p < reach_rate(sc, seg, [state], 24)  # below what full service would give
         se = np.sqrt(p * (1 - p) / len(g))
         assert abs(within - p) < 4 * se, (seg, within, p)
         # JSA outcomes are paid at 26 weeks, ESA outcomes at 13: the tariff of the other line is 0

@@ -33,9 +33,9 @@ OUTCOMES_ONLY = ROOT / "scenarios" / "outcomes_only_vcs.yaml"
 # Names: docs/metrics.md against the outputs
 
 # Scenarios whose outputs together hold every metric: segments and parking, milestones, a supply chain,
-# investor finance and a value section, a volume band.
+# investor finance and a value section, a volume band, latent classes.
 NAME_SCENARIOS = ("blended_vcs.yaml", "supply_chain/outcome_pass_through.yaml", "library/peterborough.yaml",
-                  "library/tr_crc_volume_shortfall.yaml")
+                  "library/tr_crc_volume_shortfall.yaml", "library/small_vcs_blended.yaml")
 
 
 def _documented() -> dict[str, set[str]]:
@@ -59,6 +59,7 @@ def _documented() -> dict[str, set[str]]:
 def _generic(name: str, model) -> str:
     """An output name with its segment, organisation, state, payment line or value holder replaced by a placeholder."""
     subs = {g: "<segment>" for g in model.pathway.segments}
+    subs |= {f"{g}/{k}": "<segment>/<class>" for g, names in zip(model.pathway.segments, model.pathway.class_names) for k in names}
     subs |= {o.name: "<organisation>" for o in model.organisations}
     subs |= {k: "<kind>" for k in ("service_fee", "attachment", "milestone", "outcome", "sustainment")}
     name = re.sub(r"\[([^\]]+)\]", lambda x: "[" + subs.get(x.group(1), "<holder>") + "]", name)

@@ -134,6 +134,11 @@ def metric_list(columns) -> list[Metric]:
         if {f"minimal_months{key}", f"service_months{key}"} <= have:
             label = "parking rate" + (f": {key[1:-1]}" if key else "")
             m.append(Metric(f"parking_rate{key}", label, "ratio", "pct", f"minimal_months{key}", f"service_months{key}"))
+    for k in _bracketed(cols, "class_service_months"):  # latent classes: parking and outcomes of each class
+        m.append(Metric(f"class_parking_rate[{k}]", f"parking rate: {k}", "ratio", "pct", f"class_minimal_months[{k}]",
+                        f"class_service_months[{k}]", False))
+        m.append(Metric(f"class_outcome_rate[{k}]", f"outcome rate: {k}", "ratio", "pct", f"class_outcomes[{k}]",
+                        f"class_referrals[{k}]", False))
     m += _family(cols, "dropped", "dropped clients (total)", "mean", "count")
     m += _family(cols, "dropped_failure", "dropped: provider failed", "mean", "count")
     m += _family(cols, "dropped_service", "dropped: little full service", "mean", "count", in_table=False)

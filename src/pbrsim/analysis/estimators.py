@@ -130,3 +130,20 @@ def wilson(k: int, n: int) -> dict:
 def quantiles(x, qs=(0.05, 0.5)) -> dict:
     x = np.asarray(x, dtype=float)
     return {f"p{int(q * 100)}": float(np.quantile(x, q)) for q in qs}
+
+
+def ratio_of_ratios_change_ci(before, after) -> dict:
+    """How a ratio of ratios (Σa/Σb) / (Σc/Σd) changes between two designs run on the same replications:
+    after ÷ before, each given as per-replication (a, b, c, d). Paired delta-method interval on the log scale
+    (the influence of each replication on both designs), Student-t, back-transformed."""
+    parts = [np.asarray(x, dtype=float) for x in (*after, *before)]
+    n = len(parts[0])
+    sums = [x.sum() for x in parts]
+    if n < 2 or min(sums) <= 0:
+        return {"mean": None, "lo": None, "hi": None}
+    signs = (1, -1, -1, 1, -1, 1, 1, -1)
+    log_r = sum(sg * math.log(t) for sg, t in zip(signs, sums))
+    z = sum(sg * x / (t / n) for sg, x, t in zip(signs, parts, sums))  # influence of each replication on log r
+    se = float(np.std(z, ddof=1) / math.sqrt(n))
+    q = t95(n)
+    return {"mean": math.exp(log_r), "lo": math.exp(log_r - q * se), "hi": math.exp(log_r + q * se)}

@@ -120,6 +120,43 @@ def figures(batch: Batch) -> dict[str, np.ndarray]:
             out[col] = np.zeros(batch.n, dtype=np.int64)
         out["equity_ratio"] = np.full(batch.n, np.nan)
         out["paid_complex"] = np.zeros(batch.n)
+    out.update(class_figures(batch))
+    return out
+
+
+def class_columns(model, clients, monthly) -> pd.DataFrame:
+    """Parking and outcomes by latent class, one row per replication (``class_figures`` of these tables)."""
+    batch = Batch(model, {"clients": clients, "monthly": monthly})
+    return frame(batch.labels, class_figures(batch))
+
+
+def class_figures(batch: Batch) -> dict[str, np.ndarray]:
+    """Scenarios with latent classes: for each ``<segment>/<class>``, ``class_service_months``,
+    ``class_minimal_months``, ``class_parking_rate`` (minimal ÷ service months), ``class_referrals`` and
+    ``class_outcomes`` (clients who entered the primary outcome), per replication; nothing without classes."""
+    model = batch.model
+    pw, c = model.pathway, model.contract
+    cl = batch.table("clients")
+    if "latent_class" not in cl or not pw.class_names:
+        return {}
+    pos, keep = batch.rows("clients")
+    full = cl["months_full"].astype(np.int64)
+    minimal = cl["months_minimal"].astype(np.int64)
+    primary = pw.states[c.primary_outcome] if c.primary_outcome >= 0 else None
+    outcome = cl[f"first_{primary}"] >= 0 if primary else np.zeros(len(cl), dtype=bool)
+    seg, cls = cl["segment"], cl["latent_class"]
+    out: dict[str, np.ndarray] = {}
+    for gi, g in enumerate(pw.segments):
+        if len(pw.class_names[gi]) < 2:  # one class is the segment itself
+            continue
+        for k, name in enumerate(pw.class_names[gi]):
+            sel = (seg == gi) & (cls == k)
+            key = f"[{g}/{name}]"
+            out[f"class_service_months{key}"] = batch.total(pos, keep, full + minimal, sel)
+            out[f"class_minimal_months{key}"] = batch.total(pos, keep, minimal, sel)
+            out[f"class_parking_rate{key}"] = _rate(out[f"class_minimal_months{key}"], out[f"class_service_months{key}"])
+            out[f"class_referrals{key}"] = batch.count(pos, keep, sel)
+            out[f"class_outcomes{key}"] = batch.count(pos, keep, sel & outcome)
     return out
 
 
@@ -169,6 +206,13 @@ def summary(per_rep, model=None) -> dict:
                                          per_rep["outcomes_least"], per_rep["referrals_least"]),
         "cost_per_complex_outcome": ratio_ci(per_rep["paid_complex"], per_rep["outcomes_complex"]),
     }
+    classes = _names(per_rep, "class_service_months")
+    if classes:  # latent classes: parking and outcomes of each class inside its segment
+        out["classes"] = [{"segment": k.split("/", 1)[0], "latent_class": k.split("/", 1)[1],
+                           "referrals": mean_ci(per_rep[f"class_referrals[{k}]"]),
+                           "parking_rate": ratio_ci(per_rep[f"class_minimal_months[{k}]"], per_rep[f"class_service_months[{k}]"]),
+                           "outcome_rate": ratio_ci(per_rep[f"class_outcomes[{k}]"], per_rep[f"class_referrals[{k}]"])}
+                          for k in classes]
     if model is not None:
         most, least = complexity_groups(model)
         out["most_complex"], out["least_complex"] = most, least

@@ -43,9 +43,13 @@ def _parameters_table(params) -> Table:
     for col in ("was", "fitted"):
         t.add_column(col, justify="right", no_wrap=True)
     t.add_column("bounds", no_wrap=True)
+    t.add_column("identified", no_wrap=True)
     t.add_column("paths (balance state)", overflow="fold")
     for p in params.itertuples():
-        t.add_row(escape(p.parameter), f"{p.start:.6f}", f"{p.value:.6f}", f"[{p.lower:g}, {p.upper:g}]", escape("\n".join(f"{path} ({p.balance or path.split('.')[4]})" for path in p.paths)))
+        where = "\n".join(f"{path} ({p.balance or path.split('.')[4]})" if path.startswith("pathway.") else f"{path} (behaviour)"
+                          for path in p.paths)
+        t.add_row(escape(p.parameter), f"{p.start:.6f}", f"{p.value:.6f}", f"[{p.lower:g}, {p.upper:g}]",
+                  "yes" if p.identified else "[bold yellow]no[/bold yellow]", escape(where))
     return t
 
 
@@ -102,7 +106,8 @@ def calibrate(scenario, targets, out, in_place, check, overwrite):
         _problems_exit(exc)
 
     if check:
-        console.print(f"[bold]{escape(scenario)}[/bold] against [bold]{escape(targets)}[/bold]: model rates under full service "
+        how = "observed rates under the provider's behaviour" if cal.behaviour_in(load_scenario(scenario)) else "model rates under full service"
+        console.print(f"[bold]{escape(scenario)}[/bold] against [bold]{escape(targets)}[/bold]: {how} "
                       "(docs/calibration.md).", highlight=False)
         console.print(_targets_table(table, tg, "Targets"))
         k = int((~table.met).sum())
@@ -120,6 +125,10 @@ def calibrate(scenario, targets, out, in_place, check, overwrite):
     console.print(f"[bold]{escape(scenario)}[/bold] calibrated to [bold]{escape(targets)}[/bold]: {result.starts} optimiser start(s), "
                   f"{result.message}", highlight=False)
     console.print(_parameters_table(result.parameters))
+    free = [p.parameter for p in result.parameters.itertuples() if not p.identified]
+    if free:
+        console.print(f"[bold yellow]Not identified by the targets[/bold yellow] (they stay where they started): {escape(', '.join(free))}",
+                      highlight=False)
     console.print(_targets_table(result.table, result.targets, "Targets at the fitted values"))
     if result.all_met:
         console.print(f"All {len(result.table)} targets met. Calibrated scenario written to [bold]{escape(str(out_path))}[/bold].", highlight=False)

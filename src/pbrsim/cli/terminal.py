@@ -46,6 +46,14 @@ def print_summary(summary: dict, console: Console | None = None, out_dir: str | 
                       interval(row.get("dropped_failure"), count), interval(row["dropped_rate"]),
                       end_section=row is park["segments"][-2])
         console.print(t)
+        if park.get("classes"):  # latent classes: who is parked inside each payment group
+            t = Table(title="Inside each segment: parking and outcomes by latent class", title_justify="left")
+            for col in ("segment", "class", "clients referred", "parking rate", "outcome rate"):
+                t.add_column(col, justify="left" if col in ("segment", "class") else "right")
+            for row in park["classes"]:
+                t.add_row(row["segment"], row["latent_class"], interval(row["referrals"], count), interval(row["parking_rate"]),
+                          interval(row["outcome_rate"]))
+            console.print(t)
         share = park.get("dropped_full_service_share", 0.25)
         most, least = ", ".join(park.get("most_complex") or []), ", ".join(park.get("least_complex") or [])
         console.print(

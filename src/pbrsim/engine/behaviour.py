@@ -15,6 +15,10 @@ the candidates fit the places). A policy without ``batch`` is called once per gr
 * ``needs_first``: as holistic, but when capacity is short the most complex segments go first.
 * ``return_maximising``: full service in order of the net value of full over minimal service
   (``client_value.py``), best first; clients with negative net value are parked even when places are free.
+* ``graded``: return-maximising, softened: a client it would park is served anyway with chance
+  exp(net value / ``temperature``) (its own random draw), or a ``protected_share`` of those clients is served,
+  the highest net values first. Temperature 0 or share 0 is return_maximising; share 1 (or an unbounded
+  temperature) holistic.
 * ``cash_stressed``: holistic while cash is comfortable, return-maximising when stressed, a blend
   between (``cash_weight`` and ``blended_scores``).
 """
@@ -44,6 +48,8 @@ class Review:
     ref_month: np.ndarray  # referral month of each candidate
     capacity: int | None  # full-service places this month
     cash: int  # pence, at the start of the month
+    latent_class: np.ndarray | None = None  # class of each candidate within its segment (None: no latent classes)
+    uniforms: Callable[[], np.ndarray] | None = None  # a uniform in [0, 1) per candidate, its own stream (policies that draw)
 
 
 @dataclass
@@ -61,6 +67,8 @@ class BatchReview:
     starts: np.ndarray | None  # [groups + 1] when sorted
     capacity: int | None
     cash: np.ndarray  # pence per group, at the start of the month
+    latent_class: np.ndarray | None = None  # class of each candidate within its segment (None: no latent classes)
+    uniforms: Callable[[], np.ndarray] | None = None  # a uniform in [0, 1) per candidate, its own stream (policies that draw)
 
     def rank(self) -> np.ndarray:
         """Position of each candidate within its group (0 = first come)."""
@@ -155,16 +163,75 @@ def _return_maximising(spec, model, org):
     tables = cached_value_tables(model, org, spec.monthly_discount_rate)
 
     def return_maximising(review: Review) -> np.ndarray:
-        net = tables.lookup(review.month, review.segment, review.state, review.ref_month)
+        net = tables.lookup(review.month, review.segment, review.state, review.ref_month, review.latent_class)
         return serve_by_score(net, review.capacity)
 
     def return_maximising_batch(review: BatchReview) -> np.ndarray:
-        net = tables.lookup(review.month, review.segment, review.state, review.ref_month)
+        net = tables.lookup(review.month, review.segment, review.state, review.ref_month, review.latent_class)
         return serve_by_score_batch(net, review)
 
     return_maximising.tables = tables
     return_maximising.batch = return_maximising_batch
     return return_maximising
+
+
+def protected_counts(n_negative: np.ndarray, share: float) -> np.ndarray:
+    """Clients with negative net value a graded provider serves anyway: ``share`` of them, rounded half up
+    (so never fewer as the share rises; none at 0, all at 1)."""
+    return np.floor(share * np.asarray(n_negative, dtype=np.float64) + 0.5).astype(np.int64)
+
+
+def graded_batch(net: np.ndarray, review: BatchReview, share: float) -> np.ndarray:
+    """Graded decisions for every group of ``review`` (sorted by group): clients ranked by net value (ties first
+    come first served); the ones with net value >= 0 and the best ``share`` of the others are served, the
+    first ``capacity`` of them if places are short."""
+    groups = len(review.starts) - 1
+    negative = net < -TIE_TOLERANCE
+    rank = review.rank_by(-net)
+    n_pos = np.bincount(review.group[~negative], minlength=groups)
+    n_neg = np.bincount(review.group[negative], minlength=groups)
+    full = rank < (n_pos + protected_counts(n_neg, share))[review.group]
+    if review.capacity is not None:
+        full &= rank < review.capacity
+    return full
+
+
+def serve_chance(net: np.ndarray, temperature: float) -> np.ndarray:
+    """A graded provider's chance of serving a client this month: 1 for a net value >= 0, exp(net / temperature)
+    below (pence; temperature 0: never, the return-maximiser's choice)."""
+    if temperature <= 0.0:
+        return (net >= -TIE_TOLERANCE).astype(np.float64)
+    with np.errstate(over="ignore"):
+        return np.where(net >= -TIE_TOLERANCE, 1.0, np.exp(np.minimum(net, 0.0) / temperature))
+
+
+def _graded(spec, model, org):
+    tables = cached_value_tables(model, org, spec.monthly_discount_rate)
+    share = spec.protected_share
+    temperature = None if spec.temperature is None else float(to_pence(spec.temperature))
+
+    def graded(review: Review) -> np.ndarray:
+        n = len(review.candidates)
+        one = BatchReview(month=review.month, segment=review.segment, state=review.state, ref_month=review.ref_month,
+                          group=np.zeros(n, dtype=np.int64), starts=np.array([0, n]), capacity=review.capacity,
+                          cash=np.array([review.cash]), latent_class=review.latent_class, uniforms=review.uniforms)
+        return graded_batch_(one)
+
+    def graded_batch_(review: BatchReview) -> np.ndarray:
+        net = tables.lookup(review.month, review.segment, review.state, review.ref_month, review.latent_class)
+        if share is not None:
+            return graded_batch(net, review, float(share))
+        chosen = review.uniforms() < serve_chance(net, temperature)
+        if review.capacity is None:
+            return chosen
+        return chosen & (review.rank_by(-np.where(chosen, net, -np.inf)) < review.capacity)
+
+    graded.tables = tables
+    graded.batch = graded_batch_
+    graded.needs_order = share is not None  # which of equally valued clients are protected: the first come
+    graded.draws = temperature is not None  # each client's service is its own draw: ``Review.uniforms``
+    graded.temperature = temperature
+    return graded
 
 
 def cash_weight(cash: int, comfortable: int, stressed: int) -> float:
@@ -211,7 +278,7 @@ def _cash_stressed(spec, model, org):
         w = cash_weight(review.cash, comfortable, stressed)
         if w <= 0.0:
             return holistic(review)
-        net = tables.lookup(review.month, review.segment, review.state, review.ref_month)
+        net = tables.lookup(review.month, review.segment, review.state, review.ref_month, review.latent_class)
         return serve_by_score(blended_scores(net, w, gap), review.capacity)
 
     def cash_stressed_batch(review: BatchReview) -> np.ndarray:
@@ -219,7 +286,7 @@ def _cash_stressed(spec, model, org):
         full = _holistic_batch(review)
         stressed_ = w > 0.0
         if stressed_.any():
-            net = tables.lookup(review.month, review.segment, review.state, review.ref_month)
+            net = tables.lookup(review.month, review.segment, review.state, review.ref_month, review.latent_class)
             score = np.where(stressed_, w * net + (1.0 - w) * float(gap), 0.0)
             full = np.where(stressed_, serve_by_score_batch(score, review), full)
         return full
@@ -237,6 +304,7 @@ FACTORIES: dict[str, PolicyFactory] = {
     "holistic": lambda spec, model, org: holistic,
     "needs_first": _needs_first,
     "return_maximising": _return_maximising,
+    "graded": _graded,
     "cash_stressed": _cash_stressed,
 }
 

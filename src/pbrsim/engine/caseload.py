@@ -52,6 +52,8 @@ class Caseload:
         self.R, self.O, self.G, self.S, self.T = len(reps), len(model.organisations), len(pw.segments), pw.n_states, model.months
         R, O, G, S, T = self.R, self.O, self.G, self.S, self.T
         self.reps = np.asarray(reps, dtype=np.int64)
+        self.seed = seed
+        self._service_keys = None  # keys of the SERVICE stream [R, T], derived on first use
         mean = expected_counts(sc)
         counts = np.stack([draw_counts(sc, seed, r, mean) for r in reps]) if R else np.zeros((0, T, G), dtype=np.int64)  # [R, T, G]
         per_month = counts.sum(axis=2)
@@ -71,6 +73,9 @@ class Caseload:
                 lo, hi = base + self.month_start[b, t], base + self.month_start[b, t + 1]
                 order_rng.shuffle(seg[lo:hi])  # what ``permutation`` does to a copy
         self.seg = seg
+        # latent classes: each client's class from its own stream, so every other draw is unchanged
+        self.K = pw.K
+        self.cls = _draw_classes(pw, seed, self.reps, seg, self.offset) if pw.K > 1 else None
         self.ref_month = np.repeat(np.tile(np.arange(T, dtype=np.int16), R), per_month.reshape(-1))
         self.org = np.zeros(N, dtype=np.int16)
         self.first_org = np.zeros(N, dtype=np.int16)
@@ -203,8 +208,9 @@ class Caseload:
         cell = (rb * self.O + org64) * self.G + seg
         self._count(cell, np.full(len(g), init), +1)
         self.n_active += np.bincount(rb, minlength=self.R)
+        rows = seg if self.cls is None else seg * self.K + self.cls[g]  # the (segment, class) whose rows the client moves on
         self._append({"g": g, "rb": rb, "ctr": rng.counters(self.local(g, rb)), "state": np.full(len(g), init, dtype=self.state_dtype),
-                      "row": ((seg * (2 * self.S)) << self.bits) + self.row_of_state_k[init], "ref": self.ref_month[g], "cell": cell})
+                      "row": ((rows * (2 * self.S)) << self.bits) + self.row_of_state_k[init], "ref": self.ref_month[g], "cell": cell})
 
     # -- review -----------------------------------------------------------------------------------
     def review(self, t: int, orgs, policies, cash: np.ndarray, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -240,7 +246,8 @@ class Caseload:
                 cand = cand[self.w_pause[cand] < t]
             grp = self.w_cell[cand] // G  # rb * O + o
             # first come first served within each group, where the decision can depend on order
-            ordered = any(need[:, o].any() and (org.capacity is not None or not hasattr(policies[o], "batch"))
+            ordered = any(need[:, o].any() and (org.capacity is not None or not hasattr(policies[o], "batch")
+                                                or getattr(policies[o], "needs_order", False))
                           for o, org in enumerate(orgs))
             if ordered:
                 order = np.lexsort((self.w_g[cand], grp))
@@ -272,10 +279,12 @@ class Caseload:
         g = self.w_g[c]
         seg, state, ref = self.seg[g], self.w_state[c].astype(np.int16), self.w_ref[c]
         starts = np.searchsorted(group, np.arange(len(rows) + 1)) if ordered else None
+        uniforms = (lambda: self._service_uniforms(t, c)) if getattr(policy, "draws", False) else None
         batch = getattr(policy, "batch", None)
         if batch is not None:
             full = np.asarray(batch(BatchReview(month=t, segment=seg, state=state, ref_month=ref, group=group, starts=starts,
-                                                capacity=org.capacity, cash=cash)), dtype=bool)
+                                                capacity=org.capacity, cash=cash,
+                                                latent_class=None if self.cls is None else self.cls[g], uniforms=uniforms)), dtype=bool)
             if org.capacity is not None and len(full):
                 over = np.bincount(group[full], minlength=len(rows)) > org.capacity
                 if over.any():
@@ -286,12 +295,23 @@ class Caseload:
         for j in range(len(rows)):
             lo, hi = starts[j], starts[j + 1]
             review = Review(month=t, candidates=self.local(g[lo:hi], self.w_rb[c[lo:hi]]), segment=seg[lo:hi], state=state[lo:hi],
-                            ref_month=ref[lo:hi], capacity=org.capacity, cash=int(cash[j]))
+                            ref_month=ref[lo:hi], capacity=org.capacity, cash=int(cash[j]),
+                            latent_class=None if self.cls is None else self.cls[g[lo:hi]],
+                            uniforms=None if uniforms is None else (lambda lo=lo, hi=hi: self._service_uniforms(t, c[lo:hi])))
             f = np.asarray(policy(review), dtype=bool)
             if org.capacity is not None and f.sum() > org.capacity:
                 raise PolicyError(f"policy {org.policy.name!r} gave {f.sum()} full places, capacity {org.capacity}")
             full[lo:hi] = f
         return full
+
+    def _service_uniforms(self, t: int, pos: np.ndarray) -> np.ndarray:
+        """A uniform per client at working positions ``pos`` for month ``t``'s service choice (stream SERVICE)."""
+        if self._service_keys is None:
+            R, T = self.R, self.T
+            spawn = np.stack([np.repeat(self.reps, T), np.full(R * T, rng.SERVICE), np.tile(np.arange(T), R)], axis=1)
+            self._service_keys = rng.keys(self.seed, spawn).reshape(R, T) if R * T else np.zeros((R, T), np.uint64)
+        rb = self.w_rb[pos]
+        return rng.uniforms_from_keys(self._service_keys[rb, t], rng.counters(self.local(self.w_g[pos], rb)))
 
     # -- transitions --------------------------------------------------------------------------------
     def transition(self, t: int, slow: np.ndarray, sust_any: np.ndarray | None, first_states: list[int],
@@ -427,6 +447,23 @@ class Caseload:
         if self.n:
             self._accrue(np.arange(self.n), self.T - 1)
             self.state[self.w_g] = self.w_state
+
+
+def _draw_classes(pw, seed: int, reps: np.ndarray, seg: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Latent class of every client of the batch (int64, record order): a uniform per client from the stream of
+    (replication, LATENT_CLASS), against its segment's cumulative class shares."""
+    keys = rng.keys(seed, np.stack([reps, np.full(len(reps), rng.LATENT_CLASS)], axis=1)) if len(reps) else np.zeros(0, np.uint64)
+    n = np.diff(offset)
+    local = np.arange(len(seg)) - np.repeat(offset[:-1], n)
+    u = rng.uniforms_from_keys(np.repeat(keys, n), rng.counters(local))
+    cum = np.cumsum(pw.class_share, axis=1)
+    last = pw.K - 1 - np.argmax(pw.class_share[:, ::-1] > 0, axis=1)  # each segment's last class with a share
+    cum[np.arange(pw.K)[None, :] >= last[:, None]] = 1.0  # rounding never puts a client in a padding class
+    s = seg.astype(np.int64)
+    cls = np.zeros(len(seg), dtype=np.int64)
+    for k in range(pw.K - 1):
+        cls += u >= cum[s, k]
+    return cls
 
 
 class _AmbiguousFix:

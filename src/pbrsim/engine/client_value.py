@@ -111,6 +111,7 @@ class ValueTables:
     discount: float  # δ per month
     continuation: str
     approximations: tuple[str, ...]
+    classes: int = 1  # latent classes per segment: rows of ``gain`` are segment * classes + class
 
     @property
     def n_max(self) -> int:
@@ -126,11 +127,16 @@ class ValueTables:
         forced = left_prog <= left_contract
         return np.clip(np.minimum(left_prog, left_contract), 0, self.n_max), forced.astype(np.int64)
 
-    def lookup(self, month: int, segment: np.ndarray, state: np.ndarray, ref_month: np.ndarray) -> np.ndarray:
-        """Net value (pence) of full rather than minimal service this month for each client."""
+    def lookup(self, month: int, segment: np.ndarray, state: np.ndarray, ref_month: np.ndarray,
+               latent_class: np.ndarray | None = None) -> np.ndarray:
+        """Net value (pence) of full rather than minimal service this month for each client (with latent
+        classes, of its segment and class; a class the provider does not observe is valued at the shares)."""
         n, last = self.months_left(month, ref_month)
         _, G, S, N1 = self.gain.shape
-        flat = ((last * G + segment.astype(np.int64)) * S + state.astype(np.int64)) * N1 + n
+        row = segment.astype(np.int64)
+        if self.classes > 1:
+            row = row * self.classes + (0 if latent_class is None else latent_class.astype(np.int64))
+        flat = ((last * G + row) * S + state.astype(np.int64)) * N1 + n
         return self.gain.reshape(-1)[flat]
 
 
@@ -202,7 +208,8 @@ def value_tables(model, org, monthly_discount_rate: float = 0.0, continuation: s
     if continuation not in CONTINUATIONS:
         raise ValueError(f"continuation must be one of {CONTINUATIONS}, not {continuation!r}")
     pw, contract = model.pathway, model.contract
-    G, S = len(pw.segments), pw.n_states
+    K = pw.K
+    G, S = len(pw.segments) * K, pw.n_states  # one row of the tables per (segment, latent class)
     T = model.months
     M = pw.max_months
     N = T if M is None else min(T, M)
@@ -217,7 +224,8 @@ def value_tables(model, org, monthly_discount_rate: float = 0.0, continuation: s
         accepted = 1.0 - rule.rejection
         if rule.requires >= 0:  # paid only after an accepted claim on the required line (approximation: see below)
             accepted *= 1.0 - contract.rules[rule.requires].rejection
-        return rule.tariff.astype(float) * accepted * s * delta ** (rule.lag + extra_lag)
+        tariff = rule.class_tariff if rule.class_tariff is not None else np.repeat(rule.tariff, K)
+        return tariff.astype(float) * accepted * s * delta ** (rule.lag + extra_lag)
 
     first_rules = [r for r in contract.rules if not r.is_sustainment and r.state >= 0]
     sust_rules = [r for r in contract.rules if r.is_sustainment]
@@ -273,7 +281,7 @@ def value_tables(model, org, monthly_discount_rate: float = 0.0, continuation: s
         upd = aux.encode(new_digits)
 
     # -- the month's transition matrices: normal, and the forced exit at the programme limit ----
-    P = pw.P  # [G, 2, S, S]
+    P = pw.P if pw.PK is None else pw.PK  # [G*K, 2, S, S]
     Pf = P.copy()
     if M is not None and pw.exit_state >= 0:
         transient = pw.exit_applies  # every non-absorbing state unless pathway.exit_applies_to narrows it
@@ -328,11 +336,27 @@ def value_tables(model, org, monthly_discount_rate: float = 0.0, continuation: s
         gain[..., n] = at0[:, :, FULL] - at0[:, :, MINIMAL]
         V = Vn
     gain[:, :, ~service, :] = 0.0
+    if K > 1:
+        blind(pw, gain, axis=1)
+        blind(pw, q_inf, axis=2)
     return ValueTables(
         gain=gain, q=q_inf, serve=serve, q_all=q_all, aux=aux, aux0=aux0, months=T, max_months=M,
         cost_gap=int(org.cost_full - org.cost_minimal), discount=delta, continuation=continuation,
-        approximations=tuple(approximations),
+        approximations=tuple(approximations), classes=K,
     )
+
+
+def blind(pw, table: np.ndarray, axis: int) -> None:
+    """In place: for segments whose classes the provider does not observe, every class's entry along ``axis``
+    (segment * K + class) becomes the class-share-weighted mean, the value of a client of unknown class."""
+    K = pw.K
+    for g in np.flatnonzero(~pw.class_observed):
+        rows = np.take(table, np.arange(g * K, (g + 1) * K), axis=axis)
+        w = pw.class_share[g].reshape((1,) * axis + (K,) + (1,) * (table.ndim - axis - 1))
+        mean = (rows * w).sum(axis=axis, keepdims=True)
+        idx = [slice(None)] * table.ndim
+        idx[axis] = slice(g * K, (g + 1) * K)
+        table[tuple(idx)] = mean
 
 
 def _inferred_aux(pw, aux: Aux, contract) -> np.ndarray:

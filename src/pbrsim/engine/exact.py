@@ -134,6 +134,22 @@ def _effective_matrix(model: Model, g: int) -> np.ndarray:
     return np.where(pw.service[:, None], pw.P[g, FULL], pw.P[g, MINIMAL])
 
 
+def _class_chains(model: Model, g: int) -> list[tuple[float, np.ndarray]]:
+    """(share, effective matrix) of each latent class of segment ``g``: a client's path is a mixture of these
+    chains, so every expected count is the share-weighted sum over classes. One chain without latent classes."""
+    pw = model.pathway
+    if pw.K == 1:
+        return [(1.0, _effective_matrix(model, g))]
+    return [(w, np.where(pw.service[:, None], P[FULL], P[MINIMAL])) for w, P in pw.class_matrices(g)]
+
+
+def _mixture(chains: list[tuple[float, np.ndarray]], f) -> np.ndarray:
+    """Share-weighted sum of ``f(M)`` over the class chains (exactly ``f(M)`` for a single chain)."""
+    if len(chains) == 1:
+        return f(chains[0][1])
+    return sum(w * f(M) for w, M in chains)
+
+
 def _step_matrix(model: Model, M: np.ndarray, k: int) -> np.ndarray:
     """Transition k of a client's stay (k = 1, 2, ...), with forced exit folded in from the programme limit on:
     a move into a state that forced exit applies to goes to the exit state instead."""
@@ -263,9 +279,9 @@ def expected(scenario: Scenario | Model) -> ExactResult:
                 pay_rows.append((month + o.extra_lag, prime, o.name, kind, item, seg, amount * share))
 
     for g, seg in enumerate(pw.segments):
-        M = _effective_matrix(model, g)
+        chains = _class_chains(model, g)
         n_r = counts[:, g]
-        pi = _occupancy(model, M, T)
+        pi = _mixture(chains, lambda M: _occupancy(model, M, T))
         for r in range(T):
             if n_r[r] == 0:
                 continue
@@ -275,16 +291,23 @@ def expected(scenario: Scenario | Model) -> ExactResult:
             caseload[r + ages] += n_r[r] * pi[ages + 1]
             caseload[T:, :] += n_r[r] * pi[T - r]  # states freeze at the contract end
         for rule in c.rules:
-            p = _trigger_probabilities(model, M, rule, T)
+            if rule.class_tariff is None:
+                parts = [(_mixture(chains, lambda M: _trigger_probabilities(model, M, rule, T)), None)]
+            else:  # prices by latent class: each class's triggers at its own price
+                ks = [k for k in range(pw.K) if pw.class_share[g, k] > 0]
+                parts = [(w * _trigger_probabilities(model, M, rule, T), float(rule.class_tariff[g * pw.K + k]))
+                         for (w, M), k in zip(chains, ks)]
             # a trigger at age k happens in month r + k - 1 (k >= 1), or r at referral (k = 0)
             due = np.zeros(T)  # expected pence triggered in each month (tariffs may change by year)
-            for r in range(T):
-                if n_r[r] == 0:
-                    continue
-                k = np.arange(0, T - r + 1)
-                months = np.where(k == 0, r, r + k - 1)
-                ok = months < T
-                np.add.at(due, months[ok], n_r[r] * p[k][ok] * rule.amounts(g, months[ok], r))
+            for p, price in parts:
+                for r in range(T):
+                    if n_r[r] == 0:
+                        continue
+                    k = np.arange(0, T - r + 1)
+                    months = np.where(k == 0, r, r + k - 1)
+                    ok = months < T
+                    amounts = rule.amounts(g, months[ok], r) if price is None else price
+                    np.add.at(due, months[ok], n_r[r] * p[k][ok] * amounts)
             accepted = 1 - rule.rejection
             if rule.requires >= 0:  # the required claim's rejection draw is independent of the path and of this claim's
                 accepted *= 1 - c.rules[rule.requires].rejection
@@ -294,7 +317,7 @@ def expected(scenario: Scenario | Model) -> ExactResult:
         row = {"segment": seg, "referrals": n_r.sum()}
         for label, state in (("outcomes", c.primary_outcome), ("milestones", c.milestone)):
             if state >= 0:
-                first = _trigger_probabilities(model, M, _first_entry_rule(state, len(pw.segments)), T)
+                first = _mixture(chains, lambda M: _trigger_probabilities(model, M, _first_entry_rule(state, len(pw.segments)), T))
                 row[label] = sum(n_r[r] * first[: T - r + 1].sum() for r in range(T))
         seg_rows.append(row)
     whole = np.ones(len(orgs))
@@ -324,7 +347,9 @@ def expected(scenario: Scenario | Model) -> ExactResult:
 
 
 def _max_tariff(rule: Rule) -> np.ndarray:
-    """Highest tariff per segment over the years (pence)."""
+    """Highest tariff per segment over the years or latent classes (pence)."""
+    if rule.class_tariff is not None:
+        return np.maximum(rule.tariff, rule.class_tariff.reshape(len(rule.tariff), -1).max(axis=1))
     return rule.tariff if rule.tariff_years is None else rule.tariff_years.max(axis=0)
 
 
@@ -364,8 +389,8 @@ def expected_first_entries(model: Model, sets: list[np.ndarray]) -> list[np.ndar
     counts = expected_counts(model.scenario)
     out = [np.zeros((T, G)) for _ in sets]
     for g in range(G):
-        M = _effective_matrix(model, g)
-        probs = [_first_entry_into_set(model, M, np.asarray(s), T) for s in sets]
+        chains = _class_chains(model, g)
+        probs = [_mixture(chains, lambda M: _first_entry_into_set(model, M, np.asarray(s), T)) for s in sets]
         for r in range(T):
             n = counts[r, g]
             if n == 0:

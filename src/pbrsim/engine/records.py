@@ -54,6 +54,7 @@ def batch_columns(model: Model, batch: Batch) -> dict[str, dict[str, np.ndarray]
         "replication": np.repeat(rep_no, n_b),
         "client": np.arange(n, dtype=np.int64) - np.repeat(np.cumsum(n_b) - n_b, n_b),
         "segment": c["segment"].astype(np.int16),
+        **({"latent_class": c["latent_class"].astype(np.int16)} if "latent_class" in c else {}),
         "referral_month": c["ref_month"].astype(np.int16),
         "referred_to": org_party[c["first_org"]],
         "organisation": org_party[c["org"]],

@@ -17,6 +17,8 @@ TRANSITIONS = 1
 REJECTIONS = 2
 TIE_BREAKS = 3
 ALLOCATION = 4
+LATENT_CLASS = 5  # one draw per client, keyed by (replication, purpose) only
+SERVICE = 6  # a graded provider's monthly choice for each client
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)

@@ -121,6 +121,7 @@ class Replication:
     failure_months: np.ndarray | None = None  # [O], -1 when the organisation did not fail
     client_months: int = 0
     sustainment_payments: np.ndarray | None = None  # [clients, sustainment lines]: accepted claims at a price above zero
+    latent_class: np.ndarray | None = None  # class of each client within its segment (scenarios with latent classes)
 
     @property
     def failure_month(self) -> int:
@@ -177,6 +178,7 @@ class Batch:
             referred=self.referred[b], claims=rows(self.claims, CLAIM_COLUMNS), settlements=rows(self.settlements, SETTLEMENT_COLUMNS),
             failures=[f[1:] for f in self.failures if f[0] == b], failure_months=self.failure_months[b].copy(),
             client_months=int(self.client_months[b]), sustainment_payments=c["sustainment_payments"][lo:hi],
+            latent_class=c["latent_class"][lo:hi] if "latent_class" in c else None,
         )
 
 
@@ -195,7 +197,8 @@ def batch_of(r: Replication, vocab: Vocabulary) -> Batch:
                  "first_month": r.first_month, "months_full": r.months_full, "months_minimal": r.months_minimal,
                  "months_no_service": r.months_no_service, "end_month": r.end_month,
                  "sustainment_payments": r.sustainment_payments if r.sustainment_payments is not None
-                 else np.zeros((n, 0), dtype=np.int16)},
+                 else np.zeros((n, 0), dtype=np.int16),
+                 **({"latent_class": r.latent_class} if r.latent_class is not None else {})},
         ledger={"rep": np.zeros(len(led["amount"]), dtype=np.int64), **led}, cash=r.cash[None], caseload=r.caseload[None],
         level_counts=r.level_counts[None], referred=r.referred[None], claims=rows(r.claims, CLAIM_COLUMNS),
         settlements=rows(r.settlements, SETTLEMENT_COLUMNS), failures=[(0,) + tuple(f) for f in r.failures],
@@ -328,7 +331,8 @@ class _Run:
             clients={"segment": cl.seg, "ref_month": cl.ref_month, "org": cl.org, "first_org": cl.first_org, "state": cl.state,
                      "first_month": cl.first_month, "months_full": cl.months_full, "months_minimal": cl.months_minimal,
                      "months_no_service": cl.months_no_service, "end_month": cl.end_month,
-                     "sustainment_payments": self.sust_paid},
+                     "sustainment_payments": self.sust_paid,
+                     **({"latent_class": cl.cls} if cl.cls is not None else {})},
             ledger=self._ledger_arrays, cash=self.cash, caseload=self.caseload, level_counts=self.level_counts,
             referred=self.referred, claims=self._claim_arrays, settlements=self._settlement_arrays,
             failures=self.failures, failure_months=self.failed.copy(), client_months=cl.client_months.copy(), vocab=self.m.vocab,
@@ -617,7 +621,10 @@ class _Run:
         col = self.required_col.get(rule.index)
         if col is not None:
             self.accepted_at[g[~rejected], col] = 2 * t + phase
-        amount = rule.tariff[seg] if rule.tariff_years is None else rule.amounts(seg, t, cl.ref_month[g].astype(np.int64))
+        if rule.class_tariff is not None:  # prices by latent class
+            amount = rule.class_tariff[seg.astype(np.int64) * cl.K + cl.cls[g]]
+        else:
+            amount = rule.tariff[seg] if rule.tariff_years is None else rule.amounts(seg, t, cl.ref_month[g].astype(np.int64))
         priced = amount > 0  # a claim at a zero price (a segment the line does not pay for) is not a claim
         if self.person_paid is not None:  # per-person cap: each client's accepted claims stop at the cap
             amount = np.minimum(amount, np.maximum(self.c.per_person_cap - self.person_paid[g], 0))

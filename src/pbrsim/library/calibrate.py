@@ -27,7 +27,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ..scenario.loading import load_yaml_text, read_text
-from ..scenario.overrides import PathError, apply_overrides, parse_path
+from ..scenario.overrides import PathError, apply_overrides, get_value, parse_path
 from ..model.pathway import FULL, MINIMAL, Pathway, compile_pathway
 from ..scenario.schema import (ROW_TOLERANCE, SERVICE_LEVELS, Scenario, ScenarioError, load_raw, load_scenario, pydantic_problems, read_yaml,
                        scenario_from_dict)
@@ -72,22 +72,46 @@ class ParameterSpec(_Model):
         return v
 
 
+class BehaviourSpec(_Model):
+    """A number of the scenario that describes behaviour (a policy's strength, a latent class's progress), fitted
+    together with the transition probabilities."""
+
+    name: str = Field(..., min_length=1, description="Label of the parameter in the tables and the comment block.")
+    field: str = Field(..., min_length=1, description="Field path of a number in the scenario, e.g. `provider.policy.temperature` "
+                       "or `segments.complex.latent_classes.classes[0].progress`.")
+    bounds: list[float] = Field(..., min_length=2, max_length=2, description="[lower, upper] for the value.")
+
+    @field_validator("bounds")
+    @classmethod
+    def _bounds(cls, v):
+        lo, hi = v
+        if not lo < hi:
+            raise ValueError(f"bounds must be [lower, upper] with lower < upper (got [{lo}, {hi}])")
+        return v
+
+
 class TargetSpec(_Model):
-    """An observed rate: the share of a segment's referrals first entering some states within some months."""
+    """An observed rate: the share of a segment's referrals first entering some states within some months; or,
+    with ``relative_to``, that rate divided by another segment's (a ratio between groups)."""
 
     name: str = Field(..., min_length=1, description="Label of the target.")
     segment: str = Field(..., description="Segment of the scenario the rate is for.")
     state: str | None = Field(None, description="The target state (or give `states`).")
     states: list[str] | None = Field(None, min_length=1, description="Target states: reached on first entry to any of them.")
     within_months: int = Field(..., ge=1, description="Monthly transitions after referral (the referral month is month 0).")
-    rate: float = Field(..., ge=0, le=1, description="Observed rate, 0 to 1.")
-    tolerance: float = Field(..., gt=0, le=1, description="Absolute: the target is met when |model - rate| <= tolerance.")
+    rate: float = Field(..., ge=0, le=1000, description="Observed rate, 0 to 1 (with `relative_to`: the ratio of the two rates).")
+    tolerance: float = Field(..., gt=0, le=1000, description="Absolute: the target is met when |model - rate| <= tolerance.")
+    relative_to: str | None = Field(None, description="Another segment: the target is this segment's rate divided by that "
+                                    "segment's rate for the same states and months.")
     source: str | None = Field(None, description="Where the rate comes from.")
 
     @model_validator(mode="after")
     def _one_form(self):
         if (self.state is None) == (self.states is None):
             raise ValueError("give exactly one of `state` (one state) or `states` (a list)")
+        if self.relative_to is None and (self.rate > 1 or self.tolerance > 1):
+            raise ValueError("a rate and its tolerance are fractions between 0 and 1 (0.4 for 40%); only a ratio "
+                             "(`relative_to`) may exceed 1")
         return self
 
     @property
@@ -98,6 +122,7 @@ class TargetSpec(_Model):
 class Targets(_Model):
     description: str | None = Field(None, description="What the targets are and where they come from.")
     parameters: list[ParameterSpec] = Field(default_factory=list, description="What is fitted.")
+    behaviour: list[BehaviourSpec] = Field(default_factory=list, description="Behaviour parameters fitted jointly.")
     targets: list[TargetSpec] = Field(..., min_length=1, description="The rates to reproduce.")
     _source: str = PrivateAttr("<targets>")
 
@@ -120,7 +145,7 @@ def targets_from_dict(data: Any, source: str = "<targets>") -> Targets:
     except ValidationError as exc:
         raise CalibrationError(source, _problems(exc)) from None
     problems = []
-    for kind, items in (("parameters", targets.parameters), ("targets", targets.targets)):
+    for kind, items in (("parameters", targets.parameters), ("behaviour", targets.behaviour), ("targets", targets.targets)):
         names = [x.name for x in items]
         for i, n in enumerate(names):
             if names.index(n) != i:
@@ -185,6 +210,7 @@ class _Target:
     n: int
     rate: float
     tol: float
+    rel: int = -1  # segment whose rate divides this one's (``relative_to``), -1 for a plain rate
 
 
 @dataclass
@@ -200,6 +226,8 @@ class _Bound:
     lower: np.ndarray
     upper: np.ndarray  # bounds tightened so that no balance can go negative
     start: np.ndarray  # current values (the mean of a parameter's paths), clipped into the bounds
+    behavioural: bool = False  # rates under the provider's behaviour (``engine.observed``), not full service
+    b_start: np.ndarray | None = None  # behaviour parameters' current values, clipped into their bounds
 
 
 def _state_problems(where: str, state: str, sc: Scenario) -> list[tuple[str, str]]:
@@ -222,6 +250,9 @@ def _bind(sc: Scenario, targets: Targets) -> _Bound:
         if t.segment not in sc.segments:
             problems.append((f"{where}.segment", f"unknown segment {t.segment!r}; segments are {segs}"))
             bad = True
+        if t.relative_to is not None and t.relative_to not in sc.segments:
+            problems.append((f"{where}.relative_to", f"unknown segment {t.relative_to!r}; segments are {segs}"))
+            bad = True
         for j, s in enumerate(t.target_states):
             p = _state_problems(f"{where}.state" if t.state is not None else f"{where}.states[{j}]", s, sc)
             problems += p
@@ -229,7 +260,8 @@ def _bind(sc: Scenario, targets: Targets) -> _Bound:
         if not bad:
             mask = np.zeros(pw.n_states, dtype=bool)
             mask[[idx[s] for s in t.target_states]] = True
-            compiled.append(_Target(t.name, segs.index(t.segment), mask, t.within_months, t.rate, t.tolerance))
+            compiled.append(_Target(t.name, segs.index(t.segment), mask, t.within_months, t.rate, t.tolerance,
+                                    segs.index(t.relative_to) if t.relative_to is not None else -1))
 
     entries: list[_Entry] = []
     seen_paths: dict[tuple, str] = {}
@@ -300,8 +332,27 @@ def _bind(sc: Scenario, targets: Targets) -> _Bound:
     if problems:
         raise CalibrationError(source, problems)
 
+    # behaviour parameters: numbers of the scenario
+    dump = sc.model_dump()
+    b_start = []
+    for j, bp in enumerate(targets.behaviour):
+        where = f"behaviour[{j}].field"
+        try:
+            value = get_value(dump, bp.field)
+        except PathError as exc:
+            problems.append((where, str(exc)))
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.append((where, f"{bp.field} is not a number in the scenario (it is {value!r}); fit a number, "
+                             "e.g. provider.policy.temperature"))
+            continue
+        b_start.append(min(max(float(value), bp.bounds[0]), bp.bounds[1]))
+    if problems:
+        raise CalibrationError(source, problems)
+    model_needed = behaviour_in(sc) or bool(targets.behaviour)
+
     # a parameter must move some target
-    target_segs = {t.g for t in compiled}
+    target_segs = {t.g for t in compiled} | {t.rel for t in compiled if t.rel >= 0}
     for j, par in enumerate(targets.parameters):
         mine = [e for e in entries if e.param == j]
         if not any(e.used for e in mine):
@@ -341,7 +392,14 @@ def _bind(sc: Scenario, targets: Targets) -> _Bound:
         raise CalibrationError(source, problems)
     current = np.array([np.mean([e.base for e in entries if e.param == j]) for j in range(P)]) if P else np.zeros(0)
     start = np.clip(current, lower, upper)
-    return _Bound(sc, pw, targets, entries, rows, compiled, lower, upper, start)
+    return _Bound(sc, pw, targets, entries, rows, compiled, lower, upper, start, model_needed, np.array(b_start))
+
+
+def behaviour_in(sc: Scenario) -> bool:
+    """Whether observed rates differ from the full-service ones: a provider that does not always serve, or latent
+    classes (whose mixture is not the segment's chain)."""
+    lazy = any(o.policy.name not in ("holistic", "needs_first") for o in sc.organisation_specs)
+    return lazy or any(seg.latent_classes is not None for seg in sc.segments.values())
 
 
 def _row_path(sc: Scenario, e) -> str:
@@ -438,12 +496,43 @@ def _as_targets(targets) -> Targets:
     return targets if isinstance(targets, Targets) else load_targets(targets)
 
 
-def _table(b: _Bound, P: np.ndarray) -> pd.DataFrame:
+def _observed(sc: Scenario, b: _Bound) -> list[float]:
+    """Each target's model value under the scenario's behaviour (``engine.observed``), ratios included."""
+    from ..engine.observed import reach_rates, unsupported
+    from ..engine.run import compile_model
+
+    model = compile_model(sc)
+    why = unsupported(model)
+    if why:
+        raise CalibrationError(b.targets.source, [("targets", "rates under this provider's behaviour cannot be computed: "
+                                                   + "; ".join(why))])
+    cache: dict[tuple, float] = {}
+
+    def rate(g: int, t: _Target) -> float:
+        key = (g, tuple(np.flatnonzero(t.mask)), t.n)
+        if key not in cache:
+            cache[key] = reach_rates(model, g, t.mask, t.n)
+        return cache[key]
+
+    return [rate(t.g, t) / rate(t.rel, t) if t.rel >= 0 else rate(t.g, t) for t in b.compiled]
+
+
+def _full_service(b: _Bound, P: np.ndarray) -> list[float]:
     E = _exit_map(b.pw)
-    rows = []
     empty = np.zeros((0, b.pw.n_states, b.pw.n_states))
+    out = []
     for t in b.compiled:
         model, _ = _reach(b.pw, _effective(b.pw, P, t.g), empty, t.mask, t.n, E)
+        if t.rel >= 0:
+            model /= _reach(b.pw, _effective(b.pw, P, t.rel), empty, t.mask, t.n, E)[0]
+        out.append(model)
+    return out
+
+
+def _table(b: _Bound, P: np.ndarray, sc: Scenario | None = None) -> pd.DataFrame:
+    values = _observed(sc if sc is not None else b.scenario, b) if b.behavioural else _full_service(b, P)
+    rows = []
+    for t, model in zip(b.compiled, values):
         residual = model - t.rate
         rows.append({"target": t.name, "segment": b.pw.segments[t.g], "model": model, "target_rate": t.rate,
                      "residual": residual, "tolerance": t.tol, "met": bool(abs(residual) <= t.tol)})
@@ -455,7 +544,7 @@ def check_targets(scenario: Scenario | str | Path, targets: Targets | str | Path
     residual (model - target_rate), tolerance, met (|residual| <= tolerance)."""
     sc = _as_scenario(scenario)
     b = _bind(sc, _as_targets(targets))
-    return _table(b, b.pw.P)
+    return _table(b, b.pw.P, sc)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -492,6 +581,9 @@ class _Problem:
         res, jac = [], []
         for t in self.b.compiled:
             rate, grad = _reach(self.b.pw, _effective(self.b.pw, P, t.g), self.dM[t.g], t.mask, t.n, self.E)
+            if t.rel >= 0:  # a ratio between groups: the quotient rule
+                base, dbase = _reach(self.b.pw, _effective(self.b.pw, P, t.rel), self.dM[t.rel], t.mask, t.n, self.E)
+                rate, grad = rate / base, (grad * base - rate * dbase) / base ** 2
             res.append((rate - t.rate) / t.tol)
             jac.append(grad / t.tol)
         for row in self.shared:
@@ -621,28 +713,147 @@ class CalibrationResult:
     cost: float  # half the sum of squared (model - target) / tolerance at the written values
     starts: int  # optimiser starts tried
     message: str  # the optimiser's stopping reason for the fit kept
+    behavioural: bool = False  # model rates under the provider's behaviour (observed), not full service
 
     @property
     def unmet(self) -> pd.DataFrame:
         return self.table[~self.table.met]
 
 
+class _JointProblem:
+    """Scaled residuals of the targets under the provider's behaviour, as functions of the transition parameters
+    and the behaviour parameters together (values first, then behaviour); derivatives by finite differences."""
+
+    FAIL = 1e6  # residual of a point the scenario rules refuse (a class progress that leaves no room, say)
+
+    def __init__(self, b: _Bound, raw: dict, source: str):
+        self.b, self.raw, self.source = b, raw, source
+        self.P = len(b.targets.parameters)
+
+    def scenario(self, theta: np.ndarray, transitions: dict | None = None) -> Scenario:
+        v, w = theta[: self.P], theta[self.P:]
+        updates = dict(transitions if transitions is not None else (_updates(self.b, v) if self.P else {}))
+        updates |= {bp.field: float(x) for bp, x in zip(self.b.targets.behaviour, w)}
+        return scenario_from_dict(apply_overrides(self.raw, updates, self.source), self.source)
+
+    def residuals(self, theta) -> np.ndarray:
+        theta = np.asarray(theta, dtype=float)
+        try:
+            values = _observed(self.scenario(theta), self.b)
+        except ScenarioError as exc:
+            if isinstance(exc, CalibrationError) and exc.problems and exc.problems[0][0] == "targets":
+                raise
+            return np.full(len(self.b.compiled), self.FAIL)
+        return np.array([(x - t.rate) / t.tol for x, t in zip(values, self.b.compiled)])
+
+    def jacobian(self, theta) -> np.ndarray:
+        """Central differences inside the bounds: steps of 1e-6 of a probability's range, 1e-3 of a behaviour
+        parameter's (money such as a temperature is kept to the penny, so smaller steps would not move it)."""
+        theta = np.asarray(theta, dtype=float)
+        lo, hi = _joint_bounds(self.b)
+        out = np.zeros((len(self.b.compiled), len(theta)))
+        for j in range(len(theta)):
+            h = (1e-6 if j < self.P else 1e-3) * (hi[j] - lo[j])
+            up, dn = theta.copy(), theta.copy()
+            up[j], dn[j] = min(theta[j] + h, hi[j]), max(theta[j] - h, lo[j])
+            out[:, j] = (self.residuals(up) - self.residuals(dn)) / (up[j] - dn[j])
+        return out
+
+    def met(self, theta) -> bool:
+        return bool(np.all(np.abs(self.residuals(theta)) <= 1 + 1e-12))
+
+
+def _joint_bounds(b: _Bound) -> tuple[np.ndarray, np.ndarray]:
+    lo = np.concatenate([b.lower, [bp.bounds[0] for bp in b.targets.behaviour]])
+    hi = np.concatenate([b.upper, [bp.bounds[1] for bp in b.targets.behaviour]])
+    return lo, hi
+
+
+def _optimise_joint(b: _Bound, prob: _JointProblem) -> tuple[np.ndarray, int, str]:
+    """Fit the parameters the targets identify at the start (``identified``); the others stay at their start
+    values, so an unidentified parameter keeps the value the scenario gave it rather than drifting."""
+    from scipy.optimize import least_squares
+
+    lo, hi = _joint_bounds(b)
+    x0 = np.concatenate([b.start, b.b_start])
+    free = np.flatnonzero(identified(prob.jacobian(x0)))
+    if not len(free):
+        return x0, 1, "no parameter is identified by the targets: nothing fitted"
+
+    def full(z):
+        x = x0.copy()
+        x[free] = z
+        return x
+
+    best, tried = None, 0
+    for start in (x0[free], ((lo + hi) / 2)[free]):
+        tried += 1
+        sol = least_squares(lambda z: prob.residuals(full(z)), start, jac=lambda z: prob.jacobian(full(z))[:, free],
+                            bounds=(lo[free], hi[free]), method="trf", ftol=1e-10, xtol=1e-10, gtol=1e-10, max_nfev=200)
+        if best is None or sol.cost < best.cost - 1e-15:
+            best = sol
+        if prob.met(full(best.x)):
+            break
+    return np.clip(full(best.x), lo, hi), tried, str(best.message)
+
+
+def identified(jac: np.ndarray, rel_tol: float = 1e-6) -> np.ndarray:
+    """Which parameters the targets pin down at a fit: bool per column of the Jacobian of the scaled residuals.
+
+    Taken in order (transition probabilities first, then behaviour), a parameter is identified when it moves the
+    targets in a direction the identified ones before it cannot (it raises the rank of their columns, scaled to
+    length 1; singular values below ``rel_tol`` of the largest count as 0). The rest are not: the targets can be
+    met whatever their values, by moving the others, so they are held where they were."""
+    jac = np.atleast_2d(np.asarray(jac, dtype=float))
+    n = jac.shape[1]
+    out = np.zeros(n, dtype=bool)
+    scale = np.linalg.norm(jac, axis=0)
+    if n == 0 or scale.max() == 0:
+        return out
+    unit = jac / np.where(scale > 0, scale, 1.0)
+    chosen: list[int] = []
+    for j in range(n):
+        if scale[j] <= rel_tol * scale.max():
+            continue
+        sv = np.linalg.svd(unit[:, chosen + [j]], compute_uv=False)
+        if (sv > rel_tol * sv.max()).sum() == len(chosen) + 1:
+            chosen.append(j)
+            out[j] = True
+    return out
+
+
 def calibrate(scenario_path: str | Path, targets_path: Targets | str | Path) -> CalibrationResult:
-    """Fit the parameters of a targets file to its targets; nothing is written (see ``write_calibrated``)."""
+    """Fit the parameters of a targets file to its targets; nothing is written (see ``write_calibrated``).
+
+    Without behaviour (every provider holistic, no latent classes, no behaviour parameters) the rates are those
+    under full service and their derivatives exact. Otherwise transition rates are what clients could achieve
+    under full service, and the targets are compared with the *observed* rates, potential × the service the
+    provider's behaviour gives (``engine.observed``), the behaviour parameters fitted jointly."""
     sc = load_scenario(scenario_path)
     targets = _as_targets(targets_path)
-    if not targets.parameters:
+    if not targets.parameters and not targets.behaviour:
         raise CalibrationError(targets.source, [("parameters", "list at least one parameter to fit "
                                                  "(to evaluate the targets without fitting, use --check)")])
     b = _bind(sc, targets)
-    theta, tried, message = _optimise(b)
-    v = _round_feasible(b, theta)
-    updates = _updates(b, v)
-    raw = apply_overrides(load_raw(scenario_path), updates, str(scenario_path))
+    raw0 = load_raw(scenario_path)
+    if b.behavioural:
+        prob = _JointProblem(b, raw0, str(scenario_path))
+        theta, tried, message = _optimise_joint(b, prob)
+        v = _round_feasible(b, theta[: len(b.lower)]) if len(b.lower) else np.zeros(0)
+        w = np.array([float(_fmt(x)) for x in theta[len(b.lower):]])
+        updates = (_updates(b, v) if len(v) else {}) | {bp.field: float(x) for bp, x in zip(targets.behaviour, w)}
+        jac = prob.jacobian(np.concatenate([v, w]))
+    else:
+        theta, tried, message = _optimise(b)
+        v, w = _round_feasible(b, theta), np.zeros(0)
+        updates = _updates(b, v)
+        jac = _Problem(b).jacobian(v)[: len(b.compiled)]
+    raw = apply_overrides(raw0, updates, str(scenario_path))
     fitted = scenario_from_dict(raw, str(scenario_path))
-    table = _table(b, compile_pathway(fitted).P)
+    table = _table(b, compile_pathway(fitted).P, fitted)
     r = (table.residual / table.tolerance).to_numpy()
-    params = pd.DataFrame([{
+    pinned = identified(jac)
+    rows = [{
         "parameter": p.name,
         "paths": list(p.paths),
         "balance": p.balance,
@@ -650,13 +861,26 @@ def calibrate(scenario_path: str | Path, targets_path: Targets | str | Path) -> 
         "upper": p.bounds[1],
         "start": float(np.mean([e.base for e in b.entries if e.param == j])),
         "value": float(v[j]),
-    } for j, p in enumerate(targets.parameters)])
+        "identified": bool(pinned[j]),
+    } for j, p in enumerate(targets.parameters)]
+    rows += [{
+        "parameter": bp.name,
+        "paths": [bp.field],
+        "balance": None,
+        "lower": bp.bounds[0],
+        "upper": bp.bounds[1],
+        "start": float(get_value(sc.model_dump(), bp.field)),
+        "value": float(w[j]),
+        "identified": bool(pinned[len(targets.parameters) + j]),
+    } for j, bp in enumerate(targets.behaviour)]
+    params = pd.DataFrame(rows)
+    values = {row["parameter"]: row["value"] for row in rows}
     return CalibrationResult(
         scenario_path=Path(scenario_path),
         targets_path=None if isinstance(targets_path, Targets) else Path(targets_path),
-        targets=targets, scenario=fitted, values={p.name: float(v[j]) for j, p in enumerate(targets.parameters)},
+        targets=targets, scenario=fitted, values=values,
         parameters=params, table=table, updates=updates, all_met=bool(table.met.all()),
-        cost=float(0.5 * np.sum(r ** 2)), starts=tried, message=message,
+        cost=float(0.5 * np.sum(r ** 2)), starts=tried, message=message, behavioural=b.behavioural,
     )
 
 
@@ -705,17 +929,27 @@ def comment_block(result: CalibrationResult, out_path: str | Path) -> str:
     else:
         lines.append("# targets: given in Python, not from a file")
     lines.append("# model rate: P(first entry into the target states within N monthly transitions of referral),")
-    lines.append("#   full service in every service state, forced exit as the engine applies it; computed exactly")
+    if result.behavioural:
+        lines.append("#   observed: potential under full service x the service the provider's behaviour gives, averaged over")
+        lines.append("#   referral months and latent classes; forced exit as the engine applies it; computed exactly")
+    else:
+        lines.append("#   full service in every service state, forced exit as the engine applies it; computed exactly")
     lines.append(f"# fit: least squares of (model - target) / tolerance; {result.starts} start(s); cost {result.cost:.6g}")
     lines.append("#")
     lines.append("# parameters (fitted value as written; was = value before the fit):")
     prow = [("parameter", "value", "was", "bounds", "paths [balance state]")]
-    for _, p in result.parameters.iterrows():
+    n_trans = len(result.targets.parameters)
+    for k, (_, p) in enumerate(result.parameters.iterrows()):
         for i, path in enumerate(p.paths):
-            bal = p.balance or [s.key for s in parse_path(path)][4]
+            bal = (p.balance or [s.key for s in parse_path(path)][4]) if k < n_trans else "behaviour"
             head = (_one_line(p.parameter), _fmt(p.value), _fmt(p.start, 9), f"[{_fmt(p.lower)}, {_fmt(p.upper)}]") if i == 0 else ("",) * 4
             prow.append((*head, f"{path} [{bal}]"))
     lines += _columns(prow, right=(1, 2))
+    free = [p.parameter for p in result.parameters.itertuples() if not p.identified]
+    if result.behavioural or free:
+        lines.append("# identified by the targets: " + (", ".join(_one_line(p.parameter) for p in result.parameters.itertuples()
+                                                                if p.identified) or "none"))
+        lines.append("# not identified (the targets can be met whatever their values): " + (", ".join(free) or "none"))
     lines.append("#")
     lines.append("# targets (model rate at the written values; residual = model - target; met when |residual| <= tolerance):")
     trow = [("target", "segment", "within", "model", "target", "residual", "tolerance", "result")]
@@ -747,12 +981,24 @@ def _rt_yaml():
     return y
 
 
+def _child(node, step):
+    """The child of a loaded YAML node at one path step (a key, a list index or a [field=value] item), or None."""
+    if step.key is not None:
+        return node[step.key] if isinstance(node, dict) and step.key in node else None
+    if not isinstance(node, list):
+        return None
+    if step.index is not None:
+        return node[step.index] if -len(node) <= step.index < len(node) else None
+    hits = [item for item in node if isinstance(item, dict) and str(item.get(step.field)) == step.value]
+    return hits[0] if len(hits) == 1 else None
+
+
 def _node(doc, steps):
     node = doc
     for s in steps:
-        if not isinstance(node, dict) or s not in node:
+        node = _child(node, s)
+        if node is None:
             return None
-        node = node[s]
     return node
 
 
@@ -764,10 +1010,10 @@ def _surgical(text: str, updates: dict[str, str], extends: str | None) -> str | 
     edits: list[tuple[int, int, int, str]] = []  # line, start col, end col, replacement
     appends: dict[tuple[int, ...], list[str]] = {}
     for path, value in updates.items():
-        steps = [s.key for s in parse_path(path)]
+        steps = parse_path(path)
         row = _node(doc, steps[:-1])
-        key = steps[-1]
-        if row is None or not hasattr(row, "lc"):
+        key = steps[-1].key
+        if row is None or key is None or not hasattr(row, "lc"):
             return None
         if key in row:
             if isinstance(row[key], bool) or not isinstance(row[key], (int, float)):
@@ -834,13 +1080,16 @@ def _dumped(text: str, updates: dict[str, float], extends: str | None) -> str:
         y.indent(mapping=indent[0], sequence=indent[1], offset=indent[2])
         doc = y.load(text)
         for path, value in updates.items():
-            steps = [s.key for s in parse_path(path)]
+            steps = parse_path(path)
             node = doc
             for s in steps[:-1]:
-                if not isinstance(node.get(s), dict):
-                    node[s] = CommentedMap()
-                node = node[s]
-            node[steps[-1]] = float(value)
+                child = _child(node, s)
+                if not isinstance(child, (dict, list)):
+                    if s.key is None:
+                        raise CalibrationError(str(path), [(str(path), "the list item this path names is not in the file")])
+                    node[s.key] = child = CommentedMap()
+                node = child
+            node[steps[-1].key] = float(value)
         if extends is not None:
             doc["extends"] = extends
         buf = io.StringIO()
@@ -888,7 +1137,7 @@ def _writes(body: str, updates: dict[str, float]) -> bool:
     except ScenarioError:
         return False
     for path, value in updates.items():
-        node = _node(data, [s.key for s in parse_path(path)])
+        node = _node(data, parse_path(path))
         if isinstance(node, bool) or not isinstance(node, (int, float)) or abs(node - value) > 1e-15:
             return False
     return True

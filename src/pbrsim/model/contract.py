@@ -29,6 +29,7 @@ class Rule:
     tariff_years: np.ndarray | None = None  # int64 pence [Y, G] when the tariff changes by year (the last repeats)
     entry_basis: bool = False  # tariff_years indexed by the client's referral year, not the trigger month's year
     requires: int = -1  # index of the line whose accepted claim must come first (``requires``), -1 for none
+    class_tariff: np.ndarray | None = None  # int64 pence [G*K] by (segment, latent class), with ``tariff_by_class``
 
     def amounts(self, seg, month, ref_month) -> np.ndarray:
         """Tariff in pence for claims of segment(s) ``seg`` triggered in ``month`` by clients referred in
@@ -178,6 +179,13 @@ def compile_contract(sc: Scenario, pw: Pathway) -> Contract:
             tariff = years[0]
         else:
             tariff = _tariff_pence(r.tariff, pw.segments, r.deadweight)
+        class_tariff = None
+        if r.tariff_by_class is not None:  # the segment's tariff for each class, replaced for the classes priced
+            class_tariff = np.repeat(tariff, pw.K)
+            for g, seg in enumerate(pw.segments):
+                for k, cls in enumerate(pw.class_names[g]):
+                    if cls in r.tariff_by_class.get(seg, {}):
+                        class_tariff[g * pw.K + k] = _tariff_pence(r.tariff_by_class[seg][cls], [seg], r.deadweight)[0]
         in_states = np.zeros(pw.n_states, dtype=bool)
         for s in r.states or []:
             in_states[pw.index(s)] = True
@@ -195,6 +203,7 @@ def compile_contract(sc: Scenario, pw: Pathway) -> Contract:
                 tariff_years=years,
                 entry_basis=r.year_basis == "entry",
                 requires=line_index[r.requires] if r.requires is not None else -1,
+                class_tariff=class_tariff,
             )
         )
     primary = sc.primary_outcome_state

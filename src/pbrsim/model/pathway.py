@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..scenario.schema import DROPPED_STATE, Scenario
+from ..scenario.schema import DROPPED_STATE, Scenario, forward_states
 
 FULL, MINIMAL = 0, 1  # service level codes used throughout the engine
 AMBIGUOUS = 255  # lookup-table entry: a cumulative boundary falls inside this bucket; compare exactly
@@ -16,7 +16,11 @@ MAX_TABLE_BYTES = 4 << 20
 
 @dataclass(frozen=True)
 class Pathway:
-    """States (the scenario's, then ``dropped_provider_failure``) and matrices ``P[segment, level, from, to]``."""
+    """States (the scenario's, then ``dropped_provider_failure``) and matrices ``P[segment, level, from, to]``.
+
+    With latent classes (``K`` > 1 classes in some segment), the rows a client moves on are those of its
+    (segment, class): ``PK[segment * K + class]``; ``cum``, ``cum_t`` and ``table`` are built from ``PK``.
+    Without them K = 1 and ``PK`` is ``P``."""
 
     states: tuple[str, ...]
     segments: tuple[str, ...]
@@ -29,8 +33,19 @@ class Pathway:
     P: np.ndarray  # float64 [G, 2, S, S]
     cum: np.ndarray  # float64 [G, 2, S, S], cumulative rows with the last column forced to 1
     cum_t: np.ndarray  # float64 [S, G*2*S]: cum with rows flattened and transposed, for `step`
-    table: np.ndarray | None = None  # uint8 [G*2*S << bits]: next state by (row, top `bits` bits of u), see `step_bits`
+    table: np.ndarray | None = None  # uint8 [G*K*2*S << bits]: next state by (row, top `bits` bits of u), see `step_bits`
     bits: int = 0
+    K: int = 1  # latent classes per segment (the most of any segment; 1 = none)
+    PK: np.ndarray | None = None  # float64 [G*K, 2, S, S]: the rows of each (segment, class); P when K = 1
+    class_share: np.ndarray | None = None  # float64 [G, K]: share of each class in its segment (0 for padding)
+    class_progress: np.ndarray | None = None  # float64 [G, K]: multiplier on forward moves
+    class_observed: np.ndarray | None = None  # bool [G]: the provider knows its clients' classes
+    class_names: tuple[tuple[str, ...], ...] = ()
+
+    def class_matrices(self, g: int) -> list[tuple[float, np.ndarray]]:
+        """(share, P[2, S, S]) of each class of segment ``g`` with a positive share."""
+        PK = self.P if self.PK is None else self.PK
+        return [(float(self.class_share[g, k]), PK[g * self.K + k]) for k in range(self.K) if self.class_share[g, k] > 0]
 
     @property
     def n_states(self) -> int:
@@ -69,10 +84,11 @@ def compile_pathway(sc: Scenario) -> Pathway:
                 P[g, level, idx[frm], :] = 0.0
                 for to, p in row.items():
                     P[g, level, idx[frm], idx[to]] = p
-    cum = np.cumsum(P, axis=-1)
+    K, PK, share, progress, observed, names = _latent_classes(sc, P, states, absorbing)
+    cum = np.cumsum(PK, axis=-1)
     # guard against rounding (rows may sum to 1 within 1e-9): from each row's last positive column on,
     # the cumulative value is exactly 1, so a uniform in [0, 1) never lands in an impossible state
-    last = S - 1 - np.argmax(P[..., ::-1] > 0, axis=-1)
+    last = S - 1 - np.argmax(PK[..., ::-1] > 0, axis=-1)
     cum[np.arange(S)[None, None, None, :] >= last[..., None]] = 1.0
     exit_state = idx[sc.pathway.exit_state] if sc.pathway.exit_state else -1
     if sc.pathway.exit_applies_to is None:
@@ -93,7 +109,49 @@ def compile_pathway(sc: Scenario) -> Pathway:
         cum=cum,
         cum_t=np.ascontiguousarray(cum.reshape(-1, S).T),
         **_lookup_table(cum),
+        K=K, PK=PK, class_share=share, class_progress=progress, class_observed=observed, class_names=names,
     )
+
+
+def _latent_classes(sc: Scenario, P: np.ndarray, states: tuple[str, ...], absorbing: np.ndarray):
+    """Each (segment, class)'s matrices: forward moves times the class's progress, staying put takes the rest."""
+    segs = list(sc.segments.values())
+    G, S = P.shape[0], P.shape[-1]
+    K = max([len(s.latent_classes.classes) for s in segs if s.latent_classes is not None] + [1])
+    share = np.zeros((G, K))
+    progress = np.ones((G, K))
+    observed = np.array([s.latent_classes is None or s.latent_classes.observed for s in segs], dtype=bool)
+    names = tuple(tuple(c.name for c in s.latent_classes.classes) if s.latent_classes is not None else () for s in segs)
+    if K == 1:
+        share[:, 0] = 1.0
+        return 1, P, share, progress, observed, names
+    idx = {s: i for i, s in enumerate(states)}
+    fwd = {s: np.array([t in f for t in states]) for s, f in forward_states(sc).items()}
+    PK = np.repeat(P, K, axis=0)  # [G*K, 2, S, S]; padding classes (share 0) keep the segment's rows
+    for g, seg in enumerate(segs):
+        if seg.latent_classes is None:
+            share[g, 0] = 1.0
+            continue
+        for k, c in enumerate(seg.latent_classes.classes):
+            share[g, k] = c.share
+            progress[g, k] = c.progress
+            if c.progress == 1.0:
+                continue
+            for level in (FULL, MINIMAL):
+                for name, s in idx.items():
+                    if absorbing[s] or name not in fwd:
+                        continue
+                    row = P[g, level, s]
+                    mask = fwd[name].copy()  # (the engine's own dropped state is never progress)
+                    mask[s] = False
+                    stay, ahead = row[s], row[mask].sum()
+                    if stay <= 0.0 or ahead <= 0.0:
+                        continue  # nothing to speed up or slow down: the row is the segment's
+                    new = row.copy()
+                    new[mask] *= c.progress
+                    new[s] = max(0.0, stay - (c.progress - 1.0) * ahead)
+                    PK[g * K + k, level, s] = new / new.sum()
+    return K, PK, share, progress, observed, names
 
 
 def _lookup_table(cum: np.ndarray) -> dict:

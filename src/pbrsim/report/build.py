@@ -330,6 +330,17 @@ def _run_dropped(d: RunData) -> list[Block]:
                                "clients dropped ÷ clients referred (both pooled over runs). Dropped = left without an "
                                "outcome, either taken off the caseload when their provider failed or after little full "
                                "service.")))
+    if pk.get("classes"):  # latent classes: who is parked inside each payment group
+        rows = [(f"{r['segment']}: {r['latent_class']}",
+                 [cell(fmt.interval(r.get("referrals"), "count"), segment=r["segment"], metric="class_referrals"),
+                  cell(fmt.interval(r.get("parking_rate")), segment=r["segment"], metric="class_parking_rate"),
+                  cell(fmt.interval(r.get("outcome_rate")), segment=r["segment"], metric="class_outcome_rate")])
+                for r in pk["classes"]]
+        blocks.append(_table(Table("table-classes", "Inside each segment: parking and outcomes by latent class (95% intervals)",
+                                   ["segment: class", "clients referred (mean per contract)", "parking rate", "outcome rate"], rows,
+                                   "Latent classes are differences inside a payment group that the contract does not record "
+                                   "(docs/behaviour.md §6). A provider that sees them parks the slow classes more, at the same "
+                                   "price.")))
     gap = fmt.clean(pk.get("equity_ratio"))
     if pk.get("has_equity_ratio") or gap:
         text = fmt.interval(gap, "ratio") if gap and gap.get("mean") is not None else None

@@ -247,7 +247,8 @@ def parking_from_summary(summary: dict) -> dict | None:
             "most_complex": block.get("most_complex"), "least_complex": block.get("least_complex"),
             "organisations": block.get("organisations") or [],
             "cost_per_complex_outcome": block.get("cost_per_complex_outcome"),
-            "dropped_full_service_share": block.get("dropped_full_service_share")}
+            "dropped_full_service_share": block.get("dropped_full_service_share"),
+            "classes": block.get("classes") or []}
 
 
 # ---------------------------------------------------------------------------------------------

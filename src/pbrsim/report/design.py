@@ -148,6 +148,7 @@ def design_chart_files(summary: dict) -> dict[str, bytes]:
 _TEMPLATE = """
 <section class="pbrsim-design" id="design">
 <h{{ h }}>{% if s.kind == "search" %}Contract design: {{ s.problem.name }}{% else %}Goal seek: {{ s.lever.label }} in {{ s.problem.base_scenario }}{% endif %}</h{{ h }}>
+{% if headlines %}<div class="headlines" id="design-headlines"><p><strong>Headline findings</strong></p><ul>{% for line in headlines %}<li>{{ line | nowrap_money }}</li>{% endfor %}</ul></div>{% endif %}
 {% if s.problem.description %}<p>{{ s.problem.description }}</p>{% endif %}
 <p>Base scenario <em>{{ s.problem.base_scenario }}</em>. {% if s.kind == "search" %}Objective: {{ s.problem.objective.sense }}
 {{ s.figures[s.problem.objective.figure].label }}{% if s.problem.constraints %}, subject to
@@ -198,6 +199,10 @@ th, td { border-bottom: 1px solid #ccc; padding: 0.3rem 0.5rem; text-align: righ
 th:first-child, td:first-child { text-align: left; }
 small { color: #555; }
 figure { margin: 1.5rem 0; } img { max-width: 100%; height: auto; }
+.headlines { border-left: 4px solid #0b5394; padding: .25rem 1rem; margin: 1rem 0 1.5rem; }
+.n { white-space: nowrap; }
+@page { size: A4; margin: 15mm 14mm; }
+@media print { body { max-width: none; margin: 0; font-size: 10pt; } figure, table, .headlines { break-inside: avoid; } }
 </style></head><body>
 {{ body }}
 <p><small>Made by pbrsim {{ version }} from {{ s.problem.file }}.</small></p>
@@ -235,8 +240,10 @@ def design_section(summary: dict, *, heading_level: int = 2, charts: list[Chart]
         keys, targets, reps, cmp_keys = [], {}, "", []
         infeasible = ("" if s["feasible"] else
                       f"No value from {s['lever']['lowest']} to {s['lever']['highest']} meets {s['target']['text']}.")
+    from .headlines import design_headlines
+
     return _env().from_string(_TEMPLATE).render(
-        s=s, h=heading_level, design=design, pick=pick, keys=keys, targets=targets, reps=reps, infeasible=infeasible,
+        s=s, h=heading_level, headlines=design_headlines(s), design=design, pick=pick, keys=keys, targets=targets, reps=reps, infeasible=infeasible,
         cmp_keys=cmp_keys, charts=charts, check=lambda c: check_text(c, s),
         est=lambda e, k: _est(e, s["figures"][k]["unit"], cur),
         src=(lambda c: c.data_uri) if image_src == "inline" else (lambda c: c.file),

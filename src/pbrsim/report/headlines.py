@@ -189,3 +189,50 @@ def stress_headlines(summary: dict) -> list[str]:
         if line:
             out.append(line)
     return out
+
+
+def design_headlines(summary: dict) -> list[str]:
+    """The design chosen (or the answer of a goal seek), its objective figure with its interval, whether every
+    constraint holds at its 95% bound and on fresh runs; or, when nothing met the constraints, the binding one."""
+    from ..design.summary import fmt_estimate, lever_text
+
+    cur = summary.get("currency", "GBP")
+    figs = summary["figures"]
+    out = []
+    checks = summary.get("verification") or []
+    last = checks[-1] if checks else None
+    if summary["kind"] == "search":
+        p = summary["problem"]
+        chosen = summary.get("chosen")
+        if chosen:
+            head = f"The design chosen sets {lever_text(summary, chosen['levers'])}."
+            obj = p.get("objective")
+            if obj:
+                f = figs[obj["figure"]]
+                head += f" {f['label'][:1].upper() + f['label'][1:]}: {fmt_estimate(chosen['estimates'][obj['figure']], f['unit'], cur)}" \
+                        f" ({'the least' if obj['sense'] == 'minimise' else 'the most'} of the designs meeting every constraint)."
+            out.append(head)
+            if p["constraints"]:
+                out.append("It meets every constraint with its whole 95% interval on the right side of the bound: "
+                           + "; ".join(f"{c['text']} ({fmt_estimate(chosen['estimates'][c['figure']], figs[c['figure']]['unit'], cur)})"
+                                       for c in p["constraints"]) + ".")
+        else:
+            b = summary.get("binding") or {}
+            closest = summary.get("closest")
+            out.append("No design in the range searched meets every constraint"
+                       + (f"; the binding one is {b['constraint']}" if b.get("constraint") else "")
+                       + (f"; the closest design sets {lever_text(summary, closest['levers'])}" if closest else "") + ".")
+    else:
+        lv = summary["lever"]
+        t = summary["target"]
+        if summary.get("answer"):
+            f = figs[t["figure"]]
+            out.append(f"{t['text']} starts to hold at {lv['label']} = {summary['answer']['value']}, searching from {lv['lowest']} to "
+                       f"{lv['highest']} (precise to one step, {summary['precision']}); there "
+                       f"{f['label']} is {fmt_estimate(summary['answer']['estimate'], f['unit'], cur)}.")
+        else:
+            out.append(f"No value of {lv['label']} from {lv['lowest']} to {lv['highest']} makes {t['text']} hold.")
+    if last:
+        out.append(f"Checked on {last['replications']} fresh runs (seed {last['seed']}): "
+                   + ("it holds." if last["passed"] else "it does not hold, so treat the answer with caution."))
+    return out

@@ -389,12 +389,12 @@ def stress_section(summary: dict, *, heading_level: int = 2, charts: list[Chart]
     def pct(x):
         return "–" if x is None else f"{100 * x:.1f}%"
 
-    def pp(c):
+    def pp(c):  # a minus sign, as in money
         if c["diff"] is None:
             return "–"
         if c["lo"] is None or c["lo"] == c["hi"]:
-            return f"{100 * c['diff']:+.1f} pp"
-        return f"{100 * c['diff']:+.1f} pp ({100 * c['lo']:+.1f} to {100 * c['hi']:+.1f})"
+            return f"{100 * c['diff']:+.1f} pp".replace("-", "\u2212")
+        return f"{100 * c['diff']:+.1f} pp ({100 * c['lo']:+.1f} to {100 * c['hi']:+.1f})".replace("-", "\u2212")
 
     return _env().from_string(_TEMPLATE).render(
         s=summary, h=heading_level, terms=terms, limit=limit, charts=charts, rev=rev, headlines=stress_headlines(summary),

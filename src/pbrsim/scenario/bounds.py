@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from . import limits as lim
 
-VALUE_POLICIES = ("return_maximising", "cash_stressed")
+VALUE_POLICIES = ("return_maximising", "graded", "cash_stressed")
 
 
 def _pounds(pence: float) -> str:
@@ -94,7 +94,9 @@ class Size:
 
 def size_of(sc) -> Size:
     orgs = sc.organisation_specs
-    return Size(clients=expected_clients(sc), states=len(sc.pathway.states) + 1, segments=len(sc.segments),
+    classes = max([len(s.latent_classes.classes) for s in sc.segments.values() if s.latent_classes is not None] + [1])
+    # transition and value tables hold one set of rows per (segment, latent class)
+    return Size(clients=expected_clients(sc), states=len(sc.pathway.states) + 1, segments=len(sc.segments) * classes,
                 organisations=len(orgs), horizon=horizon(sc),
                 value_tables=any(o.policy.name in VALUE_POLICIES for o in orgs))
 
@@ -209,7 +211,8 @@ def money_bound(sc) -> MoneyBound:
                           f"year-end volume reconciliations for up to {lim.fmt_count(N)} clients"))
     rules = 0.0
     for i, rule in enumerate(c.payments):
-        top = max([_max_tariff(rule.tariff)] + [_max_tariff(t) for t in rule.tariff_by_year or []]) * 100
+        top = max([_max_tariff(rule.tariff)] + [_max_tariff(t) for t in rule.tariff_by_year or []]
+                  + [_max_tariff(t) for t in (rule.tariff_by_class or {}).values()]) * 100
         times = rule.max_months if rule.kind == "sustainment" and rule.max_months else 1
         amount = top * N * times
         rules += amount

@@ -35,7 +35,7 @@ EXTRA_ITEMS = ("volume_reconciliation", "investment", "repayment", "coupon", "ma
 
 class _Model(BaseModel):
     # strict: YAML's `yes`/`no` and quoted numbers are not numbers; no NaN or infinite money
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False, defer_build=True)
 
 
 MAX_POUNDS = lim.MAX_PENCE / 100
@@ -70,10 +70,34 @@ class ReferralProfile(_Model):
         return v
 
 
+MAX_CLASSES = 8
+MAX_PROGRESS = 20.0
+
+
+class LatentClass(_Model):
+    """A kind of client inside a segment: its share of the segment and how fast it progresses."""
+
+    name: str = Field(..., min_length=1, max_length=64, description="Label of the class, unique within the segment.")
+    share: float = Field(..., gt=0, le=1, description="Share of the segment's clients in this class; shares sum to 1.")
+    progress: float = Field(1.0, ge=0, le=MAX_PROGRESS, description=(
+        "Multiplier on the segment's forward moves (1 = the rates as written); the difference is taken from, or "
+        "given to, staying put. Rows with no chance of staying put are not changed."))
+
+
+class LatentClasses(_Model):
+    """Differences within a segment that its payment group does not see (docs/behaviour.md §6)."""
+
+    observed: bool = Field(True, description=(
+        "Whether the provider knows each client's class when it decides whom to serve (a blind provider values a "
+        "client at the class shares)."))
+    classes: list[LatentClass] = Field(..., min_length=1, max_length=MAX_CLASSES, description="The classes, shares summing to 1.")
+
+
 class Segment(_Model):
     share: float = Field(..., ge=0, le=1, description="Share of referrals in this segment; shares sum to 1.")
     complexity: int | None = Field(None, ge=-10**9, le=10**9, description="Rank of need (higher = more complex); default the listing order.")
     source: str | None = Field(None, description="Where the share comes from.")
+    latent_classes: LatentClasses | None = Field(None, description="Latent classes of clients within the segment.")
 
 
 TransitionRows = dict[str, dict[str, float]]
@@ -112,6 +136,9 @@ class PaymentRule(_Model):
     tariff_by_year: list[Tariff] | None = Field(
         None, min_length=1, description="Instead of `tariff`: one tariff per year (the last repeats), each a number or per segment."
     )
+    tariff_by_class: dict[str, dict[str, Money]] | None = Field(
+        None, description=("Prices for latent classes the commissioner can predict at referral: per segment, per class; "
+                           "replaces the segment's `tariff` for the classes named."))
     year_basis: Literal["contract", "entry"] = Field(
         "contract", description="`tariff_by_year`: the contract year of the trigger month, or the year the client was referred in."
     )
@@ -233,6 +260,26 @@ class ReturnMaximisingPolicy(_Model):
     monthly_discount_rate: float = Field(0.0, ge=0, le=1, description="Discount per month applied to future payments and costs.")
 
 
+class GradedPolicy(_Model):
+    """Return-maximising, softened: clients it would park are still served with a chance that falls with how much
+    they cost it (``temperature``), or a share of them is served, the best-valued first (``protected_share``)."""
+
+    name: Literal["graded"]
+    temperature: Money | None = Field(None, ge=0, description=(
+        "Pounds: a client with net value -x is served with chance exp(-x / temperature); 0 = return_maximising, "
+        "larger = closer to holistic (docs/behaviour.md §2)."))
+    protected_share: float | None = Field(None, ge=0, le=1, description=(
+        "Share of the clients with negative net value that still get full service each month, those closest to "
+        "paying their way first: 0 = return_maximising, 1 = holistic (docs/behaviour.md §2)."))
+    monthly_discount_rate: float = Field(0.0, ge=0, le=1, description="Discount per month applied to future payments and costs.")
+
+    @model_validator(mode="after")
+    def _one_strength(self):
+        if (self.temperature is None) == (self.protected_share is None):
+            raise ValueError("give exactly one of `temperature` (pounds) or `protected_share` (0 to 1)")
+        return self
+
+
 class CashStressedPolicy(_Model):
     """Holistic while cash is above `comfortable_cash`, return-maximising at or below `stressed_cash`, a blend between."""
 
@@ -249,7 +296,7 @@ class CashStressedPolicy(_Model):
 
 
 PolicySpec = Annotated[
-    Union[HolisticPolicy, NeedsFirstPolicy, ReturnMaximisingPolicy, CashStressedPolicy], Field(discriminator="name")
+    Union[HolisticPolicy, NeedsFirstPolicy, ReturnMaximisingPolicy, GradedPolicy, CashStressedPolicy], Field(discriminator="name")
 ]
 
 
@@ -713,6 +760,78 @@ def _check_rows(prefix: str, rows: TransitionRows, states: list[str], absorbing:
     return problems
 
 
+def forward_states(sc: Scenario) -> dict[str, set[str]]:
+    """For each state, the states a move into counts as progress: those listed after it in ``pathway.states``
+    that are not absorbing, and absorbing ones that a payment line pays for or that are the primary outcome."""
+    absorbing = set(sc.pathway.absorbing)
+    paid = {sc.contract.primary_outcome} if sc.contract.primary_outcome else set()
+    for rule in sc.contract.payments:
+        paid |= {rule.state} if rule.state else set()
+        paid |= set(rule.states or ())
+    states = sc.pathway.states
+    return {s: {t for t in states[i + 1:] if t not in absorbing or t in paid} for i, s in enumerate(states)}
+
+
+def _check_class_tariff(path: str, rule: PaymentRule, sc: Scenario) -> list[tuple[str, str]]:
+    if rule.tariff_by_class is None:
+        return []
+    if rule.tariff_by_year is not None:
+        return [(path, "prices by latent class do not combine with `tariff_by_year`; give `tariff` with them")]
+    p = []
+    for seg, prices in rule.tariff_by_class.items():
+        spec = sc.segments.get(seg)
+        if spec is None:
+            p.append((f"{path}.{seg}", f"unknown segment {seg!r}; segments are {list(sc.segments)}"))
+            continue
+        names = [c.name for c in spec.latent_classes.classes] if spec.latent_classes is not None else []
+        for cls, amount in prices.items():
+            if cls not in names:
+                p.append((f"{path}.{seg}.{cls}", f"unknown latent class {cls!r} of segment {seg!r}; its classes are {names}"))
+            elif amount < 0:
+                p.append((f"{path}.{seg}.{cls}", "tariff must not be negative"))
+    return p
+
+
+def _check_latent_classes(sc: Scenario) -> list[tuple[str, str]]:
+    p: list[tuple[str, str]] = []
+    forward = None
+    for name, seg in sc.segments.items():
+        lc = seg.latent_classes
+        if lc is None:
+            continue
+        path = f"segments.{name}.latent_classes.classes"
+        total = sum(c.share for c in lc.classes)
+        if abs(total - 1) > SHARE_TOLERANCE:
+            p.append((path, f"class shares must sum to 1 (they sum to {total:.6g})"))
+        names = [c.name for c in lc.classes]
+        for i, c in enumerate(lc.classes):
+            if names.count(c.name) > 1:
+                p.append((f"{path}[{i}].name", f"class name {c.name!r} is used twice in the segment"))
+        seg_t = sc.pathway.transitions.get(name)
+        if seg_t is None:
+            continue
+        forward = forward if forward is not None else forward_states(sc)
+        for i, c in enumerate(lc.classes):
+            if c.progress <= 1.0:
+                continue
+            for level in SERVICE_LEVELS:
+                for frm, row in getattr(seg_t, level).items():
+                    stay = row.get(frm, 0.0)
+                    if frm in sc.pathway.absorbing or stay <= 0.0:
+                        continue
+                    fwd = sum(q for to, q in row.items() if to in forward[frm] and to != frm)
+                    if (c.progress - 1.0) * fwd > stay + ROW_TOLERANCE:
+                        p.append((f"{path}[{i}].progress", (
+                            f"progress {c.progress:g} needs more than the chance of staying in {frm!r} "
+                            f"(pathway.transitions.{name}.{level}.{frm}: forward moves {fwd:.6g}, staying {stay:.6g}); "
+                            f"the most it can be is {1.0 + stay / fwd:.6g}")))
+                        break
+                else:
+                    continue
+                break
+    return p
+
+
 def check_rules(sc: Scenario) -> list[tuple[str, str]]:
     """Rules that span fields; each problem is (dotted path, rule)."""
     p: list[tuple[str, str]] = []
@@ -764,6 +883,8 @@ def check_rules(sc: Scenario) -> list[tuple[str, str]]:
             continue
         for level in SERVICE_LEVELS:
             p += _check_rows(f"pathway.transitions.{name}.{level}", getattr(seg_t, level), states, absorbing)
+    if not p:
+        p += _check_latent_classes(sc)
 
     # referrals
     r = sc.referrals
@@ -828,6 +949,7 @@ def check_rules(sc: Scenario) -> list[tuple[str, str]]:
             p += _check_tariff(f"{path}.tariff", rule.tariff, sc)
         for y, tariff in enumerate(rule.tariff_by_year or []):
             p += _check_tariff(f"{path}.tariff_by_year[{y}]", tariff, sc)
+        p += _check_class_tariff(f"{path}.tariff_by_class", rule, sc)
         if "year_basis" in rule.model_fields_set and rule.tariff_by_year is None:
             p.append((f"{path}.year_basis", "only applies with `tariff_by_year`"))
         if rule.requires is not None:

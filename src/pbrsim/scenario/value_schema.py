@@ -24,7 +24,7 @@ ROW_TOLERANCE = 1e-9
 
 class _Model(BaseModel):
     # the same strictness as the rest of the scenario schema
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False, defer_build=True)
 
 
 def _price_year(v: str | None) -> str | None:
