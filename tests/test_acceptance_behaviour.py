@@ -9,6 +9,7 @@ import copy
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pbrsim.analysis.estimators import mean_ci
 from pbrsim.analysis.retention import months_after_outcome
@@ -51,7 +52,12 @@ def test_full_payment_by_results_creams_the_job_ready_and_jobs_last_no_longer():
     kept = []
     for res in runs:
         m = months_after_outcome(res.model, res.clients, res.monthly)
-        kept.append(m["months_after"].to_numpy() / m["followed"].to_numpy())
+        kept.append(m["months_after_outcome"].to_numpy() / m["outcomes_followed"].to_numpy())
+        # the same columns in the run's per-replication table, and the summary's figure their pooled ratio
+        pr = res.per_replication
+        assert (pr["months_after_outcome"].to_numpy() == m["months_after_outcome"].to_numpy()).all()
+        assert res.summary["outcome_duration"]["months_after_outcome"]["mean"] == pytest.approx(
+            pr["months_after_outcome"].sum() / pr["outcomes_followed"].sum())
     stay = mean_ci(kept[1] - kept[0])
     assert stay["lo"] <= 0 <= stay["hi"], stay  # months in work in the year after the outcome: unchanged
     assert 8 < kept[0].mean() < 12  # a year after the outcome most are still in work (0.985 a month)

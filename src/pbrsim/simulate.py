@@ -8,7 +8,7 @@ from typing import Callable, Iterable, Mapping
 import pandas as pd
 
 from .engine.run import Model, batch_size, compile_model, run_batch
-from .analysis import parking
+from .analysis import parking, retention
 from .analysis.columns import Batch
 from .analysis.metrics import figures, frame, summarise
 from .engine.records import TABLES, Tables, batch_columns, concat_columns
@@ -93,6 +93,9 @@ def summarise_tables(model: Model, tables, seed: int) -> tuple[pd.DataFrame, dic
     labels, cols = _figures(model, tables)
     summary = summarise(model, cols, seed)
     summary["parking"] = parking.summary(cols, model)
+    lasting = retention.summary(cols)
+    if lasting is not None:  # pathways that follow clients past their outcome: how long outcomes last
+        summary["outcome_duration"] = lasting
     per_rep = frame(labels, cols)
     if model.scenario.value is not None:  # public value against the counterfactual (pbrsim.value)
         from .value import summary as value_summary
@@ -115,6 +118,7 @@ def _figures(model: Model, tables) -> tuple:
     cols = figures(batch)
     for name, values in parking.figures(batch).items():  # referral counts appear in both: one column
         cols.setdefault(name, values)
+    cols.update(retention.figures(batch))
     return batch.labels, cols
 
 

@@ -139,6 +139,11 @@ def metric_list(columns) -> list[Metric]:
                         f"class_service_months[{k}]", False))
         m.append(Metric(f"class_outcome_rate[{k}]", f"outcome rate: {k}", "ratio", "pct", f"class_outcomes[{k}]",
                         f"class_referrals[{k}]", False))
+    for key in [""] + [f"[{g}]" for g in _bracketed(cols, "outcomes_followed")]:  # how long outcomes last
+        if {f"months_after_outcome{key}", f"outcomes_followed{key}"} <= have:
+            label = "months in the outcome in the year after it" + (f": {key[1:-1]}" if key else "")
+            m.append(Metric(f"mean_months_after_outcome{key}", label, "ratio", "months", f"months_after_outcome{key}",
+                            f"outcomes_followed{key}", not key))
     m += _family(cols, "dropped", "dropped clients (total)", "mean", "count")
     m += _family(cols, "dropped_failure", "dropped: provider failed", "mean", "count")
     m += _family(cols, "dropped_service", "dropped: little full service", "mean", "count", in_table=False)

@@ -34,6 +34,13 @@ def print_summary(summary: dict, console: Console | None = None, out_dir: str | 
             end_section=row["segment"] != "all" and row is summary["segments"][-2],
         )
     console.print(t)
+    lasting = summary.get("outcome_duration")
+    if lasting and lasting["months_after_outcome"].get("mean") is not None:
+        months = lambda x: f"{x:.1f}"  # noqa: E731
+        console.print(f"How long outcomes last: {interval(lasting['months_after_outcome'], months)} months in "
+                      f"{summary.get('primary_outcome')} in the {lasting['window_months']} months after reaching it ("
+                      + "; ".join(f"{r['segment']} {interval(r['months_after_outcome'], months)}" for r in lasting["segments"])
+                      + ").", highlight=False)
 
     park = summary.get("parking")
     if park:
