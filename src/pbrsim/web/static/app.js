@@ -185,6 +185,8 @@ function table(t, caption, id) {
   return tb;
 }
 
+function listed(items) { return items.length < 2 ? items.join("") : `${items.slice(0, -1).join(", ")} and ${items[items.length - 1]}`; }
+
 function renderExact(ex, ms) {
   const note = $("#exact-note");
   if (!ex.applies) {
@@ -193,7 +195,7 @@ function renderExact(ex, ms) {
     return;
   }
   note.textContent = (ex.set_aside.length
-    ? `Expected values by Markov-chain algebra with ${ex.set_aside.join(", ")} set aside (nothing binds, nobody fails): a guide at once; the Monte Carlo run gives the figures with them.`
+    ? `Expected values by Markov-chain algebra with ${listed(ex.set_aside)} set aside (nothing binds, nobody fails): a guide at once; the Monte Carlo run gives the figures with them.`
     : "Exact expected values (Markov-chain algebra: pbrsim run --method exact).") + ` Updated in ${Math.round(ms)} ms.`;
   headline($("#exact-headline"), ex.headline);
   charts($("#exact-charts"), ex.charts);
