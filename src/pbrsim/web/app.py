@@ -171,7 +171,7 @@ def create_app(folder: Path, *, workers: int = 1, allowed_hosts: tuple[str, ...]
         sc = await designed(o, changes_of(data))
         seed, reps = runs.seed_and_replications(data, sc)
         only = runs.stress_names(data.get("only"))
-        return JSONResponse(jobs.submit("stress", len(only) + 1, runs.stress(sc, seed, reps, only)).view())
+        return JSONResponse(jobs.submit("stress", (len(only) + 1) * reps, runs.stress(sc, seed, reps, only)).view())
 
     async def start_goal_seek(request: Request) -> JSONResponse:
         data = await _json(request)

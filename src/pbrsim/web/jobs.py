@@ -51,7 +51,8 @@ class Jobs:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pbrsim-job")
 
     def submit(self, kind: str, total: int, work: Callable[[Job, Callable[..., None]], Any]) -> Job:
-        """Start ``work(job, progress)`` on a worker; ``progress(k, stage=None)`` adds k units done. ``work``
+        """Start ``work(job, progress)`` on a worker; ``progress(k, stage=None, total=None)`` adds k units done (a
+        ``total`` restarts the count towards it). ``work``
         returns the page's result; an exception makes the job fail with its message."""
         with self._lock:
             waiting = sum(j.state in ("queued", "running") for j in self._jobs.values())
@@ -61,8 +62,10 @@ class Jobs:
             self._jobs[job.id] = job
             self._trim()
 
-        def progress(k: int = 0, stage: str | None = None) -> None:
+        def progress(k: int = 0, stage: str | None = None, total: int | None = None) -> None:
             with self._lock:
+                if total:
+                    job.total, job.done = int(total), 0
                 job.done = min(job.total, job.done + int(k))
                 if stage is not None:
                     job.stage = stage

@@ -137,10 +137,15 @@ def stress_names(only) -> list[str]:
 def stress(sc, seed: int, reps: int, only: list[str]):
     """The bid stress test of the contract holder (``pbrsim stress --only ...``)."""
     def work(job, progress):
-        from ..api.stress_test import stress as run_stress
+        from ..api.stress_test import StressTest
+        from ..stress.catalogue import contract_holder
+        from ..stress.run import run_stress_test
 
-        progress(0, "running the base and each stress on the same random numbers")
-        st = run_stress(sc, replications=reps, seed=seed, only=only, executor="serial")
+        progress(0, "the base and each stress on the same random numbers")
+        raw = sc.to_dict()  # as pbrsim.stress does, with the runs counted for the progress bar
+        st = StressTest(run_stress_test(raw, contract_holder(raw), source=f"scenario {sc.name}", only=only, replications=reps,
+                                        seed=seed, executor="serial", workers=1,
+                                        progress=lambda stage, k, total: progress(k, None, total)))
         t = st.table()
         cur = sc.currency
         rows = [[r["label"], interval({"mean": r.get("failure"), "lo": r.get("failure_lo"), "hi": r.get("failure_hi")}),
