@@ -156,10 +156,11 @@ def main():
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory(prefix="bench_pipeline-") as tmp:
         tmp = Path(tmp)
-        # as on a user's machine: pbrsim's modules compiled to bytecode once, not at every command (an environment
-        # with PYTHONDONTWRITEBYTECODE would otherwise recompile every module of every timed command)
+        # as on a user's machine: pbrsim's modules compiled to bytecode once (into src/**/__pycache__, which git
+        # ignores), not at every command, as an environment with PYTHONDONTWRITEBYTECODE would otherwise do; the
+        # installed packages' bytecode is where pip put it
         ENV.pop("PYTHONDONTWRITEBYTECODE", None)
-        ENV["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+        ENV.pop("PYTHONPYCACHEPREFIX", None)
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(args.src.resolve())], env=ENV, check=True,
                        stdout=subprocess.DEVNULL)
         if "startup" in args.only:
