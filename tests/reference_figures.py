@@ -174,6 +174,36 @@ def per_replication_columns(model, clients: pd.DataFrame, monthly: pd.DataFrame,
             out[col] = 0
         out["equity_ratio"] = np.nan
         out["paid_complex"] = 0.0
+    # latent classes: the same figures for the clients of each class of a segment with two or more classes
+    if "latent_class" in cl:
+        cls = cl["latent_class"]
+        for gi, g in enumerate(segs):
+            names = pw.class_names[gi]
+            if len(names) < 2:
+                continue
+            for k, name in enumerate(names):
+                sel = (seg == g) & (cls == k)
+                key = f"[{g}/{name}]"
+                out[f"class_service_months{key}"] = _by_rep(service.where(sel, 0), reps)
+                out[f"class_minimal_months{key}"] = _by_rep(minimal.where(sel, 0), reps)
+                svc = out[f"class_service_months{key}"]
+                out[f"class_parking_rate{key}"] = out[f"class_minimal_months{key}"] / svc.where(svc > 0)
+                out[f"class_referrals{key}"] = _by_rep(sel.astype(np.int64), reps)
+                out[f"class_outcomes{key}"] = _by_rep((sel & outcome).astype(np.int64), reps)
+    # pathways that keep clients in the primary outcome state: months still there in the year after it
+    if primary and not pw.absorbing[c.primary_outcome]:
+        window, last = 12, model.months - 1
+        first = cl[f"first_{primary}"].astype("float64")
+        end = cl["end_month"].astype("float64")
+        still = cl["final_state"].astype(str) == primary
+        seen = first.notna() & (first + window <= last)
+        stayed = np.where(end.notna() & ~still, end - first - 1, last - first)
+        months = pd.Series(np.clip(np.nan_to_num(stayed), 0, window), index=cl.index).astype(np.int64)
+        for g in segs + [None]:
+            sel = seen if g is None else seen & (seg == g)
+            key = "" if g is None else f"[{g}]"
+            out[f"outcomes_followed{key}"] = _by_rep(sel.astype(np.int64), reps)
+            out[f"months_after_outcome{key}"] = _by_rep(months.where(sel, 0), reps)
     return out
 
 
@@ -323,6 +353,14 @@ def parking_summary(per_rep: pd.DataFrame, model=None) -> dict:
                                          per_rep["outcomes_least"], per_rep["referrals_least"]),
         "cost_per_complex_outcome": ratio_ci(per_rep["paid_complex"], per_rep["outcomes_complex"]),
     }
+    classes = _names(per_rep, "class_service_months")
+    if classes:
+        out["classes"] = []
+        for k in classes:
+            g, name = k.split("/", 1)
+            out["classes"].append({"segment": g, "latent_class": name, "referrals": mean_ci(per_rep[f"class_referrals[{k}]"]),
+                                   "parking_rate": ratio_ci(per_rep[f"class_minimal_months[{k}]"], per_rep[f"class_service_months[{k}]"]),
+                                   "outcome_rate": ratio_ci(per_rep[f"class_outcomes[{k}]"], per_rep[f"class_referrals[{k}]"])})
     if model is not None:
         most, least = complexity_groups(model)
         out["most_complex"], out["least_complex"] = most, least
@@ -334,4 +372,11 @@ def reference_summary(model, per_rep: pd.DataFrame, seed: int) -> dict:
     """The summary exactly as ``simulate.summarise_tables`` built it."""
     out = summarise(model, per_rep, seed)
     out["parking"] = parking_summary(per_rep, model)
+    if "outcomes_followed" in per_rep:
+        segs = _names(per_rep, "outcomes_followed")
+        out["outcome_duration"] = {
+            "window_months": 12,
+            "months_after_outcome": ratio_ci(per_rep["months_after_outcome"], per_rep["outcomes_followed"]),
+            "segments": [{"segment": g, "months_after_outcome": ratio_ci(per_rep[f"months_after_outcome[{g}]"],
+                                                                         per_rep[f"outcomes_followed[{g}]"])} for g in segs]}
     return out
