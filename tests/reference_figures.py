@@ -4,9 +4,8 @@ same dtypes, same values.
 
 A verbatim copy of ``metrics.per_replication``, ``parking.per_replication_columns``, ``metrics.summarise``
 and ``parking.summary`` as they were before the numpy rewrite, and of how ``simulate.summarise_tables``
-joined and summarised them. The figures added since — parking and outcomes by latent class, and how long
-outcomes last — are written here in pandas from their definitions (docs/metrics.md). A deliberate change to a
-figure's definition changes this file and the library in the same commit.
+joined and summarised them. A deliberate change to a figure's definition changes this file and the
+library in the same commit.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from pbrsim.analysis import returns
 from pbrsim.analysis.estimators import few_replications_warning, ratio_of_ratios_ci
 from pbrsim.analysis.metrics import PAYMENT_KINDS, mean_ci, quantiles, ratio_ci, wilson
 from pbrsim.analysis.parking import complexity_groups
-from pbrsim.analysis.retention import WINDOW as RETENTION_WINDOW
 from pbrsim.engine.behaviour import complexity
 
 
@@ -176,36 +174,35 @@ def per_replication_columns(model, clients: pd.DataFrame, monthly: pd.DataFrame,
             out[col] = 0
         out["equity_ratio"] = np.nan
         out["paid_complex"] = 0.0
-
-    # latent classes (analysis/parking.class_figures): parking and outcomes of each class inside its segment
-    if "latent_class" in cl and pw.class_names:
-        cls = cl["latent_class"].astype(np.int64)
+    # latent classes: the same figures for the clients of each class of a segment with two or more classes
+    if "latent_class" in cl:
+        cls = cl["latent_class"]
         for gi, g in enumerate(segs):
-            if len(pw.class_names[gi]) < 2:  # one class is the segment itself
+            names = pw.class_names[gi]
+            if len(names) < 2:
                 continue
-            for k, name in enumerate(pw.class_names[gi]):
+            for k, name in enumerate(names):
                 sel = (seg == g) & (cls == k)
                 key = f"[{g}/{name}]"
-                out[f"class_service_months{key}"] = _by_rep(service[sel], reps)
-                out[f"class_minimal_months{key}"] = _by_rep(minimal[sel], reps)
+                out[f"class_service_months{key}"] = _by_rep(service.where(sel, 0), reps)
+                out[f"class_minimal_months{key}"] = _by_rep(minimal.where(sel, 0), reps)
                 svc = out[f"class_service_months{key}"]
                 out[f"class_parking_rate{key}"] = out[f"class_minimal_months{key}"] / svc.where(svc > 0)
                 out[f"class_referrals{key}"] = _by_rep(sel.astype(np.int64), reps)
                 out[f"class_outcomes{key}"] = _by_rep((sel & outcome).astype(np.int64), reps)
-
-    # how long outcomes last (analysis/retention.py), where the pathway keeps clients in the outcome state
-    if primary and not bool(pw.absorbing[c.primary_outcome]):
-        last = model.months - 1
+    # pathways that keep clients in the primary outcome state: months still there in the year after it
+    if primary and not pw.absorbing[c.primary_outcome]:
+        window, last = 12, model.months - 1
         first = cl[f"first_{primary}"].astype("float64")
         end = cl["end_month"].astype("float64")
-        seen = (first.notna() & (first + RETENTION_WINDOW <= last)).to_numpy()
-        left = (end.notna() & (cl["final_state"].astype(str) != primary)).to_numpy()
-        stayed = np.where(left, end - first - 1, last - first)
-        months = pd.Series(np.clip(np.nan_to_num(stayed), 0, RETENTION_WINDOW).astype(np.int64), index=cl.index)
+        still = cl["final_state"].astype(str) == primary
+        seen = first.notna() & (first + window <= last)
+        stayed = np.where(end.notna() & ~still, end - first - 1, last - first)
+        months = pd.Series(np.clip(np.nan_to_num(stayed), 0, window), index=cl.index).astype(np.int64)
         for g in segs + [None]:
-            sel = seen & ((seg == g).to_numpy() if g else True)
-            key = f"[{g}]" if g else ""
-            out[f"outcomes_followed{key}"] = _by_rep(pd.Series(sel.astype(np.int64), index=cl.index), reps)
+            sel = seen if g is None else seen & (seg == g)
+            key = "" if g is None else f"[{g}]"
+            out[f"outcomes_followed{key}"] = _by_rep(sel.astype(np.int64), reps)
             out[f"months_after_outcome{key}"] = _by_rep(months.where(sel, 0), reps)
     return out
 
@@ -358,11 +355,12 @@ def parking_summary(per_rep: pd.DataFrame, model=None) -> dict:
     }
     classes = _names(per_rep, "class_service_months")
     if classes:
-        out["classes"] = [{"segment": k.split("/", 1)[0], "latent_class": k.split("/", 1)[1],
-                           "referrals": mean_ci(per_rep[f"class_referrals[{k}]"]),
-                           "parking_rate": ratio_ci(per_rep[f"class_minimal_months[{k}]"], per_rep[f"class_service_months[{k}]"]),
-                           "outcome_rate": ratio_ci(per_rep[f"class_outcomes[{k}]"], per_rep[f"class_referrals[{k}]"])}
-                          for k in classes]
+        out["classes"] = []
+        for k in classes:
+            g, name = k.split("/", 1)
+            out["classes"].append({"segment": g, "latent_class": name, "referrals": mean_ci(per_rep[f"class_referrals[{k}]"]),
+                                   "parking_rate": ratio_ci(per_rep[f"class_minimal_months[{k}]"], per_rep[f"class_service_months[{k}]"]),
+                                   "outcome_rate": ratio_ci(per_rep[f"class_outcomes[{k}]"], per_rep[f"class_referrals[{k}]"])})
     if model is not None:
         most, least = complexity_groups(model)
         out["most_complex"], out["least_complex"] = most, least
@@ -374,11 +372,11 @@ def reference_summary(model, per_rep: pd.DataFrame, seed: int) -> dict:
     """The summary exactly as ``simulate.summarise_tables`` built it."""
     out = summarise(model, per_rep, seed)
     out["parking"] = parking_summary(per_rep, model)
-    if "outcomes_followed" in per_rep:  # how long outcomes last: pooled months in the outcome state per outcome followed
+    if "outcomes_followed" in per_rep:
+        segs = _names(per_rep, "outcomes_followed")
         out["outcome_duration"] = {
-            "window_months": RETENTION_WINDOW,
+            "window_months": 12,
             "months_after_outcome": ratio_ci(per_rep["months_after_outcome"], per_rep["outcomes_followed"]),
             "segments": [{"segment": g, "months_after_outcome": ratio_ci(per_rep[f"months_after_outcome[{g}]"],
-                                                                         per_rep[f"outcomes_followed[{g}]"])}
-                         for g in _names(per_rep, "outcomes_followed")]}
+                                                                         per_rep[f"outcomes_followed[{g}]"])} for g in segs]}
     return out

@@ -49,6 +49,7 @@ CASES = {
     "volume_shortfall": lambda: shipped("library/tr_crc_volume_shortfall.yaml", **{"referrals.rate": 150}),
     "peterborough": lambda: shipped("library/peterborough.yaml"),
     "cash_stressed": lambda: shipped("parking/cash_stressed.yaml"),
+    "classes_and_lasting_outcomes": lambda: shipped("library/small_vcs_blended.yaml"),  # latent classes; jobs followed
     "no_outcome": no_outcome,
 }
 
@@ -97,6 +98,8 @@ def test_the_cases_exercise_every_figure(runs):
     assert tables["peterborough"]["investor_drawn"].gt(0).all()
     assert tables["cash_stressed"]["minimal_months"].gt(0).any() and tables["blended_vcs"]["equity_ratio"].notna().all()
     assert tables["outcomes_only_vcs"]["dropped_failure"].gt(0).any()  # clients lost when the provider failed
+    lasting = tables["classes_and_lasting_outcomes"]
+    assert lasting["months_after_outcome"].gt(0).all() and lasting.filter(like="class_parking_rate[").gt(0).any().any()
     assert not tables["outcomes_only_vcs"].filter(like="milestones_").columns.any() and "outcomes" not in tables["no_outcome"]
 
 
