@@ -308,6 +308,11 @@ def _run_locked(exp: Experiment, out: Path, ex: Executor, chunk: int, force: boo
              for _, i, reps in todo)
 
     def stop(status: str) -> None:
+        # the chunks on disk are the truth: an interrupt can land after a chunk's files are in place and before
+        # it was counted, and that chunk is done
+        on_disk = sum(len(v) for v in finished_runs(out).values())
+        session["runs_run"] += on_disk - manifest["runs"]["done"]
+        manifest["runs"]["done"] = on_disk
         session.update(status=status, finished_at=_now())
         manifest["status"] = status
         write_json(out / MANIFEST, manifest)
