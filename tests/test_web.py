@@ -345,3 +345,16 @@ def test_serve_refuses_a_missing_folder_and_a_taken_port_in_one_line(tmp_path):
         assert r.exit_code == 2 and "choose another with --port" in r.output, r.output
     finally:
         taken.close()
+
+
+def test_a_run_with_latent_classes_shows_parking_by_class_as_the_summary_gives_it(client, tmp_path):
+    d = opened(client, "library/small_vcs_blended.yaml")
+    job = wait(client, client.post("/api/run", json={"design": d["design"], "changes": {}, "seed": 4, "replications": 6}).json())
+    chart = next(c for c in job["result"]["charts"] if c["id"] == "parking-classes")
+    cli = CliRunner().invoke(main, ["run", str(SCENARIOS / "library" / "small_vcs_blended.yaml"), "--seed", "4", "-n", "6", "--json",
+                                    "--out", str(tmp_path / "run")])
+    assert cli.exit_code == 0, cli.output
+    classes = json.loads(cli.output)["parking"]["classes"]
+    assert [b["label"] for b in chart["bars"]] == [f"{c['segment']}: {c['latent_class']}" for c in classes]
+    assert [b["mean"] for b in chart["bars"]] == [c["parking_rate"]["mean"] for c in classes]
+    assert [r[1] for r in chart["table"]["rows"]] == [interval(c["parking_rate"]) for c in classes]

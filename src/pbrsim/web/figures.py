@@ -93,6 +93,10 @@ def montecarlo(result) -> dict:
     if park:
         charts.append(bars("parking", "Parking rate by segment (share of in-service client-months at minimal service)",
                            "fraction", [(r["segment"], r.get("parking_rate")) for r in park["segments"]]))
+        if park.get("classes"):  # latent classes: who is parked inside each payment group
+            charts.append(bars("parking-classes", "Parking rate by latent class inside each segment", "fraction",
+                               [(f"{r['segment']}: {r['latent_class']}", r.get("parking_rate")) for r in park["classes"]],
+                               note="Differences inside a payment group that the contract does not record (docs/behaviour.md §6)"))
     charts.append(bars("spend", "Commissioner pays, by payment type (per contract)", "money",
                        [(k.replace("_", " "), ci) for k, ci in c["paid_by_kind"].items() if ci.get("mean")], m))
     if "value" in s:
