@@ -148,3 +148,39 @@ def test_acceptance_fee_share_zero_matches_pbrsim_run_and_stays_on_this_machine(
     assert elsewhere == [], elsewhere
     errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE" and e.get("source") != "network"]
     assert errors == [], errors
+
+
+def test_a_graded_provider_stays_graded_on_the_page_and_its_strength_is_a_lever(server, browser, tmp_path):
+    """The refitted archetypes' providers follow a graded policy: opening one changes nothing (no lever marked as
+    changed, a run equal to `pbrsim run` on the file), and the policy's strength is a lever of its own."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    d = browser
+    d.get(server)
+    until(d, lambda d: d.find_elements(By.CSS_SELECTOR, "#scenario-list option"))
+    Select(d.find_element(By.ID, "scenario-list")).select_by_value("library/small_vcs_blended.yaml")
+    d.find_element(By.ID, "open-button").click()
+    until(d, lambda d: d.find_elements(By.CSS_SELECTOR, 'select[data-path="provider.policy"]'))
+    assert Select(d.find_element(By.CSS_SELECTOR, 'select[data-path="provider.policy"]')).first_selected_option.get_attribute("value") == "graded"
+    temp = d.find_element(By.CSS_SELECTOR, 'input[data-path="provider.policy.temperature"]')
+    assert float(temp.get_attribute("value")) == 50.0
+    for field, value in (("seed", "5"), ("replications", "8")):
+        box = d.find_element(By.ID, field)
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(value)
+    d.find_element(By.ID, "run").click()
+    until(d, lambda d: d.find_elements(By.CSS_SELECTOR, '#mc-headline[data-seed="5"] [data-figure="outcome_rate"]'), timeout=120)
+    assert d.find_elements(By.CSS_SELECTOR, "#levers .lever.changed") == []
+    shown = float(d.find_element(By.CSS_SELECTOR, '#mc-headline [data-figure="outcome_rate"]').get_attribute("data-value"))
+    r = CliRunner().invoke(main, ["run", str(ROOT / "scenarios" / "library" / "small_vcs_blended.yaml"), "--seed", "5", "-n", "8",
+                                  "--json", "--out", str(tmp_path / "run")])
+    assert r.exit_code == 0, r.output
+    rate = next(x for x in json.loads(r.output)["segments"] if x["segment"] == "all")["outcome_rate"]
+    assert shown == rate["mean"]
+    # a more tolerant provider is a change the page sends, and the expected values or the note follow it
+    temp.send_keys(Keys.CONTROL, "a")
+    temp.send_keys("500", Keys.TAB)
+    until(d, lambda d: "changed" in d.find_element(By.CSS_SELECTOR, '.lever[data-path="provider.policy.temperature"]').get_attribute("class"))
+    assert not d.find_element(By.ID, "problems").is_displayed()

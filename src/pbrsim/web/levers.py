@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-POLICIES = ("holistic", "needs_first", "return_maximising", "cash_stressed")
+POLICIES = ("holistic", "needs_first", "return_maximising")  # chosen by name alone; graded and cash_stressed need settings
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class Lever:
     kind: str
     value: float | str | None
     nullable: bool = False
+    choices: tuple[str, ...] = ()  # a policy lever's options
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -33,10 +34,20 @@ def _org_levers(raw: dict, base: str, name: str, group: str) -> list[Lever]:
                  (raw.get("credit") or {}).get("limit", 0.0), nullable=True),
            Lever(f"{base}.capacity", f"{name}: full-service places (empty: unlimited)", group, "count", raw.get("capacity"),
                  nullable=True)]
-    policy = raw.get("policy", "holistic")
-    policy = policy.get("name") if isinstance(policy, dict) else policy
+    spec = raw.get("policy", "holistic")
+    policy = spec.get("name") if isinstance(spec, dict) else spec
     if policy != "cash_stressed":  # its thresholds are set in the file; switching to it needs them
-        out.append(Lever(f"{base}.policy", f"{name}: allocation policy", group, "policy", policy))
+        # a graded policy (docs/behaviour.md) is offered as it stands, with its strength as a lever of its own;
+        # switching to it from another needs a strength, so it is offered only where the file has one
+        choices = POLICIES + (("graded",) if policy == "graded" else ())
+        out.append(Lever(f"{base}.policy", f"{name}: allocation policy", group, "policy", policy, choices=choices))
+    if policy == "graded" and isinstance(spec, dict):
+        if "temperature" in spec:
+            out.append(Lever(f"{base}.policy.temperature", f"{name}: graded policy, tolerance of loss-making work (£ a client)",
+                             group, "money", spec["temperature"]))
+        if "protected_share" in spec:
+            out.append(Lever(f"{base}.policy.protected_share", f"{name}: graded policy, share of loss-making clients served",
+                             group, "share", spec["protected_share"]))
     terms = raw.get("terms")
     if isinstance(terms, dict):
         for kind, share in (terms.get("pass_through") or {}).items():

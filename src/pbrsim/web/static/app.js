@@ -99,7 +99,7 @@ function renderLevers() {
     let input;
     if (lv.kind === "policy") {
       input = el("select", { id, "data-path": lv.path });
-      for (const p of ["holistic", "needs_first", "return_maximising"]) input.append(el("option", { value: p, text: p.replace("_", " "), selected: p === lv.value }));
+      for (const p of lv.choices) input.append(el("option", { value: p, text: p.replace("_", " "), selected: p === lv.value }));
     } else {
       const step = lv.kind === "share" ? "0.01" : lv.kind === "money" ? "any" : lv.kind === "rate" ? "any" : "1";
       input = el("input", { id, type: "number", step, min: "0", max: lv.kind === "share" ? "1" : null, "data-path": lv.path,
