@@ -2,7 +2,7 @@
 
 ``scenarios()`` draws random VALID scenario files (checked by the real schema, ``scenario_from_dict``):
 chains of states, every payment kind and tariff form, lags, caps, volume bands, cohort payments, supply
-chains with every subcontract term, investor finance and every allocation policy. Each one is simulated
+chains with every subcontract term, investor finance, latent classes and every allocation policy (graded too). Each one is simulated
 (the engine's own invariants run inside every replication) and then checked from the outside, from the
 tables alone. Where exact mode accepts a scenario, Monte Carlo must agree with it within 5 standard
 errors. The run records which features it reached, so a generator that stops producing one fails.
@@ -31,7 +31,7 @@ from pbrsim.simulate import simulate
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", 200))
 MC_REPLICATIONS = 20
-POLICIES = ("holistic", "needs_first", "return_maximising", "cash_stressed")
+POLICIES = ("holistic", "needs_first", "return_maximising", "cash_stressed", "graded")
 PAYMENT_KINDS = ("attachment", "milestone", "outcome", "sustainment")
 
 # Every feature the generator must reach in a run of the fuzzer (scenario features and run events).
@@ -43,6 +43,7 @@ FEATURES = (
     | {f"allocation:{m}" for m in ("fixed_shares", "by_segment", "performance")}
     | {"referrals:fixed", "referrals:poisson", "referrals:monthly", "referrals:rate_window",
        "pathway:forced_exit", "pathway:exit_applies_to", "pathway:service_states", "pathway:several_segments",
+       "segments:latent_classes", "segments:unobserved_classes", "policy:graded_temperature", "policy:graded_protected_share",
        "line:several_states", "line:tariff_by_segment", "line:tariff_by_year_contract", "line:tariff_by_year_entry",
        "line:deadweight", "line:lag", "line:rejection", "line:attachment_at_referral",
        "contract:cap", "contract:per_person_cap", "contract:volume_band", "contract:cohort_payments",
@@ -106,6 +107,14 @@ def scenarios(draw) -> dict:
     seg_w = [draw(st.integers(1, 4)) for _ in segments]
     seg_spec = {g: {"share": w / sum(seg_w), "complexity": draw(st.integers(0, 3))} for g, w in zip(segments, seg_w)}
     seg_spec[segments[-1]]["share"] = 1.0 - sum(seg_spec[g]["share"] for g in segments[:-1])
+    for g in segments:  # latent classes inside some segments: slower classes only, so every row stays valid
+        if draw(st.integers(0, 3)) == 0:
+            n = draw(st.integers(1, 3))
+            shares = _shares(draw, [f"k{i}" for i in range(n)])
+            classes = [{"name": k, "share": v, "progress": draw(st.sampled_from([0.0, 0.4, 0.75, 1.0]))}
+                       for k, v in shares.items() if v > 0]
+            if abs(sum(c["share"] for c in classes) - 1.0) < 1e-12:
+                seg_spec[g]["latent_classes"] = {"observed": draw(st.booleans()), "classes": classes}
 
     def rows():
         out = {}
@@ -220,6 +229,10 @@ def scenarios(draw) -> dict:
         elif policy == "cash_stressed":
             stressed = draw(st.integers(-2000, 2000))
             o["policy"] = {"name": policy, "stressed_cash": stressed, "comfortable_cash": stressed + draw(st.integers(0, 3000))}
+        elif policy == "graded":
+            strength = ({"temperature": draw(st.sampled_from([0, 20, 200, 5000]))} if draw(st.booleans())
+                        else {"protected_share": draw(st.sampled_from([0.0, 0.3, 0.7, 1.0]))})
+            o["policy"] = {"name": policy, **strength, "monthly_discount_rate": draw(st.sampled_from([0.0, 0.01]))}
         else:
             o["policy"] = policy
         return o
@@ -294,6 +307,8 @@ def features(d: dict) -> set[str]:
     for o in orgs:
         pol = o.get("policy", "holistic")
         f.add(f"policy:{pol if isinstance(pol, str) else pol['name']}")
+        if isinstance(pol, dict) and pol["name"] == "graded":
+            f.add("policy:graded_temperature" if "temperature" in pol else "policy:graded_protected_share")
         if o.get("capacity") is not None:
             f.add("org:capacity")
         credit = o.get("credit", {})
@@ -335,6 +350,11 @@ def features(d: dict) -> set[str]:
         f.add("pathway:exit_applies_to")
     if pw.get("service_states") is not None:
         f.add("pathway:service_states")
+    for seg in d["segments"].values():
+        if seg.get("latent_classes"):
+            f.add("segments:latent_classes")
+            if not seg["latent_classes"]["observed"]:
+                f.add("segments:unobserved_classes")
     if len(d["segments"]) > 1:
         f.add("pathway:several_segments")
     for line in c["payments"]:
