@@ -77,6 +77,18 @@ def until(driver, test, timeout=60):
                          ignored_exceptions=[StaleElementReferenceException]).until(lambda d: test(d))
 
 
+def start_run(d, seed: int, replications: int) -> None:
+    """Type the seed and the number of replications into the page and press Run."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    for field, value in (("seed", seed), ("replications", replications)):
+        box = d.find_element(By.ID, field)
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(str(value))
+    d.find_element(By.ID, "run").click()
+
+
 def test_acceptance_fee_share_zero_matches_pbrsim_run_and_stays_on_this_machine(server, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -106,11 +118,7 @@ def test_acceptance_fee_share_zero_matches_pbrsim_run_and_stays_on_this_machine(
     until(d, lambda d: d.find_element(By.CSS_SELECTOR, '#exact-headline [data-figure="paid_total"]').get_attribute("data-value") != before)
     assert not d.find_element(By.ID, "problems").is_displayed()
 
-    for field, value in (("seed", "7"), ("replications", "200")):
-        box = d.find_element(By.ID, field)
-        box.send_keys(Keys.CONTROL, "a")
-        box.send_keys(value)
-    d.find_element(By.ID, "run").click()
+    start_run(d, 7, 200)
     until(d, lambda d: d.find_elements(By.CSS_SELECTOR, '#mc-headline [data-figure="failure_probability"]'), timeout=120)
     head = d.find_element(By.ID, "mc-headline")
     assert head.get_attribute("data-seed") == "7" and head.get_attribute("data-replications") == "200"
@@ -166,11 +174,7 @@ def test_a_graded_provider_stays_graded_on_the_page_and_its_strength_is_a_lever(
     assert Select(d.find_element(By.CSS_SELECTOR, 'select[data-path="provider.policy"]')).first_selected_option.get_attribute("value") == "graded"
     temp = d.find_element(By.CSS_SELECTOR, 'input[data-path="provider.policy.temperature"]')
     assert float(temp.get_attribute("value")) == 50.0
-    for field, value in (("seed", "5"), ("replications", "8")):
-        box = d.find_element(By.ID, field)
-        box.send_keys(Keys.CONTROL, "a")
-        box.send_keys(value)
-    d.find_element(By.ID, "run").click()
+    start_run(d, 5, 8)
     until(d, lambda d: d.find_elements(By.CSS_SELECTOR, '#mc-headline[data-seed="5"] [data-figure="outcome_rate"]'), timeout=120)
     assert d.find_elements(By.CSS_SELECTOR, "#levers .lever.changed") == []
     shown = float(d.find_element(By.CSS_SELECTOR, '#mc-headline [data-figure="outcome_rate"]').get_attribute("data-value"))
