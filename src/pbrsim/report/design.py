@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .charts import Chart
-from .stress import COLOURS, _Markup, _env, _plt, _render
+from .stress import COLOURS, _env, _plt, _render
 
 
 def _fmt(x, unit: str, cur: str) -> str:
@@ -190,26 +190,6 @@ fresh runs with seed {{ v.seed }} — {{ "holds" if v.passed else "does not hold
 </section>
 """
 
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{{ "Contract design" if s.kind == "search" else "Goal seek" }}: {{ s.problem.name }}</title>
-<style>
-body { font-family: system-ui, sans-serif; max-width: 62rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.45; color: #111; }
-table { border-collapse: collapse; font-size: 0.9rem; margin: 1rem 0; }
-th, td { border-bottom: 1px solid #ccc; padding: 0.3rem 0.5rem; text-align: right; vertical-align: top; }
-th:first-child, td:first-child { text-align: left; }
-small { color: #555; }
-figure { margin: 1.5rem 0; } img { max-width: 100%; height: auto; }
-.headlines { border-left: 4px solid #0b5394; padding: .25rem 1rem; margin: 1rem 0 1.5rem; }
-.n { white-space: nowrap; }
-@page { size: A4; margin: 15mm 14mm; }
-@media print { body { max-width: none; margin: 0; font-size: 10pt; } figure, table, .headlines { break-inside: avoid; } }
-</style></head><body>
-{{ body }}
-<p><small>Made by pbrsim {{ version }} from {{ s.problem.file }}.</small></p>
-</body></html>
-"""
-
-
 def design_section(summary: dict, *, heading_level: int = 2, charts: list[Chart] | None = None, image_src: str = "inline") -> str:
     """An HTML fragment (``<section id="design">``) for the report. ``image_src``: ``inline`` (data URIs) or ``files``."""
     from ..design.summary import check_text, lever_text
@@ -253,14 +233,15 @@ def design_section(summary: dict, *, heading_level: int = 2, charts: list[Chart]
 def write_design_report(summary: dict, out_dir: str | Path, *, overwrite: bool = False, source: str | Path | None = None) -> Path:
     """Write ``out_dir/design.html`` (self-contained) and its charts as PNG files by the output rule of
     ``pbrsim.store`` (an earlier report there is replaced, nothing else is touched); returns the page's path."""
-    from .. import __version__
+    from .html_text import standalone_page
     from ..store import KIND_REPORT, check_out, manifest, write_files
 
     out_dir = Path(out_dir)
     check_out(out_dir, KIND_REPORT, overwrite=overwrite)  # before the charts are drawn
     charts = design_charts(summary)
     body = design_section(summary, heading_level=1, charts=charts)
-    page = _env().from_string(_PAGE).render(s=summary, body=_Markup(body), version=__version__)
+    title = f"{'Contract design' if summary['kind'] == 'search' else 'Goal seek'}: {summary['problem']['name']}"
+    page = standalone_page(title, body, summary["problem"]["file"])
     files = {c.file: c.png for c in charts}
     files["design.html"] = page.encode("utf-8")
     made_from = {"made_from": str(source)} if source is not None else {}

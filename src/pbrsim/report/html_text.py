@@ -49,3 +49,34 @@ def environment(**options):
     env = jinja2.Environment(autoescape=True, finalize=_finalize, undefined=jinja2.StrictUndefined, **options)
     env.filters["nowrap_money"] = nowrap_money
     return env
+
+
+# A page of one report section on its own (the stress page, the design page): the section's HTML, printable on A4
+_STANDALONE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
+<style>
+body { font-family: system-ui, sans-serif; max-width: 62rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.45; color: #111; }
+table { border-collapse: collapse; font-size: 0.9rem; margin: 1rem 0; }
+th, td { border-bottom: 1px solid #ccc; padding: 0.3rem 0.5rem; text-align: right; vertical-align: top; }
+th:first-child, td:first-child { text-align: left; }
+small { color: #555; }
+figure { margin: 1.5rem 0; } img { max-width: 100%; height: auto; }
+.headlines { border-left: 4px solid #0b5394; padding: .25rem 1rem; margin: 1rem 0 1.5rem; }
+.n { white-space: nowrap; }
+@page { size: A4; margin: 15mm 14mm; }
+@media print { body { max-width: none; margin: 0; font-size: 10pt; } figure, table, .headlines { break-inside: avoid; } }
+</style></head><body>
+{{ body }}
+<p><small>Made by pbrsim {{ version }} from {{ source }}.</small></p>
+</body></html>
+"""
+
+
+def standalone_page(title: str, body: str, source: str) -> str:
+    """A whole HTML page holding ``body`` (HTML already escaped by its own template), with ``title`` and a footer
+    naming the pbrsim version and the file the results came from."""
+    from markupsafe import Markup
+
+    from .. import __version__
+
+    return environment().from_string(_STANDALONE).render(title=title, body=Markup(body), source=source, version=__version__)

@@ -346,26 +346,6 @@ below. Intervals are 95%.</small></p>{% endif %}
 </section>
 """
 
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Stress test: {{ s.organisation }} in {{ s.scenario }}</title>
-<style>
-body { font-family: system-ui, sans-serif; max-width: 62rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.45; color: #111; }
-table { border-collapse: collapse; font-size: 0.9rem; margin: 1rem 0; }
-th, td { border-bottom: 1px solid #ccc; padding: 0.3rem 0.5rem; text-align: right; vertical-align: top; }
-th:first-child, td:first-child { text-align: left; }
-small { color: #555; }
-figure { margin: 1.5rem 0; } img { max-width: 100%; height: auto; }
-.headlines { border-left: 4px solid #0b5394; padding: .25rem 1rem; margin: 1rem 0 1.5rem; }
-.n { white-space: nowrap; }
-@page { size: A4; margin: 15mm 14mm; }
-@media print { body { max-width: none; margin: 0; font-size: 10pt; } figure, table, .headlines { break-inside: avoid; } }
-</style></head><body>
-{{ body }}
-<p><small>Made by pbrsim {{ version }} from {{ s.scenario_file }}.</small></p>
-</body></html>
-"""
-
-
 def _env():
     from .html_text import environment
 
@@ -408,7 +388,7 @@ def stress_section(summary: dict, *, heading_level: int = 2, charts: list[Chart]
 def write_stress_report(summary: dict, out_dir: str | Path, *, overwrite: bool = False, source: str | Path | None = None) -> Path:
     """Write ``out_dir/stress.html`` (self-contained: images inline) and the charts as PNG files beside it,
     by the output rule of ``pbrsim.store`` (an earlier report there is replaced, nothing else is touched)."""
-    from .. import __version__
+    from .html_text import standalone_page
     from ..store import KIND_REPORT, check_out, manifest, write_files
 
     out_dir = Path(out_dir)
@@ -423,7 +403,7 @@ def write_stress_report(summary: dict, out_dir: str | Path, *, overwrite: bool =
         cash = cash.rename(columns=current_names(cash.columns))
     charts = stress_charts(summary, cash)
     body = stress_section(summary, heading_level=1, charts=charts)
-    page = _env().from_string(_PAGE).render(s=summary, body=_Markup(body), version=__version__)
+    page = standalone_page(f"Stress test: {summary['organisation']} in {summary['scenario']}", body, summary["scenario_file"])
     files = {c.file: c.png for c in charts}
     files["stress.html"] = page.encode("utf-8")
     made_from = {"made_from": str(source)} if source is not None else {}
