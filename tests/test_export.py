@@ -357,3 +357,14 @@ def test_tables_name_their_pence_and_folders_of_pbrsim_0_1_still_read(folders, t
     r = _invoke("report", old, "--out", tmp_path / "old_report")
     assert r.exit_code == 0, r.output
     assert "<img" in (tmp_path / "old_report" / "report.html").read_text()
+    # an experiment dataset of 0.1: its chunks read under today's names, with the same values
+    from pbrsim.experiments.dataset import read_table
+
+    old_exp = tmp_path / "old_exp"
+    shutil.copytree(folders["experiment"], old_exp, ignore=shutil.ignore_patterns("export", "report"))
+    for f in (old_exp / "runs" / "monthly").rglob("*.parquet"):
+        df = pd.read_parquet(f)
+        df.rename(columns={c: c.removesuffix("_pence") for c in df.columns}).to_parquet(f)
+    cols = ["replication", "organisation", "month", "cash_pence", "income_outcome_pence"]
+    pd.testing.assert_frame_equal(read_table(old_exp, "monthly", columns=cols), read_table(folders["experiment"], "monthly", columns=cols))
+    assert "cash_pence" in read_table(old_exp, "monthly").columns

@@ -28,15 +28,23 @@ def pence_name(field: str) -> str:
     return f"{field}_pence" if field in PENCE_FIELDS else field
 
 
-def legacy_name(column: str) -> str | None:
-    """The name a pence column had in tables written by pbrsim 0.1 (``cash_pence`` -> ``cash``), else None."""
-    return column.removesuffix("_pence") if column.endswith("_pence") else None
-
-
 def current_names(columns) -> dict[str, str]:
     """Renames that bring a 0.1 table's pence columns to today's names (``{"cash": "cash_pence", ...}``)."""
     old = set(PENCE_FIELDS) | {"cash", "finance_in", "finance_out", "paid_to_subcontractors"}
     return {c: f"{c}_pence" for c in columns if c in old or c.startswith(("income_", "cost_")) and not c.endswith("_pence")}
+
+
+def stored_names(columns: list[str], present) -> list[str]:
+    """The columns to read from a file holding ``present`` to get ``columns`` by today's names: a pence column the
+    file stores under its 0.1 name (``cash`` for ``cash_pence``) is read under that name (then ``current_names``)."""
+    present = set(present)
+    return [c[: -len("_pence")] if c.endswith("_pence") and c not in present and c[: -len("_pence")] in present else c
+            for c in columns]
+
+
+def with_current_names(df):
+    """A table read from disk with today's column names (``current_names``)."""
+    return df.rename(columns=current_names(df.columns))
 
 
 def batch_columns(model: Model, batch: Batch) -> dict[str, dict[str, np.ndarray]]:

@@ -189,15 +189,13 @@ def read_table(out: str | Path, table: str, designs: list[str] | None = None, co
     path = Path(out) / RUNS / table
     if not path.is_dir():
         raise DatasetError(f"{out} has no {table!r} table (looked for {path})")
-    from ..engine.records import current_names, legacy_name
+    from ..engine.records import current_names, stored_names
 
     parts = []
     for design in designs if designs is not None else sorted(d for d, _ in _partitions(path, "design=")):
         for _, f in _chunks(path / f"design={design}"):
-            cols = columns
-            if columns:  # chunks written by pbrsim 0.1 name their pence columns without the suffix
-                names = pq.read_schema(f).names
-                cols = [legacy_name(c) if c not in names and legacy_name(c) in names else c for c in columns]
+            # chunks written by pbrsim 0.1 name their pence columns without the suffix
+            cols = stored_names(columns, pq.read_schema(f).names) if columns else columns
             t = pq.read_table(f, columns=cols, use_threads=False)
             t = t.rename_columns([current_names(t.column_names).get(c, c) for c in t.column_names])
             parts.append(t.add_column(0, "design", pa.array([design] * t.num_rows, pa.string())))

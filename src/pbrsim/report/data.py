@@ -70,14 +70,14 @@ def _read(path: Path, columns: list[str] | None = None, filters=None) -> pd.Data
     """Columns of a Parquet file that exist there (missing ones are skipped)."""
     if not path.exists():
         return pd.DataFrame()
-    from ..engine.records import current_names, legacy_name
+    from ..engine.records import stored_names, with_current_names
 
     schema = pq.read_schema(path)
     if columns:  # a table written by pbrsim 0.1 names its pence columns without the suffix
-        columns = [legacy_name(c) if c not in schema.names and legacy_name(c) in schema.names else c for c in columns]
+        columns = stored_names(columns, schema.names)
     cols = [c for c in columns if c in schema.names] if columns else None
     df = pq.read_table(path, columns=cols, filters=filters).to_pandas()
-    df = df.rename(columns=current_names(df.columns))
+    df = with_current_names(df)
     for c in df.columns:
         if isinstance(df[c].dtype, pd.CategoricalDtype):
             df[c] = df[c].astype(str)

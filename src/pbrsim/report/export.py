@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..engine.records import with_current_names
 from ..store import KIND_EXPORT, check_out, manifest, write_files
 from .data import ReportError, kind_of
 
@@ -117,13 +118,6 @@ def flatten_summary(summary: dict) -> tuple[list[dict], list[dict]]:
     return figures, facts
 
 
-def _current(df: pd.DataFrame) -> pd.DataFrame:
-    """A table with today's names (a folder written by pbrsim 0.1 names its pence columns without ``_pence``)."""
-    from ..engine.records import current_names
-
-    return df.rename(columns=current_names(df.columns))
-
-
 def _money(pence) -> np.ndarray:
     return np.asarray(pence, dtype=np.float64) / 100.0
 
@@ -145,7 +139,7 @@ def _run_sheets(path: Path, symbol: str) -> list[Sheet]:
                     note="Means over replications with 95% intervals; money in pounds.")]
     monthly_path = path / "monthly.parquet"
     if monthly_path.exists():
-        mon = _current(pd.read_parquet(monthly_path))
+        mon = with_current_names(pd.read_parquet(monthly_path))
         R = mon["replication"].nunique()
         # the tables keep pence (names ending _pence); the sheets show pounds, named without the suffix
         pence = [c for c in mon.columns if c.endswith("_pence")]
@@ -159,7 +153,7 @@ def _run_sheets(path: Path, symbol: str) -> list[Sheet]:
                             note=f"Each organisation's cash and flows month by month over {R} replications; pounds."))
     ledger_path = path / "ledger.parquet"
     if ledger_path.exists():
-        led = _current(pd.read_parquet(ledger_path))
+        led = with_current_names(pd.read_parquet(ledger_path))
         R = max(int(led["replication"].nunique()), 1) if len(led) else 1
         if "replications" in summary and isinstance(summary["replications"], int):
             R = summary["replications"]
@@ -234,7 +228,7 @@ def _stress_sheets(path: Path, symbol: str) -> list[Sheet]:
                              "needed and margin, with 95% intervals (d_: difference from the base); money in pounds."))
     cash_path = path / "cash.parquet"
     if cash_path.exists():
-        cash = _current(pd.read_parquet(cash_path))
+        cash = with_current_names(pd.read_parquet(cash_path))
         cash["cash"] = _money(cash.pop("cash_pence"))
         table = _quantiles(cash, ["stress", "month"], "cash", f"Cash at month end ({symbol})")
         table = table.rename(columns={"stress": "Stress", "month": "Month"})

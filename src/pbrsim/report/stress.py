@@ -397,10 +397,9 @@ def write_stress_report(summary: dict, out_dir: str | Path, *, overwrite: bool =
     if source is not None and (Path(source) / "cash.parquet").exists():
         import pandas as pd
 
-        from ..engine.records import current_names
+        from ..engine.records import with_current_names
 
-        cash = pd.read_parquet(Path(source) / "cash.parquet")
-        cash = cash.rename(columns=current_names(cash.columns))
+        cash = with_current_names(pd.read_parquet(Path(source) / "cash.parquet"))
     charts = stress_charts(summary, cash)
     body = stress_section(summary, heading_level=1, charts=charts)
     page = standalone_page(f"Stress test: {summary['organisation']} in {summary['scenario']}", body, summary["scenario_file"])
