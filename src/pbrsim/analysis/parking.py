@@ -137,7 +137,7 @@ def class_figures(batch: Batch) -> dict[str, np.ndarray]:
     model = batch.model
     pw, c = model.pathway, model.contract
     cl = batch.table("clients")
-    if "latent_class" not in cl or not pw.class_names:
+    if "latent_class" not in cl:  # the clients table has the column only where some segment has classes
         return {}
     pos, keep = batch.rows("clients")
     full = cl["months_full"].astype(np.int64)

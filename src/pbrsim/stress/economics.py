@@ -20,10 +20,15 @@ caseload (for the contract holder, every client of the contract).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..analysis.estimators import ratio_ci
 from ..engine.ledger import KINDS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PARTS = ("income", "delivery", "passed_on", "overhead", "finance")
 PAYMENT_KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment", "fee_for_service")
@@ -83,20 +88,21 @@ def summarise(money: np.ndarray, clients: np.ndarray, segments: tuple[str, ...])
                      "income_per_client": ratio_ci(inc, n)["mean"], "delivery_per_client": ratio_ci(dlv, n)["mean"],
                      "passed_on_per_client": ratio_ci(pas, n)["mean"],
                      "contribution_per_client": ratio_ci(inc - dlv - pas, n)})
-    none = m[:, -1]
-    net = m[:, :, 0].sum(axis=1) - m[:, :, 1:].sum(axis=(1, 2))
-    total = {p: m[:, :, i].sum(axis=1) for i, p in enumerate(PARTS)}
+    total = {part: m[:, :, i].sum(axis=1) for i, part in enumerate(PARTS)}
+    costs = m[:, :, 1:].sum(axis=(1, 2))  # delivery, passed on, overhead and finance
+    some = n_all.sum() > 0
+
+    def per_client(x: np.ndarray) -> float | None:
+        return ratio_ci(x, n_all)["mean"] if some else None
+
     return {
         "segments": rows,
-        "not_by_segment": {"income_per_client": ratio_ci(none[:, 0], n_all)["mean"] if n_all.sum() else None,
-                           "overhead_per_client": ratio_ci(total["overhead"], n_all)["mean"] if n_all.sum() else None,
-                           "finance_per_client": ratio_ci(total["finance"], n_all)["mean"] if n_all.sum() else None},
+        "not_by_segment": {"income_per_client": per_client(m[:, -1, 0]), "overhead_per_client": per_client(total["overhead"]),
+                           "finance_per_client": per_client(total["finance"])},
         "clients": float(n_all.mean()),
-        "income_per_client": ratio_ci(total["income"], n_all)["mean"] if n_all.sum() else None,
-        "cost_per_client": ratio_ci(total["delivery"] + total["passed_on"] + total["overhead"] + total["finance"], n_all)["mean"]
-        if n_all.sum() else None,
-        "net_per_client": ratio_ci(net, n_all) if n_all.sum() else {"mean": None, "lo": None, "hi": None},
-        "margin_mean": float(net.mean()),
+        "income_per_client": per_client(total["income"]),
+        "cost_per_client": per_client(costs),
+        "net_per_client": ratio_ci(total["income"] - costs, n_all) if some else {"mean": None, "lo": None, "hi": None},
     }
 
 
@@ -133,7 +139,7 @@ def sentence(ue: dict, org: str, currency: str = "GBP", ran_out: float | None = 
     return line
 
 
-def table(ue: dict) -> "pd.DataFrame":  # noqa: F821
+def table(ue: dict) -> pd.DataFrame:
     """The unit economics as rows (one per segment, then "not by segment" and "all"), pounds per client referred."""
     import pandas as pd
 
