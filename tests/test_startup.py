@@ -53,9 +53,14 @@ def test_start_up_loads_no_heavy_library(args):
 
 
 def test_a_run_still_loads_what_it_needs(tmp_path):
-    """The probe sees real imports: simulating loads pandas and SimPy."""
+    """The probe sees real imports: simulating loads SimPy, numpy and pyarrow (the Parquet files are built without
+    pandas); the public-value appraisal, built on pandas, loads it."""
     code, modules = loaded(["run", BLENDED, "-n", "1", "--quiet", "--out", str(tmp_path / "run")])
     assert code in (None, 0) and (tmp_path / "run" / "summary.json").exists()
+    assert {"simpy", "numpy", "pyarrow"} <= modules and "pandas" not in modules
+    code, modules = loaded(["run", str(ROOT / "scenarios" / "early_action" / "homes_for_good.yaml"), "-n", "1", "--quiet",
+                            "--out", str(tmp_path / "value")])
+    assert code in (None, 0) and (tmp_path / "value" / "summary.json").exists()
     assert {"pandas", "simpy", "numpy"} <= modules
 
 

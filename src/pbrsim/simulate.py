@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
-
-import pandas as pd
+from functools import cached_property
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
 from .engine.run import Model, batch_size, compile_model, run_batch
 from .analysis import parking, retention
 from .analysis.columns import Batch
-from .analysis.metrics import figures, frame, summarise
+from .analysis.metrics import arrow_frame, figures, frame, summarise
 from .engine.records import TABLES, Tables, batch_columns, concat_columns
 from .scenario.schema import Scenario
 from .api.run_methods import RunMethods
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 
 @dataclass(repr=False)
@@ -29,8 +32,13 @@ class SimulationResult(RunMethods):
     seed: int
     replications: int
     frames: Mapping[str, pd.DataFrame]  # the run tables by name (records.Tables: each built when first read)
-    per_replication: pd.DataFrame
+    figures: Figures
     summary: dict = field(default_factory=dict)
+
+    @cached_property
+    def per_replication(self) -> pd.DataFrame:
+        """One row per replication, every figure of it (``replications.parquet``), indexed by replication."""
+        return self.figures.frame()
 
     @property
     def scenario(self) -> Scenario:
@@ -54,6 +62,34 @@ class SimulationResult(RunMethods):
             "failures": self.failures,
             "replications": self.per_replication.reset_index(),
         }
+
+    def arrow_tables(self) -> dict[str, pa.Table]:
+        """The same tables as Arrow, built from the engine's columns without pandas: what ``save`` and
+        ``pbrsim run`` write (``pd.read_parquet`` gives back the DataFrames of ``tables()``)."""
+        out = {name: self.frames.arrow(name) for name in TABLES}
+        out["replications"] = self.figures.arrow()
+        return out
+
+
+@dataclass(repr=False)
+class Figures:
+    """The per-replication figures as arrays (``labels``: the replications, ``columns``: by name), and the value
+    columns' DataFrame when the scenario has a value section; made into a DataFrame only when read."""
+
+    labels: object
+    columns: dict
+    value: pd.DataFrame | None = None
+
+    def frame(self) -> pd.DataFrame:
+        per_rep = frame(self.labels, self.columns)
+        return per_rep if self.value is None else _joined(per_rep, self.value)
+
+    def arrow(self) -> pa.Table:
+        if self.value is None:
+            return arrow_frame(self.labels, self.columns)
+        import pyarrow as pa
+
+        return pa.Table.from_pandas(self.frame().reset_index(), preserve_index=False)
 
 
 def run_tables(model: Model, seed: int, replications: Iterable[int], progress: Callable[[int], None] | None = None,
@@ -90,27 +126,36 @@ def replication_figures(model: Model, tables, seed: int | None = None) -> pd.Dat
 
 def summarise_tables(model: Model, tables, seed: int) -> tuple[pd.DataFrame, dict]:
     """Per-replication figures and the summary, from tables of any set of replications."""
+    figs, summary = _summarise(model, tables, seed)
+    return figs.frame(), summary
+
+
+def _summarise(model: Model, tables, seed: int) -> tuple[Figures, dict]:
+    """The per-replication figures (as arrays) and the summary."""
     labels, cols = _figures(model, tables)
     summary = summarise(model, cols, seed)
     summary["parking"] = parking.summary(cols, model)
     lasting = retention.summary(cols)
     if lasting is not None:  # pathways that follow clients past their outcome: how long outcomes last
         summary["outcome_duration"] = lasting
-    per_rep = frame(labels, cols)
+    figs = Figures(labels, cols)
     if model.scenario.value is not None:  # public value against the counterfactual (pbrsim.value)
-        from .value import summary as value_summary
+        from .value import appraisal, summary as value_summary
 
-        per_rep = _with_value(model, tables, seed, per_rep)
-        summary["value"] = value_summary.summarise(model, per_rep)
-    return per_rep, summary
+        figs.value = appraisal.per_replication(model, tables, seed)
+        summary["value"] = value_summary.summarise(model, figs.frame())
+    return figs, summary
 
 
 def _with_value(model: Model, tables, seed: int, per_rep: pd.DataFrame) -> pd.DataFrame:
     """The per-replication figures joined with the value columns (docs/value.md)."""
     from .value import appraisal
 
-    cols = appraisal.per_replication(model, tables, seed)
-    return per_rep.join(cols.loc[:, ~cols.columns.isin(per_rep.columns)])
+    return _joined(per_rep, appraisal.per_replication(model, tables, seed))
+
+
+def _joined(per_rep: pd.DataFrame, value: pd.DataFrame) -> pd.DataFrame:
+    return per_rep.join(value.loc[:, ~value.columns.isin(per_rep.columns)])
 
 
 def _figures(model: Model, tables) -> tuple:
@@ -187,6 +232,5 @@ def simulate(
         frames = run_tables(model, seed, range(replications), progress)
     else:
         frames = run_tables_parallel(model, seed, replications, workers, executor, progress, scheduler)
-    per_rep, summary = summarise_tables(model, frames, seed)
-    return SimulationResult(model=model, seed=seed, replications=replications, frames=frames, per_replication=per_rep,
-                            summary=summary)
+    figs, summary = _summarise(model, frames, seed)
+    return SimulationResult(model=model, seed=seed, replications=replications, frames=frames, figures=figs, summary=summary)

@@ -32,13 +32,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import __version__
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MANIFEST = "manifest.json"
 TEMP_PREFIX = ".pbrsim-tmp-"
@@ -545,7 +548,7 @@ def write_file(path: str | Path, data: bytes) -> Path:
 
 def jsonable(obj):
     """Plain JSON types: numpy numbers to Python, NaN, infinities and missing values to null."""
-    if obj is None or obj is pd.NA:
+    if obj is None or type(obj).__name__ == "NAType":  # pandas' NA, recognised without loading pandas
         return None
     if isinstance(obj, dict):
         return {str(k): jsonable(v) for k, v in obj.items()}
@@ -561,8 +564,10 @@ def jsonable(obj):
     return obj
 
 
-def write_parquet(df: pd.DataFrame, path: Path, metadata: dict[str, str]):
-    table = pa.Table.from_pandas(df, preserve_index=False)
+def write_parquet(df: pd.DataFrame | pa.Table, path: Path, metadata: dict[str, str]):
+    """A DataFrame (its index dropped) or an Arrow table (``records.arrow_table``) as a Parquet file, with
+    pbrsim's provenance in the schema metadata."""
+    table = df if isinstance(df, pa.Table) else pa.Table.from_pandas(df, preserve_index=False)
     meta = dict(table.schema.metadata or {})
     meta.update({f"pbrsim.{k}".encode(): str(v).encode() for k, v in metadata.items()})
     with open(path, "wb") as fh:  # closed at once on a failed write (a full disk), not whenever it is collected
@@ -581,7 +586,7 @@ def manifest(scenario_hash: str | None, seed: int | None, extra: dict | None = N
     }
 
 
-def write_folder(out: str | Path, tables: dict[str, pd.DataFrame], summary: dict, manifest_data: dict, *,
+def write_folder(out: str | Path, tables: dict[str, pd.DataFrame | pa.Table], summary: dict, manifest_data: dict, *,
                  kind: str = KIND_RUN, overwrite: bool = False) -> Path:
     """Write tables, ``summary.json`` and ``manifest.json`` into ``out`` (a run or stress-test folder) by the
     rule of ``write_files``: an earlier result of the same kind there is replaced, with its report."""

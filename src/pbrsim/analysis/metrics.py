@@ -8,15 +8,17 @@ defines every metric and its estimator.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
-import pandas as pd
 
 from ..engine.ledger import KINDS
 from . import investors, returns
 from .columns import Batch, Groups, and_
 from .estimators import Z95, few_replications_warning, mean_ci, quantiles, ratio_ci, wilson  # noqa: F401 (re-exported)
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PAYMENT_KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment")
 
@@ -33,7 +35,16 @@ def per_replication(model, clients, ledger, monthly, settlements, failures) -> p
 
 def frame(labels: np.ndarray, cols: dict[str, np.ndarray]) -> pd.DataFrame:
     """Per-replication figures as a DataFrame indexed by replication."""
+    import pandas as pd
+
     return pd.DataFrame(cols, index=pd.Index(labels, name="replication"))
+
+
+def arrow_frame(labels: np.ndarray, cols: dict[str, np.ndarray]):
+    """``frame(labels, cols).reset_index()`` as Arrow for ``replications.parquet``, built without pandas."""
+    from ..engine import arrow
+
+    return arrow.table({"replication": arrow.plain(labels), **{k: arrow.plain(v) for k, v in cols.items()}})
 
 
 def figures(batch: Batch) -> dict[str, np.ndarray]:

@@ -23,15 +23,18 @@ each figure. Column names (all per replication):
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ..engine.behaviour import complexity
 from .columns import Batch, Groups
 from ..scenario.schema import DROPPED_STATE
 from .estimators import mean_ci, ratio_ci, ratio_of_ratios_ci
 from .metrics import columns_of, frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def complexity_groups(model) -> tuple[list[str], list[str]]:

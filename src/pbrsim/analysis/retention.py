@@ -14,11 +14,15 @@ number. Per replication (docs/behaviour.md §9):
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from .columns import Batch
 from .metrics import frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 WINDOW = 12
 

@@ -112,7 +112,7 @@ class RunMethods:
         digest = hashlib.sha256(json.dumps(sc.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
         man = manifest(digest, self.seed, {"scenario": sc.name, "method": "montecarlo", "replications": self.replications,
                                            "made_by": "pbrsim Python API (SimulationResult.save)"})
-        return Path(write_folder(folder, self.tables(), self.summary, man, overwrite=overwrite))
+        return Path(write_folder(folder, self.arrow_tables(), self.summary, man, overwrite=overwrite))
 
     def export(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write ``summary_table()`` to one file: .csv, .parquet or .json by its suffix (atomically; an

@@ -20,6 +20,8 @@ PARALLEL_CLIENTS = 1_000_000  # ... and expected clients over all replications: 
 
 def check_value_or_exit(sc, path: str) -> None:
     """Value input the schema cannot check (unit-cost keys, deflators, appraisal length): exit 2 before running."""
+    if sc.value is None:  # nothing to check (and the appraisal, which loads pandas, is not needed)
+        return
     from ..value.appraisal import check as check_value
 
     try:
@@ -123,7 +125,7 @@ def run(scenario, seed, replications, out, method, workers, executor, scheduler,
         except (ExecutorUnavailable, ExecutorFailed) as exc:  # no dask, the scheduler gone, workers killed: nothing written
             fail_input(f"{executor} executor: {exc}")
     with writing():
-        write_folder(out, result.tables(), result.summary, man, overwrite=overwrite)
+        write_folder(out, result.arrow_tables(), result.summary, man, overwrite=overwrite)
     if fmt != "table":
         print_frame(result.summary_table(), fmt)
     if not quiet:

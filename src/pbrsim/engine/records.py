@@ -1,4 +1,5 @@
-"""Tidy tables from batches of replications: columns gathered as numpy arrays, turned into DataFrames once.
+"""Tidy tables from batches of replications: columns gathered as numpy arrays, turned into DataFrames once
+(or into Arrow for the Parquet files, without pandas).
 
 Codes (segments, states, parties, items) become pandas categories; month columns use -1 for
 'never' inside the engine and null in the tables.
@@ -8,13 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from .run import CLAIM_COLUMNS, SETTLEMENT_COLUMNS, Batch, Model, Replication, batch_of
 from .ledger import KINDS, LEDGER_COLUMNS
 from ..model.pathway import FULL, MINIMAL
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 PAYMENT_KINDS = ("service_fee", "attachment", "milestone", "outcome", "sustainment", "fee_for_service")
 COST_KINDS = ("delivery", "overhead", "interest", "clawback")
@@ -160,6 +165,10 @@ class Tables(Mapping):
             frame = self._frames[table] = to_frame(self.model, table, self._columns[table])
         return frame
 
+    def arrow(self, table: str) -> pa.Table:
+        """The table as Arrow for a Parquet file, straight from the columns (no DataFrame, no pandas)."""
+        return arrow_table(self.model, table, self._columns[table])
+
     def __iter__(self):
         return iter(self._columns)
 
@@ -171,55 +180,85 @@ def concat_columns(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+def _layout(model: Model, table: str, cols: dict[str, np.ndarray]) -> dict[str, tuple]:
+    """Each column of a table as the tables show it, in order: ``("plain", array)``, ``("months", array)`` (-1 is
+    'never', a null) or ``("cat", codes, categories)`` (codes -1 are missing). One layout for the DataFrames
+    (``to_frame``) and the Parquet files (``arrow_table``)."""
+    pw, v = model.pathway, model.vocab
+    no_seg = len(pw.segments)
+    d = {k: ("plain", a) for k, a in cols.items()}
+
+    def cat(name, categories, none_code=None, codes=None):
+        codes = np.asarray(cols[name] if codes is None else codes, dtype=np.int64)
+        if none_code is not None:
+            codes = np.where(codes == none_code, -1, codes)
+        return ("cat", codes, tuple(categories))
+
+    if table == "clients":
+        d["segment"] = cat("segment", pw.segments)
+        for name in pw.states:
+            d[f"first_{name}"] = ("months", cols[f"first_{name}"])
+        d["final_state"] = cat("final_state", pw.states)
+        d["referred_to"] = cat("referred_to", v.parties)
+        d["organisation"] = cat("organisation", v.parties)
+        d["end_month"] = ("months", cols["end_month"])
+    elif table == "ledger":
+        d["month"] = ("plain", cols["month"].astype(np.int32))
+        d["payer"] = cat("payer", v.parties)
+        d["payee"] = cat("payee", v.parties)
+        d["kind"] = cat("kind", KINDS)
+        d["item"] = cat("item", v.items)
+        d["segment"] = cat("segment", pw.segments, no_seg)
+    elif table in ("monthly", "failures"):
+        d["organisation"] = cat("organisation", v.parties)
+    elif table in ("claims", "settlements"):
+        d["month"] = ("plain", cols["month"].astype(np.int32))
+        d["item"] = cat("item", v.items)
+        kind = cat("item", KINDS, codes=_item_kinds(model)[cols["item"]])
+        d = {**{k: d[k] for k in ("replication", "month", "item")}, "kind": kind,
+             **{k: val for k, val in d.items() if k not in ("replication", "month", "item")}}
+        d["segment"] = cat("segment", pw.segments, no_seg)
+        d["organisation"] = cat("organisation", v.parties)
+    return d
+
+
 @lru_cache(maxsize=256)
-def _dtype(categories: tuple[str, ...]) -> pd.CategoricalDtype:
+def _dtype(categories: tuple[str, ...]):
     """One dtype per vocabulary, checked once (not at every table of every replication)."""
+    import pandas as pd
+
     return pd.CategoricalDtype(list(categories))
 
 
-def _cat(codes: np.ndarray, categories, none_code: int | None = None) -> pd.Categorical:
-    codes = np.asarray(codes, dtype=np.int64)
-    if none_code is not None:
-        codes = np.where(codes == none_code, -1, codes)
-    return pd.Categorical.from_codes(codes, dtype=_dtype(tuple(categories)))
-
-
-def _months(col: np.ndarray) -> pd.arrays.IntegerArray:
-    return pd.arrays.IntegerArray(col.astype(np.int16), col < 0)
-
-
 def to_frame(model: Model, table: str, cols: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Apply names to codes and nulls to 'never' months."""
-    pw, v = model.pathway, model.vocab
-    no_seg = len(pw.segments)
-    d = dict(cols)
-    item_kind = _item_kinds(model)
-    if table == "clients":
-        d["segment"] = _cat(d["segment"], pw.segments)
-        for name in pw.states:
-            d[f"first_{name}"] = _months(d[f"first_{name}"])
-        d["final_state"] = _cat(d["final_state"], pw.states)
-        d["referred_to"] = _cat(d["referred_to"], v.parties)
-        d["organisation"] = _cat(d["organisation"], v.parties)
-        d["end_month"] = _months(d["end_month"])
-    elif table == "ledger":
-        d["month"] = d["month"].astype(np.int32)
-        d["payer"] = _cat(d["payer"], v.parties)
-        d["payee"] = _cat(d["payee"], v.parties)
-        d["kind"] = _cat(d["kind"], KINDS)
-        d["item"] = _cat(d["item"], v.items)
-        d["segment"] = _cat(d["segment"], pw.segments, no_seg)
-    elif table in ("monthly", "failures"):
-        d["organisation"] = _cat(d["organisation"], v.parties)
-    elif table in ("claims", "settlements"):
-        d["month"] = d["month"].astype(np.int32)
-        kinds = item_kind[d["item"]]
-        d["item"] = _cat(d["item"], v.items)
-        d = {**{k: d[k] for k in ("replication", "month", "item")}, "kind": _cat(kinds, KINDS),
-             **{k: val for k, val in d.items() if k not in ("replication", "month", "item")}}
-        d["segment"] = _cat(d["segment"], pw.segments, no_seg)
-        d["organisation"] = _cat(d["organisation"], v.parties)
+    """The table as a DataFrame: names for codes (categories) and nulls for 'never' months."""
+    import pandas as pd
+
+    d = {}
+    for name, (kind, values, *rest) in _layout(model, table, cols).items():
+        if kind == "cat":
+            d[name] = pd.Categorical.from_codes(values, dtype=_dtype(rest[0]))
+        elif kind == "months":
+            d[name] = pd.arrays.IntegerArray(values.astype(np.int16), values < 0)
+        else:
+            d[name] = values
     return pd.DataFrame(d)
+
+
+def arrow_table(model: Model, table: str, cols: dict[str, np.ndarray]) -> pa.Table:
+    """The table as Arrow, equal to ``pa.Table.from_pandas(to_frame(...), preserve_index=False)`` but built
+    without pandas (what ``pbrsim run`` writes)."""
+    from . import arrow
+
+    out = {}
+    for name, (kind, values, *rest) in _layout(model, table, cols).items():
+        if kind == "cat":
+            out[name] = arrow.categorical(values, rest[0])
+        elif kind == "months":
+            out[name] = arrow.nullable_int(values.astype(np.int16), values < 0)
+        else:
+            out[name] = arrow.plain(values)
+    return arrow.table(out)
 
 
 # finance items whose kind is not their own name
