@@ -86,18 +86,22 @@ def reference(raw: dict, replications: int, seed: int = 0) -> tuple[float, float
 
 
 def timed(args: list[str], cwd: Path) -> tuple[float, float | None]:
-    """(wall, CPU) seconds of a command. CPU is the processor time of the command and every process it
-    starts (pool workers too), sampled every 0.1 s with psutil (comes with the dask extra); None without it."""
+    """(wall, CPU) seconds of a command. Wall time is from start to exit (the process is waited for, not
+    polled); CPU is the processor time of the command and every process it starts (pool workers too),
+    sampled every 0.05 s on a thread with psutil (comes with the dask extra); None without it."""
+    import threading
+
     try:
         import psutil
     except ImportError:
         psutil = None
+    seen: dict[int, float] = {}
     t0 = time.perf_counter()
     proc = subprocess.Popen(args, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL)
-    seen: dict[int, float] = {}
-    if psutil is not None:
+
+    def sample():
         root = psutil.Process(proc.pid)
-        while proc.poll() is None:
+        while proc.returncode is None:
             try:
                 for p in [root] + root.children(recursive=True):
                     try:
@@ -107,10 +111,17 @@ def timed(args: list[str], cwd: Path) -> tuple[float, float | None]:
                         pass
             except psutil.Error:
                 pass
-            time.sleep(0.1)
-    if proc.wait():
-        raise SystemExit(f"{' '.join(args[3:])} failed ({proc.returncode})")
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True) if psutil is not None else None
+    if sampler:
+        sampler.start()
+    code = proc.wait()
     wall = time.perf_counter() - t0
+    if sampler:
+        sampler.join()
+    if code:
+        raise SystemExit(f"{' '.join(args[3:])} failed ({code})")
     return wall, (sum(seen.values()) if psutil is not None else None)
 
 

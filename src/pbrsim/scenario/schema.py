@@ -6,8 +6,8 @@ scenario may cost (size limits, the money bound) is checked by ``bounds.py``. Ev
 file, the dotted field path and the rule broken (see ``ScenarioError``).
 """
 
-from __future__ import annotations
-
+# annotations are evaluated as the classes are made (no `from __future__ import annotations`): pydantic
+# would otherwise compile every annotation string again, at every start-up
 import hashlib
 import re
 from pathlib import Path
@@ -610,9 +610,15 @@ def pydantic_problems(exc: ValidationError, doc: str = "docs/scenarios.md", root
     return unique
 
 
+COMPLETED = [Scenario, OrganisationSpec, Provider, OnFailure, Reporting]  # the models validating a scenario builds
+
+
 def scenario_from_dict(data: dict, source: str = "<scenario>", limits: lim.Limits | None = None) -> Scenario:
     """Validate a mapping into a Scenario: the schema, the cross-field rules, the size limits in force
     (``limits``, default ``limits.active()``) and the money bound (always)."""
+    from . import compiled
+
+    compiled.ensure(COMPLETED)  # the validators, from the cache next to the bytecode when it has them
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:

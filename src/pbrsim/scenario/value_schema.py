@@ -8,8 +8,8 @@ programme; the Green Book appraisal (``pbrsim.value``) discounts the difference.
 the rest of pbrsim; ``check_value`` is called by the scenario's cross-field rules.
 """
 
-from __future__ import annotations
-
+# annotations are evaluated as the classes are made (no `from __future__ import annotations`): pydantic
+# would otherwise compile every annotation string again, at every start-up
 import re
 from typing import Literal
 
