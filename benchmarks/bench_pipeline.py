@@ -147,6 +147,8 @@ def startup(repeat: int, cwd: Path) -> None:
     def best(args):
         return min(timed(args, cwd)[0] for _ in range(repeat))
 
+    bare = best([sys.executable, "-c", "pass"])
+    print(f"{'python -c pass (for scale)':<34} {bare:8.3f} s", flush=True)
     ref = best([sys.executable, "-c", "import numpy"])
     print(f"{'reference: python -c import numpy':<34} {ref:8.3f} s", flush=True)
     for label, args in (("pbrsim --version", PBRSIM + ["--version"]),
@@ -173,6 +175,9 @@ def main():
         ENV.pop("PYTHONDONTWRITEBYTECODE", None)
         ENV.pop("PYTHONPYCACHEPREFIX", None)
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(args.src.resolve())], env=ENV, check=True,
+                       stdout=subprocess.DEVNULL)
+        # ... and the scenario schema's validators kept beside it (scenario/compiled.py), as after a first command
+        subprocess.run(PBRSIM + ["validate", str(ROOT / "scenarios" / "blended_vcs.yaml")], env=ENV, check=True,
                        stdout=subprocess.DEVNULL)
         if "startup" in args.only:
             startup(args.repeat, tmp)

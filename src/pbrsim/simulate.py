@@ -79,10 +79,13 @@ class Figures:
     labels: object
     columns: dict
     value: pd.DataFrame | None = None
+    _frame: pd.DataFrame | None = field(default=None, init=False)
 
     def frame(self) -> pd.DataFrame:
-        per_rep = frame(self.labels, self.columns)
-        return per_rep if self.value is None else _joined(per_rep, self.value)
+        if self._frame is None:
+            per_rep = frame(self.labels, self.columns)
+            self._frame = per_rep if self.value is None else _joined(per_rep, self.value)
+        return self._frame
 
     def arrow(self) -> pa.Table:
         if self.value is None:
