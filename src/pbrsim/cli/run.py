@@ -154,11 +154,17 @@ def _expected_clients(sc) -> float:
 
 def _check_one(path: str) -> str:
     """Check one file of whatever kind it is; the OK line, or ScenarioError with every problem."""
-    from ..scenario.kinds import KINDS, kind_of_file
+    from ..scenario.kinds import KINDS, kind_of
+    from ..scenario.loading import read_yaml_data
+    from ..scenario.schema import validate_file
 
-    kind = kind_of_file(path) or "scenario"
+    try:
+        data = read_yaml_data(path)
+    except (ScenarioError, OSError, ValueError):
+        data = None  # reported as a scenario file's problem below, by the scenario reader
+    kind = kind_of(data) or "scenario"
     if kind == "scenario":
-        sc = load_scenario(path)
+        sc = validate_file(path, data=data if isinstance(data, dict) else None)[1]  # the file read once
         if sc.value is not None:  # the value checks need the unit-cost table and numpy: only with a value section
             from ..value.appraisal import check as check_value
 

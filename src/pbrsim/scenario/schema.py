@@ -640,7 +640,7 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
-def read_chain(path: str | Path, limits: lim.Limits | None = None) -> list[tuple[str, dict]]:
+def read_chain(path: str | Path, limits: lim.Limits | None = None, data: dict | None = None) -> list[tuple[str, dict]]:
     """The files of an ``extends`` chain, the named file first, each as (name, its own fields without ``extends``).
 
     A parent is named relative to the file that extends it; it must be a regular file, the chain must not
@@ -648,7 +648,7 @@ def read_chain(path: str | Path, limits: lim.Limits | None = None) -> list[tuple
     is reported under the file that has it; a parent that cannot be read is reported under its own name.
     """
     path = Path(path)
-    data = read_yaml(path, limits)
+    data = read_yaml(path, limits) if data is None else data  # (``data``: the named file, already read)
     files: list[tuple[str, dict]] = []
     seen = [path.resolve()]
     while True:
@@ -712,10 +712,10 @@ def problem_sources(files: list[tuple[str, dict]], problems: list[tuple[str, str
     return out
 
 
-def validate_file(path: str | Path, limits: lim.Limits | None = None) -> tuple[dict, Scenario]:
+def validate_file(path: str | Path, limits: lim.Limits | None = None, data: dict | None = None) -> tuple[dict, Scenario]:
     """Read, resolve and validate a scenario file: (its mapping, the Scenario). Problems are reported under
     the file of the ``extends`` chain that set the field concerned."""
-    files = read_chain(path, limits)
+    files = read_chain(path, limits, data)
     raw = merge_chain(files)
     try:
         return raw, scenario_from_dict(raw, str(path), limits)
