@@ -2,14 +2,15 @@
 restores them validates exactly as one that builds them, and the file is written, trusted and replaced only
 by the rules bytecode follows.
 
-Each case runs fresh interpreters with their own ``PYTHONPYCACHEPREFIX``, so the cache they share is the
-test's own folder, never the source tree's.
+Each case runs fresh interpreters on a copy of the package in the test's own folder, so the cache they share
+is the copy's, never the source tree's.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,16 +49,22 @@ print(json.dumps(out))
 """
 
 
-def probe(prefix: Path, *, write: bool = True, plugins_off: bool = True, shipped=None, broken=None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYDANTIC_DISABLE_PLUGINS")}
-    env["PYTHONPYCACHEPREFIX"] = str(prefix)
+def probe(root: Path, *, write: bool = True, plugins_off: bool = True, shipped=None, broken=None, prefix=None) -> dict:
+    """Validate files in a fresh interpreter running the copy of pbrsim under ``root`` (made on first use)."""
+    src = root / "src"
+    if not src.exists():
+        shutil.copytree(ROOT / "src" / "pbrsim", src / "pbrsim", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONDONTWRITEBYTECODE", "PYDANTIC_DISABLE_PLUGINS", "PYTHONPYCACHEPREFIX")}
+    if prefix is not None:
+        env["PYTHONPYCACHEPREFIX"] = str(prefix)
     if not write:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
     if plugins_off:
         env["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
-    code = PROBE.format(src=str(ROOT / "src"), shipped=[str(p) for p in (SHIPPED if shipped is None else shipped)],
+    code = PROBE.format(src=str(src), shipped=[str(p) for p in (SHIPPED if shipped is None else shipped)],
                         broken=[str(p) for p in (BROKEN if broken is None else broken)])
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=prefix, timeout=300)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root, timeout=300)
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -65,7 +72,8 @@ def probe(prefix: Path, *, write: bool = True, plugins_off: bool = True, shipped
 def test_restored_validators_accept_and_refuse_exactly_as_built_ones(tmp_path):
     built = probe(tmp_path)
     cache = Path(built["file"])
-    assert built["source"] == "built" and cache.is_file() and str(cache).startswith(str(tmp_path))
+    assert built["source"] == "built" and cache.is_file()
+    assert cache.parent == tmp_path / "src" / "pbrsim" / "scenario" / "__pycache__"  # beside the module's bytecode
     restored = probe(tmp_path)
     assert restored["source"] == "cache"
     assert restored == {**built, "source": "cache"}
@@ -80,6 +88,14 @@ def test_nothing_is_written_when_python_writes_no_bytecode(tmp_path):
     out = probe(tmp_path, write=False, shipped=SHIPPED[:1], broken=[])
     assert out["source"] == "built" and not Path(out["file"]).exists()
     assert not list(tmp_path.rglob("scenario-schema.*"))
+
+
+def test_a_bytecode_prefix_holds_the_file_too(tmp_path):
+    prefix = tmp_path / "prefix"
+    first = probe(tmp_path, prefix=prefix, shipped=SHIPPED[:1], broken=[])
+    assert first["source"] == "built" and Path(first["file"]).is_file() and Path(first["file"]).is_relative_to(prefix)
+    assert not (tmp_path / "src" / "pbrsim" / "scenario" / "__pycache__").exists()
+    assert probe(tmp_path, prefix=prefix, shipped=SHIPPED[:1], broken=[])["source"] == "cache"
 
 
 def test_a_damaged_or_untrusted_file_is_not_used_and_is_replaced(tmp_path):
