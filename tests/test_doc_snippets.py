@@ -43,7 +43,8 @@ def test_python_page_runs_as_written():
 
 @pytest.fixture(scope="module")
 def vcs_dataset(tmp_path_factory) -> Path:
-    """The worked example's dataset (docs/experiments.md), with 2 replications of each design."""
+    """The worked example's dataset (docs/experiments.md), with 2 replications of each design (run in this process:
+    every executor writes the same data, tests/test_executors.py)."""
     from click.testing import CliRunner
 
     from pbrsim.cli.main import main
@@ -51,7 +52,7 @@ def vcs_dataset(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("docs")
     out = work / "results" / "vcs_designs"
     r = CliRunner().invoke(main, ["batch", str(ROOT / "scenarios" / "experiments" / "vcs_designs.yaml"), "-n", "2",
-                                  "-o", str(out), "-j", "2", "-q"])
+                                  "-o", str(out), "--executor", "serial", "-q"])
     assert r.exit_code == 0, r.output
     return work
 

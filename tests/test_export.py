@@ -214,17 +214,42 @@ def test_the_layout_check_finds_repeated_ticks_overlaps_and_cut_off_text():
     plt.close(fig)
 
 
-def test_every_chart_of_each_report_type_is_readable(folders):
-    from pbrsim.report.build import experiment_report, run_report
-    from pbrsim.report.data import load_experiment, load_run
-    from pbrsim.report.stress import stress_charts
+@pytest.fixture(scope="module")
+def reports(folders, tmp_path_factory):
+    """`pbrsim report` of every folder, once, with every chart drawn for it: the charts are recorded as the real
+    rendering returns them, so the layout check and the page tests look at the same report."""
+    from pbrsim.report import charts as run_charts, stress as stress_page
 
+    base = tmp_path_factory.mktemp("reports")
+    drawn: list = []
+
+    def recording(render):
+        def record(*args, **kwargs):
+            chart = render(*args, **kwargs)
+            drawn.append(chart)
+            return chart
+        return record
+
+    made = {}
+    with pytest.MonkeyPatch.context() as mp:
+        for module in (run_charts, stress_page):
+            mp.setattr(module, "_render", recording(module._render))
+        for name in ("value", "chain", "blended", "experiment", "stress"):
+            drawn.clear()
+            r = _invoke("report", folders[name], "--out", base / name)
+            assert r.exit_code == 0, r.output
+            page = base / name / ("stress.html" if name == "stress" else "report.html")
+            # every chart on the page was seen being drawn
+            assert {p.name for p in page.parent.glob("*.png")} <= {c.file for c in drawn}, name
+            made[name] = (page, list(drawn))
+    return made
+
+
+def test_every_chart_of_each_report_type_is_readable(reports):
     charts = []
-    for name in ("value", "chain", "blended"):
-        charts += run_report(load_run(folders[name])).charts
-    charts += experiment_report(load_experiment(folders["experiment"])).charts
-    stress = stress_charts(json.loads((folders["stress"] / "summary.json").read_text()),
-                           pd.read_parquet(folders["stress"] / "cash.parquet"))
+    for name in ("value", "chain", "blended", "experiment"):
+        charts += reports[name][1]
+    stress = reports["stress"][1]
     assert stress[0].name == "stress_cash"  # the cash fan over months comes first on the stress page
     charts += stress
     assert len(charts) > 20
@@ -245,7 +270,8 @@ def test_json_prints_the_summary_for_scripts(folders, tmp_path):
     written = json.loads((tmp_path / "stress" / "summary.json").read_text())
     assert printed["stresses"] == written["stresses"] and printed["organisation"] == written["organisation"]
     exp = folders["experiment"] / "experiment.yaml"
-    r = CliRunner().invoke(main, ["compare", str(exp), "--executor", "serial", "--out", str(tmp_path / "cmp"), "--json"])
+    # two replications of each design: the figures printed and written are compared exactly, whatever their number
+    r = CliRunner().invoke(main, ["compare", str(exp), "-n", "2", "--executor", "serial", "--out", str(tmp_path / "cmp"), "--json"])
     assert r.exit_code == 0, r.output
     printed = json.loads(r.stdout)
     table = pd.read_parquet(tmp_path / "cmp" / "summary.parquet")
@@ -298,17 +324,13 @@ def test_headlines_quote_the_figures_of_the_summary(folders):
         assert any(worst["label"] in line for line in lines)
 
 
-def test_reports_open_with_headlines_and_leave_out_empty_sections(folders, tmp_path):
-    r = _invoke("report", folders["blended"], "--out", tmp_path / "run")
-    assert r.exit_code == 0, r.output
-    html = (tmp_path / "run" / "report.html").read_text()
+def test_reports_open_with_headlines_and_leave_out_empty_sections(reports):
+    html = reports["blended"][0].read_text()
     assert html.index('id="headlines"') < html.index('id="contents"')
     assert 'id="design-comparison"' not in html  # a single run has nothing to compare
     assert "(prime)" not in html  # a lone provider is a provider
     assert "@page { size: A4" in html
-    r = _invoke("report", folders["experiment"], "--out", tmp_path / "exp")
-    assert r.exit_code == 0, r.output
-    html = (tmp_path / "exp" / "report.html").read_text()
+    html = reports["experiment"][0].read_text()
     assert html.index('id="headlines"') < html.index('<section id="design-comparison"') < html.index('<section id="cash-flow"')
 
 
