@@ -63,12 +63,11 @@ class Chart:
 
 def _render(fig, name: str, title: str, alt: str, note: str) -> Chart:
     style.literal_text(fig)
+    fig.set_dpi(DPI)  # drawn once, at the resolution saved: the layout check reads the very pixels written
     problems = tuple(style.layout_problems(fig))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None, "Title": title})
+    png = style.drawn_png(fig, title)
     w, h = fig.get_size_inches() * DPI
     plt.close(fig)
-    png = buf.getvalue()
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     return Chart(name, title, alt, note, png, width or int(w), height or int(h), problems)
 

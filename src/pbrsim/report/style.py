@@ -58,6 +58,19 @@ def percent_formatter(axis) -> "object":
     return FuncFormatter(f)
 
 
+def drawn_png(fig, title: str) -> bytes:
+    """The PNG of a figure just drawn (``fig.canvas.draw()``, as ``layout_problems`` does), without drawing it
+    again: what ``savefig`` writes at the figure's own resolution (drawing is most of a report's time)."""
+    import io
+
+    import matplotlib.image as mimage
+
+    buf = io.BytesIO()
+    mimage.imsave(buf, fig.canvas.buffer_rgba(), format="png", origin="upper", dpi=fig.dpi,
+                  metadata={"Software": None, "Title": title})
+    return buf.getvalue()
+
+
 def layout_problems(fig) -> list[str]:
     """What a reader could not read in ``fig``: the same tick label twice on one axis, texts that overlap,
     text cut off at the figure's edge. Empty for a sound chart (tests render every report and check)."""
