@@ -59,8 +59,8 @@ def cache_file() -> Path:
 def _restore(models: list[type[BaseModel]]) -> bool:
     """Set each model's validator and serializer from the cached core schemas; False (nothing changed) when
     there is no usable cache file."""
-    path = cache_file()
     try:
+        path = cache_file()
         if not _trusted(path):
             return False
         with open(path, "rb") as fh:
@@ -68,21 +68,27 @@ def _restore(models: list[type[BaseModel]]) -> bool:
         classes = {f"{c.__module__}.{c.__qualname__}": c for c in models}
         if set(saved) != set(classes):
             return False
-    except Exception:  # unreadable, truncated, from another layout: build instead
-        return False
-    from pydantic._internal._model_construction import LazyClassAttribute, generate_pydantic_signature
-    from pydantic._internal._config import ConfigWrapper
+        from pydantic._internal._config import ConfigWrapper
+        from pydantic._internal._model_construction import LazyClassAttribute, generate_pydantic_signature
 
-    for name, (schema, core_config) in saved.items():
-        cls = classes[name]
-        config = ConfigWrapper(cls.model_config, check=False)
-        cls.__pydantic_computed_fields__ = {k: v.info for k, v in cls.__pydantic_decorators__.computed_fields.items()}
-        cls.__pydantic_core_schema__ = schema
-        cls.__pydantic_validator__ = _validator(cls, schema, core_config, config)
-        cls.__pydantic_serializer__ = pydantic_core.SchemaSerializer(schema, core_config)
-        cls.__signature__ = LazyClassAttribute("__signature__", partial(
-            generate_pydantic_signature, init=cls.__init__, fields=cls.__pydantic_fields__,
-            validate_by_name=config.validate_by_name, extra=config.extra))
+        ready = []
+        for name, (schema, core_config) in saved.items():
+            cls = classes[name]
+            config = ConfigWrapper(cls.model_config, check=False)
+            ready.append((cls, {
+                "__pydantic_computed_fields__": {k: v.info for k, v in cls.__pydantic_decorators__.computed_fields.items()},
+                "__pydantic_core_schema__": schema,
+                "__pydantic_validator__": _validator(cls, schema, core_config, config),
+                "__pydantic_serializer__": pydantic_core.SchemaSerializer(schema, core_config),
+                "__signature__": LazyClassAttribute("__signature__", partial(
+                    generate_pydantic_signature, init=cls.__init__, fields=cls.__pydantic_fields__,
+                    validate_by_name=config.validate_by_name, extra=config.extra)),
+            }))
+    except Exception:  # unreadable, truncated, from another layout or another pydantic's internals: build instead
+        return False
+    for cls, attributes in ready:  # all made before any is set: a model is restored whole or not at all
+        for key, value in attributes.items():
+            setattr(cls, key, value)
         cls.__pydantic_complete__ = True
     return True
 
@@ -108,15 +114,16 @@ def _save(models: list[type[BaseModel]]) -> None:
     """Write the built core schemas, atomically, where bytecode goes; other versions of this file are removed."""
     if sys.dont_write_bytecode:
         return
-    path = cache_file()
-    from pydantic._internal._config import ConfigWrapper
-
-    data = {}
-    for cls in models:
-        core_config = ConfigWrapper(cls.model_config, check=False).core_config(title=cls.__name__)
-        data[f"{cls.__module__}.{cls.__qualname__}"] = (cls.__pydantic_core_schema__, core_config)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = None
     try:
+        from pydantic._internal._config import ConfigWrapper
+
+        path = cache_file()
+        data = {}
+        for cls in models:
+            core_config = ConfigWrapper(cls.model_config, check=False).core_config(title=cls.__name__)
+            data[f"{cls.__module__}.{cls.__qualname__}"] = (cls.__pydantic_core_schema__, core_config)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         blob = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
         path.parent.mkdir(mode=0o755, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -128,6 +135,7 @@ def _save(models: list[type[BaseModel]]) -> None:
                 old.unlink(missing_ok=True)
     except Exception:  # read-only install, full disk, a schema that does not pickle: keep building each time
         try:
-            tmp.unlink(missing_ok=True)
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
         except OSError:
             pass
