@@ -188,37 +188,37 @@ def _layout(model: Model, table: str, cols: dict[str, np.ndarray]) -> dict[str, 
     no_seg = len(pw.segments)
     d = {k: ("plain", a) for k, a in cols.items()}
 
-    def cat(name, categories, none_code=None, codes=None):
-        codes = np.asarray(cols[name] if codes is None else codes, dtype=np.int64)
+    def cat(codes, categories, none_code=None):
+        codes = np.asarray(codes, dtype=np.int64)
         if none_code is not None:
             codes = np.where(codes == none_code, -1, codes)
         return ("cat", codes, tuple(categories))
 
     if table == "clients":
-        d["segment"] = cat("segment", pw.segments)
+        d["segment"] = cat(cols["segment"], pw.segments)
         for name in pw.states:
             d[f"first_{name}"] = ("months", cols[f"first_{name}"])
-        d["final_state"] = cat("final_state", pw.states)
-        d["referred_to"] = cat("referred_to", v.parties)
-        d["organisation"] = cat("organisation", v.parties)
+        d["final_state"] = cat(cols["final_state"], pw.states)
+        d["referred_to"] = cat(cols["referred_to"], v.parties)
+        d["organisation"] = cat(cols["organisation"], v.parties)
         d["end_month"] = ("months", cols["end_month"])
     elif table == "ledger":
         d["month"] = ("plain", cols["month"].astype(np.int32))
-        d["payer"] = cat("payer", v.parties)
-        d["payee"] = cat("payee", v.parties)
-        d["kind"] = cat("kind", KINDS)
-        d["item"] = cat("item", v.items)
-        d["segment"] = cat("segment", pw.segments, no_seg)
+        d["payer"] = cat(cols["payer"], v.parties)
+        d["payee"] = cat(cols["payee"], v.parties)
+        d["kind"] = cat(cols["kind"], KINDS)
+        d["item"] = cat(cols["item"], v.items)
+        d["segment"] = cat(cols["segment"], pw.segments, no_seg)
     elif table in ("monthly", "failures"):
-        d["organisation"] = cat("organisation", v.parties)
+        d["organisation"] = cat(cols["organisation"], v.parties)
     elif table in ("claims", "settlements"):
         d["month"] = ("plain", cols["month"].astype(np.int32))
-        d["item"] = cat("item", v.items)
-        kind = cat("item", KINDS, codes=_item_kinds(model)[cols["item"]])
+        d["item"] = cat(cols["item"], v.items)
+        kind = cat(_item_kinds(model)[cols["item"]], KINDS)
         d = {**{k: d[k] for k in ("replication", "month", "item")}, "kind": kind,
              **{k: val for k, val in d.items() if k not in ("replication", "month", "item")}}
-        d["segment"] = cat("segment", pw.segments, no_seg)
-        d["organisation"] = cat("organisation", v.parties)
+        d["segment"] = cat(cols["segment"], pw.segments, no_seg)
+        d["organisation"] = cat(cols["organisation"], v.parties)
     return d
 
 
