@@ -548,7 +548,8 @@ def write_file(path: str | Path, data: bytes) -> Path:
 
 def jsonable(obj):
     """Plain JSON types: numpy numbers to Python, NaN, infinities and missing values to null."""
-    if obj is None or type(obj).__name__ == "NAType":  # pandas' NA, recognised without loading pandas
+    pandas = sys.modules.get("pandas")  # pandas' NA can only be here if pandas is loaded: never loaded for this
+    if obj is None or (pandas is not None and obj is pandas.NA):
         return None
     if isinstance(obj, dict):
         return {str(k): jsonable(v) for k, v in obj.items()}
