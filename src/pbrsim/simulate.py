@@ -84,7 +84,8 @@ class Figures:
     def frame(self) -> pd.DataFrame:
         if self._frame is None:
             per_rep = frame(self.labels, self.columns)
-            self._frame = per_rep if self.value is None else _joined(per_rep, self.value)
+            self._frame = per_rep if self.value is None else per_rep.join(
+                self.value.loc[:, ~self.value.columns.isin(per_rep.columns)])
         return self._frame
 
     def arrow(self) -> pa.Table:
@@ -118,13 +119,9 @@ def replication_figures(model: Model, tables, seed: int | None = None) -> pd.Dat
     ``tables`` maps table names to DataFrames or to the engine's columns, for any set of replications. With a
     value section the value columns are added, which needs the ``seed`` (the counterfactual's random numbers).
     """
-    labels, cols = _figures(model, tables)
-    per_rep = frame(labels, cols)
-    if model.scenario.value is not None:
-        if seed is None:
-            raise ValueError("a scenario with a value section needs the seed for its per-replication figures")
-        per_rep = _with_value(model, tables, seed, per_rep)
-    return per_rep
+    if model.scenario.value is not None and seed is None:
+        raise ValueError("a scenario with a value section needs the seed for its per-replication figures")
+    return _figures_of(model, tables, seed).frame()
 
 
 def summarise_tables(model: Model, tables, seed: int) -> tuple[pd.DataFrame, dict]:
@@ -135,39 +132,34 @@ def summarise_tables(model: Model, tables, seed: int) -> tuple[pd.DataFrame, dic
 
 def _summarise(model: Model, tables, seed: int) -> tuple[Figures, dict]:
     """The per-replication figures (as arrays) and the summary."""
-    labels, cols = _figures(model, tables)
+    figs = _figures_of(model, tables, seed)
+    cols = figs.columns
     summary = summarise(model, cols, seed)
     summary["parking"] = parking.summary(cols, model)
     lasting = retention.summary(cols)
     if lasting is not None:  # pathways that follow clients past their outcome: how long outcomes last
         summary["outcome_duration"] = lasting
-    figs = Figures(labels, cols)
-    if model.scenario.value is not None:  # public value against the counterfactual (pbrsim.value)
-        from .value import appraisal, summary as value_summary
+    if figs.value is not None:  # public value against the counterfactual (pbrsim.value)
+        from .value import summary as value_summary
 
-        figs.value = appraisal.per_replication(model, tables, seed)
         summary["value"] = value_summary.summarise(model, figs.frame())
     return figs, summary
 
 
-def _with_value(model: Model, tables, seed: int, per_rep: pd.DataFrame) -> pd.DataFrame:
-    """The per-replication figures joined with the value columns (docs/value.md)."""
-    from .value import appraisal
-
-    return _joined(per_rep, appraisal.per_replication(model, tables, seed))
-
-
-def _joined(per_rep: pd.DataFrame, value: pd.DataFrame) -> pd.DataFrame:
-    return per_rep.join(value.loc[:, ~value.columns.isin(per_rep.columns)])
-
-
-def _figures(model: Model, tables) -> tuple:
+def _figures_of(model: Model, tables, seed: int | None) -> Figures:
+    """Every figure of every replication in ``tables``, with the value columns (docs/value.md) when the scenario
+    has a value section."""
     batch = Batch(model, tables)
     cols = figures(batch)
     for name, values in parking.figures(batch).items():  # referral counts appear in both: one column
         cols.setdefault(name, values)
     cols.update(retention.figures(batch))
-    return batch.labels, cols
+    figs = Figures(batch.labels, cols)
+    if model.scenario.value is not None:
+        from .value import appraisal
+
+        figs.value = appraisal.per_replication(model, tables, seed)
+    return figs
 
 
 _WORKER_MODELS: dict[str, Model] = {}

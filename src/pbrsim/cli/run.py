@@ -154,15 +154,11 @@ def _expected_clients(sc) -> float:
 
 def _check_one(path: str) -> str:
     """Check one file of whatever kind it is; the OK line, or ScenarioError with every problem."""
-    from ..scenario.kinds import KINDS, kind_of
-    from ..scenario.loading import read_yaml_data
+    from ..scenario.kinds import KINDS, read_with_kind
     from ..scenario.schema import validate_file
 
-    try:
-        data = read_yaml_data(path)
-    except (ScenarioError, OSError, ValueError):
-        data = None  # reported as a scenario file's problem below, by the scenario reader
-    kind = kind_of(data) or "scenario"
+    kind, data = read_with_kind(path)  # a file that cannot be read is reported below, by the scenario reader
+    kind = kind or "scenario"
     if kind == "scenario":
         sc = validate_file(path, data=data if isinstance(data, dict) else None)[1]  # the file read once
         if sc.value is not None:  # the value checks need the unit-cost table and numpy: only with a value section

@@ -65,7 +65,7 @@ def _restore(models: list[type[BaseModel]]) -> bool:
             return False
         with open(path, "rb") as fh:
             saved = pickle.load(fh)
-        classes = {f"{c.__module__}.{c.__qualname__}": c for c in models}
+        classes = {_name(c): c for c in models}
         if set(saved) != set(classes):
             return False
         from pydantic._internal._config import ConfigWrapper
@@ -91,6 +91,11 @@ def _restore(models: list[type[BaseModel]]) -> bool:
             setattr(cls, key, value)
         cls.__pydantic_complete__ = True
     return True
+
+
+def _name(cls: type[BaseModel]) -> str:
+    """A model's name in the file."""
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _validator(cls, schema, core_config, config):
@@ -122,7 +127,7 @@ def _save(models: list[type[BaseModel]]) -> None:
         data = {}
         for cls in models:
             core_config = ConfigWrapper(cls.model_config, check=False).core_config(title=cls.__name__)
-            data[f"{cls.__module__}.{cls.__qualname__}"] = (cls.__pydantic_core_schema__, core_config)
+            data[_name(cls)] = (cls.__pydantic_core_schema__, core_config)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         blob = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
         path.parent.mkdir(mode=0o755, exist_ok=True)

@@ -49,10 +49,17 @@ def kind_of(data: Any) -> str | None:
 
 def kind_of_file(path: str | Path) -> str | None:
     """The kind of the file at ``path`` (None if it cannot be read or looks like no kind)."""
+    return read_with_kind(path)[0]
+
+
+def read_with_kind(path: str | Path) -> tuple[str | None, Any]:
+    """(the kind of the file at ``path``, what it holds): (None, None) if it cannot be read, (None, data) if it
+    looks like no kind. For a reader that goes on to load the file without parsing it again."""
     try:
-        return kind_of(read_yaml_data(path))
+        data = read_yaml_data(path)
     except (ScenarioError, OSError, ValueError):
-        return None
+        return None, None
+    return kind_of(data), data
 
 
 def wrong_kind(path: str | Path, expected: str) -> str | None:
