@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..scenario.schema import ScenarioError, file_hash, json_schema, load_scenario
+from ..scenario.schema import ScenarioError, file_hash, json_schema
 from .common import (EXIT_INPUT, allow_large_option, executor_option, exit_with_problems, fail_input, format_option, json_option, load_or_exit,
                      out_option, overwrite_option, print_frame, print_json, progress_bar, quiet_option, replications_option, report_option,
                      run_size_or_exit, scheduler_option, seed_option, workers_option, writing)

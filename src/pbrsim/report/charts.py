@@ -8,7 +8,6 @@ directly or in a legend that shows the style.
 from __future__ import annotations
 
 import base64
-import io
 import math
 from dataclasses import dataclass
 

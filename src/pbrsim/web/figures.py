@@ -16,7 +16,8 @@ from ..model.money import interval, irr_range, money, pct
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
-def _num(x) -> float | None:
+def number(x) -> float | None:
+    """A figure for JSON: a float, or None for a missing, NaN or infinite value."""
     if x is None:
         return None
     x = float(x)
@@ -26,12 +27,12 @@ def _num(x) -> float | None:
 def _ci(ci: dict | None) -> dict | None:
     if not ci or ci.get("mean") is None:
         return None
-    return {"mean": _num(ci["mean"]), "lo": _num(ci.get("lo")), "hi": _num(ci.get("hi"))}
+    return {"mean": number(ci["mean"]), "lo": number(ci.get("lo")), "hi": number(ci.get("hi"))}
 
 
 def figure(fid: str, label: str, ci: dict | None, fmt=pct, unit: str = "fraction") -> dict:
     """One headline figure: its id (the page's ``data-figure``), label, text as the terminal prints it and value."""
-    return {"id": fid, "label": label, "text": interval(ci, fmt), "value": _num((ci or {}).get("mean")), "unit": unit}
+    return {"id": fid, "label": label, "text": interval(ci, fmt), "value": number((ci or {}).get("mean")), "unit": unit}
 
 
 def bars(cid: str, title: str, unit: str, rows: list[tuple[str, dict | None]], fmt=pct, note: str = "") -> dict:
@@ -81,7 +82,7 @@ def montecarlo(result) -> dict:
         figure("cost_per_outcome", "cost per outcome", c.get("cost_per_outcome"), m, "money"),
         {"id": "lowest_cash", "label": f"{holder['organisation']}: lowest cash, median (5th percentile)",
          "text": f"{m(holder['lowest_cash']['p50'])} ({m(holder['lowest_cash']['p5'])})",
-         "value": _num(holder["lowest_cash"]["p50"]), "unit": "money"},
+         "value": number(holder["lowest_cash"]["p50"]), "unit": "money"},
     ]
     charts = cash_fans(result.monthly, [o["organisation"] for o in orgs], cur)
     charts.append(bars("failure", "Ran out of cash (share of runs)", "fraction",
@@ -193,15 +194,15 @@ def exact(sc) -> dict:
     everyone = seg["all"]
     rate = everyone.get("outcome_rate")
     head = [{"id": "outcome_rate", "label": f"expected outcome rate ({s.get('primary_outcome')})", "text": pct(rate),
-             "value": _num(rate), "unit": "fraction"},
+             "value": number(rate), "unit": "fraction"},
             {"id": "paid_total", "label": "commissioner pays (expected)", "text": m(s["commissioner"]["paid_total"]),
-             "value": _num(s["commissioner"]["paid_total"]), "unit": "money"},
+             "value": number(s["commissioner"]["paid_total"]), "unit": "money"},
             {"id": "cost_per_outcome", "label": "cost per outcome (expected paid ÷ expected outcomes)",
-             "text": m(s["commissioner"]["cost_per_outcome"]), "value": _num(s["commissioner"]["cost_per_outcome"]),
+             "text": m(s["commissioner"]["cost_per_outcome"]), "value": number(s["commissioner"]["cost_per_outcome"]),
              "unit": "money"}]
     for o in s["organisations"]:
         head.append({"id": f"margin-{o['organisation']}", "label": f"{o['organisation']}: expected income − costs",
-                     "text": m(o["income"] - o["costs"]), "value": _num(o["income"] - o["costs"]), "unit": "money"})
+                     "text": m(o["income"] - o["costs"]), "value": number(o["income"] - o["costs"]), "unit": "money"})
     point = lambda v: {"mean": v, "lo": None, "hi": None}  # noqa: E731
     charts = [bars("exact-outcomes", "Expected outcome rate by segment", "fraction",
                    [(k, point(r.get("outcome_rate"))) for k, r in seg.items()]),

@@ -4,7 +4,6 @@ stress test and a goal seek, through the same Python API as the command line (``
 
 from __future__ import annotations
 
-import math
 import tempfile
 from pathlib import Path
 
@@ -77,10 +76,6 @@ def _fmt(unit: str, cur: str):
     return lambda x: f"{x:,.1f}"
 
 
-def _nan(x):
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
-
-
 def comparison(named: dict, seed: int, reps: int):
     """Designs side by side on the same random numbers, with paired differences from the first (``pbrsim.compare``)."""
     def work(job, progress):
@@ -102,16 +97,16 @@ def comparison(named: dict, seed: int, reps: int):
                     cells.append("–")
                     continue
                 r = g.loc[n]
-                text = interval({"mean": _nan(r["mean"]), "lo": _nan(r["lo"]), "hi": _nan(r["hi"])}, f)
-                if n != names[0] and _nan(r["diff"]) is not None:
-                    d = {"mean": _nan(r["diff"]), "lo": _nan(r["diff_lo"]), "hi": _nan(r["diff_hi"])}
+                text = interval({"mean": figures.number(r["mean"]), "lo": figures.number(r["lo"]), "hi": figures.number(r["hi"])}, f)
+                if n != names[0] and figures.number(r["diff"]) is not None:
+                    d = {"mean": figures.number(r["diff"]), "lo": figures.number(r["diff_lo"]), "hi": figures.number(r["diff_hi"])}
                     sign = "+" if d["mean"] >= 0 else ""
                     text += f"; difference {sign}{interval(d, f)}"
                 cells.append(text)
             rows.append(cells)
         def ci(n, fig):
             r = full[(full["design"] == n) & (full["figure"] == fig)]
-            return None if r.empty else {"mean": _nan(r["mean"].iloc[0]), "lo": _nan(r["lo"].iloc[0]), "hi": _nan(r["hi"].iloc[0])}
+            return None if r.empty else {"mean": figures.number(r["mean"].iloc[0]), "lo": figures.number(r["lo"].iloc[0]), "hi": figures.number(r["hi"].iloc[0])}
         charts = [figures.bars("cmp-outcomes", "Outcome rate by design", "fraction", [(n, ci(n, "outcome_rate")) for n in names]),
                   figures.bars("cmp-failure", "Any organisation ran out of cash (share of runs)", "fraction",
                                [(n, ci(n, "failed_any")) for n in names]),
